@@ -1,0 +1,1 @@
+"""NOVA networks, weight-compatible with the official ``diffnext`` state dicts."""

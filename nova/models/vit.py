@@ -1,0 +1,125 @@
+"""Post-norm vision transformer used for NOVA's temporal (video) and spatial (image) encoders."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .embeddings import PatchEmbed, Rotary3D
+
+KV = Tuple[torch.Tensor, torch.Tensor]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, ops=nn):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = ops.Linear(dim, dim * 3)
+        self.proj = ops.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None):
+        """Returns (output, (k, v)); ``past`` K/V (already rotated) are prepended to this step's."""
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if rot is not None:
+            q, k = Rotary3D.apply(q, rot), Rotary3D.apply(k, rot)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).flatten(2)), (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, ratio: int = 4, ops=nn):
+        super().__init__()
+        self.fc1 = ops.Linear(dim, dim * ratio)
+        self.fc2 = ops.Linear(dim * ratio, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """``x = norm1(attn(x)) + x; x = norm2(mlp(x)) + x`` (post-norm, as trained)."""
+
+    def __init__(self, dim: int, num_heads: int, ops=nn):
+        super().__init__()
+        self.norm1 = ops.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, ops)
+        self.norm2 = ops.LayerNorm(dim)
+        self.mlp = MLP(dim, ops=ops)
+
+    def forward(self, x, rot=None, past: Optional[KV] = None):
+        h, kv = self.attn(x, rot, past)
+        x = self.norm1(h) + x
+        return self.norm2(self.mlp(x)) + x, kv
+
+
+class AdaLayerNorm(nn.Module):
+    """The video mixer: ``x * (1 + scale(z)) + shift(z)`` with a low-rank projection, no norm."""
+
+    def __init__(self, dim: int, rank: int, ops=nn):
+        super().__init__()
+        self.lora = ops.Linear(dim, rank, bias=False) if rank > 0 else nn.Identity()
+        self.proj = ops.Linear(rank if rank > 0 else dim, 2 * dim)
+
+    def forward(self, x, z):
+        scale, shift = self.proj(self.lora(F.silu(z))).chunk(2, dim=-1)
+        return x * (1 + scale) + shift
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, depth: int, dim: int, num_heads: int, patch_size: int, in_channels: int, ops=nn):
+        super().__init__()
+        self.dim, self.num_heads = dim, num_heads
+        self.patch_embed = PatchEmbed(in_channels, dim, patch_size, ops)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, ops) for _ in range(depth))
+        self.norm = ops.LayerNorm(dim)
+        self.encoder_depth = depth // 2
+
+    # -- temporal (video) encoder ---------------------------------------------------------
+    def forward_causal(
+        self,
+        tokens: torch.Tensor,
+        context: Optional[torch.Tensor],
+        past: Optional[List[KV]],
+        rot: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, List[KV]]:
+        """One frame of the block-causal video encoder.
+
+        ``context`` (text + motion tokens) is given with the first frame only; later frames attend to
+        it, and to every earlier frame, through ``past`` (one (k, v) per block). Returns the frame's
+        features and the extended K/V; nothing is stored on the module.
+        """
+        x = tokens if context is None else torch.cat([context, tokens], dim=1)
+        new_kv = []
+        for i, blk in enumerate(self.blocks):
+            x, kv = blk(x, rot, None if past is None else past[i])
+            new_kv.append(kv)
+        x = x if context is None else x[:, context.shape[1] :]
+        return self.norm(x), new_kv
+
+    # -- spatial (image) encoder ---------------------------------------------------------
+    def forward_masked(
+        self,
+        tokens: torch.Tensor,
+        context: torch.Tensor,
+        known_ids: torch.Tensor,
+        rot_known: Optional[torch.Tensor] = None,
+        rot_all: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Set-by-set image encoder: the first half sees [context; known tokens], the second half
+        sees [context; all tokens] (unknown ones as the mask token). ``known_ids`` is [B, K, 1]."""
+        n_ctx = context.shape[1]
+        index = known_ids.expand(-1, -1, tokens.shape[-1])
+        x = torch.cat([context, tokens.gather(1, index)], dim=1)
+        for blk in self.blocks[: self.encoder_depth]:
+            x = blk(x, rot_known)[0]
+        context, known = x[:, :n_ctx], x[:, n_ctx:]
+        x = torch.cat([context, tokens.to(known.dtype).scatter(1, index, known)], dim=1)
+        for blk in self.blocks[self.encoder_depth :]:
+            x = blk(x, rot_all)[0]
+        return self.norm(x[:, n_ctx:])

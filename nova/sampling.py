@@ -1,0 +1,308 @@
+"""NOVA inference: the frame-by-frame temporal loop and the set-by-set spatial sampler.
+
+All state is explicit: :class:`TemporalState` carries the video encoder's K/V cache and the
+first frame's features between frames, the token order is an argument, and the scheduler is a
+private copy per call. Nothing is stored on the model, so one loaded model can serve any number
+of concurrent or cached graph evaluations.
+
+Random numbers are drawn exactly where and in the order the official implementation draws
+them (token order once per video at the first sampled frame, full-latent Gaussian noise per set
+step, the DDPM variance noise inside ``scheduler.step``), always on the generator's device in
+float32, so a seed reproduces the official output.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError, NumericalError
+from .models.embeddings import patchify, unpatchify
+from .models.vit import KV
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings:
+    """Set-by-set sampler settings (official ``NOVAPipeline.__call__`` defaults)."""
+
+    num_inference_steps: int = 64
+    num_diffusion_steps: int = 25
+    guidance_scale: float = 5.0
+    guidance_trunc: float = 0.0
+    guidance_renorm: float = 1.0
+    image_guidance_scale: float = 0.0
+    flow_shift: Optional[float] = None
+
+    def __post_init__(self):
+        checks = [
+            ("num_inference_steps", self.num_inference_steps, 1, 1024),
+            ("num_diffusion_steps", self.num_diffusion_steps, 1, 1000),
+        ]
+        for name, value, lo, hi in checks:
+            if not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise InputError(f"{name} = {value!r}; expected an integer in [{lo}, {hi}].")
+        for name in ("guidance_scale", "guidance_trunc", "guidance_renorm", "image_guidance_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise InputError(f"{name} = {value!r}; expected a finite number >= 0.")
+        if self.guidance_renorm > 1 or self.guidance_renorm == 0:
+            raise InputError(f"guidance_renorm = {self.guidance_renorm}; expected (0, 1] (1 disables renormalization).")
+        if self.flow_shift is not None and not (self.flow_shift > 0 and math.isfinite(self.flow_shift)):
+            raise InputError(f"flow_shift = {self.flow_shift!r}; expected a positive number or None.")
+
+
+def mask_schedule(num_steps: int, num_tokens: int) -> List[int]:
+    """Tokens predicted at each set step (cosine schedule); steps predicting nothing are dropped."""
+    ratios = np.cos(0.5 * np.pi * np.arange(num_steps + 1) / num_steps)
+    lengths = np.round(ratios * num_tokens).astype("int64")
+    return [int(n) for n in lengths[:-1] - lengths[1:] if n > 0]
+
+
+class Guidance:
+    """Classifier-free guidance over 1, 2 or 3 stacked passes.
+
+    Pass order: (text, video context), (null text, video context) and, with image guidance, the
+    second pass becomes (null text, BOS instead of video context) and a third (null text, video
+    context) is added, as in the official ``GuidanceScaler``.
+    """
+
+    def __init__(self, settings: SamplerSettings):
+        self.scale = float(settings.guidance_scale)
+        self.trunc = float(settings.guidance_trunc)
+        self.renorm = float(settings.guidance_renorm)
+        self.image_scale = float(settings.image_guidance_scale) if self.scale > 1 else 0.0
+
+    @property
+    def passes(self) -> int:
+        if self.scale <= 1:
+            return 1
+        return 3 if self.image_scale > 0 else 2
+
+    def text_batches(self, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
+        if self.passes == 1:
+            return cond
+        return torch.cat([cond, uncond] + ([uncond] if self.passes == 3 else []))
+
+    def expand(self, x: torch.Tensor, padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.passes == 1:
+            return x
+        parts = [x] * self.passes
+        if self.passes == 3 and padding is not None:
+            parts[1] = padding.expand_as(x)
+        return torch.cat(parts)
+
+    def truncates_at(self, timestep) -> bool:
+        return self.passes > 1 and self.trunc > 0 and float(timestep) < self.trunc
+
+    def _renorm(self, x, cond):
+        if self.renorm >= 1:
+            return x
+        dims = tuple(range(1, x.dim()))
+        ratio = cond.norm(dim=dims, keepdim=True) / x.norm(dim=dims, keepdim=True)
+        return x * ratio.clamp(self.renorm, 1)
+
+    def combine(self, pred: torch.Tensor, passes: int) -> torch.Tensor:
+        if passes == 1:
+            return pred
+        if passes == 3:
+            cond, uncond, imgcond = pred.chunk(3)
+            x = self._renorm(uncond + (cond - imgcond) * self.scale, cond)
+            return x + (imgcond - uncond) * self.image_scale
+        cond, uncond = pred.chunk(2)
+        return self._renorm(uncond + (cond - uncond) * self.scale, cond)
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalState:
+    """What the temporal encoder remembers: per-block K/V of every frame so far (the text
+    context included) and the first frame's features (anchor of the video mixer)."""
+
+    kv: Optional[List[KV]] = None
+    first: Optional[torch.Tensor] = None
+    frames: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    frame: int  # index of the frame being sampled
+    num_frames: int
+    step: int  # set step just finished (1-based)
+    num_steps: int
+    latent: torch.Tensor  # [B, C, h, w] partially sampled frame (do not modify)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
+    gen = torch.Generator(device=device)
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+    return gen
+
+
+def draw_token_order(generator: torch.Generator, batch: int, num_tokens: int, device) -> torch.Tensor:
+    """Random order in which tokens get predicted: [B, L, 1], drawn once per video."""
+    u = torch.empty(batch, num_tokens, 1, device=generator.device).uniform_(generator=generator)
+    return u.argsort(dim=1).to(device)
+
+
+def prepare_scheduler(template, settings: SamplerSettings):
+    """A private copy of the checkpoint's scheduler, set up for this run (the template is never
+    mutated: ComfyUI caches the loaded model and shares it between graphs)."""
+    sched = copy.deepcopy(template)
+    if settings.flow_shift is not None:
+        if not hasattr(sched, "set_shift"):
+            raise InputError(
+                f"flow_shift={settings.flow_shift} only applies to flow-matching checkpoints; this checkpoint "
+                f"uses {type(sched).__name__}. Leave flow_shift unset."
+            )
+        sched.set_shift(settings.flow_shift)
+    sched.set_timesteps(settings.num_diffusion_steps)
+    return sched
+
+
+def temporal_step(
+    model,
+    state: TemporalState,
+    prev_latent: Optional[torch.Tensor],
+    context: torch.Tensor,
+    guidance: Guidance,
+    time_pos: float,
+    batch: int,
+):
+    """Run the video encoder on one frame. Returns (spatial context for the next frame, new state).
+
+    ``prev_latent`` is the latest frame ([B, C, h, w]) or None for the first step (BOS input).
+    ``context`` (text + motion tokens, all guidance passes) enters on the first step only.
+    """
+    tokens = model.frame_tokens(prev_latent, batch, time_pos)
+    tokens = guidance.expand(tokens, padding=model.mask_embed.bos_token)
+    first_step = state.kv is None
+    ctx = context if first_step else None
+    rot = model.video_rotation(state.frames, tokens.shape[0], ctx.shape[1] if ctx is not None else 0)
+    feats, kv = model.encode_frame(tokens, ctx, state.kv, rot)
+    if first_step:
+        return feats, TemporalState(kv, feats, state.frames + 1)
+    return model.mix(state.first, feats), TemporalState(kv, state.first, state.frames + 1)
+
+
+def _denoise(model, sched, z, x, pred_ids, guidance: Guidance, generator):
+    """Diffusion loop of one set step, for the ``pred_ids`` tokens only. ``x`` is the full noise
+    latent [B, C, h, w] in float32 (the scheduler steps and draws over the full latent, as the
+    official code does, so the random stream stays aligned)."""
+    p, c = model.config.patch_size, model.config.image_dim
+    grid = model.config.image_base_size
+    passes = guidance.passes
+    ids_x = pred_ids.expand(-1, -1, p * p * c)
+    cond = model.head_condition(z.gather(1, pred_ids.repeat(passes, 1, 1).expand(-1, -1, z.shape[-1])))
+    sched.set_timesteps(len(sched.timesteps))  # resets the step counter of stateful schedulers
+    for t in sched.timesteps:
+        if passes > 1 and guidance.truncates_at(t):
+            passes, cond = 1, cond[: x.shape[0]]
+        tokens = patchify(x, p)
+        picked = tokens.gather(1, ids_x).repeat(passes, 1, 1)
+        timestep = torch.as_tensor(t, device=x.device).expand(picked.shape[0])
+        out = model.head(picked, timestep, cond).float()
+        full = tokens.repeat(passes, 1, 1).scatter(1, ids_x.repeat(passes, 1, 1), out)
+        pred = unpatchify(guidance.combine(full, passes), p, c, grid)
+        x = sched.step(pred, t, x, generator=generator).prev_sample
+    return x
+
+
+def sample_frame(
+    model,
+    context: torch.Tensor,
+    order: torch.Tensor,
+    counts: Sequence[int],
+    guidance: Guidance,
+    sched,
+    generator: torch.Generator,
+    on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+) -> torch.Tensor:
+    """Sample one latent frame set by set. ``context`` is the video encoder output for this frame
+    (all guidance passes), ``order`` the token order [B, L, 1]. Returns [B, C, h, w] float32."""
+    cfg = model.config
+    batch, num_tokens = order.shape[0], order.shape[1]
+    h, w = cfg.latent_size
+    device = model.device
+    x = torch.zeros(batch, cfg.image_dim, h, w, device=device)
+    unknown = torch.ones(batch, num_tokens, 1, device=device)
+    known = torch.empty(batch * guidance.passes, 0, 1, dtype=torch.long, device=device)
+    mask_pos = 0
+    for step, n in enumerate(counts):
+        tokens = model.image_tokens(x, unknown)
+        pred_ids = order[:, mask_pos : mask_pos + n]
+        mask_pos += n
+        pred_mask = torch.zeros_like(unknown).scatter_(1, pred_ids, 1)
+        unknown = unknown * (1 - pred_mask)
+        z = model.encode_image(guidance.expand(tokens), context, known)
+        known = torch.cat([known, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
+        noise = torch.empty(x.shape, device=generator.device).normal_(generator=generator).to(device)
+        sample = _denoise(model, sched, z, noise, pred_ids, guidance, generator)
+        sample = patchify(sample, cfg.patch_size) * pred_mask
+        x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+        if on_step is not None:
+            on_step(step, x)
+    if not torch.isfinite(x).all():
+        raise NumericalError(
+            "the sampled latent contains NaN/Inf. This usually means fp16 overflowed: run the transformer "
+            "in bf16 or fp32 (dtype 'bf16'/'fp32'), or lower guidance_scale."
+        )
+    return x
+
+
+def generate_latents(
+    model,
+    scheduler,
+    context: torch.Tensor,
+    batch: int,
+    num_frames: int,
+    settings: SamplerSettings,
+    generator: torch.Generator,
+    prefix: Optional[torch.Tensor] = None,
+    time_positions: Optional[Sequence[float]] = None,
+    callback: Optional[ProgressCallback] = None,
+) -> torch.Tensor:
+    """Generate ``num_frames`` latent frames, the first ``prefix.shape[2]`` of them given.
+
+    ``context``: text (+ motion) tokens for every guidance pass, [passes * B, Lc, D].
+    ``prefix``: [B, C, N, h, w] latents that start the video (image-to-video, continuation); they
+    are fed through the temporal encoder and returned unchanged.
+    Returns [B, C, num_frames, h, w] float32 latents (scaled as the transformer produces them).
+    """
+    cfg = model.config
+    guidance = Guidance(settings)
+    n_prefix = 0 if prefix is None else prefix.shape[2]
+    if not 1 <= num_frames:
+        raise InputError(f"num_frames = {num_frames}; expected at least 1 latent frame.")
+    if n_prefix > num_frames:
+        raise InputError(f"{n_prefix} prefix latent frames exceed the requested total of {num_frames}.")
+    if time_positions is None:
+        time_positions = model.video_pos_embed.positions(num_frames).tolist() if not cfg.rotary_pos_embed else range(num_frames)
+    counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
+    sched = prepare_scheduler(scheduler, settings)
+    frames: List[torch.Tensor] = []
+    state, order = TemporalState(), None
+    for t in range(num_frames):
+        prev = frames[-1] if frames else None
+        spatial_ctx, state = temporal_step(model, state, prev, context, guidance, time_positions[t], batch)
+        if t < n_prefix:
+            frames.append(prefix[:, :, t].to(device=model.device, dtype=torch.float32))
+            continue
+        if order is None:
+            order = draw_token_order(generator, batch, cfg.num_image_tokens, model.device)
+
+        def on_step(step, latent, _t=t):
+            if callback is not None:
+                callback(Progress(_t, num_frames, step + 1, len(counts), latent))
+
+        frames.append(sample_frame(model, spatial_ctx, order, counts, guidance, sched, generator, on_step))
+    return torch.stack(frames, dim=2)

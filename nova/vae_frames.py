@@ -1,0 +1,17 @@
+"""Frame/latent count arithmetic of the 3D VAE (4x temporal compression, first frame alone)."""
+
+from __future__ import annotations
+
+from .errors import InputError
+
+
+def frames_for_latents(num_latents: int, ratio: int = 4) -> int:
+    return 1 + ratio * (num_latents - 1) if num_latents > 0 else 0
+
+
+def latents_for_frames(num_frames: int, ratio: int = 4) -> int:
+    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % ratio:
+        raise InputError(
+            f"frames = {num_frames!r}; the video VAE needs 1 + {ratio}k frames (1, 5, 9, 17, 33, ...)."
+        )
+    return (num_frames - 1) // ratio + 1
