@@ -137,7 +137,7 @@ class NovaPipeline:
             raise InputError("image-to-video needs the VAE; load the pipeline with load_vae=True.")
         h, w = self.config.image_size
         arr = fit_image(image, h, w)
-        x = torch.as_tensor(arr).float().sub(127.5).div(127.5).permute(2, 0, 1).unsqueeze(0)
+        x = torch.from_numpy(np.array(arr, copy=True)).float().sub(127.5).div(127.5).permute(2, 0, 1).unsqueeze(0)
         return self.vae.encode(x, generator=generator)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
