@@ -19,7 +19,7 @@ import torch
 from .components import load_scheduler, load_transformer
 from .errors import CheckpointError, InputError
 from .loading import read_model_index, resolve_checkpoint
-from .sampling import SamplerSettings, generate_latents, new_generator, Guidance
+from .sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder
 from .vae import NovaVAE, load_vae
 
@@ -128,9 +128,6 @@ class NovaPipeline:
             raise InputError("prompt is empty; pass a string or a non-empty list of strings.")
         return self.text_encoder.encode(prompts, self.config.text_token_len)
 
-    def raw_text(self, embeds: PromptEmbeds) -> torch.Tensor:
-        return self.transformer.text_features(embeds.features, embeds.lengths)
-
     def encode_image(self, image, generator=None) -> torch.Tensor:
         """uint8 HxWx3 image -> scaled latent [1, C, h, w] (a posterior sample, as official)."""
         if self.vae is None:
@@ -196,18 +193,18 @@ class NovaPipeline:
         elif image is not None:
             prefix = self.encode_image(image, generator).unsqueeze(2)
 
-        cond = self._embeds(prompt, prompt_embeds, "prompt")
         n = num_images_per_prompt
-        batch = len(cond) * n
-        raw_cond = self.raw_text(cond).repeat_interleave(n, dim=0)
+        cond = self._embeds(prompt, prompt_embeds, "prompt")
         guidance = Guidance(settings)
-        raw_uncond = None
+        negative = None
         if guidance.passes > 1:
-            raw_uncond = self._negative(negative_prompt, negative_prompt_embeds, len(cond)).repeat_interleave(n, dim=0)
+            negative = self._negative(negative_prompt, negative_prompt_embeds, len(cond))
+        batch = len(cond) * n
         flows = _per_sample(motion_flow, len(cond), "motion_flow", n)
         fpss = _per_sample(fps, len(cond), "fps", n)
-        text = guidance.text_batches(raw_cond, raw_uncond)
-        context = self.transformer.context_tokens(text, flows * guidance.passes, fpss * guidance.passes)
+        context = build_context(
+            self.transformer, guidance, cond.repeat(n), None if negative is None else negative.repeat(n), flows, fpss
+        )
         if prefix is not None:
             prefix = _match_batch(prefix, batch, self.config)
         out = generate_latents(
@@ -223,16 +220,17 @@ class NovaPipeline:
             raise InputError(f"pass either {name} or {name}_embeds.")
         return self.encode_prompt(prompt)
 
-    def _negative(self, negative_prompt, negative_embeds, batch: int) -> torch.Tensor:
+    def _negative(self, negative_prompt, negative_embeds, batch: int) -> Optional[PromptEmbeds]:
+        """None means the learned null embedding (what the empty prompt encodes to)."""
         if negative_embeds is not None:
-            return self.raw_text(_embeds_from_tensors(negative_embeds))
+            return _embeds_from_tensors(negative_embeds)
         negative = negative_prompt or ""
         negative = [negative] * batch if isinstance(negative, str) else list(negative)
         if len(negative) != batch:
             raise InputError(f"negative_prompt has {len(negative)} entries for {batch} prompts; pass one or {batch}.")
-        if all(p == "" for p in negative):  # the empty prompt is the learned null embedding
-            return self.transformer.null_text_features(batch).to(self.device)
-        return self.raw_text(self.encode_prompt(negative))
+        if all(p == "" for p in negative):
+            return None
+        return self.encode_prompt(negative)
 
     def _output(self, latents: torch.Tensor, output_type: str) -> NovaPipelineOutput:
         video = self.config.is_video_model

@@ -184,7 +184,7 @@ def temporal_step(
     ``context`` (text + motion tokens, all guidance passes) enters on the first step only.
     """
     tokens = model.frame_tokens(prev_latent, batch, time_pos)
-    tokens = guidance.expand(tokens, padding=model.mask_embed.bos_token)
+    tokens = guidance.expand(tokens, padding=model.bos_token())
     first_step = state.kv is None
     ctx = context if first_step else None
     rot = model.video_rotation(state.frames, tokens.shape[0], ctx.shape[1] if ctx is not None else 0)
@@ -306,3 +306,25 @@ def generate_latents(
 
         frames.append(sample_frame(model, spatial_ctx, order, counts, guidance, sched, generator, on_step))
     return torch.stack(frames, dim=2)
+
+
+def build_context(model, guidance: Guidance, positive, negative=None, flow=(5.0,), fps=(12.0,)) -> torch.Tensor:
+    """Context tokens for every guidance pass from prompt embeddings.
+
+    ``positive``/``negative`` are :class:`nova.text_encoder.PromptEmbeds`; a missing negative is the
+    learned null embedding (the official default, same as the empty prompt). ``flow``/``fps`` hold
+    one value per sample.
+    """
+    batch = len(positive)
+    cond = model.text_features(positive.features, positive.lengths)
+    uncond = None
+    if guidance.passes > 1:
+        if negative is None:
+            uncond = model.null_text_features(batch)
+        else:
+            if len(negative) not in (1, batch):
+                raise InputError(f"negative conditioning has {len(negative)} prompts for {batch}; use 1 or {batch}.")
+            uncond = model.text_features(negative.features, negative.lengths)
+            uncond = uncond.expand(batch, -1, -1) if len(negative) == 1 else uncond
+    flow, fps = list(flow), list(fps)
+    return model.context_tokens(guidance.text_batches(cond, uncond), flow * guidance.passes, fps * guidance.passes)

@@ -37,6 +37,9 @@ class NovaTransformer(nn.Module):
             self.motion_embed = MotionEmbed(ve.width, ops)
         self.video_rope = Rotary3D(ve.width // ve.heads) if config.rotary_pos_embed else None
         self.image_rope = Rotary3D(ie.width // ie.heads) if config.rotary_pos_embed else None
+        # Where to compute. A host that offloads weights layer by layer (ComfyUI lowvram) sets it;
+        # otherwise it is wherever the weights are.
+        self.compute_device: Optional[torch.device] = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -44,20 +47,24 @@ class NovaTransformer(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.mask_embed.bos_token.device
+        return self.compute_device or self.mask_embed.bos_token.device
+
+    def _param(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A small learned tensor (BOS/mask token, null text) on the compute device."""
+        return tensor.to(device=self.device, dtype=self.dtype)
 
     # -- conditioning ------------------------------------------------------------------------
     def text_features(self, features: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
         """Raw Phi-2 features (valid up to ``lengths``) -> the padded raw features the model saw in
         training: positions past each prompt's length hold the learned null embedding."""
-        raw = self.text_embed.null_features(features.shape[0]).to(self.device)
+        raw = self._param(self.text_embed.null_features(features.shape[0]))
         for i, n in enumerate(lengths):
             n = min(int(n), raw.shape[1])
             raw[i, :n] = features[i, :n].to(device=raw.device, dtype=raw.dtype)
         return raw
 
     def null_text_features(self, batch: int) -> torch.Tensor:
-        return self.text_embed.null_features(batch)
+        return self._param(self.text_embed.null_features(batch))
 
     def context_tokens(self, raw_text: torch.Tensor, flow: Sequence[float], fps: Sequence[float]) -> torch.Tensor:
         """Context of the video encoder: projected text tokens (+ motion and fps tokens)."""
@@ -75,7 +82,7 @@ class NovaTransformer(nn.Module):
         frame), plus time and space embeddings (absolute mode)."""
         if prev_latent is None:
             h, w = self.video_grid()
-            tokens = self.mask_embed.bos_token.expand(batch, h * w, -1)
+            tokens = self._param(self.mask_embed.bos_token).expand(batch, h * w, -1)
         else:
             tokens = self.video_encoder.patch_embed(prev_latent.to(device=self.device, dtype=self.dtype))
         if self.video_rope is not None:
@@ -100,6 +107,9 @@ class NovaTransformer(nn.Module):
     ) -> Tuple[torch.Tensor, List[KV]]:
         return self.video_encoder.forward_causal(tokens, context, past, rot)
 
+    def bos_token(self) -> torch.Tensor:
+        return self._param(self.mask_embed.bos_token)
+
     def mix(self, first: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
         """Video mixer: modulate the first frame's features by the current ones (rank>0 models)."""
         mixer = getattr(self.video_encoder, "mixer", None)
@@ -110,7 +120,7 @@ class NovaTransformer(nn.Module):
         """Embed a partially generated latent; ``unknown`` [B, L, 1] marks tokens still to predict."""
         tokens = self.image_encoder.patch_embed(latent.to(device=self.device, dtype=self.dtype))
         unknown = unknown.to(tokens.dtype)
-        return tokens * (1 - unknown) + self.mask_embed.mask_token * unknown
+        return tokens * (1 - unknown) + self._param(self.mask_embed.mask_token) * unknown
 
     def image_space_embed(self) -> torch.Tensor:
         h, w = self.config.image_base_size

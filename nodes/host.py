@@ -1,0 +1,210 @@
+"""Where the nodes get devices, dtypes, memory management and progress from.
+
+Inside ComfyUI everything goes through ``comfy.model_management`` and ``ModelPatcher`` so NOVA
+models share VRAM with every other model, obey --cpu/--lowvram, and tick the UI progress bar
+(which also makes Cancel work). Outside ComfyUI a small fallback does the same job plainly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Callable, List, Optional
+
+import torch
+
+log = logging.getLogger("nova")
+
+DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp32"]
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class SimplePatcher:
+    """Fallback for ``ModelPatcher``: holds a module and the devices it moves between."""
+
+    def __init__(self, model, load_device, offload_device):
+        self.model, self.load_device, self.offload_device = model, load_device, offload_device
+
+    def model_size(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+
+
+@dataclasses.dataclass
+class FallbackProgress:
+    total: int
+    on_update: Optional[Callable[[int, int], None]] = None
+    value: int = 0
+
+    def update(self, value: int, preview_latent=None, latent_format: str = "sd15"):
+        self.value = value
+        if self.on_update is not None:
+            self.on_update(value, self.total)
+
+
+class FallbackHost:
+    """Plain PyTorch host for tests and scripts. ``on_progress`` may raise to simulate Cancel."""
+
+    name = "fallback"
+
+    def __init__(self, device=None, on_progress: Optional[Callable[[int, int], None]] = None):
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.on_progress = on_progress
+        self.models_dirs: List[str] = [p for p in os.environ.get("NOVA_MODELS_DIR", "").split(os.pathsep) if p]
+
+    def devices(self, kind: str):
+        return self.device, torch.device("cpu")
+
+    def intermediate_device(self):
+        return torch.device("cpu")
+
+    def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype:
+        if choice in _DTYPES:
+            return _DTYPES[choice]
+        if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+
+    def operations(self):
+        return torch.nn
+
+    def wrap(self, module, kind: str):
+        load, offload = self.devices(kind)
+        return SimplePatcher(module, load, offload)
+
+    def load(self, patcher, memory_required: int = 0):
+        patcher.model.to(patcher.load_device)
+
+    def offload(self, patcher):
+        if patcher.load_device != patcher.offload_device:
+            patcher.model.to(patcher.offload_device)
+
+    def progress(self, total: int):
+        return FallbackProgress(total, self.on_progress)
+
+    def folder_paths(self, kind: str) -> List[str]:
+        sub = {"nova": "nova", "diffusers": "diffusers", "text_encoders": "text_encoders", "vae": "vae"}[kind]
+        return [os.path.join(d, sub) for d in self.models_dirs]
+
+    def download_dir(self) -> Optional[str]:
+        return os.path.join(self.models_dirs[0], "nova") if self.models_dirs else None
+
+
+class ComfyHost:
+    """ComfyUI's model management, devices, dtypes, folders and progress bar."""
+
+    name = "comfyui"
+
+    def __init__(self):
+        import comfy.model_management as mm
+
+        self.mm = mm
+
+    def devices(self, kind: str):
+        mm = self.mm
+        if kind == "text_encoder":
+            return mm.text_encoder_device(), mm.text_encoder_offload_device()
+        if kind == "vae":
+            return mm.vae_device(), mm.vae_offload_device()
+        return mm.get_torch_device(), mm.unet_offload_device()
+
+    def intermediate_device(self):
+        return self.mm.intermediate_device()
+
+    def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype:
+        if choice in _DTYPES:
+            return _DTYPES[choice]
+        mm = self.mm
+        if kind == "vae":
+            return mm.vae_dtype(device, [torch.bfloat16, torch.float32])
+        if mm.should_use_bf16(device):
+            return torch.bfloat16
+        return torch.float32  # fp16 overflows in NOVA (black frames); never the automatic choice
+
+    def operations(self):
+        import comfy.ops
+
+        return comfy.ops.disable_weight_init
+
+    def wrap(self, module, kind: str):
+        import comfy.model_patcher
+
+        load, offload = self.devices(kind)
+        return comfy.model_patcher.ModelPatcher(module, load_device=load, offload_device=offload)
+
+    def load(self, patcher, memory_required: int = 0):
+        self.mm.load_models_gpu([patcher], memory_required=int(memory_required))
+
+    def offload(self, patcher):
+        """Move one model back to its offload device now (the text encoder after encoding)."""
+        mm = self.mm
+        if patcher.load_device == patcher.offload_device:
+            return
+        for i, loaded in enumerate(list(mm.current_loaded_models)):
+            if loaded.model is patcher:
+                if loaded.model_unload():
+                    mm.current_loaded_models.pop(i)
+                break
+
+    def progress(self, total: int):
+        return ComfyProgress(total)
+
+    def folder_paths(self, kind: str) -> List[str]:
+        import folder_paths
+
+        try:
+            return list(folder_paths.get_folder_paths(kind))
+        except Exception:
+            return []
+
+    def download_dir(self) -> Optional[str]:
+        paths = self.folder_paths("nova")
+        return paths[0] if paths else None
+
+
+class ComfyProgress:
+    """ComfyUI progress bar with a latent2rgb preview of the frame being sampled. Every update
+    also checks for Cancel (ComfyUI's progress hook raises InterruptProcessingException)."""
+
+    def __init__(self, total: int):
+        import comfy.utils
+
+        self.bar = comfy.utils.ProgressBar(total)
+        self.total = total
+        self._previewers = {}
+
+    def _previewer(self, fmt: str, device):
+        if fmt not in self._previewers:
+            import comfy.latent_formats
+            import latent_preview
+
+            latent_format = comfy.latent_formats.SDXL() if fmt == "sdxl" else comfy.latent_formats.SD15()
+            self._previewers[fmt] = latent_preview.get_previewer(device, latent_format)
+        return self._previewers[fmt]
+
+    def update(self, value: int, preview_latent=None, latent_format: str = "sd15"):
+        preview = None
+        if preview_latent is not None:
+            previewer = self._previewer(latent_format, preview_latent.device)
+            if previewer is not None:
+                preview = previewer.decode_latent_to_preview_image("JPEG", preview_latent[:1].float())
+        self.bar.update_absolute(value, self.total, preview)
+
+
+_HOST = None
+
+
+def get_host():
+    """ComfyHost inside ComfyUI, else a FallbackHost (replaceable with :func:`set_host`)."""
+    global _HOST
+    if _HOST is None:
+        try:
+            _HOST = ComfyHost()
+        except ImportError:
+            _HOST = FallbackHost()
+    return _HOST
+
+
+def set_host(host) -> None:
+    global _HOST
+    _HOST = host
