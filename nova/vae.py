@@ -63,10 +63,11 @@ class NovaVAE:
         return self.scale(noise * std + mean)
 
     @torch.no_grad()
-    def decode_chunks(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Scaled latents [B, C, T, h, w] -> pixel chunks [B, 3, t, H, W] in [-1, 1] (temporal tiles,
-        so memory stays bounded whatever T)."""
-        z = self.unscale(latents.to(device=self.device, dtype=torch.float32)).to(self.dtype)
+    def decode_chunks(self, latents: torch.Tensor, raw: bool = False) -> Iterator[torch.Tensor]:
+        """Scaled latents [B, C, T, h, w] (``raw=True``: unscaled VAE latents) -> pixel chunks
+        [B, 3, t, H, W] in [-1, 1], in temporal tiles so memory stays bounded whatever T."""
+        z = latents.to(device=self.device, dtype=torch.float32)
+        z = (z if raw else self.unscale(z)).to(self.dtype)
         if self.temporal:
             yield from self.model.decode_tiles(z)
             return

@@ -1,0 +1,24 @@
+"""ComfyUI V3 nodes over the ``nova`` engine. Node ids are permanent (workflows store them)."""
+
+from .compat import ComfyExtension
+from .loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
+from .sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler
+from .text import NovaTextEncode
+from .vae import NovaVAEDecode, NovaVAEEncode
+
+NODES = [
+    NovaCheckpointLoader,
+    NovaTextEncoderLoader,
+    NovaVAELoader,
+    NovaTextEncode,
+    NovaSetSampler,
+    NovaARFrameStep,
+    NovaGenerate,
+    NovaVAEEncode,
+    NovaVAEDecode,
+]
+
+
+class NovaExtension(ComfyExtension):
+    async def get_node_list(self):
+        return list(NODES)

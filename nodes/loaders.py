@@ -1,0 +1,148 @@
+"""Loader nodes: NOVA checkpoint (transformer + scheduler), text encoder (Phi-2), VAE."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..nova.components import load_scheduler, load_transformer
+from ..nova.config import read_json
+from ..nova.errors import CheckpointError
+from ..nova.models.transformer import NovaTransformer  # noqa: F401  (type of NovaModel.transformer)
+from ..nova.text_encoder import load_phi, load_tokenizer
+from ..nova.vae import load_vae
+from . import folders
+from .compat import io
+from .handles import NovaModel, NovaTextEncoder, NovaVaeHandle
+from .host import DTYPE_CHOICES, get_host
+from .types import NovaModelType, NovaTextEncoderType, NovaVaeType
+
+DOWNLOAD_TIP = "Download the official checkpoint from Hugging Face into models/nova/<name> when it is missing."
+DTYPE_TIP = "Weight/compute dtype. auto = bf16 where supported, else fp32 (fp16 can overflow to black frames)."
+
+
+def _unknown(name, found, what):
+    if name not in folders.choices(found):
+        return f"{what} '{name}' is not in models/nova, models/diffusers or models/text_encoders. Refresh the page or check the folder."
+    return True
+
+
+def _checkpoint_latent_info(folder: str):
+    """The VAE scaling the transformer was trained with (from the checkpoint's vae/config.json)."""
+    path = os.path.join(folder, "vae", "config.json")
+    scheduler = read_json(os.path.join(folder, "scheduler", "scheduler_config.json")).get("_class_name")
+    fmt = "sdxl" if scheduler == "FlowMatchEulerDiscreteScheduler" else "sd15"
+    if os.path.isfile(path):
+        cfg = read_json(path)
+        return float(cfg.get("scaling_factor") or 1.0), float(cfg.get("shift_factor") or 0.0), fmt
+    return (0.13025 if fmt == "sdxl" else 0.18215), 0.0, fmt
+
+
+class NovaCheckpointLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVACheckpointLoader",
+            display_name="NOVA Checkpoint Loader",
+            category="NOVA/loaders",
+            description="Loads the NOVA transformer and scheduler of a checkpoint folder in the official layout.",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=folders.choices(folders.find_checkpoints(get_host())),
+                               default="nova-d48w1024-osp480", tooltip="Checkpoint folder under models/nova or models/diffusers."),
+                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto", tooltip=DTYPE_TIP),
+                io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
+            ],
+            outputs=[io_model_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, ckpt_name):
+        return _unknown(ckpt_name, folders.find_checkpoints(get_host()), "checkpoint")
+
+    @classmethod
+    def execute(cls, ckpt_name, dtype="auto", download=False) -> io.NodeOutput:
+        host = get_host()
+        if dtype not in DTYPE_CHOICES:
+            raise CheckpointError(f"dtype '{dtype}' is not one of {DTYPE_CHOICES}.")
+        folder = folders.locate(ckpt_name, folders.find_checkpoints(host), "checkpoint", host, download)
+        return io.NodeOutput(load_nova_model(folder, ckpt_name, dtype, host))
+
+
+def load_nova_model(folder: str, name: str, dtype: str = "auto", host=None) -> NovaModel:
+    host = host or get_host()
+    load_device, offload_device = host.devices("transformer")
+    torch_dtype = host.pick_dtype(dtype, "transformer", load_device)
+    transformer = load_transformer(os.path.join(folder, "transformer"), offload_device, torch_dtype, host.operations())
+    transformer.compute_device = torch.device(load_device)
+    scale, shift, fmt = _checkpoint_latent_info(folder)
+    return NovaModel(host.wrap(transformer, "transformer"), load_scheduler(os.path.join(folder, "scheduler")),
+                     transformer.config, name, scale, shift, fmt)
+
+
+class NovaTextEncoderLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVATextEncoderLoader",
+            display_name="NOVA Text Encoder Loader (Phi-2)",
+            category="NOVA/loaders",
+            description="Loads Phi-2 from a NOVA checkpoint or a standalone folder in models/text_encoders "
+                        "(one copy serves every NOVA checkpoint).",
+            inputs=[
+                io.Combo.Input("text_encoder_name", options=folders.choices(folders.find_text_encoders(get_host())),
+                               default="nova-d48w1024-osp480", tooltip="A NOVA checkpoint (uses its text_encoder/) or a Phi-2 folder."),
+                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto", tooltip=DTYPE_TIP),
+                io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
+            ],
+            outputs=[NovaTextEncoderType.Output(display_name="text_encoder")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, text_encoder_name):
+        return _unknown(text_encoder_name, folders.find_text_encoders(get_host()), "text encoder")
+
+    @classmethod
+    def execute(cls, text_encoder_name, dtype="auto", download=False) -> io.NodeOutput:
+        host = get_host()
+        entry = folders.locate(text_encoder_name, folders.find_text_encoders(host), "text encoder", host, download)
+        te_dir, tok_dir = entry if isinstance(entry, tuple) else (os.path.join(entry, "text_encoder"), os.path.join(entry, "tokenizer"))
+        load_device, offload_device = host.devices("text_encoder")
+        model = load_phi(te_dir, offload_device, host.pick_dtype(dtype, "text_encoder", load_device))
+        return io.NodeOutput(NovaTextEncoder(host.wrap(model, "text_encoder"), load_tokenizer(tok_dir), text_encoder_name))
+
+
+class NovaVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVAVAELoader",
+            display_name="NOVA VAE Loader",
+            category="NOVA/loaders",
+            description="Loads a NOVA checkpoint's VAE (3D Open-Sora-Plan for video, AutoencoderKL for images).",
+            inputs=[
+                io.Combo.Input("vae_name", options=folders.choices(folders.find_vaes(get_host())),
+                               default="nova-d48w1024-osp480", tooltip="A NOVA checkpoint (uses its vae/) or a VAE folder in models/vae."),
+                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="fp32",
+                               tooltip="fp32 is safest for decoding; bf16 halves memory."),
+                io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
+            ],
+            outputs=[NovaVaeType.Output(display_name="vae")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, vae_name):
+        return _unknown(vae_name, folders.find_vaes(get_host()), "VAE")
+
+    @classmethod
+    def execute(cls, vae_name, dtype="fp32", download=False) -> io.NodeOutput:
+        host = get_host()
+        entry = folders.locate(vae_name, folders.find_vaes(host), "VAE", host, download)
+        folder = entry if os.path.isfile(os.path.join(entry, "config.json")) else os.path.join(entry, "vae")
+        load_device, offload_device = host.devices("vae")
+        vae = load_vae(folder, offload_device, host.pick_dtype(dtype, "vae", load_device))
+        return io.NodeOutput(NovaVaeHandle(host.wrap(vae.model, "vae"), vae, vae_name))
+
+
+def io_model_output():
+    return NovaModelType.Output(display_name="model")

@@ -1,0 +1,178 @@
+"""Sampling nodes: NOVA Set Sampler (settings), NOVA AR Frame Step, NOVA Generate.
+
+Time positions and seeds in a chain of AR Frame Steps: every step re-reads the frames it is
+given (prefilling the temporal context from them, exactly as if they had just been generated),
+gives the new frames the official time positions of a video as long as the result
+(``arange(T) * 16 / T``), and samples with its own seed. A one-step chain equals NOVA Generate.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..nova.errors import InputError
+from ..nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, mask_schedule, new_generator
+from ..nova.vae_frames import latents_for_frames
+from .compat import io
+from .handles import NovaModel, latent_samples, make_latent
+from .host import get_host
+from .text import conditioning_embeds
+from .types import NovaModelType, NovaSamplerType, NovaVaeType
+
+MAX_LATENTS = 256
+DEFAULT_SETTINGS = SamplerSettings()
+
+
+class NovaSetSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        d = DEFAULT_SETTINGS
+        return io.Schema(
+            node_id="NOVASetSampler",
+            display_name="NOVA Set Sampler",
+            category="NOVA",
+            description="Settings of the set-by-set spatial sampler (official defaults; the demo's quality setting is 128/100 with cfg 7).",
+            inputs=[
+                io.Int.Input("ar_steps", default=d.num_inference_steps, min=1, max=1024, tooltip="Set-by-set steps per frame (num_inference_steps)."),
+                io.Int.Input("diffusion_steps", default=d.num_diffusion_steps, min=1, max=1000, tooltip="Denoising steps of the diffusion head per set."),
+                io.Float.Input("cfg", default=d.guidance_scale, min=0.0, max=30.0, step=0.1, tooltip="Classifier-free guidance scale (<= 1 disables guidance)."),
+                io.Float.Input("guidance_trunc", default=d.guidance_trunc, min=0.0, max=1000.0, step=0.01, tooltip="Drop guidance for diffusion timesteps below this value (0 = never)."),
+                io.Float.Input("guidance_renorm", default=d.guidance_renorm, min=0.01, max=1.0, step=0.01, tooltip="Renormalize guided predictions to at least this fraction of the conditional norm (1 = off)."),
+                io.Float.Input("image_guidance", default=d.image_guidance_scale, min=0.0, max=30.0, step=0.1, tooltip="Extra guidance towards the video context (a third pass; 0 = off)."),
+                io.Float.Input("flow_shift", default=0.0, min=0.0, max=100.0, step=0.1, tooltip="Timestep shift for flow-matching checkpoints (0 = the checkpoint's own)."),
+            ],
+            outputs=[NovaSamplerType.Output(display_name="sampler")],
+        )
+
+    @classmethod
+    def execute(cls, ar_steps, diffusion_steps, cfg, guidance_trunc=0.0, guidance_renorm=1.0, image_guidance=0.0, flow_shift=0.0) -> io.NodeOutput:
+        return io.NodeOutput(SamplerSettings(int(ar_steps), int(diffusion_steps), float(cfg), float(guidance_trunc),
+                                             float(guidance_renorm), float(image_guidance), float(flow_shift) or None))
+
+
+def _frame_inputs():
+    return [
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Random seed (CPU generator, as the official pipeline)."),
+        io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion (video checkpoints; official default 5)."),
+        io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
+    ]
+
+
+def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, seed: int, add: int,
+               motion_flow: float, fps: float, prefix_latent=None) -> torch.Tensor:
+    """Generate ``add`` latent frames after the (optional) given ones. Returns scaled latents."""
+    host = get_host()
+    if not isinstance(sampler, SamplerSettings):
+        raise InputError("sampler must come from NOVA Set Sampler.")
+    cfg = model.config
+    prefix = latent_samples(prefix_latent, model)
+    n_prefix = 0 if prefix is None else prefix.shape[2]
+    total = n_prefix + int(add)
+    if add < 1 and n_prefix == 0:
+        raise InputError("latent_frames must be at least 1 when no latents are given.")
+    if not cfg.is_video_model and total != 1:
+        raise InputError(f"'{model.name}' is an image checkpoint: it generates exactly one frame (got {total}).")
+    if total > MAX_LATENTS:
+        raise InputError(f"{total} latent frames requested; at most {MAX_LATENTS}.")
+    pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
+    neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
+    batch = len(pos)
+    if prefix is not None and prefix.shape[0] not in (1, batch):
+        raise InputError(f"latents have batch {prefix.shape[0]} but the prompt batch is {batch}.")
+    if prefix is not None and prefix.shape[0] != batch:
+        prefix = prefix.expand(batch, -1, -1, -1, -1)
+    guidance = Guidance(sampler)
+    host.load(model.patcher, estimate_memory(model, guidance.passes * batch, total))
+    transformer = model.transformer
+    context = build_context(transformer, guidance, pos, neg, [motion_flow] * batch, [fps] * batch)
+    steps = len(mask_schedule(sampler.num_inference_steps, cfg.num_image_tokens))
+    progress = host.progress(max(1, (total - n_prefix) * steps))
+
+    def on_progress(p):
+        done = (p.frame - n_prefix) * p.num_steps + p.step
+        progress.update(done, p.latent, model.latent_format)
+
+    generator = new_generator(seed)
+    return generate_latents(transformer, model.scheduler, context, batch, total, sampler, generator,
+                            prefix=prefix, callback=on_progress)
+
+
+def estimate_memory(model: NovaModel, rows: int, frames: int) -> int:
+    """Activation + K/V-cache bytes for sampling (what load_models_gpu should keep free)."""
+    cfg = model.config
+    width, size = cfg.image_encoder.width, torch.finfo(model.transformer.dtype).bits // 8
+    video_tokens = cfg.video_base_size[1] * cfg.video_base_size[2]
+    tokens = cfg.text_token_len + 2 + video_tokens + cfg.num_image_tokens
+    activations = rows * tokens * width * size * 16
+    kv_cache = 2 * cfg.video_encoder.depth * rows * (frames * video_tokens + cfg.text_token_len + 2) * width * size
+    return int(activations + kv_cache)
+
+
+class NovaARFrameStep(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVAARFrameStep",
+            display_name="NOVA AR Frame Step",
+            category="NOVA",
+            description="Frame-by-frame autoregressive step: continues the given latents (none: starts a new "
+                        "video) with latent_frames new frames. Chain steps to extend a video or change the prompt.",
+            inputs=[
+                NovaModelType.Input("model"),
+                io.Conditioning.Input("positive"),
+                NovaSamplerType.Input("sampler"),
+                io.Int.Input("latent_frames", default=9, min=1, max=MAX_LATENTS, tooltip="Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame)."),
+                *_frame_inputs(),
+                io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
+                io.Latent.Input("latents", optional=True, tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded clip."),
+            ],
+            outputs=[io.Latent.Output(display_name="latents", tooltip="All frames: the given ones followed by the new ones.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None) -> io.NodeOutput:
+        scaled = run_frames(model, positive, negative, sampler, seed, latent_frames, motion_flow, fps, latents)
+        return io.NodeOutput(make_latent(scaled, model, get_host().intermediate_device(), fps))
+
+
+class NovaGenerate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVAGenerate",
+            display_name="NOVA Generate",
+            category="NOVA",
+            description="Text-to-video, image-to-video (connect start_image) or text-to-image (frames = 1) in one "
+                        "node: VAE Encode -> AR Frame Step -> VAE Decode.",
+            inputs=[
+                NovaModelType.Input("model"),
+                NovaVaeType.Input("vae"),
+                io.Conditioning.Input("positive"),
+                NovaSamplerType.Input("sampler"),
+                io.Int.Input("frames", default=33, min=1, max=1 + 4 * (MAX_LATENTS - 1), step=4, tooltip="Video frames, 1 + 4k (33 = 9 latents; 1 = an image)."),
+                *_frame_inputs(),
+                io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
+                io.Image.Input("start_image", optional=True, tooltip="First frame for image-to-video; center-cropped and resized to the checkpoint's size."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="frames"),
+                io.Float.Output(display_name="fps"),
+                io.Latent.Output(display_name="latents"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None) -> io.NodeOutput:
+        from .vae import decode_latent, encode_images
+
+        host = get_host()
+        total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
+        prefix = None
+        if start_image is not None:
+            h, w = model.config.image_size
+            prefix = encode_images(vae, start_image[:1], w, h, "crop")
+        add = total - (1 if prefix is not None else 0)
+        scaled = run_frames(model, positive, negative, sampler, seed, add, motion_flow, fps, prefix)
+        latent = make_latent(scaled, model, host.intermediate_device(), fps)
+        images = decode_latent(vae, latent)
+        return io.NodeOutput(images, float(fps), latent)

@@ -1,0 +1,8 @@
+"""Custom socket types of the pack (ids are permanent: saved workflows store them)."""
+
+from .compat import io
+
+NovaModelType = io.Custom("NOVA_MODEL")
+NovaTextEncoderType = io.Custom("NOVA_TEXT_ENCODER")
+NovaVaeType = io.Custom("NOVA_VAE")
+NovaSamplerType = io.Custom("NOVA_SAMPLER")

@@ -1,0 +1,130 @@
+"""NOVA VAE Encode (IMAGE frames -> LATENT) and NOVA VAE Decode (LATENT -> IMAGE frames + fps)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.nn import functional as F
+
+from ..nova.errors import InputError
+from ..nova.models.vae_opensora import latent_tiles
+from .compat import io
+from .host import get_host
+from .types import NovaVaeType
+
+log = logging.getLogger("nova")
+RESIZE_MODES = ["crop", "stretch", "none"]
+
+
+def fit_frames(images: torch.Tensor, width: int, height: int, mode: str) -> torch.Tensor:
+    """IMAGE [N, H, W, C] in 0..1 -> [N, 3, height, width] in [-1, 1]. ``crop`` center-crops to the
+    target aspect ratio then resizes (as the official demo), ``stretch`` resizes, ``none`` requires
+    the exact size."""
+    if images.dim() != 4 or images.shape[-1] < 3:
+        raise InputError(f"image has shape {list(images.shape)}; expected a ComfyUI IMAGE [frames, H, W, 3].")
+    x = images[..., :3].movedim(-1, 1).float()
+    h, w = x.shape[-2:]
+    if (h, w) != (height, width):
+        if mode == "none":
+            raise InputError(f"image is {w}x{h}; this checkpoint needs {width}x{height}. Use resize mode 'crop'.")
+        if mode == "crop":
+            target = width / height
+            if w / h > target:
+                new_w = max(1, round(h * target))
+                x = x[..., (w - new_w) // 2 : (w - new_w) // 2 + new_w]
+            else:
+                new_h = max(1, round(w / target))
+                x = x[..., (h - new_h) // 2 : (h - new_h) // 2 + new_h, :]
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0, 1) * 2 - 1
+
+
+def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: str = "crop") -> dict:
+    """IMAGE -> LATENT (posterior mean, raw VAE space). A video VAE takes the frames as one clip
+    (1 + 4k frames; extra frames are dropped with a warning); an image VAE encodes each image."""
+    host = get_host()
+    vae = handle.vae
+    pixels = fit_frames(images, width, height, mode)
+    host.load(handle.patcher, pixels[:1].numel() * 4 * 256)
+    if vae.temporal:
+        n = pixels.shape[0]
+        keep = 1 + vae.temporal_ratio * ((n - 1) // vae.temporal_ratio)
+        if keep != n:
+            log.warning("NOVA VAE Encode: %d frames -> using the first %d (the 3D VAE needs 1 + %dk).", n, keep, vae.temporal_ratio)
+        mean, _ = vae.moments(pixels[:keep].movedim(0, 1).unsqueeze(0))
+    else:
+        mean, _ = vae.moments(pixels)
+        mean = mean.unsqueeze(2)
+    return {"samples": mean.to(host.intermediate_device())}
+
+
+def decode_latent(handle, latent: dict) -> torch.Tensor:
+    """LATENT (raw VAE space) -> IMAGE [B*frames, H, W, 3] in 0..1, decoded in temporal tiles."""
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise InputError("latents must be a ComfyUI LATENT (a dict with 'samples').")
+    host = get_host()
+    vae = handle.vae
+    z = latent["samples"]
+    z = z.unsqueeze(2) if z.dim() == 4 else z
+    if z.dim() != 5 or z.shape[1] != vae.latent_channels:
+        raise InputError(f"latents of shape {list(z.shape)} do not fit this VAE ({vae.latent_channels} channels, [B, C, T, h, w]).")
+    ratio = vae.spatial_ratio
+    host.load(handle.patcher, 5 * ratio * ratio * z.shape[-1] * z.shape[-2] * 128 * 4 * 4 * 4)
+    out = []
+    tiles = len(latent_tiles(z.shape[2], vae.model.tile_latents)) if vae.temporal else z.shape[2]
+    progress = host.progress(z.shape[0] * tiles)
+    step = 0
+    for b in range(z.shape[0]):
+        for pixels in vae.decode_chunks(z[b : b + 1], raw=True):
+            out.append(((pixels[0].float() + 1) / 2).clamp(0, 1).movedim(0, -1).to(host.intermediate_device()))
+            step += 1
+            progress.update(step)
+    return torch.cat(out)
+
+
+class NovaVAEEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVAVAEEncode",
+            display_name="NOVA VAE Encode",
+            category="NOVA",
+            description="Encodes an image (image-to-video) or a clip (continuation) into NOVA latents.",
+            inputs=[
+                NovaVaeType.Input("vae"),
+                io.Image.Input("image", tooltip="An image, or video frames (1 + 4k frames for the video VAE)."),
+                io.Int.Input("width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
+                io.Int.Input("height", default=480, min=64, max=4096, step=8, tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
+                io.Combo.Input("resize", options=RESIZE_MODES, default="crop", tooltip="crop: center-crop to the aspect ratio, then resize (official demo)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latents")],
+        )
+
+    @classmethod
+    def execute(cls, vae, image, width, height, resize="crop") -> io.NodeOutput:
+        if resize not in RESIZE_MODES:
+            raise InputError(f"resize '{resize}' is not one of {RESIZE_MODES}.")
+        return io.NodeOutput(encode_images(vae, image, int(width), int(height), resize))
+
+
+class NovaVAEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVAVAEDecode",
+            display_name="NOVA VAE Decode",
+            category="NOVA",
+            description="Decodes NOVA latents to frames, in temporal chunks so memory stays bounded. Every "
+                        "latent count decodes to 1 + 4(T-1) frames.",
+            inputs=[
+                NovaVaeType.Input("vae"),
+                io.Latent.Input("latents"),
+                io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Used when the latents do not carry the fps they were generated at."),
+            ],
+            outputs=[io.Image.Output(display_name="frames"), io.Float.Output(display_name="fps")],
+        )
+
+    @classmethod
+    def execute(cls, vae, latents, fps=12.0) -> io.NodeOutput:
+        return io.NodeOutput(decode_latent(vae, latents), float(latents.get("nova_fps", fps)))
