@@ -1,0 +1,160 @@
+"""Every shipped workflow runs end to end (tiny checkpoints, CPU) through the node classes, and its
+UI and API versions describe the same graph."""
+
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from pack import load_pack
+from workflow_runner import CoreStandIns, run_api_workflow, topological_ok
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+API_DIR = os.path.join(ROOT, "workflows", "api")
+NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(API_DIR, "*.json")))
+TINY = {"nova-d48w1024-osp480": "nova-tiny-video", "nova-d48w1024-sdxl1024": "nova-tiny-image"}
+# Expected video frames after swapping in the tiny checkpoint and the short settings below.
+EXPECTED_FRAMES = {
+    "nova_text_to_video": 9,
+    "nova_image_to_video": 9,
+    "nova_video_continuation": 17,  # a 9-frame clip (3 latents) + 2 latents
+    "nova_long_video": 25,  # 3 + 2 + 2 latents
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny_video, tiny_image):
+    load_pack()
+    from comfyui_nova.nodes import host
+    from comfyui_nova.nova.media import write_video
+
+    base = tmp_path_factory.mktemp("comfy")
+    (base / "models" / "nova").mkdir(parents=True)
+    os.symlink(tiny_video, base / "models" / "nova" / "nova-tiny-video")
+    os.symlink(tiny_image, base / "models" / "nova" / "nova-tiny-image")
+    (base / "input").mkdir()
+    rng = np.random.RandomState(0)
+    from PIL import Image
+
+    Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(base / "input" / "example.png")
+    write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), str(base / "input" / "clip.mp4"), fps=12)
+    fallback = host.FallbackHost()
+    fallback.models_dirs = [str(base / "models")]
+    previous = host.get_host()
+    host.set_host(fallback)
+    yield base
+    host.set_host(previous)
+
+
+def shrink(workflow):
+    """Official names -> tiny checkpoints; CPU-sized steps and lengths."""
+    wf = json.loads(json.dumps(workflow))
+    for node in wf.values():
+        inputs, cls = node["inputs"], node["class_type"]
+        for key in ("ckpt_name", "text_encoder_name", "vae_name"):
+            if key in inputs:
+                inputs[key] = TINY[inputs[key]]
+        if cls == "NOVASetSampler":
+            inputs.update(ar_steps=4, diffusion_steps=2)
+        if cls == "NOVAGenerate" and inputs["frames"] > 1:
+            inputs["frames"] = 9
+        if cls == "NOVAARFrameStep":
+            inputs["latent_frames"] = 3 if inputs["latent_frames"] == 9 else 2
+        if cls == "NOVAVAEEncode":
+            inputs.update(width=96, height=64)
+    return wf
+
+
+def test_all_workflows_present():
+    assert NAMES == ["nova_image_to_video", "nova_long_video", "nova_text_to_image", "nova_text_to_video", "nova_video_continuation"]
+    for name in NAMES:
+        assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs(env, name):
+    with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
+        workflow = shrink(json.load(f))
+    core = CoreStandIns(str(env / "input"), str(env / "output"))
+    results, order = run_api_workflow(workflow, core)
+    assert topological_ok(workflow, order)
+    assert len(core.saved) >= 1 and all(os.path.getsize(p) > 0 for p in core.saved)
+    if name == "nova_text_to_image":
+        from PIL import Image
+
+        with Image.open(core.saved[0]) as im:
+            assert im.size == (64, 64)
+        return
+    import av
+
+    with av.open(core.saved[0]) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        fps = float(c.streams.video[0].average_rate)
+    assert len(frames) == EXPECTED_FRAMES[name] and frames[0].shape == (64, 96, 3) and fps == 12.0
+    images = [out[0] for nid, out in results.items() if workflow[nid]["class_type"] in ("NOVAGenerate", "NOVAVAEDecode")]
+    assert images and images[0].shape == (EXPECTED_FRAMES[name], 64, 96, 3)
+    assert 0.0 <= float(images[0].min()) and float(images[0].max()) <= 1.0
+
+
+def _ui_to_api(ui, specs):
+    """Rebuild the API graph from a UI workflow using the nodes' widget order."""
+    from build_workflows import WIDGET_TYPES
+
+    links = {l[0]: l for l in ui["links"]}
+    api = {}
+    for node in ui["nodes"]:
+        spec = specs[node["type"]]
+        values = list(node["widgets_values"])
+        inputs = {}
+        for name, io_type in spec["inputs"]:
+            if io_type in WIDGET_TYPES:
+                inputs[name] = values.pop(0)
+                if name in spec.get("control", ()):
+                    values.pop(0)
+                if name in spec.get("extra", {}):
+                    values.pop(0)
+        for entry in node["inputs"]:
+            if entry.get("link") is not None:
+                link = links[entry["link"]]
+                inputs[entry["name"]] = [str(link[1]), link[2]]
+                assert link[3] == node["id"]
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_and_api_describe_the_same_graph(name):
+    from build_workflows import node_specs
+
+    with open(os.path.join(ROOT, "workflows", f"{name}.json"), encoding="utf-8") as f:
+        ui = json.load(f)
+    with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
+        api = json.load(f)
+    assert ui["version"] == 0.4 and ui["last_link_id"] == len(ui["links"])
+    assert _ui_to_api(ui, node_specs()) == api
+
+
+def test_workflows_are_up_to_date():
+    """The JSON files are what tools/build_workflows.py writes from tools/workflow_graphs.py."""
+    from build_workflows import node_specs, to_api, to_ui
+    from workflow_graphs import DESCRIPTIONS, WORKFLOWS
+
+    specs = node_specs()
+    for name, graph in WORKFLOWS.items():
+        with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
+            assert json.load(f) == to_api(graph)
+        with open(os.path.join(ROOT, "workflows", f"{name}.json"), encoding="utf-8") as f:
+            assert json.load(f) == json.loads(json.dumps(to_ui(graph, specs, DESCRIPTIONS[name])))
+
+
+def test_workflows_use_only_core_and_nova_nodes():
+    core = {"CreateVideo", "SaveVideo", "SaveImage", "LoadImage", "LoadVideo", "GetVideoComponents"}
+    for name in NAMES:
+        with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
+            for node in json.load(f).values():
+                assert node["class_type"] in core or node["class_type"].startswith("NOVA")

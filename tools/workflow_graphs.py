@@ -1,0 +1,94 @@
+"""The shipped workflows, defined once; ``tools/build_workflows.py`` writes them in ComfyUI's UI
+format (workflows/*.json, drag-and-drop) and API format (workflows/api/*.json).
+
+A graph is a list of nodes ``(id, class_type, widget values, {input: (source id, output slot)})``.
+"""
+
+OSP = "nova-d48w1024-osp480"
+SDXL = "nova-d48w1024-sdxl1024"
+T2I_NEGATIVE = "low quality, deformed, distorted, disfigured, fused fingers, bad anatomy, weird hand"
+# The official T2V demo's quality setting (scripts/app_nova_t2v.py): 128 set steps, 100 diffusion steps, cfg 7.
+T2V_SAMPLER = {"ar_steps": 128, "diffusion_steps": 100, "cfg": 7.0, "guidance_trunc": 0.0, "guidance_renorm": 1.0, "image_guidance": 0.0, "flow_shift": 0.0}
+# The official T2I demo (scripts/app_nova_t2i.py): 64 / 25, cfg 5.
+T2I_SAMPLER = {**T2V_SAMPLER, "ar_steps": 64, "diffusion_steps": 25, "cfg": 5.0}
+
+
+def _loaders(ckpt):
+    return [
+        (1, "NOVACheckpointLoader", {"ckpt_name": ckpt, "dtype": "auto", "download": False}, {}),
+        (2, "NOVATextEncoderLoader", {"text_encoder_name": ckpt, "dtype": "auto", "download": False}, {}),
+        (3, "NOVAVAELoader", {"vae_name": ckpt, "dtype": "fp32", "download": False}, {}),
+    ]
+
+
+def _save_video(node_id, images, fps, prefix):
+    return [
+        (node_id, "CreateVideo", {"fps": 12.0}, {"images": images, "fps": fps}),
+        (node_id + 1, "SaveVideo", {"filename_prefix": prefix, "format": "auto", "codec": "auto"}, {"video": (node_id, 0)}),
+    ]
+
+
+def _prompt(node_id, text):
+    return (node_id, "NOVATextEncode", {"text": text}, {"text_encoder": (2, 0)})
+
+
+def _frame_widgets(seed, motion=5.0):
+    return {"seed": seed, "motion_flow": motion, "fps": 12.0}
+
+
+WORKFLOWS = {
+    "nova_text_to_video": [
+        *_loaders(OSP),
+        _prompt(4, "A majestic red fox trots through fresh snow in a quiet pine forest at golden hour, soft light, cinematic."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "NOVAGenerate", {"frames": 33, **_frame_widgets(42)}, {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0)}),
+        *_save_video(7, (6, 0), (6, 1), "nova/text_to_video"),
+    ],
+    "nova_text_to_image": [
+        *_loaders(SDXL),
+        _prompt(4, "A shiba inu wearing a red beret and a knitted scarf, studio portrait, detailed fur."),
+        _prompt(5, T2I_NEGATIVE),
+        (6, "NOVASetSampler", T2I_SAMPLER, {}),
+        (7, "NOVAGenerate", {"frames": 1, **_frame_widgets(0)}, {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0)}),
+        (8, "SaveImage", {"filename_prefix": "nova/text_to_image"}, {"images": (7, 0)}),
+    ],
+    "nova_image_to_video": [
+        *_loaders(OSP),
+        _prompt(4, "The scene comes alive: leaves sway in the wind and the camera slowly pushes in."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "LoadImage", {"image": "example.png"}, {}),
+        (7, "NOVAGenerate", {"frames": 33, **_frame_widgets(7)}, {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0), "start_image": (6, 0)}),
+        *_save_video(8, (7, 0), (7, 1), "nova/image_to_video"),
+    ],
+    "nova_video_continuation": [
+        *_loaders(OSP),
+        _prompt(4, "The waves keep rolling onto the rocky beach under a cloudy sky."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "LoadVideo", {"file": "clip.mp4"}, {}),
+        (7, "GetVideoComponents", {}, {"video": (6, 0)}),
+        (8, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (7, 0)}),
+        (9, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(11)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (8, 0)}),
+        (10, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (9, 0)}),
+        *_save_video(11, (10, 0), (10, 1), "nova/continuation"),
+    ],
+    "nova_long_video": [
+        *_loaders(OSP),
+        _prompt(4, "A hot air balloon rises above green hills at sunrise."),
+        _prompt(5, "The hot air balloon drifts over a river valley, mist below."),
+        _prompt(6, "The hot air balloon floats above the clouds, the sun high in a blue sky."),
+        (7, "NOVASetSampler", T2V_SAMPLER, {}),
+        (8, "NOVAARFrameStep", {"latent_frames": 9, **_frame_widgets(1)}, {"model": (1, 0), "positive": (4, 0), "sampler": (7, 0)}),
+        (9, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(2)}, {"model": (1, 0), "positive": (5, 0), "sampler": (7, 0), "latents": (8, 0)}),
+        (10, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(3)}, {"model": (1, 0), "positive": (6, 0), "sampler": (7, 0), "latents": (9, 0)}),
+        (11, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (10, 0)}),
+        *_save_video(12, (11, 0), (11, 1), "nova/long_video"),
+    ],
+}
+
+DESCRIPTIONS = {
+    "nova_text_to_video": "Text-to-video: 33 frames at 768x480 with the official demo's quality settings.",
+    "nova_text_to_image": "Text-to-image with a 1024px checkpoint and the T2I demo's negative prompt.",
+    "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame.",
+    "nova_video_continuation": "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow.",
+    "nova_long_video": "Long video from chained AR steps, one prompt per segment (25 latents, 97 frames).",
+}
