@@ -26,7 +26,7 @@ class NovaModel:
 
     @property
     def transformer(self):
-        return self.patcher.model
+        return self.patcher.model.module
 
     def to_model_space(self, raw: torch.Tensor) -> torch.Tensor:
         return (raw.float() - self.latent_shift) * self.latent_scale

@@ -20,6 +20,36 @@ DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp32"]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
+class HostedModule(torch.nn.Module):
+    """Container the host's patcher manages. ComfyUI's ModelPatcher assigns ``model.device``,
+    which modules with a read-only ``device`` property (ours, transformers') cannot take."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+class NovaTransformerModule(HostedModule):
+    pass
+
+
+class NovaTextEncoderModule(HostedModule):
+    pass
+
+
+class NovaVAEModule(HostedModule):
+    pass
+
+
+# Distinct classes so ComfyUI's log says which model it loads ("Requested to load NovaVAEModule").
+HOSTED = {"transformer": NovaTransformerModule, "text_encoder": NovaTextEncoderModule, "vae": NovaVAEModule}
+
+
+def unwrap(patcher):
+    """The module inside a patcher made by ``host.wrap``."""
+    return patcher.model.module
+
+
 class SimplePatcher:
     """Fallback for ``ModelPatcher``: holds a module and the devices it moves between."""
 
@@ -70,7 +100,7 @@ class FallbackHost:
 
     def wrap(self, module, kind: str):
         load, offload = self.devices(kind)
-        return SimplePatcher(module, load, offload)
+        return SimplePatcher(HOSTED[kind](module), load, offload)
 
     def load(self, patcher, memory_required: int = 0):
         patcher.model.to(patcher.load_device)
@@ -130,7 +160,7 @@ class ComfyHost:
         import comfy.model_patcher
 
         load, offload = self.devices(kind)
-        return comfy.model_patcher.ModelPatcher(module, load_device=load, offload_device=offload)
+        return comfy.model_patcher.ModelPatcher(HOSTED[kind](module), load_device=load, offload_device=offload)
 
     def load(self, patcher, memory_required: int = 0):
         self.mm.load_models_gpu([patcher], memory_required=int(memory_required))

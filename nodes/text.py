@@ -41,7 +41,7 @@ def encode_text(handle, prompts) -> list:
     host = get_host()
     host.load(handle.patcher)
     try:
-        embeds = TextEncoder(handle.patcher.model, handle.tokenizer).encode(prompts, MAX_TOKENS)
+        embeds = TextEncoder(handle.patcher.model.module, handle.tokenizer).encode(prompts, MAX_TOKENS)
     finally:
         host.offload(handle.patcher)
     if any(embeds.truncated):

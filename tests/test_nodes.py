@@ -1,0 +1,205 @@
+"""Node schemas are pinned (ids, types, defaults: saved workflows depend on them), and the
+mistakes a user can make in the UI get clear errors."""
+
+import os
+
+import pytest
+import torch
+
+from pack import load_pack
+
+load_pack()
+from comfyui_nova.nodes import NODES, host  # noqa: E402
+from comfyui_nova.nodes.loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader  # noqa: E402
+from comfyui_nova.nodes.sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler  # noqa: E402
+from comfyui_nova.nodes.text import NovaTextEncode  # noqa: E402
+from comfyui_nova.nodes.vae import NovaVAEDecode, NovaVAEEncode  # noqa: E402
+from comfyui_nova.nova.errors import CheckpointError, InputError  # noqa: E402
+
+# node id -> [(input, type, default, min, max, optional)], [output types]
+PINNED = {
+    "NOVACheckpointLoader": ([("ckpt_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "auto", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
+    "NOVATextEncoderLoader": ([("text_encoder_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "auto", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_TEXT_ENCODER"]),
+    "NOVAVAELoader": ([("vae_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "fp32", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_VAE"]),
+    "NOVATextEncode": ([("text_encoder", "NOVA_TEXT_ENCODER", None, None, None, False), ("text", "STRING", "", None, None, False)], ["CONDITIONING"]),
+    "NOVASetSampler": ([("ar_steps", "INT", 128, 1, 1024, False), ("diffusion_steps", "INT", 100, 1, 1000, False), ("cfg", "FLOAT", 7.0, 0.0, 30.0, False),
+                        ("guidance_trunc", "FLOAT", 0.0, 0.0, 1000.0, False), ("guidance_renorm", "FLOAT", 1.0, 0.01, 1.0, False),
+                        ("image_guidance", "FLOAT", 0.0, 0.0, 30.0, False), ("flow_shift", "FLOAT", 0.0, 0.0, 100.0, False)], ["NOVA_SAMPLER"]),
+    "NOVAARFrameStep": ([("model", "NOVA_MODEL", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False),
+                         ("latent_frames", "INT", 9, 1, 256, False), ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
+                         ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("latents", "LATENT", None, None, None, True)], ["LATENT"]),
+    "NOVAGenerate": ([("model", "NOVA_MODEL", None, None, None, False), ("vae", "NOVA_VAE", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False),
+                      ("sampler", "NOVA_SAMPLER", None, None, None, False), ("frames", "INT", 33, 1, 1021, False), ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False),
+                      ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True),
+                      ("start_image", "IMAGE", None, None, None, True)], ["IMAGE", "FLOAT", "LATENT"]),
+    "NOVAVAEEncode": ([("vae", "NOVA_VAE", None, None, None, False), ("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False),
+                       ("height", "INT", 480, 64, 4096, False), ("resize", "COMBO", "crop", None, None, False)], ["LATENT"]),
+    "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False)], ["IMAGE", "FLOAT"]),
+}
+
+
+def _describe(node):
+    schema = node.define_schema()
+    inputs = [(i.id, str(i.get_io_type()), getattr(i, "default", None), getattr(i, "min", None), getattr(i, "max", None), bool(i.optional)) for i in schema.inputs]
+    return schema.node_id, inputs, [str(o.get_io_type()) for o in schema.outputs], schema
+
+
+def test_schemas_are_pinned():
+    seen = {}
+    for node in NODES:
+        node_id, inputs, outputs, schema = _describe(node)
+        seen[node_id] = (inputs, outputs)
+        assert node_id.startswith("NOVA") and schema.category.startswith("NOVA") and schema.display_name
+        assert schema.description
+        for i in schema.inputs:  # every input is explained in the UI
+            assert i.tooltip or str(i.get_io_type()) in ("NOVA_MODEL", "NOVA_VAE", "NOVA_SAMPLER", "NOVA_TEXT_ENCODER", "CONDITIONING", "LATENT")
+    assert seen == PINNED
+
+
+def test_seed_widgets_control_after_generate():
+    for node in (NovaARFrameStep, NovaGenerate):
+        seed = next(i for i in node.define_schema().inputs if i.id == "seed")
+        assert seed.control_after_generate
+
+
+def test_import_is_cheap_and_v3_only():
+    import subprocess
+    import sys
+
+    from pack import ROOT
+
+    code = (
+        "import importlib.util, sys;"
+        f"spec = importlib.util.spec_from_file_location('pk', {os.path.join(ROOT, '__init__.py')!r}, submodule_search_locations=[{ROOT!r}]);"
+        "m = importlib.util.module_from_spec(spec); sys.modules['pk'] = m; spec.loader.exec_module(m);"
+        "print('torch' in sys.modules, hasattr(m, 'NODE_CLASS_MAPPINGS'), hasattr(m, 'comfy_entrypoint'), m.WEB_DIRECTORY)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True", "./web"]
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory, tiny_video, tiny_image):
+    base = tmp_path_factory.mktemp("models")
+    (base / "nova").mkdir()
+    os.symlink(tiny_video, base / "nova" / "nova-tiny-video")
+    os.symlink(tiny_image, base / "nova" / "nova-tiny-image")
+    fallback = host.FallbackHost()
+    fallback.models_dirs = [str(base)]
+    previous = host.get_host()
+    host.set_host(fallback)
+    model = NovaCheckpointLoader.execute("nova-tiny-video")[0]
+    te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
+    vae = NovaVAELoader.execute("nova-tiny-video")[0]
+    yield {"host": fallback, "model": model, "te": te, "vae": vae, "cond": NovaTextEncode.execute(te, "a fox")[0],
+           "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
+    host.set_host(previous)
+
+
+def test_missing_official_checkpoint_explains_where(comfy):
+    with pytest.raises(CheckpointError) as err:
+        NovaCheckpointLoader.execute("nova-d48w1024-osp480")
+    msg = str(err.value)
+    assert "BAAI/nova-d48w1024-osp480" in msg and "download" in msg and "transformer/" in msg
+
+
+def test_unknown_dropdown_value(comfy):
+    assert isinstance(NovaCheckpointLoader.validate_inputs("no-such-model"), str)
+    assert NovaCheckpointLoader.validate_inputs("nova-tiny-video") is True
+    with pytest.raises(CheckpointError, match="not found"):
+        NovaCheckpointLoader.execute("no-such-model")
+
+
+def test_wrong_image_size_is_cropped_or_refused(comfy):
+    image = torch.rand(1, 100, 300, 3)
+    latent = NovaVAEEncode.execute(comfy["vae"], image, 96, 64, "crop")[0]
+    assert latent["samples"].shape == (1, 4, 1, 8, 12)
+    with pytest.raises(InputError, match="needs 96x64"):
+        NovaVAEEncode.execute(comfy["vae"], image, 96, 64, "none")
+    # Latents of another size do not fit the checkpoint: a clear error, not a crash deep inside.
+    wrong = NovaVAEEncode.execute(comfy["vae"], image, 128, 64, "crop")[0]
+    with pytest.raises(InputError, match="do not fit checkpoint 'nova-tiny-video'"):
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0, latents=wrong)
+
+
+def test_latents_from_another_checkpoint(comfy):
+    other = {"samples": torch.zeros(1, 4, 1, 8, 8)}  # what the 64x64 image checkpoint makes
+    with pytest.raises(InputError, match="another checkpoint"):
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0, latents=other)
+
+
+def test_conditioning_from_another_text_encoder(comfy):
+    clip_cond = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    with pytest.raises(InputError, match="NOVA Text Encode"):
+        NovaARFrameStep.execute(comfy["model"], clip_cond, comfy["sampler"], 1, 0, 5.0, 12.0)
+
+
+def test_image_checkpoint_makes_one_frame(comfy):
+    model = NovaCheckpointLoader.execute("nova-tiny-image")[0]
+    te = NovaTextEncoderLoader.execute("nova-tiny-image")[0]
+    cond = NovaTextEncode.execute(te, "a fox")[0]
+    with pytest.raises(InputError, match="exactly one frame"):
+        NovaARFrameStep.execute(model, cond, comfy["sampler"], 3, 0, 5.0, 12.0)
+
+
+def test_cancel_then_next_run_succeeds(comfy):
+    class Cancelled(Exception):
+        pass
+
+    calls = []
+
+    def cancel_at_third(value, total):
+        calls.append(value)
+        if value == 3:
+            raise Cancelled
+
+    comfy["host"].on_progress = cancel_at_third
+    try:
+        with pytest.raises(Cancelled):
+            NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 3, 0, 5.0, 12.0)
+    finally:
+        comfy["host"].on_progress = None
+    assert calls == [1, 2, 3]  # stopped within one set step
+    first = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 3, 0, 5.0, 12.0)[0]
+    again = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 3, 0, 5.0, 12.0)[0]
+    assert torch.equal(first["samples"], again["samples"])
+
+
+def test_progress_ticks_every_set_step(comfy):
+    ticks = []
+    comfy["host"].on_progress = lambda value, total: ticks.append((value, total))
+    try:
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0)
+    finally:
+        comfy["host"].on_progress = None
+    steps = 4  # 4 AR steps over 24 tokens: none empty
+    assert ticks == [(i, 2 * steps) for i in range(1, 2 * steps + 1)]
+
+
+def test_chain_continues_without_touching_inputs(comfy):
+    first = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0)[0]
+    snapshot = first["samples"].clone()
+    cond_snapshot = comfy["cond"][0][0].clone()
+    second = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 1, 5.0, 12.0, latents=first)[0]
+    assert torch.equal(first["samples"], snapshot) and torch.equal(comfy["cond"][0][0], cond_snapshot)
+    assert second["samples"].shape == (1, 4, 4, 8, 12)
+    assert torch.equal(second["samples"][:, :, :2], first["samples"])
+
+
+def test_generate_equals_the_chain(comfy):
+    frames, fps, latent = NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0)
+    chain = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 3, 5, 5.0, 12.0)[0]
+    decoded, dec_fps = NovaVAEDecode.execute(comfy["vae"], chain)
+    assert torch.equal(latent["samples"], chain["samples"]) and torch.equal(frames, decoded)
+    assert fps == dec_fps == 12.0 and frames.shape == (9, 64, 96, 3)
+    # image-to-video: Generate(start_image) == VAE Encode -> AR step
+    image = frames[:1]
+    f2, _, l2 = NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0, start_image=image)
+    enc = NovaVAEEncode.execute(comfy["vae"], image, 96, 64, "crop")[0]
+    c2 = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 5, 5.0, 12.0, latents=enc)[0]
+    assert torch.equal(l2["samples"], c2["samples"])
+
+
+def test_sampler_settings_are_validated():
+    with pytest.raises(InputError, match="guidance_renorm"):
+        NovaSetSampler.execute(4, 2, 5.0, 0.0, 0.0, 0.0, 0.0)
