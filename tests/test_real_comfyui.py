@@ -14,11 +14,13 @@ import sys
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 
 from conftest import ROOT
-from test_workflows import API_DIR, NAMES, shrink
+from test_workflows import API_DIR, NAMES
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from run_workflow import prepare_inputs, shrink  # noqa: E402
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run this test")
@@ -40,20 +42,13 @@ def _post(url, data):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_video, tiny_image):
-    from nova.media import write_video
-
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "custom_nodes").mkdir()
     os.symlink(ROOT, base / "custom_nodes" / "ComfyUI-NOVA")
     (base / "models" / "nova").mkdir(parents=True)
     os.symlink(tiny_video, base / "models" / "nova" / "nova-tiny-video")
     os.symlink(tiny_image, base / "models" / "nova" / "nova-tiny-image")
-    (base / "input").mkdir()
-    rng = np.random.RandomState(0)
-    from PIL import Image
-
-    Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(base / "input" / "example.png")
-    write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), str(base / "input" / "clip.mp4"), fps=12)
+    prepare_inputs(str(base / "input"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -6,18 +6,15 @@ import json
 import os
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import ROOT
 from pack import load_pack
-from workflow_runner import CoreStandIns, run_api_workflow, topological_ok
-
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+from run_workflow import CoreStandIns, prepare_inputs, run_api_workflow, shrink, topological_ok  # noqa: E402
 
 API_DIR = os.path.join(ROOT, "workflows", "api")
 NAMES = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(API_DIR, "*.json")))
-TINY = {"nova-d48w1024-osp480": "nova-tiny-video", "nova-d48w1024-sdxl1024": "nova-tiny-image"}
 # Expected video frames after swapping in the tiny checkpoint and the short settings below.
 EXPECTED_FRAMES = {
     "nova_text_to_video": 9,
@@ -31,43 +28,17 @@ EXPECTED_FRAMES = {
 def env(tmp_path_factory, tiny_video, tiny_image):
     load_pack()
     from comfyui_nova.nodes import host
-    from comfyui_nova.nova.media import write_video
-
     base = tmp_path_factory.mktemp("comfy")
     (base / "models" / "nova").mkdir(parents=True)
     os.symlink(tiny_video, base / "models" / "nova" / "nova-tiny-video")
     os.symlink(tiny_image, base / "models" / "nova" / "nova-tiny-image")
-    (base / "input").mkdir()
-    rng = np.random.RandomState(0)
-    from PIL import Image
-
-    Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(base / "input" / "example.png")
-    write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), str(base / "input" / "clip.mp4"), fps=12)
+    prepare_inputs(str(base / "input"))
     fallback = host.FallbackHost()
     fallback.models_dirs = [str(base / "models")]
     previous = host.get_host()
     host.set_host(fallback)
     yield base
     host.set_host(previous)
-
-
-def shrink(workflow):
-    """Official names -> tiny checkpoints; CPU-sized steps and lengths."""
-    wf = json.loads(json.dumps(workflow))
-    for node in wf.values():
-        inputs, cls = node["inputs"], node["class_type"]
-        for key in ("ckpt_name", "text_encoder_name", "vae_name"):
-            if key in inputs:
-                inputs[key] = TINY[inputs[key]]
-        if cls == "NOVASetSampler":
-            inputs.update(ar_steps=4, diffusion_steps=2)
-        if cls == "NOVAGenerate" and inputs["frames"] > 1:
-            inputs["frames"] = 9
-        if cls == "NOVAARFrameStep":
-            inputs["latent_frames"] = 3 if inputs["latent_frames"] == 9 else 2
-        if cls == "NOVAVAEEncode":
-            inputs.update(width=96, height=64)
-    return wf
 
 
 def test_all_workflows_present():

@@ -1,0 +1,221 @@
+"""Run an API-format workflow through the NOVA node classes in graph order, without ComfyUI.
+
+Our nodes run as they are (on the fallback host); the few core ComfyUI nodes the workflows use
+(LoadImage, LoadVideo, GetVideoComponents, CreateVideo, SaveVideo, SaveImage) get small stand-ins
+with the same inputs and outputs that read and write real files.
+
+    python tools/run_workflow.py workflows/api/nova_text_to_video.json --models models --out output
+
+With ``--tiny`` (or when the workflow's checkpoints are not in --models), a tiny random checkpoint
+is written and swapped in, with short settings: the whole graph runs on a CPU in seconds and
+writes a real video file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from pack import load_pack  # noqa: E402
+
+
+class CoreStandIns:
+    def __init__(self, input_dir: str, output_dir: str):
+        self.input_dir, self.output_dir = input_dir, output_dir
+        self.saved = []
+
+    def LoadImage(self, image):
+        from PIL import Image
+
+        with Image.open(os.path.join(self.input_dir, image)) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(arr)[None], torch.zeros(1, arr.shape[0], arr.shape[1])
+
+    def LoadVideo(self, file):
+        return (os.path.join(self.input_dir, file),)
+
+    def GetVideoComponents(self, video):
+        import av
+
+        from comfyui_nova.nova.media import read_frames
+
+        frames = np.stack(read_frames(video)).astype(np.float32) / 255.0
+        with av.open(video) as c:
+            fps = float(c.streams.video[0].average_rate)
+        return torch.from_numpy(frames), None, fps
+
+    def CreateVideo(self, images, fps, audio=None):
+        return ({"images": images, "fps": float(fps)},)
+
+    def _path(self, prefix, ext):
+        path = os.path.join(self.output_dir, f"{prefix}_{len(self.saved):05d}_.{ext}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def SaveVideo(self, video, filename_prefix, format="auto", codec="auto"):
+        from comfyui_nova.nova.media import write_video
+
+        frames = (video["images"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        path = write_video(frames, self._path(filename_prefix, "mp4"), fps=video["fps"])
+        self.saved.append(path)
+        return ()
+
+    def SaveImage(self, images, filename_prefix):
+        from PIL import Image
+
+        for img in images:
+            path = self._path(filename_prefix, "png")
+            Image.fromarray((img.clamp(0, 1) * 255).round().to(torch.uint8).numpy()).save(path)
+            self.saved.append(path)
+        return ()
+
+
+OUTPUT_NODES = {"SaveVideo", "SaveImage"}
+
+
+def node_classes():
+    load_pack()
+    from comfyui_nova.nodes import NODES
+
+    return {n.define_schema().node_id: n for n in NODES}
+
+
+def run_api_workflow(workflow: dict, core: CoreStandIns):
+    """Execute every output node's ancestors once, in dependency order. Returns the outputs of
+    every node (a tuple per node id) in the order they ran."""
+    classes = node_classes()
+    results, order = {}, []
+
+    def evaluate(node_id):
+        if node_id in results:
+            return results[node_id]
+        node = workflow[node_id]
+        kwargs = {}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                kwargs[name] = evaluate(value[0])[value[1]]
+            else:
+                kwargs[name] = value
+        frozen = copy.deepcopy({k: v for k, v in kwargs.items() if isinstance(v, dict)})
+        cls = node["class_type"]
+        if cls in classes:
+            out = tuple(classes[cls].execute(**kwargs).args)
+        else:
+            out = getattr(core, cls)(**kwargs)
+        for key, before in frozen.items():  # nodes must never mutate their inputs (ComfyUI caches them)
+            _assert_same(before, kwargs[key], f"{cls}.{key}")
+        results[node_id] = out
+        order.append(node_id)
+        return out
+
+    for node_id, node in workflow.items():
+        if node["class_type"] in OUTPUT_NODES:
+            evaluate(node_id)
+    return results, order
+
+
+def _assert_same(before, after, where):
+    for key, value in before.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, after[key]), f"{where}['{key}'] was modified by the node"
+
+
+def topological_ok(workflow, order) -> bool:
+    seen = set()
+    for node_id in order:
+        for value in workflow[node_id]["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and value[0] not in seen:
+                return False
+        seen.add(node_id)
+    return True
+
+
+TINY = {"nova-d48w1024-osp480": "nova-tiny-video", "nova-d48w1024-sd512": "nova-tiny-image",
+        "nova-d48w768-sdxl1024": "nova-tiny-image", "nova-d48w1024-sdxl1024": "nova-tiny-image",
+        "nova-d48w1536-sdxl1024": "nova-tiny-image"}
+
+
+def shrink(workflow: dict) -> dict:
+    """Official checkpoint names -> the tiny ones; CPU-sized steps and lengths (a 9-frame video,
+    3-latent first segments, 2-latent extensions)."""
+    wf = json.loads(json.dumps(workflow))
+    for node in wf.values():
+        inputs, cls = node["inputs"], node["class_type"]
+        for key in ("ckpt_name", "text_encoder_name", "vae_name"):
+            if key in inputs:
+                inputs[key] = TINY.get(inputs[key], inputs[key])
+        if cls == "NOVASetSampler":
+            inputs.update(ar_steps=4, diffusion_steps=2)
+        if cls == "NOVAGenerate" and inputs["frames"] > 1:
+            inputs["frames"] = 9
+        if cls == "NOVAARFrameStep":
+            inputs["latent_frames"] = 3 if inputs["latent_frames"] == 9 else 2
+        if cls == "NOVAVAEEncode":
+            inputs.update(width=96, height=64)
+    return wf
+
+
+def prepare_tiny_models(models_dir: str) -> None:
+    from comfyui_nova.nova.tiny import make_tiny
+
+    for name, preset in (("nova-tiny-video", "video"), ("nova-tiny-image", "image")):
+        folder = os.path.join(models_dir, "nova", name)
+        if not os.path.isfile(os.path.join(folder, "model_index.json")):
+            make_tiny(folder, preset=preset)
+
+
+def prepare_inputs(input_dir: str) -> None:
+    """example.png and clip.mp4, as the image-to-video and continuation workflows expect."""
+    from PIL import Image
+
+    from comfyui_nova.nova.media import write_video
+
+    os.makedirs(input_dir, exist_ok=True)
+    rng = np.random.RandomState(0)
+    if not os.path.exists(os.path.join(input_dir, "example.png")):
+        Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(os.path.join(input_dir, "example.png"))
+    if not os.path.exists(os.path.join(input_dir, "clip.mp4")):
+        write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), os.path.join(input_dir, "clip.mp4"), fps=12)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workflow", help="an API-format workflow (workflows/api/*.json)")
+    parser.add_argument("--models", default="models", help="folder holding nova/<checkpoint> (ComfyUI's models folder)")
+    parser.add_argument("--input", default="input", help="folder LoadImage/LoadVideo read from")
+    parser.add_argument("--out", default="output", help="folder the save nodes write to")
+    parser.add_argument("--tiny", action="store_true", help="use tiny random checkpoints and short settings")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    load_pack()
+    from comfyui_nova.nodes import folders, host
+
+    fallback = host.FallbackHost(device=args.device)
+    fallback.models_dirs = [args.models]
+    host.set_host(fallback)
+    with open(args.workflow, encoding="utf-8") as f:
+        workflow = json.load(f)
+    names = {n["inputs"].get("ckpt_name") for n in workflow.values()} - {None}
+    if args.tiny or not names <= set(folders.find_checkpoints(fallback)):
+        print(f"checkpoints {sorted(names)} not in {args.models}/nova: using tiny random ones", file=sys.stderr)
+        prepare_tiny_models(args.models)
+        workflow = shrink(workflow)
+    prepare_inputs(args.input)
+    core = CoreStandIns(args.input, args.out)
+    with torch.inference_mode():
+        run_api_workflow(workflow, core)
+    for path in core.saved:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
