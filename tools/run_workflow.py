@@ -164,6 +164,7 @@ def shrink(workflow: dict) -> dict:
 
 
 def prepare_tiny_models(models_dir: str) -> None:
+    load_pack()
     from comfyui_nova.nova.tiny import make_tiny
 
     for name, preset in (("nova-tiny-video", "video"), ("nova-tiny-image", "image")):
@@ -176,6 +177,7 @@ def prepare_inputs(input_dir: str) -> None:
     """example.png and clip.mp4, as the image-to-video and continuation workflows expect."""
     from PIL import Image
 
+    load_pack()
     from comfyui_nova.nova.media import write_video
 
     os.makedirs(input_dir, exist_ok=True)
