@@ -89,6 +89,7 @@ def test_pack_imports_and_lists_nodes(server):
     assert "IMPORT FAILED" not in log
     loader = info["NOVACheckpointLoader"]["input"]["required"]["ckpt_name"]
     assert "nova-tiny-video" in json.dumps(loader)
+    assert {"/extensions/ComfyUI-NOVA/nova.js", "/extensions/ComfyUI-NOVA/nova_logic.js"} <= set(_get(url + "/extensions"))
     templates = _get(url + "/api/workflow_templates")
     assert sorted(templates.get("ComfyUI-NOVA", [])) == NAMES
 
