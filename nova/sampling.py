@@ -226,25 +226,36 @@ def sample_frame(
     sched,
     generator: torch.Generator,
     on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+    known: Optional[torch.Tensor] = None,
+    num_known: int = 0,
 ) -> torch.Tensor:
     """Sample one latent frame set by set. ``context`` is the video encoder output for this frame
-    (all guidance passes), ``order`` the token order [B, L, 1]. Returns [B, C, h, w] float32."""
+    (all guidance passes), ``order`` the token order [B, L, 1]. Returns [B, C, h, w] float32.
+
+    ``known`` [B, C, h, w] with ``num_known`` > 0 fixes the first ``num_known`` tokens of ``order``
+    to its values (token-level inpainting; loops use it); ``counts`` then covers the rest."""
     cfg = model.config
     batch, num_tokens = order.shape[0], order.shape[1]
     h, w = cfg.latent_size
     device = model.device
     x = torch.zeros(batch, cfg.image_dim, h, w, device=device)
     unknown = torch.ones(batch, num_tokens, 1, device=device)
-    known = torch.empty(batch * guidance.passes, 0, 1, dtype=torch.long, device=device)
+    known_ids = torch.empty(batch * guidance.passes, 0, 1, dtype=torch.long, device=device)
     mask_pos = 0
+    if num_known:
+        fixed = torch.zeros_like(unknown).scatter_(1, order[:, :num_known], 1)
+        x = x + unpatchify(patchify(known.to(device).float(), cfg.patch_size) * fixed, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+        unknown = unknown * (1 - fixed)
+        known_ids = order[:, :num_known].repeat(guidance.passes, 1, 1)
+        mask_pos = num_known
     for step, n in enumerate(counts):
         tokens = model.image_tokens(x, unknown)
         pred_ids = order[:, mask_pos : mask_pos + n]
         mask_pos += n
         pred_mask = torch.zeros_like(unknown).scatter_(1, pred_ids, 1)
         unknown = unknown * (1 - pred_mask)
-        z = model.encode_image(guidance.expand(tokens), context, known)
-        known = torch.cat([known, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
+        z = model.encode_image(guidance.expand(tokens), context, known_ids)
+        known_ids = torch.cat([known_ids, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
         noise = torch.empty(x.shape, device=generator.device).normal_(generator=generator).to(device)
         sample = _denoise(model, sched, z, noise, pred_ids, guidance, generator)
         sample = patchify(sample, cfg.patch_size) * pred_mask
@@ -271,41 +282,25 @@ def generate_latents(
     time_positions: Optional[Sequence[float]] = None,
     callback: Optional[ProgressCallback] = None,
 ) -> torch.Tensor:
-    """Generate ``num_frames`` latent frames, the first ``prefix.shape[2]`` of them given.
+    """Generate ``num_frames`` latent frames, the first ``prefix.shape[2]`` of them given (the
+    official pipeline; see :func:`nova.video.generate_video` for segments, windows and loops).
 
     ``context``: text (+ motion) tokens for every guidance pass, [passes * B, Lc, D].
     ``prefix``: [B, C, N, h, w] latents that start the video (image-to-video, continuation); they
     are fed through the temporal encoder and returned unchanged.
     Returns [B, C, num_frames, h, w] float32 latents (scaled as the transformer produces them).
     """
-    cfg = model.config
-    guidance = Guidance(settings)
+    from .video import Segment, generate_video
+
     n_prefix = 0 if prefix is None else prefix.shape[2]
-    if not 1 <= num_frames:
-        raise InputError(f"num_frames = {num_frames}; expected at least 1 latent frame.")
+    if not isinstance(num_frames, int) or num_frames < 1:
+        raise InputError(f"num_frames = {num_frames!r}; expected at least 1 latent frame.")
     if n_prefix > num_frames:
         raise InputError(f"{n_prefix} prefix latent frames exceed the requested total of {num_frames}.")
-    if time_positions is None:
-        time_positions = model.video_pos_embed.positions(num_frames).tolist() if not cfg.rotary_pos_embed else range(num_frames)
-    counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
-    sched = prepare_scheduler(scheduler, settings)
-    frames: List[torch.Tensor] = []
-    state, order = TemporalState(), None
-    for t in range(num_frames):
-        prev = frames[-1] if frames else None
-        spatial_ctx, state = temporal_step(model, state, prev, context, guidance, time_positions[t], batch)
-        if t < n_prefix:
-            frames.append(prefix[:, :, t].to(device=model.device, dtype=torch.float32))
-            continue
-        if order is None:
-            order = draw_token_order(generator, batch, cfg.num_image_tokens, model.device)
-
-        def on_step(step, latent, _t=t):
-            if callback is not None:
-                callback(Progress(_t, num_frames, step + 1, len(counts), latent))
-
-        frames.append(sample_frame(model, spatial_ctx, order, counts, guidance, sched, generator, on_step))
-    return torch.stack(frames, dim=2)
+    segments = [Segment(context, num_frames - n_prefix)]
+    return generate_video(
+        model, scheduler, segments, batch, settings, generator, prefix=prefix, time_positions=time_positions, callback=callback
+    )
 
 
 def build_context(model, guidance: Guidance, positive, negative=None, flow=(5.0,), fps=(12.0,)) -> torch.Tensor:
