@@ -1,6 +1,7 @@
 """ComfyUI V3 nodes over the ``nova`` engine. Node ids are permanent (workflows store them)."""
 
 from .compat import ComfyExtension
+from .long_video import NovaLongVideo, NovaSegment
 from .loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
 from .sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler
 from .text import NovaTextEncode
@@ -16,6 +17,8 @@ NODES = [
     NovaGenerate,
     NovaVAEEncode,
     NovaVAEDecode,
+    NovaSegment,
+    NovaLongVideo,
 ]
 
 

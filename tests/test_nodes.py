@@ -34,6 +34,11 @@ PINNED = {
                       ("start_image", "IMAGE", None, None, None, True)], ["IMAGE", "FLOAT", "LATENT"]),
     "NOVAVAEEncode": ([("vae", "NOVA_VAE", None, None, None, False), ("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False),
                        ("height", "INT", 480, 64, 4096, False), ("resize", "COMBO", "crop", None, None, False)], ["LATENT"]),
+    "NOVASegment": ([("positive", "CONDITIONING", None, None, None, False), ("latent_frames", "INT", 30, 1, 256, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
+                     ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("previous", "NOVA_SEGMENTS", None, None, None, True)], ["NOVA_SEGMENTS"]),
+    "NOVALongVideo": ([("model", "NOVA_MODEL", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False), ("segments", "NOVA_SEGMENTS", None, None, None, False),
+                       ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
+                       ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True)], ["LATENT"]),
     "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False)], ["IMAGE", "FLOAT"]),
 }
 
@@ -52,7 +57,7 @@ def test_schemas_are_pinned():
         assert node_id.startswith("NOVA") and schema.category.startswith("NOVA") and schema.display_name
         assert schema.description
         for i in schema.inputs:  # every input is explained in the UI
-            assert i.tooltip or str(i.get_io_type()) in ("NOVA_MODEL", "NOVA_VAE", "NOVA_SAMPLER", "NOVA_TEXT_ENCODER", "CONDITIONING", "LATENT")
+            assert i.tooltip or str(i.get_io_type()) in ("NOVA_MODEL", "NOVA_VAE", "NOVA_SAMPLER", "NOVA_TEXT_ENCODER", "NOVA_SEGMENTS", "CONDITIONING", "LATENT")
     assert seen == PINNED
 
 
@@ -203,3 +208,17 @@ def test_generate_equals_the_chain(comfy):
 def test_sampler_settings_are_validated():
     with pytest.raises(InputError, match="guidance_renorm"):
         NovaSetSampler.execute(4, 2, 5.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_long_video_node_extends_with_a_window(comfy):
+    from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
+
+    cond2 = NovaTextEncode.execute(comfy["te"], "waves on a beach")[0]
+    segs = NovaSegment.execute(comfy["cond"], 2, 5.0, 12.0)[0]
+    segs = NovaSegment.execute(cond2, 2, 8.0, 12.0, previous=segs)[0]
+    start = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0)[0]
+    out = NovaLongVideo.execute(comfy["model"], comfy["sampler"], segs, 0, window=3, blend_frames=1, loop_frames=1, latents=start)[0]
+    assert out["samples"].shape == (1, 4, 7, 8, 12)
+    assert torch.equal(out["samples"][:, :, :2], start["samples"])
+    with pytest.raises(InputError, match="segments are empty"):
+        NovaLongVideo.execute(comfy["model"], comfy["sampler"], (), 0)

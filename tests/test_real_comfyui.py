@@ -26,7 +26,7 @@ COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run this test")
 
 NOVA_NODES = {"NOVACheckpointLoader", "NOVATextEncoderLoader", "NOVAVAELoader", "NOVATextEncode", "NOVASetSampler",
-              "NOVAARFrameStep", "NOVAGenerate", "NOVAVAEEncode", "NOVAVAEDecode"}
+              "NOVAARFrameStep", "NOVAGenerate", "NOVAVAEEncode", "NOVAVAEDecode", "NOVASegment", "NOVALongVideo"}
 
 
 def _get(url, timeout=10):

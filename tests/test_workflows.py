@@ -21,6 +21,7 @@ EXPECTED_FRAMES = {
     "nova_image_to_video": 9,
     "nova_video_continuation": 17,  # a 9-frame clip (3 latents) + 2 latents
     "nova_long_video": 25,  # 3 + 2 + 2 latents
+    "nova_long_video_30s": 21,  # 3 segments of 2 latents, window 3
 }
 
 
@@ -42,7 +43,7 @@ def env(tmp_path_factory, tiny_video, tiny_image):
 
 
 def test_all_workflows_present():
-    assert NAMES == ["nova_image_to_video", "nova_long_video", "nova_text_to_image", "nova_text_to_video", "nova_video_continuation"]
+    assert NAMES == ["nova_image_to_video", "nova_long_video", "nova_long_video_30s", "nova_text_to_image", "nova_text_to_video", "nova_video_continuation"]
     for name in NAMES:
         assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
 

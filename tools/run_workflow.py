@@ -160,6 +160,10 @@ def shrink(workflow: dict) -> dict:
             inputs["latent_frames"] = 3 if inputs["latent_frames"] == 9 else 2
         if cls == "NOVAVAEEncode":
             inputs.update(width=96, height=64)
+        if cls == "NOVASegment":
+            inputs["latent_frames"] = 2
+        if cls == "NOVALongVideo":
+            inputs["window"] = 3
     return wf
 
 

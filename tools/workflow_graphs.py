@@ -83,6 +83,19 @@ WORKFLOWS = {
         (11, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (10, 0)}),
         *_save_video(12, (11, 0), (11, 1), "nova/long_video"),
     ],
+    "nova_long_video_30s": [
+        *_loaders(OSP),
+        _prompt(4, "Waves roll onto a rocky beach at dawn, pink sky, calm sea."),
+        _prompt(5, "A storm gathers over the sea, dark clouds, big waves crash on the rocks."),
+        _prompt(6, "The storm clears, the sun breaks through the clouds over the shining sea."),
+        (7, "NOVASetSampler", T2V_SAMPLER, {}),
+        (8, "NOVASegment", {"latent_frames": 30, "motion_flow": 4.0, "fps": 12.0}, {"positive": (4, 0)}),
+        (9, "NOVASegment", {"latent_frames": 30, "motion_flow": 8.0, "fps": 12.0}, {"positive": (5, 0), "previous": (8, 0)}),
+        (10, "NOVASegment", {"latent_frames": 31, "motion_flow": 5.0, "fps": 12.0}, {"positive": (6, 0), "previous": (9, 0)}),
+        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
+        (12, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (11, 0)}),
+        *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
+    ],
 }
 
 DESCRIPTIONS = {
@@ -91,4 +104,5 @@ DESCRIPTIONS = {
     "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame.",
     "nova_video_continuation": "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow.",
     "nova_long_video": "Long video from chained AR steps, one prompt per segment (25 latents, 97 frames).",
+    "nova_long_video_30s": "A 30-second video (361 frames) with three prompts: a sliding 9-latent window keeps memory flat.",
 }

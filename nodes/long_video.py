@@ -1,0 +1,120 @@
+"""Long video nodes: NOVA Segment (a prompt, motion and length) and NOVA Long Video (segments ->
+one video with a sliding temporal window, optional blends between prompts and a loop)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Tuple
+
+from ..nova.errors import InputError
+from ..nova.sampling import Guidance, SamplerSettings, build_context, mask_schedule, new_generator
+from ..nova.video import Segment, generate_video
+from .compat import io
+from .handles import latent_samples, make_latent
+from .host import get_host
+from .sampling import MAX_LATENTS, estimate_memory
+from .text import conditioning_embeds
+from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
+
+MAX_TOTAL = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentSpec:
+    positive: Any
+    negative: Optional[Any]
+    frames: int
+    motion_flow: float
+    fps: float
+
+
+class NovaSegment(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVASegment",
+            display_name="NOVA Segment",
+            category="NOVA/long video",
+            description="One segment of a long video: its prompt, motion and length. Chain segments through 'previous'.",
+            inputs=[
+                io.Conditioning.Input("positive"),
+                io.Int.Input("latent_frames", default=30, min=1, max=MAX_LATENTS, tooltip="Latent frames of this segment (4 video frames each; 30 = 10 s at 12 fps)."),
+                io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion in this segment (official default 5)."),
+                io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Frame rate this segment is conditioned on (trained at 12)."),
+                io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
+                NovaSegmentsType.Input("previous", optional=True, tooltip="Segments that come before this one."),
+            ],
+            outputs=[NovaSegmentsType.Output(display_name="segments")],
+        )
+
+    @classmethod
+    def execute(cls, positive, latent_frames, motion_flow, fps, negative=None, previous=None) -> io.NodeOutput:
+        spec = SegmentSpec(positive, negative, int(latent_frames), float(motion_flow), float(fps))
+        return io.NodeOutput(tuple(previous or ()) + (spec,))
+
+
+class NovaLongVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVALongVideo",
+            display_name="NOVA Long Video",
+            category="NOVA/long video",
+            description="Generates the segments one after another without restarting: the temporal context slides "
+                        "over the last 'window' latents (memory stays flat), prompts switch or blend between segments, "
+                        "and 'loop_frames' frames can lead back to the first frame.",
+            inputs=[
+                NovaModelType.Input("model"),
+                NovaSamplerType.Input("sampler"),
+                NovaSegmentsType.Input("segments"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Random seed."),
+                io.Int.Input("window", default=9, min=0, max=MAX_LATENTS, tooltip="Latent frames of temporal context (9 = the training length). 0 = the whole video (official; memory grows)."),
+                io.Int.Input("blend_frames", default=0, min=0, max=64, tooltip="Frames over which each new segment's prompt fades in from the previous one (0 = switch at once)."),
+                io.Int.Input("loop_frames", default=0, min=0, max=64, tooltip="Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no loop)."),
+                io.Latent.Input("latents", optional=True, tooltip="A video to continue (its frames are kept unchanged)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latents")],
+        )
+
+    @classmethod
+    def execute(cls, model, sampler, segments, seed, window=9, blend_frames=0, loop_frames=0, latents=None) -> io.NodeOutput:
+        host = get_host()
+        if not isinstance(sampler, SamplerSettings):
+            raise InputError("sampler must come from NOVA Set Sampler.")
+        if not segments:
+            raise InputError("segments are empty; connect NOVA Segment.")
+        cfg = model.config
+        if not cfg.is_video_model:
+            raise InputError(f"'{model.name}' is an image checkpoint; long videos need a video checkpoint.")
+        prefix = latent_samples(latents, model)
+        n_prefix = 0 if prefix is None else prefix.shape[2]
+        total = n_prefix + sum(s.frames for s in segments) + int(loop_frames)
+        if total > MAX_TOTAL:
+            raise InputError(f"{total} latent frames requested; at most {MAX_TOTAL}.")
+        transformer = model.transformer
+        guidance = Guidance(sampler)
+        embeds = [(conditioning_embeds(s.positive, cfg.text_token_dim, "positive"),
+                   None if s.negative is None else conditioning_embeds(s.negative, cfg.text_token_dim, "negative")) for s in segments]
+        batch = len(embeds[0][0])
+        if any(len(p) != batch for p, _ in embeds):
+            raise InputError("all segments need the same number of prompts (batch).")
+        if prefix is not None and prefix.shape[0] != batch:
+            if prefix.shape[0] != 1:
+                raise InputError(f"latents have batch {prefix.shape[0]} but the prompt batch is {batch}.")
+            prefix = prefix.expand(batch, -1, -1, -1, -1)
+        kept = total if not window else min(total, int(window))
+        host.load(model.patcher, estimate_memory(model, guidance.passes * batch, kept))
+        plan = [Segment(build_context(transformer, guidance, p, n, [s.motion_flow] * batch, [s.fps] * batch), s.frames)
+                for (p, n), s in zip(embeds, segments)]
+        steps = len(mask_schedule(sampler.num_inference_steps, cfg.num_image_tokens))
+        progress = host.progress(max(1, (total - n_prefix) * steps))
+        count = [0]
+
+        def on_progress(p):
+            count[0] += 1
+            progress.update(min(count[0], progress.total), p.latent, model.latent_format)
+
+        scaled = generate_video(transformer, model.scheduler, plan, batch, sampler, new_generator(seed), prefix=prefix,
+                                window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
+                                callback=on_progress)
+        return io.NodeOutput(make_latent(scaled, model, host.intermediate_device(), segments[-1].fps))
