@@ -11,29 +11,52 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def _generate(args) -> int:
-    import numpy as np
     import torch
 
-    from .media import read_frames, write_video
+    from .media import read_frames
     from .pipeline import NovaPipeline
+    from .sampling import SamplerSettings
     from .vae_frames import latents_for_frames
+    from .video import generate_video
 
     dtype = getattr(torch, DTYPES[args.dtype])
     t0 = time.time()
     pipe = NovaPipeline.from_pretrained(args.model, torch_dtype=dtype, device=args.device, vae_dtype=torch.float32)
     video = pipe.config.is_video_model
     latents = latents_for_frames(args.frames) if video else 1
-    image = read_frames(args.image)[0] if args.image else None
+    prompts = args.prompt
+    long_video = len(prompts) > 1 or args.window or args.loop or args.video
     print(f"loaded {args.model} in {time.time() - t0:.1f}s; generating {latents} latent frame(s)", file=sys.stderr)
     t0 = time.time()
-    out = pipe(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
-        num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
-        motion_flow=args.motion_flow, fps=args.fps, generator=torch.Generator().manual_seed(args.seed), output_type="np",
-    )
-    frames = out.frames[0] if video else np.asarray(out.images)[:1]
-    write_video(frames, args.out, fps=args.fps)
-    print(f"wrote {args.out} ({len(frames)} frame(s), {time.time() - t0:.1f}s)", file=sys.stderr)
+    generator = torch.Generator().manual_seed(args.seed)
+    if not long_video:
+        image = read_frames(args.image)[0] if args.image else None
+        out = pipe(
+            prompt=prompts[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
+            num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
+            motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent",
+        )
+        result = out.frames if video else out.images
+    else:
+        if not video:
+            from .errors import InputError
+
+            raise InputError("--window/--loop/--video and several --prompt need a video checkpoint.")
+        settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
+        prefix = pipe.encode_video(read_frames(args.video)) if args.video else None
+        if args.image and prefix is None:
+            prefix = pipe.encode_image(read_frames(args.image)[0], generator).unsqueeze(2)
+        new = latents - (0 if prefix is None else prefix.shape[2])
+        if new < len(prompts):
+            from .errors import InputError
+
+            raise InputError(f"{len(prompts)} prompts need at least {len(prompts)} new latent frames; raise --frames.")
+        sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
+        segments = [pipe.segment(p, n, settings, args.negative_prompt or "", args.motion_flow, args.fps) for p, n in zip(prompts, sizes)]
+        result = generate_video(pipe.transformer, pipe.scheduler, segments, 1, settings, generator, prefix=prefix,
+                                window=args.window or None, blend_frames=args.blend, loop_frames=args.loop)
+    pipe.save(result, args.out, fps=args.fps)
+    print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
     return 0
 
 
@@ -50,10 +73,14 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate a video (.mp4/.webp/.gif) or an image (.png)")
     gen.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
-    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--prompt", required=True, action="append", help="repeat for a video with one segment per prompt")
     gen.add_argument("--negative-prompt", default=None)
     gen.add_argument("--image", default=None, help="first frame for image-to-video (cropped/resized to fit)")
-    gen.add_argument("--frames", type=int, default=33, help="video frames: 1 + 4k (33 = 9 latents)")
+    gen.add_argument("--frames", type=int, default=33, help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s)")
+    gen.add_argument("--video", default=None, help="a clip to continue (1 + 4k frames are used)")
+    gen.add_argument("--window", type=int, default=0, help="latent frames of temporal context (9 = training length; 0 = all)")
+    gen.add_argument("--blend", type=int, default=0, help="frames over which a new prompt fades in")
+    gen.add_argument("--loop", type=int, default=0, help="extra frames leading back to the first frame")
     gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
     gen.add_argument("--diffusion-steps", type=int, default=25)
     gen.add_argument("--cfg", type=float, default=5.0)

@@ -137,6 +137,42 @@ class NovaPipeline:
         x = torch.from_numpy(np.array(arr, copy=True)).float().sub(127.5).div(127.5).permute(2, 0, 1).unsqueeze(0)
         return self.vae.encode(x, generator=generator)
 
+    def save(self, latents: torch.Tensor, path: str, fps: float = 12.0) -> str:
+        """Decode latents [1, C, T, h, w] tile by tile straight into a video/image file, so a long
+        video never holds all its frames or activations at once."""
+        from .media import VideoWriter
+
+        if self.vae is None:
+            raise InputError("saving frames needs the VAE; load the pipeline with load_vae=True.")
+        with VideoWriter(path, fps) as writer:
+            for chunk in self.vae.decode_chunks(latents[:1]):
+                writer.write(pixels_to_uint8(chunk)[0])
+        return path
+
+    def segment(self, prompt: str, frames: int, settings: SamplerSettings, negative_prompt: str = "",
+                motion_flow: float = 5.0, fps: float = 12.0):
+        """A :class:`nova.video.Segment` for :func:`nova.video.generate_video`."""
+        from .video import Segment
+
+        guidance = Guidance(settings)
+        negative = self.encode_prompt([negative_prompt]) if negative_prompt and guidance.passes > 1 else None
+        ctx = build_context(self.transformer, guidance, self.encode_prompt([prompt]), negative, [motion_flow], [fps])
+        return Segment(ctx, int(frames))
+
+    def encode_video(self, frames, max_frames: Optional[int] = None) -> torch.Tensor:
+        """uint8 frames [T, H, W, 3] (T = 1 + 4k) -> scaled latents [1, C, t, h, w] (posterior mean),
+        each frame center-cropped and resized to the checkpoint's size."""
+        if self.vae is None:
+            raise InputError("encoding a clip needs the VAE; load the pipeline with load_vae=True.")
+        h, w = self.config.image_size
+        frames = [fit_image(f, h, w) for f in list(frames)[:max_frames]]
+        ratio = self.vae.temporal_ratio
+        keep = 1 + ratio * ((len(frames) - 1) // ratio)
+        x = torch.from_numpy(np.stack(frames[:keep])).float().sub(127.5).div(127.5).permute(3, 0, 1, 2).unsqueeze(0)
+        if not self.vae.temporal:
+            return self.vae.encode(x.squeeze(2).transpose(0, 1), sample=False).unsqueeze(2).transpose(0, 2)[:, :, :1]
+        return self.vae.encode(x, sample=False)
+
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             raise InputError("decoding needs the VAE; load the pipeline with load_vae=True or use output_type='latent'.")

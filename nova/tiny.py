@@ -87,7 +87,7 @@ def write_text_encoder(folder: str, hidden: int, layers: int, vocab_size: int, s
     os.makedirs(folder, exist_ok=True)
     config = PhiConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=2, max_position_embeddings=512, partial_rotary_factor=0.4, hidden_act="gelu_new",
+        num_attention_heads=max(1, hidden // 32), max_position_embeddings=512, partial_rotary_factor=0.4, hidden_act="gelu_new",
     )
     torch.manual_seed(seed)
     model = PhiForCausalLM(config)
