@@ -18,6 +18,7 @@ import torch
 
 from .components import load_scheduler, load_transformer
 from .errors import CheckpointError, InputError
+from .fast import Accel
 from .loading import read_model_index, resolve_checkpoint
 from .sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder
@@ -76,6 +77,7 @@ class NovaPipeline:
 
     def __init__(self, transformer, scheduler, vae: Optional[NovaVAE] = None, text_encoder: Optional[TextEncoder] = None):
         self.transformer, self.scheduler, self.vae, self.text_encoder = transformer, scheduler, vae, text_encoder
+        self.accel = Accel()  # speed-ups that keep the latents; Accel.plain() is the reference path
 
     @property
     def config(self):
@@ -245,7 +247,7 @@ class NovaPipeline:
             prefix = _match_batch(prefix, batch, self.config)
         out = generate_latents(
             self.transformer, self.scheduler, context, batch, max_latent_length, settings, generator,
-            prefix=prefix, callback=callback,
+            prefix=prefix, callback=callback, accel=self.accel,
         )
         return self._output(out, output_type)
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, NumericalError
+from .fast import Accel, FastPlan, draw_step_noise
 from .models.embeddings import patchify, unpatchify
 from .models.vit import KV
 
@@ -194,15 +195,15 @@ def temporal_step(
     return model.mix(state.first, feats), TemporalState(kv, state.first, state.frames + 1)
 
 
-def _denoise(model, sched, z, x, pred_ids, guidance: Guidance, generator):
-    """Diffusion loop of one set step, for the ``pred_ids`` tokens only. ``x`` is the full noise
-    latent [B, C, h, w] in float32 (the scheduler steps and draws over the full latent, as the
-    official code does, so the random stream stays aligned)."""
+def _denoise(model, sched, z_pred, x, pred_ids, guidance: Guidance, generator):
+    """Diffusion loop of one set step (the plain path). ``z_pred`` [P*B, n, D] are the spatial
+    features of the ``pred_ids`` tokens; ``x`` is the full noise latent [B, C, h, w] in float32
+    (the scheduler steps and draws over the full latent, as the official code does)."""
     p, c = model.config.patch_size, model.config.image_dim
     grid = model.config.image_base_size
     passes = guidance.passes
     ids_x = pred_ids.expand(-1, -1, p * p * c)
-    cond = model.head_condition(z.gather(1, pred_ids.repeat(passes, 1, 1).expand(-1, -1, z.shape[-1])))
+    cond = model.head_condition(z_pred)
     sched.set_timesteps(len(sched.timesteps))  # resets the step counter of stateful schedulers
     for t in sched.timesteps:
         if passes > 1 and guidance.truncates_at(t):
@@ -228,6 +229,7 @@ def sample_frame(
     on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
     known: Optional[torch.Tensor] = None,
     num_known: int = 0,
+    fast: Optional[FastPlan] = None,
 ) -> torch.Tensor:
     """Sample one latent frame set by set. ``context`` is the video encoder output for this frame
     (all guidance passes), ``order`` the token order [B, L, 1]. Returns [B, C, h, w] float32.
@@ -235,6 +237,7 @@ def sample_frame(
     ``known`` [B, C, h, w] with ``num_known`` > 0 fixes the first ``num_known`` tokens of ``order``
     to its values (token-level inpainting; loops use it); ``counts`` then covers the rest."""
     cfg = model.config
+    fast = fast or FastPlan.build(model, sched, None, guidance)
     batch, num_tokens = order.shape[0], order.shape[1]
     h, w = cfg.latent_size
     device = model.device
@@ -248,18 +251,33 @@ def sample_frame(
         unknown = unknown * (1 - fixed)
         known_ids = order[:, :num_known].repeat(guidance.passes, 1, 1)
         mask_pos = num_known
+    steps = fast.steps
+    ppc = cfg.patch_size**2 * cfg.image_dim
     for step, n in enumerate(counts):
         tokens = model.image_tokens(x, unknown)
         pred_ids = order[:, mask_pos : mask_pos + n]
         mask_pos += n
         pred_mask = torch.zeros_like(unknown).scatter_(1, pred_ids, 1)
         unknown = unknown * (1 - pred_mask)
-        z = model.encode_image(guidance.expand(tokens), context, known_ids)
-        known_ids = torch.cat([known_ids, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
+        pass_ids = pred_ids.repeat(guidance.passes, 1, 1)
+        if fast.prune_last_block:
+            z_pred = model.encode_image(guidance.expand(tokens), context, known_ids, out_ids=pass_ids)
+        else:
+            z = model.encode_image(guidance.expand(tokens), context, known_ids)
+            z_pred = z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
+        known_ids = torch.cat([known_ids, pass_ids], dim=1)
         noise = torch.empty(x.shape, device=generator.device).normal_(generator=generator).to(device)
-        sample = _denoise(model, sched, z, noise, pred_ids, guidance, generator)
-        sample = patchify(sample, cfg.patch_size) * pred_mask
-        x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+        if steps is not None:
+            ids = pred_ids.expand(-1, -1, ppc)
+            pick = lambda full: patchify(full.to(device), cfg.patch_size).gather(1, ids)  # noqa: E731
+            step_noise = [None if d is None else pick(d) for d in draw_step_noise(steps, x.shape, generator)]
+            cond = model.head_condition(z_pred)
+            sample = fast.denoise(model, cond, pick(noise), step_noise, guidance)
+            x = unpatchify(patchify(x, cfg.patch_size).scatter(1, ids, sample), cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+        else:
+            sample = _denoise(model, sched, z_pred, noise, pred_ids, guidance, generator)
+            sample = patchify(sample, cfg.patch_size) * pred_mask
+            x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
         if on_step is not None:
             on_step(step, x)
     if not torch.isfinite(x).all():
@@ -281,6 +299,7 @@ def generate_latents(
     prefix: Optional[torch.Tensor] = None,
     time_positions: Optional[Sequence[float]] = None,
     callback: Optional[ProgressCallback] = None,
+    accel: Optional[Accel] = None,
 ) -> torch.Tensor:
     """Generate ``num_frames`` latent frames, the first ``prefix.shape[2]`` of them given (the
     official pipeline; see :func:`nova.video.generate_video` for segments, windows and loops).
@@ -299,7 +318,8 @@ def generate_latents(
         raise InputError(f"{n_prefix} prefix latent frames exceed the requested total of {num_frames}.")
     segments = [Segment(context, num_frames - n_prefix)]
     return generate_video(
-        model, scheduler, segments, batch, settings, generator, prefix=prefix, time_positions=time_positions, callback=callback
+        model, scheduler, segments, batch, settings, generator, prefix=prefix, time_positions=time_positions,
+        callback=callback, accel=accel,
     )
 
 

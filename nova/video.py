@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .errors import InputError
+from .fast import Accel, FastPlan
 from .sampling import (
     Guidance,
     Progress,
@@ -109,6 +110,7 @@ def generate_video(
     loop_frames: int = 0,
     time_positions: Optional[Sequence[float]] = None,
     callback: Optional[ProgressCallback] = None,
+    accel: Optional[Accel] = None,
 ) -> torch.Tensor:
     """Generate a video of ``sum(segment.frames)`` new latent frames after ``prefix`` (optional,
     [B, C, N, h, w], returned unchanged), then ``loop_frames`` frames that lead back to the first
@@ -134,6 +136,7 @@ def generate_video(
     guidance = Guidance(settings)
     sched = prepare_scheduler(scheduler, settings)
     counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
+    fast = FastPlan.build(model, sched, accel, guidance)
     cache = _TemporalCache(model, guidance, batch, time_positions)
     frames: List[torch.Tensor] = []
     order = None
@@ -156,7 +159,7 @@ def generate_video(
             if callback is not None:
                 callback(Progress(_t, total, step + 1, _n, latent))
 
-        frames.append(sample_frame(model, spatial_ctx, order, frame_counts, guidance, sched, generator, on_step, target, num_known))
+        frames.append(sample_frame(model, spatial_ctx, order, frame_counts, guidance, sched, generator, on_step, target, num_known, fast))
     return torch.stack(frames, dim=2)
 
 

@@ -20,12 +20,15 @@ class Attention(nn.Module):
         self.qkv = ops.Linear(dim, dim * 3)
         self.proj = ops.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None):
-        """Returns (output, (k, v)); ``past`` K/V (already rotated) are prepended to this step's."""
+    def forward(self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None, rows=None):
+        """Returns (output, (k, v)); ``past`` K/V (already rotated) are prepended to this step's.
+        ``rows`` [B, n]: compute the output of these rows only (keys/values still use all)."""
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rot is not None:
             q, k = Rotary3D.apply(q, rot), Rotary3D.apply(k, rot)
+        if rows is not None:
+            q = q.gather(2, rows[:, None, :, None].expand(-1, self.num_heads, -1, self.head_dim))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v)
@@ -52,8 +55,10 @@ class Block(nn.Module):
         self.norm2 = ops.LayerNorm(dim)
         self.mlp = MLP(dim, ops=ops)
 
-    def forward(self, x, rot=None, past: Optional[KV] = None):
-        h, kv = self.attn(x, rot, past)
+    def forward(self, x, rot=None, past: Optional[KV] = None, rows=None):
+        h, kv = self.attn(x, rot, past, rows)
+        if rows is not None:
+            x = x.gather(1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         x = self.norm1(h) + x
         return self.norm2(self.mlp(x)) + x, kv
 
@@ -110,9 +115,12 @@ class VisionTransformer(nn.Module):
         known_ids: torch.Tensor,
         rot_known: Optional[torch.Tensor] = None,
         rot_all: Optional[torch.Tensor] = None,
+        out_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Set-by-set image encoder: the first half sees [context; known tokens], the second half
-        sees [context; all tokens] (unknown ones as the mask token). ``known_ids`` is [B, K, 1]."""
+        sees [context; all tokens] (unknown ones as the mask token). ``known_ids`` is [B, K, 1].
+        With ``out_ids`` [B, n, 1] only those tokens' features are returned, and the last block
+        computes only them."""
         n_ctx = context.shape[1]
         index = known_ids.expand(-1, -1, tokens.shape[-1])
         x = torch.cat([context, tokens.gather(1, index)], dim=1)
@@ -120,6 +128,10 @@ class VisionTransformer(nn.Module):
             x = blk(x, rot_known)[0]
         context, known = x[:, :n_ctx], x[:, n_ctx:]
         x = torch.cat([context, tokens.to(known.dtype).scatter(1, index, known)], dim=1)
-        for blk in self.blocks[self.encoder_depth :]:
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks[self.encoder_depth :], start=self.encoder_depth):
+            if out_ids is not None and i == last:
+                return self.norm(blk(x, rot_all, rows=out_ids[..., 0] + n_ctx)[0])
             x = blk(x, rot_all)[0]
-        return self.norm(x[:, n_ctx:])
+        x = x[:, n_ctx:]
+        return self.norm(x if out_ids is None else x.gather(1, out_ids.expand(-1, -1, x.shape[-1])))
