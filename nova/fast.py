@@ -104,8 +104,9 @@ class HeadPlan:
         self.weight = torch.cat([p.weight.to(device=device, dtype=dtype) for p in projs])
         self.bias = torch.cat([p.bias.to(device=device, dtype=dtype) for p in projs])
 
-    def __call__(self, tokens: torch.Tensor, i: int, timestep: torch.Tensor, cond_proj: torch.Tensor) -> torch.Tensor:
+    def __call__(self, tokens: torch.Tensor, i: int, t, cond_proj: torch.Tensor) -> torch.Tensor:
         if not self.fused:
+            timestep = torch.as_tensor(t, device=tokens.device).expand(tokens.shape[0])
             return self.model.head(tokens, timestep, cond_proj)
         dec = self.model.image_decoder
         x = dec.embed_tokens(tokens.to(cond_proj.dtype))
@@ -161,8 +162,8 @@ def denoise_tokens(model, plan: StepPlan, head: HeadPlan, cond_proj, x_tokens, s
     for i, t in enumerate(plan.timesteps):
         if passes > 1 and guidance.truncates_at(t):
             passes, cond_proj = 1, cond_proj[:batch]
-        timestep = torch.as_tensor(t, device=x_tokens.device).expand(batch * passes)
-        out = head(x_tokens.repeat(passes, 1, 1), i, timestep, cond_proj).float()
+        # (no host-to-device copy here when fused: the loop must be capturable as a CUDA graph)
+        out = head(x_tokens.repeat(passes, 1, 1), i, t, cond_proj).float()
         x_tokens = plan.step(i, guidance.combine(out, passes), x_tokens, step_noise[i])
     return x_tokens
 

@@ -63,13 +63,13 @@ class NovaVAE:
         return self.scale(noise * std + mean)
 
     @torch.no_grad()
-    def decode_chunks(self, latents: torch.Tensor, raw: bool = False) -> Iterator[torch.Tensor]:
+    def decode_chunks(self, latents: torch.Tensor, raw: bool = False, tile_latents: Optional[int] = None) -> Iterator[torch.Tensor]:
         """Scaled latents [B, C, T, h, w] (``raw=True``: unscaled VAE latents) -> pixel chunks
         [B, 3, t, H, W] in [-1, 1], in temporal tiles so memory stays bounded whatever T."""
         z = latents.to(device=self.device, dtype=torch.float32)
         z = (z if raw else self.unscale(z)).to(self.dtype)
         if self.temporal:
-            yield from self.model.decode_tiles(z)
+            yield from self.model.decode_tiles(z, tile_latents)
             return
         for t in range(z.shape[2]):
             yield self.model.decode(z[:, :, t]).sample.unsqueeze(2)

@@ -12,7 +12,7 @@ official code the last, shorter tile is decoded too: every latent count gives ev
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -251,10 +251,12 @@ class AutoencoderKLOpenSora(nn.Module):
         return z.squeeze(2) if image else z
 
     # -- decode -------------------------------------------------------------------------------
-    def decode_tiles(self, latents: torch.Tensor):
-        """Yield decoded pixel chunks [B, 3, t, H, W] in order (each tile drops its overlap frame)."""
+    def decode_tiles(self, latents: torch.Tensor, tile_latents: Optional[int] = None):
+        """Yield decoded pixel chunks [B, 3, t, H, W] in order (each tile drops its overlap frame).
+        ``tile_latents`` below the official 5 lowers peak memory; the frames then differ slightly
+        (GroupNorm statistics span a tile)."""
         z = self.post_quant_conv(latents)
-        for i, (start, stop) in enumerate(latent_tiles(z.shape[2], self.tile_latents)):
+        for i, (start, stop) in enumerate(latent_tiles(z.shape[2], tile_latents or self.tile_latents)):
             x = self.decoder(z[:, :, start:stop])
             yield x if i == 0 else x[:, :, 1:]
 
