@@ -203,6 +203,8 @@ def run(args) -> dict:
     variants = {"plain": Accel.plain(), "fast": Accel(), "fast, no CUDA graphs": Accel(cuda_graphs=False)}
     if device.type != "cuda":
         variants.pop("fast, no CUDA graphs")
+    if args.quick:
+        variants = {"plain": Accel.plain(), "fast": Accel()}
     e2e, outs = {}, {}
     for name, accel in variants.items():
         sample(accel, n=1)  # warm-up (kernels, graph capture of the first frame's buckets)
@@ -214,48 +216,50 @@ def run(args) -> dict:
         print(name, e2e[name], flush=True)
     report["end_to_end"] = e2e
 
-    print("stage breakdown...", flush=True)
-    # stage breakdown (instrumented run of the fast path without graphs) and FLOPs of one frame
-    timer = StageTimer(device)
-    timer.wrap(model, "encode_frame", "temporal step")
-    timer.wrap(model, "encode_image", "spatial encoder")
-    timer.wrap(FastPlan, "denoise", "diffusion head loop")
-    try:
-        timed(lambda: sample(Accel(cuda_graphs=False)), device)
-    finally:
-        timer.restore()
-    flops = {}
-    for stage, owner, attr in (("temporal step", model, "encode_frame"), ("spatial encoder", model, "encode_image"),
-                               ("diffusion head loop", FastPlan, "denoise")):
-        counter = StageFlops(owner, attr)
-        with counter:
-            sample(Accel(cuda_graphs=False), n=1)
-        flops[stage] = counter.flops * latents  # per frame x frames (the temporal step grows a little per frame)
-    reset_peak(device)
-    t_vae, _ = timed(lambda: [None for _ in vae.decode_chunks(outs["fast"][:1])], device)
-    vae_peak = peak_bytes(device)
-    vae_low = {}
-    for tile in (3, 2):
-        reset_peak(device)
-        dt, _ = timed(lambda: [None for _ in vae.decode_chunks(outs["fast"][:1], tile_latents=tile)], device)
-        vae_low[f"tile {tile} latents"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
-    report["vae_decode_tiles"] = vae_low
-    with StageFlops(None, None) as counter:
-        [None for _ in vae.decode_chunks(outs["fast"][:1, :, :2])]
+    vae_runs = {}
+    for vdtype in (torch.float32, torch.bfloat16):
+        vae.model.to(vdtype)
+        for tile in (5, 3):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            reset_peak(device)
+            dt, _ = timed(lambda: [None for _ in vae.decode_chunks(outs["fast"][:1], tile_latents=tile)], device)
+            vae_runs[f"{str(vdtype)[6:]}, tiles of {tile} latents"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
+            print("vae", vdtype, tile, vae_runs, flush=True)
+    vae.model.to(torch.float32)
+    report["vae_decode_tiles"] = vae_runs
     stages = {}
-    peak = report["matmul_peak_tflops"]
-    for stage in ("temporal step", "spatial encoder", "diffusion head loop"):
-        secs = timer.time.get(stage, 0.0)
-        tflops = flops[stage] / secs / 1e12 if secs else 0.0
-        stages[stage] = {"seconds": round(secs, 3), "calls": timer.calls.get(stage, 0), "gflop": round(flops[stage] / 1e9, 1),
-                         "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak:.1f}%"}
-    stages["VAE decode"] = {"seconds": round(t_vae, 3), "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
-                            "peak_gb": round(vae_peak / 2**30, 2)}
-    stages["text encode"] = {"seconds": report["text_encode"]["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None}
-    report["stages"] = stages
-
+    if not args.quick:
+        print("stage breakdown...", flush=True)
+        # stage breakdown (instrumented run of the fast path without graphs) and FLOPs of one frame
+        timer = StageTimer(device)
+        timer.wrap(model, "encode_frame", "temporal step")
+        timer.wrap(model, "encode_image", "spatial encoder")
+        timer.wrap(FastPlan, "denoise", "diffusion head loop")
+        try:
+            timed(lambda: sample(Accel(cuda_graphs=False)), device)
+        finally:
+            timer.restore()
+        flops = {}
+        for stage, owner, attr in (("temporal step", model, "encode_frame"), ("spatial encoder", model, "encode_image"),
+                                   ("diffusion head loop", FastPlan, "denoise")):
+            counter = StageFlops(owner, attr)
+            with counter:
+                sample(Accel(cuda_graphs=False), n=1)
+            flops[stage] = counter.flops * latents  # per frame x frames (the temporal step grows a little per frame)
+        peak = report["matmul_peak_tflops"]
+        for stage in ("temporal step", "spatial encoder", "diffusion head loop"):
+            secs = timer.time.get(stage, 0.0)
+            tflops = flops[stage] / secs / 1e12 if secs else 0.0
+            stages[stage] = {"seconds": round(secs, 3), "calls": timer.calls.get(stage, 0), "gflop": round(flops[stage] / 1e9, 1),
+                             "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak:.1f}%"}
+        official_tiles = vae_runs["float32, tiles of 5 latents"]
+        stages["VAE decode"] = {"seconds": official_tiles["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
+                                "peak_gb": official_tiles["peak_gb"]}
+        stages["text encode"] = {"seconds": report["text_encode"]["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None}
+        report["stages"] = stages
     print("stages", json.dumps(stages), flush=True)
-    if args.demo:  # the official demo's 128/100 setting, fast path only
+    if args.demo and not args.quick:  # the official demo's 128/100 setting, fast path only
         demo = SamplerSettings(128, 100, 7.0)
         dt, _ = timed(lambda: generate_latents(model, sched, ctx, 1, latents, demo, new_generator(0), accel=Accel()), device)
         report["demo_128_100_seconds"] = round(dt, 2)
@@ -408,14 +412,16 @@ def markdown(r: dict) -> str:
         lines += ["", f"Speed-up of the fast path over the official pipeline: **{o['seconds'] / fast:.2f}x**."]
     if "demo_128_100_seconds" in r:
         lines += ["", f"Official demo setting (128/100, cfg 7), fast path: {r['demo_128_100_seconds']} s."]
-    lines += ["", "## Stages (instrumented run, fast path without CUDA graphs)", "",
-              "| stage | seconds | calls | GFLOP | TFLOP/s | of peak |", "|---|---|---|---|---|---|"]
-    for stage, v in r["stages"].items():
-        lines.append(f"| {stage} | {v['seconds']} | {v['calls']} | {v['gflop'] if v['gflop'] is not None else '-'} | "
-                     f"{v['tflops'] if v['tflops'] is not None else '-'} | {v['of_peak'] or '-'} |")
-    lines += ["", f"Text encoder peak memory {r['text_encode']['peak_gb']} GB (offloaded after encoding); "
-              f"VAE decode peak {r['stages']['VAE decode'].get('peak_gb')} GB with the official 5-latent tiles; "
-              f"smaller tiles: {json.dumps(r.get('vae_decode_tiles'))}."]
+    if r.get("stages"):
+        lines += ["", "## Stages (instrumented run, fast path without CUDA graphs)", "",
+                  "| stage | seconds | calls | GFLOP | TFLOP/s | of peak |", "|---|---|---|---|---|---|"]
+        for stage, v in r["stages"].items():
+            lines.append(f"| {stage} | {v['seconds']} | {v['calls']} | {v['gflop'] if v['gflop'] is not None else '-'} | "
+                         f"{v['tflops'] if v['tflops'] is not None else '-'} | {v['of_peak'] or '-'} |")
+    lines += ["", f"Text encoder: {r['text_encode']['seconds']} s, peak memory {r['text_encode']['peak_gb']} GB (offloaded after encoding).",
+              "", f"## VAE decode of {r['latents']} latents", "", "| VAE dtype, tiles | seconds | peak GB |", "|---|---|---|"]
+    for name, v in r["vae_decode_tiles"].items():
+        lines.append(f"| {name} | {v['seconds']} | {v['peak_gb']} |")
     if "long_video" in r:
         lv = r["long_video"]
         lines += ["", f"## Long video memory (window {lv['window']} latents)", "", "| latent frames | peak |", "|---|---|"]
@@ -435,6 +441,7 @@ def main(argv=None):
     parser.add_argument("--demo", action="store_true", help="also time the official demo's 128/100 setting")
     parser.add_argument("--official", default=None, help="path of an official NOVA checkout (diffnext) to time as baseline")
     parser.add_argument("--long", action="store_true", help="long-video memory at 9/33/65 latents")
+    parser.add_argument("--quick", action="store_true", help="end to end, VAE decode, official and long video only")
     parser.add_argument("--window", type=int, default=9)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args(argv)

@@ -10,4 +10,4 @@ fi
 nvidia-smi -L
 python3 -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)"
 export PYTHONUNBUFFERED=1
-python3 bench/bench.py --preset gpu-osp480 --demo --long --repeat 1 --official .official --out "$OUT" 2>&1 | tee "$OUT/gpu-osp480.log"
+python3 bench/bench.py --preset gpu-osp480 --long --repeat 1 --official .official --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-osp480.log"

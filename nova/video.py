@@ -90,6 +90,7 @@ class _TemporalCache:
             out, self.state = temporal_step(self.model, self.state, frames[t - 1], context, self.guidance, self.positions[len(wanted)], self.batch)
             self.inputs = wanted
             return out
+        self.state = None  # release the old window before building the new one (flat peak memory)
         out, state = self._anchor(context)
         for slot, frame in enumerate(wanted, start=1):
             out, state = temporal_step(self.model, state, frames[frame], context, self.guidance, self.positions[slot], self.batch)

@@ -22,17 +22,43 @@ from ..errors import ConfigError
 
 
 class CausalConv3d(nn.Conv3d):
-    """Conv3d whose time axis is padded in front by replicating the first frame."""
+    """Conv3d whose time axis is padded in front by replicating the first frame.
+
+    Large inputs are convolved a few frames at a time (each chunk reads its ``k - 1`` frames of
+    history): convolution is local in time, so this is exact, and it bounds the convolution's
+    workspace, the peak of a full-resolution decode."""
+
+    chunk_elements = 1 << 26  # input elements per chunk (256 MB in fp32)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.padding = (0,) + tuple(self.padding[1:])
         self.time_pad = self.kernel_size[0] - 1
 
+    def _window(self, x, start: int, stop: int):
+        """Input frames for output frames [start, stop) (stride 1), replicate-padded at 0."""
+        lo = start - self.time_pad
+        if lo >= 0:
+            return x[:, :, lo:stop]
+        first = x[:, :, :1].expand(-1, -1, -lo, -1, -1)
+        return torch.cat([first, x[:, :, :stop]], dim=2)
+
     def forward(self, x):
-        if self.time_pad:
-            x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0), mode="replicate")
-        return super().forward(x)
+        frames = x.shape[2]
+        per_frame = x[:, :, :1].numel()
+        step = max(1, self.chunk_elements // max(1, per_frame) - self.time_pad)
+        if self.stride[0] != 1 or frames <= step:
+            if self.time_pad:
+                x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0), mode="replicate")
+            return super().forward(x)
+        first = super().forward(self._window(x, 0, min(step, frames)))
+        out = first.new_empty(first.shape[:2] + (frames,) + first.shape[3:])
+        out[:, :, : first.shape[2]] = first
+        del first
+        for start in range(step, frames, step):
+            stop = min(start + step, frames)
+            out[:, :, start:stop] = super().forward(self._window(x, start, stop))
+        return out
 
 
 def _is_3d(block_type: str) -> bool:
@@ -76,9 +102,10 @@ class ResBlock(nn.Module):
         self.conv_shortcut = conv(dim, out_dim, 1) if out_dim != dim else None
 
     def forward(self, x):
+        # In-place activations and residual: decoding is memory-bound at full resolution.
         shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
-        h = self.conv1(F.silu(self.norm1(x)))
-        return self.conv2(F.silu(self.norm2(h))) + shortcut
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        return self.conv2(F.silu(self.norm2(h), inplace=True)).add_(shortcut)
 
 
 class Downsample(nn.Module):
@@ -159,7 +186,7 @@ class Encoder(nn.Module):
             for down in stage.downsamplers:
                 x = down(x, num_frames)
         x = self.mid_block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
 
 class Decoder(nn.Module):
@@ -182,14 +209,100 @@ class Decoder(nn.Module):
         self.conv_norm_out = nn.GroupNorm(groups, dims[-1], eps=1e-6)
         self.conv_out = convs[-1](dims[-1], out_ch, 3, 1, 1)
 
+    # Activations above this many elements run layer by layer in temporal chunks (exact: GroupNorm
+    # statistics are gathered over the whole tile first, convolutions are local in time), so a
+    # full-resolution tile holds about two activations at a time instead of five or six.
+    stream_elements = 1 << 28
+    stream_frames = 2
+
     def forward(self, z):
         x = self.mid_block(self.conv_in(z))
         for stage in self.up_blocks:
             for res in stage.resnets:
-                x = res(x)
+                x = streamed_res(res, x, self.stream_frames) if self._stream(x) else res(x)
             for up in stage.upsamplers:
-                x = up(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+                x = streamed_upsample(up, x, self.stream_frames) if self._stream(x) else up(x)
+        if self._stream(x):
+            return streamed_norm_conv(self.conv_norm_out, self.conv_out, x, self.stream_frames)
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
+
+    def _stream(self, x) -> bool:
+        return x.dim() == 5 and x.numel() > self.stream_elements
+
+
+def _group_stats(x: torch.Tensor, norm: nn.GroupNorm, chunk: int):
+    """GroupNorm mean and 1/std over the whole tensor, gathered a few frames at a time (two passes)."""
+    b, c, t = x.shape[:3]
+    g = norm.num_groups
+    count = (c // g) * x[0, 0].numel()
+    total = torch.zeros(b, g, device=x.device, dtype=torch.float32)
+    for lo in range(0, t, chunk):
+        total += x[:, :, lo : lo + chunk].float().reshape(b, g, -1).sum(-1)
+    mean = total / count
+    sq = torch.zeros_like(total)
+    for lo in range(0, t, chunk):
+        d = x[:, :, lo : lo + chunk].float().reshape(b, g, -1) - mean.unsqueeze(-1)
+        sq += (d * d).sum(-1)
+    return mean, torch.rsqrt(sq / count + norm.eps)
+
+
+def _group_apply(x, norm: nn.GroupNorm, mean, rstd):
+    b, c = x.shape[:2]
+    g = norm.num_groups
+    y = (x.float().reshape(b, g, -1) - mean.unsqueeze(-1)) * rstd.unsqueeze(-1)
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    y = y.reshape(x.shape) * norm.weight.float().view(shape) + norm.bias.float().view(shape)
+    return y.to(x.dtype)
+
+
+def _conv_streamed(conv, produce, frames: int, chunk: int) -> torch.Tensor:
+    """Causal conv over an input made on demand: ``produce(lo, hi)`` gives input frames [lo, hi)."""
+    pad = getattr(conv, "time_pad", 0)
+    out = None
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        lo = start - pad
+        window = produce(max(lo, 0), stop)
+        if lo < 0:
+            window = torch.cat([window[:, :, :1].expand(-1, -1, -lo, -1, -1), window], dim=2)
+        y = nn.Conv3d.forward(conv, window)
+        if out is None:
+            out = y.new_empty(y.shape[:2] + (frames,) + y.shape[3:])
+        out[:, :, start:stop] = y
+    return out
+
+
+def streamed_res(res: "ResBlock", x: torch.Tensor, chunk: int) -> torch.Tensor:
+    frames = x.shape[2]
+    m1, r1 = _group_stats(x, res.norm1, chunk)
+    h = _conv_streamed(res.conv1, lambda lo, hi: F.silu(_group_apply(x[:, :, lo:hi], res.norm1, m1, r1)), frames, chunk)
+    m2, r2 = _group_stats(h, res.norm2, chunk)
+    out = _conv_streamed(res.conv2, lambda lo, hi: F.silu(_group_apply(h[:, :, lo:hi], res.norm2, m2, r2)), frames, chunk)
+    del h
+    for lo in range(0, frames, chunk):
+        part = x[:, :, lo : lo + chunk]
+        out[:, :, lo : lo + chunk] += part if res.conv_shortcut is None else res.conv_shortcut(part)
+    return out
+
+
+def streamed_upsample(up: "Upsample", x: torch.Tensor, chunk: int) -> torch.Tensor:
+    if up.temporal:  # the doubled clip is made whole (it sits at low resolution), the conv streams
+        return _conv_streamed(up.conv, _upsampled(up, x), 1 + 2 * (x.shape[2] - 1), chunk)
+    nearest = lambda lo, hi: x[:, :, lo:hi].repeat_interleave(2, -2).repeat_interleave(2, -1)  # noqa: E731
+    return _conv_streamed(up.conv, nearest, x.shape[2], chunk)
+
+
+def _upsampled(up: "Upsample", x: torch.Tensor):
+    first = F.interpolate(x[:, :, :1], scale_factor=(1, 2, 2), mode="trilinear")
+    if x.shape[2] > 1:
+        rest = F.interpolate(x[:, :, 1:], scale_factor=(2, 2, 2), mode="trilinear")
+        first = torch.cat([first, rest], dim=2)
+    return lambda lo, hi: first[:, :, lo:hi]
+
+
+def streamed_norm_conv(norm: nn.GroupNorm, conv, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    mean, rstd = _group_stats(x, norm, chunk)
+    return _conv_streamed(conv, lambda lo, hi: F.silu(_group_apply(x[:, :, lo:hi], norm, mean, rstd)), x.shape[2], chunk)
 
 
 class AutoencoderKLOpenSora(nn.Module):
