@@ -213,7 +213,7 @@ class Decoder(nn.Module):
     # statistics are gathered over the whole tile first, convolutions are local in time), so a
     # full-resolution tile holds about two activations at a time instead of five or six.
     stream_elements = 1 << 28
-    stream_frames = 2
+    stream_frames = 1
 
     def forward(self, z):
         x = self.mid_block(self.conv_in(z))
