@@ -9,6 +9,7 @@ import torch
 from ..nova.components import load_scheduler, load_transformer
 from ..nova.config import read_json
 from ..nova.errors import CheckpointError
+from ..nova.fp8 import store_linear_weights_fp8
 from ..nova.models.transformer import NovaTransformer  # noqa: F401  (type of NovaModel.transformer)
 from ..nova.text_encoder import load_phi, load_tokenizer
 from ..nova.vae import load_vae
@@ -18,6 +19,7 @@ from .handles import NovaModel, NovaTextEncoder, NovaVaeHandle
 from .host import DTYPE_CHOICES, get_host
 from .types import NovaModelType, NovaTextEncoderType, NovaVaeType
 
+TEXT_DTYPE_CHOICES = DTYPE_CHOICES + ["fp8_e4m3fn"]
 DOWNLOAD_TIP = "Download the official checkpoint from Hugging Face into models/nova/<name> when it is missing."
 DTYPE_TIP = "Weight/compute dtype. auto = bf16 where supported, else fp32 (fp16 can overflow to black frames)."
 
@@ -92,7 +94,8 @@ class NovaTextEncoderLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input("text_encoder_name", options=folders.choices(folders.find_text_encoders(get_host())),
                                default="nova-d48w1024-osp480", tooltip="A NOVA checkpoint (uses its text_encoder/) or a Phi-2 folder."),
-                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto", tooltip=DTYPE_TIP),
+                io.Combo.Input("dtype", options=TEXT_DTYPE_CHOICES, default="auto",
+                               tooltip=DTYPE_TIP + " fp8 stores the weights in float8 (half of bf16's memory) and computes in bf16."),
                 io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
             ],
             outputs=[NovaTextEncoderType.Output(display_name="text_encoder")],
@@ -107,8 +110,13 @@ class NovaTextEncoderLoader(io.ComfyNode):
         host = get_host()
         entry = folders.locate(text_encoder_name, folders.find_text_encoders(host), "text encoder", host, download)
         te_dir, tok_dir = entry if isinstance(entry, tuple) else (os.path.join(entry, "text_encoder"), os.path.join(entry, "tokenizer"))
+        if dtype not in TEXT_DTYPE_CHOICES:
+            raise CheckpointError(f"dtype '{dtype}' is not one of {TEXT_DTYPE_CHOICES}.")
         load_device, offload_device = host.devices("text_encoder")
-        model = load_phi(te_dir, offload_device, host.pick_dtype(dtype, "text_encoder", load_device))
+        compute = "bf16" if dtype == "fp8_e4m3fn" else dtype
+        model = load_phi(te_dir, offload_device, host.pick_dtype(compute, "text_encoder", load_device))
+        if dtype == "fp8_e4m3fn":
+            store_linear_weights_fp8(model)
         return io.NodeOutput(NovaTextEncoder(host.wrap(model, "text_encoder"), load_tokenizer(tok_dir), text_encoder_name))
 
 

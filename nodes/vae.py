@@ -59,7 +59,7 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     return {"samples": mean.to(host.intermediate_device())}
 
 
-def decode_latent(handle, latent: dict) -> torch.Tensor:
+def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
     """LATENT (raw VAE space) -> IMAGE [B*frames, H, W, 3] in 0..1, decoded in temporal tiles."""
     if not isinstance(latent, dict) or "samples" not in latent:
         raise InputError("latents must be a ComfyUI LATENT (a dict with 'samples').")
@@ -72,11 +72,11 @@ def decode_latent(handle, latent: dict) -> torch.Tensor:
     ratio = vae.spatial_ratio
     host.load(handle.patcher, 5 * ratio * ratio * z.shape[-1] * z.shape[-2] * 128 * 4 * 4 * 4)
     out = []
-    tiles = len(latent_tiles(z.shape[2], vae.model.tile_latents)) if vae.temporal else z.shape[2]
+    tiles = len(latent_tiles(z.shape[2], tile_latents)) if vae.temporal else z.shape[2]
     progress = host.progress(z.shape[0] * tiles)
     step = 0
     for b in range(z.shape[0]):
-        for pixels in vae.decode_chunks(z[b : b + 1], raw=True):
+        for pixels in vae.decode_chunks(z[b : b + 1], raw=True, tile_latents=tile_latents):
             out.append(((pixels[0].float() + 1) / 2).clamp(0, 1).movedim(0, -1).to(host.intermediate_device()))
             step += 1
             progress.update(step)
@@ -121,10 +121,12 @@ class NovaVAEDecode(io.ComfyNode):
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
                 io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Used when the latents do not carry the fps they were generated at."),
+                io.Int.Input("tile_latents", default=5, min=2, max=64, tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
+                             "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."),
             ],
             outputs=[io.Image.Output(display_name="frames"), io.Float.Output(display_name="fps")],
         )
 
     @classmethod
-    def execute(cls, vae, latents, fps=12.0) -> io.NodeOutput:
-        return io.NodeOutput(decode_latent(vae, latents), float(latents.get("nova_fps", fps)))
+    def execute(cls, vae, latents, fps=12.0, tile_latents=5) -> io.NodeOutput:
+        return io.NodeOutput(decode_latent(vae, latents, int(tile_latents)), float(latents.get("nova_fps", fps)))

@@ -39,7 +39,8 @@ PINNED = {
     "NOVALongVideo": ([("model", "NOVA_MODEL", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False), ("segments", "NOVA_SEGMENTS", None, None, None, False),
                        ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
                        ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True)], ["LATENT"]),
-    "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False)], ["IMAGE", "FLOAT"]),
+    "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
+                       ("tile_latents", "INT", 5, 2, 64, False)], ["IMAGE", "FLOAT"]),
 }
 
 
@@ -222,3 +223,15 @@ def test_long_video_node_extends_with_a_window(comfy):
     assert torch.equal(out["samples"][:, :, :2], start["samples"])
     with pytest.raises(InputError, match="segments are empty"):
         NovaLongVideo.execute(comfy["model"], comfy["sampler"], (), 0)
+
+
+def test_text_encoder_in_fp8(comfy):
+    te8 = NovaTextEncoderLoader.execute("nova-tiny-video", "fp8_e4m3fn")[0]
+    from comfyui_nova.nova.fp8 import Fp8Linear
+
+    assert any(isinstance(m, Fp8Linear) for m in te8.patcher.model.modules())
+    a = NovaTextEncode.execute(comfy["te"], "a red fox runs through snow")[0][0][0].float()
+    b = NovaTextEncode.execute(te8, "a red fox runs through snow")[0][0][0].float()
+    n = 5  # compare the prompt's tokens
+    cos = torch.nn.functional.cosine_similarity(a[0, :n], b[0, :n], dim=-1)
+    assert float(cos.min()) > 0.98

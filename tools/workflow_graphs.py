@@ -68,7 +68,7 @@ WORKFLOWS = {
         (7, "GetVideoComponents", {}, {"video": (6, 0)}),
         (8, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (7, 0)}),
         (9, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(11)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (8, 0)}),
-        (10, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (9, 0)}),
+        (10, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (9, 0)}),
         *_save_video(11, (10, 0), (10, 1), "nova/continuation"),
     ],
     "nova_long_video": [
@@ -80,7 +80,7 @@ WORKFLOWS = {
         (8, "NOVAARFrameStep", {"latent_frames": 9, **_frame_widgets(1)}, {"model": (1, 0), "positive": (4, 0), "sampler": (7, 0)}),
         (9, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(2)}, {"model": (1, 0), "positive": (5, 0), "sampler": (7, 0), "latents": (8, 0)}),
         (10, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(3)}, {"model": (1, 0), "positive": (6, 0), "sampler": (7, 0), "latents": (9, 0)}),
-        (11, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (10, 0)}),
+        (11, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (10, 0)}),
         *_save_video(12, (11, 0), (11, 1), "nova/long_video"),
     ],
     "nova_long_video_30s": [
@@ -93,7 +93,7 @@ WORKFLOWS = {
         (9, "NOVASegment", {"latent_frames": 30, "motion_flow": 8.0, "fps": 12.0}, {"positive": (5, 0), "previous": (8, 0)}),
         (10, "NOVASegment", {"latent_frames": 31, "motion_flow": 5.0, "fps": 12.0}, {"positive": (6, 0), "previous": (9, 0)}),
         (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
-        (12, "NOVAVAEDecode", {"fps": 12.0}, {"vae": (3, 0), "latents": (11, 0)}),
+        (12, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (11, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
     ],
 }
