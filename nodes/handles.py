@@ -76,3 +76,12 @@ def latent_samples(latent: Optional[dict], model: NovaModel) -> Optional[torch.T
 def make_latent(scaled: torch.Tensor, model: NovaModel, device, fps: float) -> dict:
     """Scaled transformer latents -> a LATENT dict in raw VAE space on ``device``."""
     return {"samples": model.to_raw(scaled).to(device), "nova_fps": float(fps)}
+
+
+def match_batch(prefix: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
+    """Given latents for a prompt batch: one video serves every prompt, else the batches must match."""
+    if prefix is None or prefix.shape[0] == batch:
+        return prefix
+    if prefix.shape[0] != 1:
+        raise InputError(f"latents have batch {prefix.shape[0]} but the prompt batch is {batch}.")
+    return prefix.expand(batch, -1, -1, -1, -1)

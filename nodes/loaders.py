@@ -10,7 +10,6 @@ from ..nova.components import load_scheduler, load_transformer
 from ..nova.config import read_json
 from ..nova.errors import CheckpointError
 from ..nova.fp8 import store_linear_weights_fp8
-from ..nova.models.transformer import NovaTransformer  # noqa: F401  (type of NovaModel.transformer)
 from ..nova.text_encoder import load_phi, load_tokenizer
 from ..nova.vae import load_vae
 from . import folders
@@ -22,6 +21,20 @@ from .types import NovaModelType, NovaTextEncoderType, NovaVaeType
 TEXT_DTYPE_CHOICES = DTYPE_CHOICES + ["fp8_e4m3fn"]
 DOWNLOAD_TIP = "Download the official checkpoint from Hugging Face into models/nova/<name> when it is missing."
 DTYPE_TIP = "Weight/compute dtype. auto = bf16 where supported, else fp32 (fp16 can overflow to black frames)."
+
+
+def _loader_inputs(name_id, found, tooltip, dtypes, dtype_default, dtype_tip):
+    """The three inputs every loader has: which folder, which dtype, whether to download."""
+    return [
+        io.Combo.Input(name_id, options=folders.choices(found), default="nova-d48w1024-osp480", tooltip=tooltip),
+        io.Combo.Input("dtype", options=dtypes, default=dtype_default, tooltip=dtype_tip),
+        io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
+    ]
+
+
+def _check_dtype(dtype, choices):
+    if dtype not in choices:
+        raise CheckpointError(f"dtype '{dtype}' is not one of {choices}.")
 
 
 def _unknown(name, found, what):
@@ -49,12 +62,8 @@ class NovaCheckpointLoader(io.ComfyNode):
             display_name="NOVA Checkpoint Loader",
             category="NOVA/loaders",
             description="Loads the NOVA transformer and scheduler of a checkpoint folder in the official layout.",
-            inputs=[
-                io.Combo.Input("ckpt_name", options=folders.choices(folders.find_checkpoints(get_host())),
-                               default="nova-d48w1024-osp480", tooltip="Checkpoint folder under models/nova or models/diffusers."),
-                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto", tooltip=DTYPE_TIP),
-                io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
-            ],
+            inputs=_loader_inputs("ckpt_name", folders.find_checkpoints(get_host()),
+                                  "Checkpoint folder under models/nova or models/diffusers.", DTYPE_CHOICES, "auto", DTYPE_TIP),
             outputs=[io_model_output()],
         )
 
@@ -65,8 +74,7 @@ class NovaCheckpointLoader(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name, dtype="auto", download=False) -> io.NodeOutput:
         host = get_host()
-        if dtype not in DTYPE_CHOICES:
-            raise CheckpointError(f"dtype '{dtype}' is not one of {DTYPE_CHOICES}.")
+        _check_dtype(dtype, DTYPE_CHOICES)
         folder = folders.locate(ckpt_name, folders.find_checkpoints(host), "checkpoint", host, download)
         return io.NodeOutput(load_nova_model(folder, ckpt_name, dtype, host))
 
@@ -91,13 +99,9 @@ class NovaTextEncoderLoader(io.ComfyNode):
             category="NOVA/loaders",
             description="Loads Phi-2 from a NOVA checkpoint or a standalone folder in models/text_encoders "
                         "(one copy serves every NOVA checkpoint).",
-            inputs=[
-                io.Combo.Input("text_encoder_name", options=folders.choices(folders.find_text_encoders(get_host())),
-                               default="nova-d48w1024-osp480", tooltip="A NOVA checkpoint (uses its text_encoder/) or a Phi-2 folder."),
-                io.Combo.Input("dtype", options=TEXT_DTYPE_CHOICES, default="auto",
-                               tooltip=DTYPE_TIP + " fp8 stores the weights in float8 (half of bf16's memory) and computes in bf16."),
-                io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
-            ],
+            inputs=_loader_inputs("text_encoder_name", folders.find_text_encoders(get_host()),
+                                  "A NOVA checkpoint (uses its text_encoder/) or a Phi-2 folder.", TEXT_DTYPE_CHOICES, "auto",
+                                  DTYPE_TIP + " fp8 stores the weights in float8 (half of bf16's memory) and computes in bf16."),
             outputs=[NovaTextEncoderType.Output(display_name="text_encoder")],
         )
 
@@ -110,8 +114,7 @@ class NovaTextEncoderLoader(io.ComfyNode):
         host = get_host()
         entry = folders.locate(text_encoder_name, folders.find_text_encoders(host), "text encoder", host, download)
         te_dir, tok_dir = entry if isinstance(entry, tuple) else (os.path.join(entry, "text_encoder"), os.path.join(entry, "tokenizer"))
-        if dtype not in TEXT_DTYPE_CHOICES:
-            raise CheckpointError(f"dtype '{dtype}' is not one of {TEXT_DTYPE_CHOICES}.")
+        _check_dtype(dtype, TEXT_DTYPE_CHOICES)
         load_device, offload_device = host.devices("text_encoder")
         compute = "bf16" if dtype == "fp8_e4m3fn" else dtype
         model = load_phi(te_dir, offload_device, host.pick_dtype(compute, "text_encoder", load_device))
@@ -128,13 +131,9 @@ class NovaVAELoader(io.ComfyNode):
             display_name="NOVA VAE Loader",
             category="NOVA/loaders",
             description="Loads a NOVA checkpoint's VAE (3D Open-Sora-Plan for video, AutoencoderKL for images).",
-            inputs=[
-                io.Combo.Input("vae_name", options=folders.choices(folders.find_vaes(get_host())),
-                               default="nova-d48w1024-osp480", tooltip="A NOVA checkpoint (uses its vae/) or a VAE folder in models/vae."),
-                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="fp32",
-                               tooltip="fp32 is safest for decoding; bf16 halves memory."),
-                io.Boolean.Input("download", default=False, tooltip=DOWNLOAD_TIP),
-            ],
+            inputs=_loader_inputs("vae_name", folders.find_vaes(get_host()),
+                                  "A NOVA checkpoint (uses its vae/) or a VAE folder in models/vae.", DTYPE_CHOICES, "fp32",
+                                  "fp32 is safest for decoding; bf16 halves memory."),
             outputs=[NovaVaeType.Output(display_name="vae")],
         )
 
@@ -145,6 +144,7 @@ class NovaVAELoader(io.ComfyNode):
     @classmethod
     def execute(cls, vae_name, dtype="fp32", download=False) -> io.NodeOutput:
         host = get_host()
+        _check_dtype(dtype, DTYPE_CHOICES)
         entry = folders.locate(vae_name, folders.find_vaes(host), "VAE", host, download)
         folder = entry if os.path.isfile(os.path.join(entry, "config.json")) else os.path.join(entry, "vae")
         load_device, offload_device = host.devices("vae")

@@ -4,13 +4,13 @@ one video with a sliding temporal window, optional blends between prompts and a 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from ..nova.errors import InputError
 from ..nova.sampling import Guidance, SamplerSettings, build_context, mask_schedule, new_generator
 from ..nova.video import Segment, generate_video
 from .compat import io
-from .handles import latent_samples, make_latent
+from .handles import latent_samples, make_latent, match_batch
 from .host import get_host
 from .sampling import MAX_LATENTS, estimate_memory
 from .text import conditioning_embeds
@@ -98,10 +98,7 @@ class NovaLongVideo(io.ComfyNode):
         batch = len(embeds[0][0])
         if any(len(p) != batch for p, _ in embeds):
             raise InputError("all segments need the same number of prompts (batch).")
-        if prefix is not None and prefix.shape[0] != batch:
-            if prefix.shape[0] != 1:
-                raise InputError(f"latents have batch {prefix.shape[0]} but the prompt batch is {batch}.")
-            prefix = prefix.expand(batch, -1, -1, -1, -1)
+        prefix = match_batch(prefix, batch)
         kept = total if not window else min(total, int(window))
         host.load(model.patcher, estimate_memory(model, guidance.passes * batch, kept))
         plan = [Segment(build_context(transformer, guidance, p, n, [s.motion_flow] * batch, [s.fps] * batch), s.frames)

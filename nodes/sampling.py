@@ -14,7 +14,7 @@ from ..nova.errors import InputError
 from ..nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, mask_schedule, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
-from .handles import NovaModel, latent_samples, make_latent
+from .handles import NovaModel, latent_samples, make_latent, match_batch
 from .host import get_host
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
@@ -79,10 +79,7 @@ def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, s
     pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     batch = len(pos)
-    if prefix is not None and prefix.shape[0] not in (1, batch):
-        raise InputError(f"latents have batch {prefix.shape[0]} but the prompt batch is {batch}.")
-    if prefix is not None and prefix.shape[0] != batch:
-        prefix = prefix.expand(batch, -1, -1, -1, -1)
+    prefix = match_batch(prefix, batch)
     guidance = Guidance(sampler)
     host.load(model.patcher, estimate_memory(model, guidance.passes * batch, total))
     transformer = model.transformer

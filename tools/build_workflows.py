@@ -75,7 +75,6 @@ def to_ui(graph, specs, description=""):
     out_links = defaultdict(list)
     in_links = {}
     for dst, cls, _, inputs in graph:
-        spec_inputs = [n for n, _ in specs[cls]["inputs"]]
         for name, (src, slot) in inputs.items():
             link_id += 1
             src_cls = next(n[1] for n in graph if n[0] == src)

@@ -12,7 +12,7 @@ official code the last, shorter tile is decoded too: every latent count gives ev
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -278,7 +278,6 @@ def streamed_res(res: "ResBlock", x: torch.Tensor, chunk: int) -> torch.Tensor:
     h = _conv_streamed(res.conv1, lambda lo, hi: F.silu(_group_apply(x[:, :, lo:hi], res.norm1, m1, r1)), frames, chunk)
     m2, r2 = _group_stats(h, res.norm2, chunk)
     out = _conv_streamed(res.conv2, lambda lo, hi: F.silu(_group_apply(h[:, :, lo:hi], res.norm2, m2, r2)), frames, chunk)
-    del h
     for lo in range(0, frames, chunk):
         part = x[:, :, lo : lo + chunk]
         out[:, :, lo : lo + chunk] += part if res.conv_shortcut is None else res.conv_shortcut(part)
@@ -396,20 +395,3 @@ def frame_tiles(num_frames: int, tile: int) -> List[tuple]:
         return [(0, num_frames)]
     starts = [s for s in range(0, num_frames, tile - 1) if s == 0 or s + 1 < num_frames]
     return [(s, min(s + tile, num_frames)) for s in starts]
-
-
-def frames_for_latents(num_latents: int, temporal_ratio: int = 4) -> int:
-    return 1 + temporal_ratio * (num_latents - 1) if num_latents > 0 else 0
-
-
-def check_frame_count(num_frames: int, temporal_ratio: int = 4) -> None:
-    if num_frames < 1 or (num_frames - 1) % temporal_ratio:
-        from ..errors import InputError
-
-        raise InputError(
-            f"{num_frames} frames cannot be encoded by the 3D VAE: it needs 1 + {temporal_ratio}*k frames "
-            f"(1, 5, 9, ..., 33); trim or pad the clip."
-        )
-
-
-__all__: Sequence[str] = ["AutoencoderKLOpenSora", "latent_tiles", "frame_tiles", "frames_for_latents"]
