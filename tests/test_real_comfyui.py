@@ -112,3 +112,40 @@ def test_api_workflow_in_comfyui(server, name):
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
     files = glob.glob(str(base / "output" / "test" / f"{name}*"))
     assert files and all(os.path.getsize(f) > 0 for f in files)
+
+
+def _wait(url, prompt_id, limit=600):
+    for _ in range(limit):
+        history = _get(url + f"/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+            return history[prompt_id]
+        time.sleep(0.5)
+    pytest.fail(f"prompt {prompt_id} did not finish")
+
+
+def test_cancel_then_next_prompt_succeeds(server):
+    url, base = server
+    with open(os.path.join(API_DIR, "nova_long_video.json"), encoding="utf-8") as f:
+        workflow = shrink(json.load(f))
+    for node in workflow.values():  # long enough to be interrupted mid-sampling
+        if node["class_type"] == "NOVASetSampler":
+            node["inputs"].update(ar_steps=24, diffusion_steps=50)
+        if node["class_type"] == "NOVAARFrameStep":
+            node["inputs"]["latent_frames"] = 9
+        if "filename_prefix" in node["inputs"]:
+            node["inputs"]["filename_prefix"] = "test/cancelled"
+    prompt_id = _post(url + "/prompt", {"prompt": workflow})["prompt_id"]
+    time.sleep(3)
+    urllib.request.urlopen(urllib.request.Request(url + "/interrupt", data=b"", method="POST"), timeout=10)
+    entry = _wait(url, prompt_id)
+    events = [m[0] for m in entry["status"].get("messages", [])]
+    assert entry["status"]["status_str"] == "error" and "execution_interrupted" in events, events
+    assert not glob.glob(str(base / "output" / "test" / "cancelled*"))
+    with open(os.path.join(API_DIR, "nova_text_to_video.json"), encoding="utf-8") as f:
+        again = shrink(json.load(f))
+    for node in again.values():
+        if "filename_prefix" in node["inputs"]:
+            node["inputs"]["filename_prefix"] = "test/after_cancel"
+    entry = _wait(url, _post(url + "/prompt", {"prompt": again})["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    assert glob.glob(str(base / "output" / "test" / "after_cancel*"))
