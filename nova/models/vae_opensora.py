@@ -219,30 +219,59 @@ class Decoder(nn.Module):
         x = self.mid_block(self.conv_in(z))
         for stage in self.up_blocks:
             for res in stage.resnets:
-                x = streamed_res(res, x, self.stream_frames) if self._stream(x) else res(x)
+                x = streamed_res(res, x, self.stream_frames) if self._stream(x) else res(_whole(x))
             for up in stage.upsamplers:
-                x = streamed_upsample(up, x, self.stream_frames) if self._stream(x) else up(x)
+                x = streamed_upsample(up, _whole(x), self.stream_frames) if self._stream(up, x) else up(_whole(x))
         if self._stream(x):
             return streamed_norm_conv(self.conv_norm_out, self.conv_out, x, self.stream_frames)
         return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
-    def _stream(self, x) -> bool:
-        return x.dim() == 5 and x.numel() > self.stream_elements
+    def _stream(self, *args) -> bool:
+        """Stream a layer when its input (or an upsampler's output) is large."""
+        x = args[-1]
+        if isinstance(x, _Lazy):
+            return True
+        if x.dim() != 5:
+            return False
+        grow = 4 if len(args) == 2 else 1  # an upsampler's output is 4x (or 8x) its input
+        return x.numel() * grow > self.stream_elements
 
 
-def _group_stats(x: torch.Tensor, norm: nn.GroupNorm, chunk: int):
-    """GroupNorm mean and 1/std over the whole tensor, gathered a few frames at a time (two passes)."""
-    b, c, t = x.shape[:3]
-    g = norm.num_groups
-    count = (c // g) * x[0, 0].numel()
-    total = torch.zeros(b, g, device=x.device, dtype=torch.float32)
+class _Lazy:
+    """An activation that is never held whole: ``make(lo, hi)`` computes frames [lo, hi)."""
+
+    def __init__(self, frames: int, make):
+        self.frames, self.make = frames, make
+
+
+def _frames(src, lo: int, hi: int) -> torch.Tensor:
+    return src.make(lo, hi) if isinstance(src, _Lazy) else src[:, :, lo:hi]
+
+
+def _num_frames(src) -> int:
+    return src.frames if isinstance(src, _Lazy) else src.shape[2]
+
+
+def _whole(src) -> torch.Tensor:
+    return src.make(0, src.frames) if isinstance(src, _Lazy) else src
+
+
+def _group_stats(src, norm: nn.GroupNorm, chunk: int):
+    """GroupNorm mean and 1/std over the whole activation, gathered a few frames at a time (two
+    passes: mean, then squared deviations)."""
+    t, g = _num_frames(src), norm.num_groups
+    total = sq = None
+    count = 0
     for lo in range(0, t, chunk):
-        total += x[:, :, lo : lo + chunk].float().reshape(b, g, -1).sum(-1)
+        part = _frames(src, lo, lo + chunk).float()
+        part = part.reshape(part.shape[0], g, -1)
+        total = part.sum(-1) if total is None else total + part.sum(-1)
+        count += part.shape[-1]
     mean = total / count
-    sq = torch.zeros_like(total)
     for lo in range(0, t, chunk):
-        d = x[:, :, lo : lo + chunk].float().reshape(b, g, -1) - mean.unsqueeze(-1)
-        sq += (d * d).sum(-1)
+        part = _frames(src, lo, lo + chunk).float()
+        d = part.reshape(part.shape[0], g, -1) - mean.unsqueeze(-1)
+        sq = (d * d).sum(-1) if sq is None else sq + (d * d).sum(-1)
     return mean, torch.rsqrt(sq / count + norm.eps)
 
 
@@ -272,23 +301,25 @@ def _conv_streamed(conv, produce, frames: int, chunk: int) -> torch.Tensor:
     return out
 
 
-def streamed_res(res: "ResBlock", x: torch.Tensor, chunk: int) -> torch.Tensor:
-    frames = x.shape[2]
-    m1, r1 = _group_stats(x, res.norm1, chunk)
-    h = _conv_streamed(res.conv1, lambda lo, hi: F.silu(_group_apply(x[:, :, lo:hi], res.norm1, m1, r1)), frames, chunk)
+def streamed_res(res: "ResBlock", src, chunk: int) -> torch.Tensor:
+    """A ResBlock over a tensor or a :class:`_Lazy` input (which is then recomputed per pass
+    instead of held: at full resolution it is the largest activation of the decoder)."""
+    frames = _num_frames(src)
+    m1, r1 = _group_stats(src, res.norm1, chunk)
+    h = _conv_streamed(res.conv1, lambda lo, hi: F.silu(_group_apply(_frames(src, lo, hi), res.norm1, m1, r1)), frames, chunk)
     m2, r2 = _group_stats(h, res.norm2, chunk)
     out = _conv_streamed(res.conv2, lambda lo, hi: F.silu(_group_apply(h[:, :, lo:hi], res.norm2, m2, r2)), frames, chunk)
     for lo in range(0, frames, chunk):
-        part = x[:, :, lo : lo + chunk]
+        part = _frames(src, lo, lo + chunk)
         out[:, :, lo : lo + chunk] += part if res.conv_shortcut is None else res.conv_shortcut(part)
     return out
 
 
-def streamed_upsample(up: "Upsample", x: torch.Tensor, chunk: int) -> torch.Tensor:
+def streamed_upsample(up: "Upsample", x: torch.Tensor, chunk: int):
     if up.temporal:  # the doubled clip is made whole (it sits at low resolution), the conv streams
         return _conv_streamed(up.conv, _upsampled(up, x), 1 + 2 * (x.shape[2] - 1), chunk)
-    nearest = lambda lo, hi: x[:, :, lo:hi].repeat_interleave(2, -2).repeat_interleave(2, -1)  # noqa: E731
-    return _conv_streamed(up.conv, nearest, x.shape[2], chunk)
+    # Spatial-only (kernel 1x3x3, no temporal halo): never held whole, made per chunk when read.
+    return _Lazy(x.shape[2], lambda lo, hi: up.conv(x[:, :, lo:hi].repeat_interleave(2, -2).repeat_interleave(2, -1)))
 
 
 def _upsampled(up: "Upsample", x: torch.Tensor):
@@ -299,9 +330,9 @@ def _upsampled(up: "Upsample", x: torch.Tensor):
     return lambda lo, hi: first[:, :, lo:hi]
 
 
-def streamed_norm_conv(norm: nn.GroupNorm, conv, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    mean, rstd = _group_stats(x, norm, chunk)
-    return _conv_streamed(conv, lambda lo, hi: F.silu(_group_apply(x[:, :, lo:hi], norm, mean, rstd)), x.shape[2], chunk)
+def streamed_norm_conv(norm: nn.GroupNorm, conv, src, chunk: int) -> torch.Tensor:
+    mean, rstd = _group_stats(src, norm, chunk)
+    return _conv_streamed(conv, lambda lo, hi: F.silu(_group_apply(_frames(src, lo, hi), norm, mean, rstd)), _num_frames(src), chunk)
 
 
 class AutoencoderKLOpenSora(nn.Module):
