@@ -103,21 +103,25 @@ class HeadPlan:
         self.sizes = [p.weight.shape[0] for p in projs]
         self.weight = torch.cat([p.weight.to(device=device, dtype=dtype) for p in projs])
         self.bias = torch.cat([p.bias.to(device=device, dtype=dtype) for p in projs])
+        conv = dec.patch_embed.proj  # the patch conv as the equivalent linear map, flattened once
+        w = conv.weight.to(device=device, dtype=dtype)
+        self.embed_weight = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+        self.embed_bias = conv.bias.to(device=device, dtype=dtype)
 
     def __call__(self, tokens: torch.Tensor, i: int, t, cond_proj: torch.Tensor) -> torch.Tensor:
         if not self.fused:
             timestep = torch.as_tensor(t, device=tokens.device).expand(tokens.shape[0])
             return self.model.head(tokens, timestep, cond_proj)
         dec = self.model.image_decoder
-        x = dec.embed_tokens(tokens.to(cond_proj.dtype))
-        z = cond_proj + self.t_proj[i]
-        stats = F.linear(F.silu(z), self.weight, self.bias).split(self.sizes, dim=-1)
+        x = F.linear(tokens.to(cond_proj.dtype), self.embed_weight, self.embed_bias)
+        stats = F.linear(F.silu(cond_proj + self.t_proj[i]), self.weight, self.bias).split(self.sizes, dim=-1)
+        width = x.shape[-1:]
         for blk, s in zip(dec.blocks, stats):
             scale, shift, gate = s.chunk(3, dim=-1)
-            h = F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift
-            x = blk.norm2(blk.proj(h)) * gate + x
+            h = torch.addcmul(shift, F.layer_norm(x, width, eps=1e-6), 1 + scale)
+            x = torch.addcmul(x, blk.norm2(blk.proj(h)), gate)
         scale, shift = stats[-1].chunk(2, dim=-1)
-        return dec.head(F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale) + shift)
+        return dec.head(torch.addcmul(shift, F.layer_norm(x, width, eps=1e-6), 1 + scale))
 
 
 @dataclasses.dataclass(frozen=True)
