@@ -108,6 +108,7 @@ def test_ui_and_api_describe_the_same_graph(name):
     with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
         api = json.load(f)
     assert ui["version"] == 0.4 and ui["last_link_id"] == len(ui["links"])
+    assert isinstance(ui["id"], str) and len(ui["id"]) == 36  # the frontend's schema wants a UUID string
     assert _ui_to_api(ui, node_specs()) == api
 
 
@@ -121,7 +122,7 @@ def test_workflows_are_up_to_date():
         with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
             assert json.load(f) == to_api(graph)
         with open(os.path.join(ROOT, "workflows", f"{name}.json"), encoding="utf-8") as f:
-            assert json.load(f) == json.loads(json.dumps(to_ui(graph, specs, DESCRIPTIONS[name])))
+            assert json.load(f) == json.loads(json.dumps(to_ui(graph, specs, DESCRIPTIONS[name], name)))
 
 
 def test_workflows_use_only_core_and_nova_nodes():

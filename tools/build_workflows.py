@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +69,7 @@ def _depths(graph):
     return depth
 
 
-def to_ui(graph, specs, description=""):
+def to_ui(graph, specs, description="", name="workflow"):
     depth = _depths(graph)
     rows = defaultdict(int)
     nodes, links, link_id = [], [], 0
@@ -115,7 +116,7 @@ def to_ui(graph, specs, description=""):
             **({"title": spec["title"]} if spec.get("title") else {}),
         })
     return {
-        "id": None, "revision": 0, "last_node_id": max(n[0] for n in graph), "last_link_id": link_id,
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-nova/{name}")), "revision": 0, "last_node_id": max(n[0] for n in graph), "last_link_id": link_id,
         "nodes": nodes, "links": links, "groups": [], "config": {},
         "extra": {"info": {"description": description}}, "version": 0.4,
     }
@@ -129,7 +130,7 @@ def main():
     os.makedirs(os.path.join(out_dir, "api"), exist_ok=True)
     for name, graph in WORKFLOWS.items():
         with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
-            json.dump(to_ui(graph, specs, DESCRIPTIONS[name]), f, indent=2)
+            json.dump(to_ui(graph, specs, DESCRIPTIONS[name], name), f, indent=2)
         with open(os.path.join(out_dir, "api", f"{name}.json"), "w", encoding="utf-8") as f:
             json.dump(to_api(graph), f, indent=2)
         print("wrote", name)

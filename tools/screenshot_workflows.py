@@ -1,0 +1,97 @@
+"""Screenshots of every UI workflow in a real ComfyUI frontend: docs/workflows/<name>.png (README)
+and workflows/<name>.jpg (template browser thumbnail).
+
+    COMFYUI_DIR=/path/to/ComfyUI python tools/screenshot_workflows.py
+
+Needs a ComfyUI checkout with its requirements, playwright (Python) and a Chromium at
+CHROMIUM (default /usr/bin/chromium). Tiny checkpoints stand in for the official ones, so the
+loaders' dropdowns hold the workflows' values. Console errors of the page are printed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIT = """(margin) => {
+  const app = window.app, c = app.canvas, nodes = app.graph._nodes;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of nodes) { x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]); }
+  const w = c.canvas.width / devicePixelRatio, h = c.canvas.height / devicePixelRatio;
+  const s = Math.min((w - 2 * margin) / (x1 - x0), (h - 2 * margin) / (y1 - y0), 1.0);
+  c.ds.scale = s; c.ds.offset = [margin / s - x0, margin / s - y0]; c.setDirty(true, true);
+}"""
+
+
+def main():
+    comfy = os.environ["COMFYUI_DIR"]
+    sys.path.insert(0, ROOT)
+    from nova.tiny import make_tiny
+    from playwright.sync_api import sync_playwright
+
+    base = tempfile.mkdtemp()
+    os.makedirs(os.path.join(base, "custom_nodes"))
+    os.symlink(ROOT, os.path.join(base, "custom_nodes", "ComfyUI-NOVA"))
+    video, image = make_tiny(os.path.join(base, "tiny-video")), make_tiny(os.path.join(base, "tiny-image"), preset="image")
+    os.makedirs(os.path.join(base, "models", "nova"))
+    for name in ("nova-d48w1024-osp480",):
+        os.symlink(video, os.path.join(base, "models", "nova", name))
+    os.symlink(image, os.path.join(base, "models", "nova", "nova-d48w1024-sdxl1024"))
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from run_workflow import prepare_inputs
+
+    prepare_inputs(os.path.join(base, "input"))
+    port = 8199
+    log = open(os.path.join(base, "comfyui.log"), "w")
+    proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                             "--base-directory", base, "--disable-auto-launch"], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/system_stats", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                              "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 2600, "height": 1100})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle", timeout=120000)
+            time.sleep(3)
+            page.keyboard.press("Escape")  # the template dialog of a first visit
+            for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):
+                name = os.path.splitext(os.path.basename(path))[0]
+                with open(path, encoding="utf-8") as f:
+                    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", json.load(f))
+                time.sleep(1.5)
+                page.evaluate(FIT, 30)
+                time.sleep(1.0)
+                out = os.path.join(ROOT, "docs", "workflows", f"{name}.png")
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                page.screenshot(path=out, clip={"x": 64, "y": 80, "width": 2536, "height": 1020})
+                from PIL import Image
+
+                with Image.open(out) as im:
+                    thumb = im.convert("RGB")
+                    thumb.thumbnail((800, 400))
+                    thumb.save(os.path.join(ROOT, "workflows", f"{name}.jpg"), quality=85)
+                print("shot", name)
+            print("page errors:", errors)
+            browser.close()
+    finally:
+        proc.terminate()
+
+
+if __name__ == "__main__":
+    main()
