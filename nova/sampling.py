@@ -188,7 +188,7 @@ def temporal_step(
     tokens = guidance.expand(tokens, padding=model.bos_token())
     first_step = state.kv is None
     ctx = context if first_step else None
-    rot = model.video_rotation(state.frames, tokens.shape[0], ctx.shape[1] if ctx is not None else 0)
+    rot = model.video_rotation(state.frames, ctx.shape[1] if ctx is not None else 0)
     feats, kv = model.encode_frame(tokens, ctx, state.kv, rot)
     if first_step:
         return feats, TemporalState(kv, feats, state.frames + 1)

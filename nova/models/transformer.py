@@ -91,7 +91,7 @@ class NovaTransformer(nn.Module):
         time = pe.time_embed(torch.tensor([float(time_pos)]))[0]
         return tokens + time + pe.space_embed(tokens.device, tokens.dtype)
 
-    def video_rotation(self, frame_index: int, batch: int, with_context: int) -> Optional[torch.Tensor]:
+    def video_rotation(self, frame_index: int, with_context: int) -> Optional[torch.Tensor]:
         if self.video_rope is None:
             return None
         h, w = self.video_grid()
