@@ -7,12 +7,12 @@ import dataclasses
 from typing import Any, Optional
 
 from ..nova.errors import InputError
-from ..nova.sampling import Guidance, SamplerSettings, build_context, mask_schedule, new_generator
+from ..nova.sampling import Guidance, build_context, new_generator
 from ..nova.video import Segment, generate_video
 from .compat import io
 from .handles import latent_samples, make_latent, match_batch
 from .host import get_host
-from .sampling import MAX_LATENTS, estimate_memory
+from .sampling import MAX_LATENTS, estimate_memory, progress_callback, require_sampler
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
 
@@ -79,8 +79,7 @@ class NovaLongVideo(io.ComfyNode):
     @classmethod
     def execute(cls, model, sampler, segments, seed, window=9, blend_frames=0, loop_frames=0, latents=None) -> io.NodeOutput:
         host = get_host()
-        if not isinstance(sampler, SamplerSettings):
-            raise InputError("sampler must come from NOVA Set Sampler.")
+        require_sampler(sampler)
         if not segments:
             raise InputError("segments are empty; connect NOVA Segment.")
         cfg = model.config
@@ -103,15 +102,7 @@ class NovaLongVideo(io.ComfyNode):
         host.load(model.patcher, estimate_memory(model, guidance.passes * batch, kept))
         plan = [Segment(build_context(transformer, guidance, p, n, [s.motion_flow] * batch, [s.fps] * batch), s.frames)
                 for (p, n), s in zip(embeds, segments)]
-        steps = len(mask_schedule(sampler.num_inference_steps, cfg.num_image_tokens))
-        progress = host.progress(max(1, (total - n_prefix) * steps))
-        count = [0]
-
-        def on_progress(p):
-            count[0] += 1
-            progress.update(min(count[0], progress.total), p.latent, model.latent_format)
-
         scaled = generate_video(transformer, model.scheduler, plan, batch, sampler, new_generator(seed), prefix=prefix,
                                 window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
-                                callback=on_progress)
+                                callback=progress_callback(host, model, total - n_prefix, sampler))
         return io.NodeOutput(make_latent(scaled, model, host.intermediate_device(), segments[-1].fps))

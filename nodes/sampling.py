@@ -60,12 +60,30 @@ def _frame_inputs():
     ]
 
 
+def require_sampler(sampler) -> None:
+    if not isinstance(sampler, SamplerSettings):
+        raise InputError("sampler must come from NOVA Set Sampler.")
+
+
+def progress_callback(host, model: NovaModel, frames: int, sampler: SamplerSettings):
+    """A sampling callback that ticks the host's progress bar once per set step of ``frames``
+    sampled frames, with a preview of the frame being sampled (and, in ComfyUI, Cancel)."""
+    steps = len(mask_schedule(sampler.num_inference_steps, model.config.num_image_tokens))
+    progress = host.progress(max(1, frames * steps))
+    ticks = [0]
+
+    def on_progress(p):
+        ticks[0] += 1
+        progress.update(min(ticks[0], progress.total), p.latent, model.latent_format)
+
+    return on_progress
+
+
 def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, seed: int, add: int,
                motion_flow: float, fps: float, prefix_latent=None) -> torch.Tensor:
     """Generate ``add`` latent frames after the (optional) given ones. Returns scaled latents."""
     host = get_host()
-    if not isinstance(sampler, SamplerSettings):
-        raise InputError("sampler must come from NOVA Set Sampler.")
+    require_sampler(sampler)
     cfg = model.config
     prefix = latent_samples(prefix_latent, model)
     n_prefix = 0 if prefix is None else prefix.shape[2]
@@ -84,16 +102,8 @@ def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, s
     host.load(model.patcher, estimate_memory(model, guidance.passes * batch, total))
     transformer = model.transformer
     context = build_context(transformer, guidance, pos, neg, [motion_flow] * batch, [fps] * batch)
-    steps = len(mask_schedule(sampler.num_inference_steps, cfg.num_image_tokens))
-    progress = host.progress(max(1, (total - n_prefix) * steps))
-
-    def on_progress(p):
-        done = (p.frame - n_prefix) * p.num_steps + p.step
-        progress.update(done, p.latent, model.latent_format)
-
-    generator = new_generator(seed)
-    return generate_latents(transformer, model.scheduler, context, batch, total, sampler, generator,
-                            prefix=prefix, callback=on_progress)
+    return generate_latents(transformer, model.scheduler, context, batch, total, sampler, new_generator(seed),
+                            prefix=prefix, callback=progress_callback(host, model, total - n_prefix, sampler))
 
 
 def estimate_memory(model: NovaModel, rows: int, frames: int) -> int:

@@ -8,7 +8,8 @@ import torch
 from torch.nn import functional as F
 
 from ..nova.errors import InputError
-from ..nova.models.vae_opensora import latent_tiles
+from ..nova.pipeline import center_crop_box
+from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
 from .host import get_host
 from .types import NovaVaeType
@@ -29,13 +30,8 @@ def fit_frames(images: torch.Tensor, width: int, height: int, mode: str) -> torc
         if mode == "none":
             raise InputError(f"image is {w}x{h}; this checkpoint needs {width}x{height}. Use resize mode 'crop'.")
         if mode == "crop":
-            target = width / height
-            if w / h > target:
-                new_w = max(1, round(h * target))
-                x = x[..., (w - new_w) // 2 : (w - new_w) // 2 + new_w]
-            else:
-                new_h = max(1, round(w / target))
-                x = x[..., (h - new_h) // 2 : (h - new_h) // 2 + new_h, :]
+            top, bottom, left, right = center_crop_box(h, w, height, width)
+            x = x[..., top:bottom, left:right]
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     return x.clamp(0, 1) * 2 - 1
 
@@ -72,7 +68,7 @@ def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
     ratio = vae.spatial_ratio
     host.load(handle.patcher, 5 * ratio * ratio * z.shape[-1] * z.shape[-2] * 128 * 4 * 4 * 4)
     out = []
-    tiles = len(latent_tiles(z.shape[2], tile_latents)) if vae.temporal else z.shape[2]
+    tiles = len(temporal_tiles(z.shape[2], tile_latents)) if vae.temporal else z.shape[2]
     progress = host.progress(z.shape[0] * tiles)
     step = 0
     for b in range(z.shape[0]):

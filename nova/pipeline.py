@@ -22,7 +22,8 @@ from .fast import Accel
 from .loading import read_model_index, resolve_checkpoint
 from .sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder
-from .vae import NovaVAE, load_vae
+from .vae import NovaVAE
+from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
 
 
 @dataclasses.dataclass
@@ -45,6 +46,17 @@ def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 4, 1).mul(127.5).add(127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
+def center_crop_box(h: int, w: int, height: int, width: int):
+    """(top, bottom, left, right) of the largest centered region of an h x w image with the
+    aspect ratio of height x width (the official demo crops so before resizing)."""
+    target = width / height
+    if w / h > target:  # too wide: crop the sides
+        new_w = max(1, round(h * target))
+        return 0, h, (w - new_w) // 2, (w - new_w) // 2 + new_w
+    new_h = max(1, round(w / target))
+    return (h - new_h) // 2, (h - new_h) // 2 + new_h, 0, w
+
+
 def fit_image(image: np.ndarray, height: int, width: int, resize: bool = True) -> np.ndarray:
     """Center-crop to the target aspect ratio and resize (as the official demo app does)."""
     from PIL import Image
@@ -60,15 +72,8 @@ def fit_image(image: np.ndarray, height: int, width: int, resize: bool = True) -
         return arr
     if not resize:
         raise InputError(f"image is {w}x{h}; this checkpoint needs exactly {width}x{height} (WxH).")
-    target = width / height
-    if w / h > target:  # too wide: crop the sides
-        new_w = max(1, round(h * target))
-        x0 = (w - new_w) // 2
-        arr = arr[:, x0 : x0 + new_w]
-    else:
-        new_h = max(1, round(w / target))
-        y0 = (h - new_h) // 2
-        arr = arr[y0 : y0 + new_h]
+    top, bottom, left, right = center_crop_box(h, w, height, width)
+    arr = np.ascontiguousarray(arr[top:bottom, left:right])
     return np.asarray(Image.fromarray(arr).resize((width, height), Image.BILINEAR))
 
 
@@ -115,7 +120,7 @@ class NovaPipeline:
         sub = lambda name: os.path.join(folder, name)  # noqa: E731
         transformer = load_transformer(sub("transformer"), device, torch_dtype)
         scheduler = load_scheduler(sub("scheduler"))
-        vae = load_vae_component(sub("vae"), device, vae_dtype or torch_dtype) if load_vae else None
+        vae = load_vae_folder(sub("vae"), device, vae_dtype or torch_dtype) if load_vae else None
         text = None
         if load_text_encoder:
             text = TextEncoder.from_folders(sub("text_encoder"), sub("tokenizer"), device, text_encoder_dtype or torch_dtype)
@@ -286,10 +291,6 @@ class NovaPipeline:
 
             return NovaPipelineOutput(images=[Image.fromarray(a) for a in images])
         return NovaPipelineOutput(images=images)
-
-
-def load_vae_component(folder, device, dtype):
-    return load_vae(folder, device, dtype)
 
 
 def _embeds_from_tensors(embeds) -> PromptEmbeds:

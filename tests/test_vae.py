@@ -4,7 +4,7 @@ paths (streamed layers, chunked causal convs, smaller tiles) agree with the plai
 import pytest
 import torch
 
-from nova.models.vae_opensora import AutoencoderKLOpenSora, CausalConv3d, frame_tiles, latent_tiles
+from nova.models.vae_opensora import AutoencoderKLOpenSora, CausalConv3d, temporal_tiles
 
 CONFIG = {
     "_class_name": "AutoencoderKLOpenSora", "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1,
@@ -27,10 +27,10 @@ def test_every_latent_count_decodes_every_frame(vae, latents):
 
 
 def test_tiles_match_the_official_ones_where_those_cover_all_frames():
-    assert latent_tiles(9, 5) == [(0, 5), (4, 9)]  # official: [0:5], [4:9]
-    assert latent_tiles(13, 5) == [(0, 5), (4, 9), (8, 13)]
-    assert latent_tiles(7, 5) == [(0, 5), (4, 7)]  # official drops [4:7] (17 frames instead of 25)
-    assert frame_tiles(33, 17) == [(0, 17), (16, 33)]
+    assert temporal_tiles(9, 5) == [(0, 5), (4, 9)]  # official: [0:5], [4:9]
+    assert temporal_tiles(13, 5) == [(0, 5), (4, 9), (8, 13)]
+    assert temporal_tiles(7, 5) == [(0, 5), (4, 7)]  # official drops [4:7] (17 frames instead of 25)
+    assert temporal_tiles(33, 17) == [(0, 17), (16, 33)]
 
 
 def test_streamed_decode_equals_plain(vae):

@@ -387,7 +387,7 @@ class AutoencoderKLOpenSora(nn.Module):
         image = pixels.dim() == 4
         x = pixels.unsqueeze(2) if image else pixels
         tiles = []
-        for i, (start, stop) in enumerate(frame_tiles(x.shape[2], self.tile_frames)):
+        for i, (start, stop) in enumerate(temporal_tiles(x.shape[2], self.tile_frames)):
             z = self.encoder(x[:, :, start:stop])
             tiles.append(z if i == 0 else z[:, :, 1:])
         z = self.quant_conv(torch.cat(tiles, dim=2))
@@ -399,7 +399,7 @@ class AutoencoderKLOpenSora(nn.Module):
         ``tile_latents`` below the official 5 lowers peak memory; the frames then differ slightly
         (GroupNorm statistics span a tile)."""
         z = self.post_quant_conv(latents)
-        for i, (start, stop) in enumerate(latent_tiles(z.shape[2], tile_latents or self.tile_latents)):
+        for i, (start, stop) in enumerate(temporal_tiles(z.shape[2], tile_latents or self.tile_latents)):
             x = self.decoder(z[:, :, start:stop])
             yield x if i == 0 else x[:, :, 1:]
 
@@ -411,18 +411,11 @@ class AutoencoderKLOpenSora(nn.Module):
         return x.squeeze(2) if image else x
 
 
-def latent_tiles(num_latents: int, tile: int) -> List[tuple]:
-    """Temporal decode tiles: ``tile`` latents overlapping by one; the last tile may be shorter
-    (the official code drops it, losing frames for counts other than 4k+1)."""
-    if num_latents <= tile:
-        return [(0, num_latents)]
-    starts = [s for s in range(0, num_latents, tile - 1) if s == 0 or s + 1 < num_latents]
-    return [(s, min(s + tile, num_latents)) for s in starts]
-
-
-def frame_tiles(num_frames: int, tile: int) -> List[tuple]:
-    """Temporal encode tiles of ``tile`` frames overlapping by one (official sample_min_t)."""
-    if num_frames <= tile:
-        return [(0, num_frames)]
-    starts = [s for s in range(0, num_frames, tile - 1) if s == 0 or s + 1 < num_frames]
-    return [(s, min(s + tile, num_frames)) for s in starts]
+def temporal_tiles(length: int, tile: int) -> List[tuple]:
+    """(start, stop) tiles of ``tile`` steps overlapping by one, for decoding latents (official
+    latent_min_t = 5) and encoding frames (sample_min_t = 17). The last tile may be shorter: the
+    official code drops it, losing frames for lengths other than 1 + (tile - 1) k."""
+    if length <= tile:
+        return [(0, length)]
+    starts = [s for s in range(0, length, tile - 1) if s == 0 or s + 1 < length]
+    return [(s, min(s + tile, length)) for s in starts]
