@@ -2,10 +2,12 @@
 
 - The diffusion loop runs on the tokens being predicted only. The random draws stay full-size
   (the official stream), and only the drawn values of those tokens are used.
-- Scheduler steps use coefficients precomputed from the diffusers scheduler's own tensors, in the
-  same operation order as ``scheduler.step`` (bitwise the same values, no per-step Python work).
-- The diffusion head's timestep features are computed once per run, and the AdaLN projections of
-  all its blocks run as one matrix product.
+- Scheduler steps use coefficients precomputed from the diffusers scheduler's own tensors and
+  folded into ``a * sample + b * prediction (+ std * noise)`` (the library's values up to float32
+  rounding, no per-step Python work).
+- The diffusion head's AdaLN modulations depend only on the condition and the timestep: they are
+  computed for every diffusion step of a set step in one matrix product, and the head then runs
+  as plain tensor operations; the noisy tokens are embedded once for all guidance passes.
 - Only the predicted tokens go through the spatial encoder's last block (its keys and values still
   come from every token).
 - On CUDA, each set step's whole diffusion loop is captured once per token-count bucket as a CUDA
@@ -42,7 +44,12 @@ class Accel:
 
 class StepPlan:
     """Per-timestep coefficients of a prepared DDPM (epsilon, fixed_small) or flow-matching Euler
-    scheduler; ``None`` from :meth:`build` when the scheduler's config needs the library path."""
+    scheduler; ``None`` from :meth:`build` when the scheduler's config needs the library path.
+
+    Each step is ``prev = a * sample + b * model_output (+ std * noise)``: the library's formula
+    with its constants folded (computed in float64 from the scheduler's own tensors), so a step
+    is three tensor operations instead of eight.
+    """
 
     def __init__(self, kind: str, timesteps: torch.Tensor, coeffs: List[tuple]):
         self.kind, self.timesteps, self.coeffs = kind, timesteps, coeffs
@@ -57,71 +64,98 @@ class StepPlan:
             coeffs = []
             for t in timesteps:
                 prev_t = sched.previous_timestep(t)
-                a_t = sched.alphas_cumprod[t]
-                a_prev = sched.alphas_cumprod[prev_t] if prev_t >= 0 else sched.one
-                b_t, b_prev = 1 - a_t, 1 - a_prev
+                a_t = float(sched.alphas_cumprod[t])
+                a_prev = float(sched.alphas_cumprod[prev_t]) if prev_t >= 0 else float(sched.one)
                 cur_a = a_t / a_prev
-                cur_b = 1 - cur_a
-                std = sched._get_variance(t) ** 0.5 if t > 0 else None
-                coeffs.append((b_t ** (0.5), a_t ** (0.5), (a_prev ** (0.5) * cur_b) / b_t, cur_a ** (0.5) * b_prev / b_t, std))
+                # x0 = (x - sqrt(1-a_t) eps) / sqrt(a_t); prev = c0 x0 + c1 x  (DDPM posterior mean)
+                c0 = a_prev**0.5 * (1 - cur_a) / (1 - a_t)
+                c1 = cur_a**0.5 * (1 - a_prev) / (1 - a_t)
+                std = float(sched._get_variance(t)) ** 0.5 if t > 0 else None
+                coeffs.append((c0 / a_t**0.5 + c1, -c0 * (1 - a_t) ** 0.5 / a_t**0.5, std))
             return cls("ddpm", timesteps, coeffs)
         if name == "FlowMatchEulerDiscreteScheduler":
             if cfg.stochastic_sampling:
                 return None
             sigmas = sched.sigmas
-            return cls("flow", timesteps, [(sigmas[i + 1] - sigmas[i],) for i in range(len(timesteps))])
+            return cls("flow", timesteps, [(1.0, float(sigmas[i + 1] - sigmas[i]), None) for i in range(len(timesteps))])
         return None
 
     @property
     def draws_noise(self) -> List[bool]:
-        return [self.kind == "ddpm" and c[4] is not None for c in self.coeffs]
+        return [c[2] is not None for c in self.coeffs]
 
     def step(self, i: int, model_output: torch.Tensor, sample: torch.Tensor, noise: Optional[torch.Tensor]):
-        c = self.coeffs[i]
-        if self.kind == "flow":
-            return (sample + c[0] * model_output).to(model_output.dtype)
-        sqrt_b, sqrt_a, c0, c1, std = c
-        x0 = (sample - sqrt_b * model_output) / sqrt_a
-        prev = c0 * x0 + c1 * sample
-        return prev + std * noise if std is not None else prev
+        a, b, std = self.coeffs[i]
+        prev = torch.add(sample if a == 1.0 else sample * a, model_output, alpha=b)
+        return prev if std is None else prev.add_(noise, alpha=std)
 
 
 class HeadPlan:
-    """The diffusion head prepared for one run: timestep features per step and fused AdaLN."""
+    """The diffusion head prepared for one run, as plain tensors on the compute device.
+
+    Its AdaLN modulations depend on the token's condition and the timestep only, so
+    :meth:`modulations` computes them for every diffusion step of a set step in one matrix product
+    (``1 + scale`` included); a diffusion step is then ~25 small tensor operations. The noisy
+    tokens are the same in every guidance pass, so they are embedded once and broadcast.
+    """
 
     def __init__(self, model, timesteps: torch.Tensor, fused: bool):
         dec = model.image_decoder
-        device, dtype = model.device, model.dtype
         self.model, self.fused = model, fused
-        self.t_proj = None
-        self.weight = self.bias = None
         if not fused:
             return
-        t = torch.as_tensor(timesteps, device=device).reshape(-1)
-        self.t_proj = dec.time_cond_embed.timestep_proj(timestep_embed(t).to(dtype)).unsqueeze(1)  # [S, 1, D]
-        projs = [blk.norm1.proj for blk in dec.blocks] + [dec.norm.proj]
-        self.sizes = [p.weight.shape[0] for p in projs]
-        self.weight = torch.cat([p.weight.to(device=device, dtype=dtype) for p in projs])
-        self.bias = torch.cat([p.bias.to(device=device, dtype=dtype) for p in projs])
-        conv = dec.patch_embed.proj  # the patch conv as the equivalent linear map, flattened once
-        w = conv.weight.to(device=device, dtype=dtype)
-        self.embed_weight = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-        self.embed_bias = conv.bias.to(device=device, dtype=dtype)
+        device, dtype = model.device, model.dtype
 
-    def __call__(self, tokens: torch.Tensor, i: int, t, cond_proj: torch.Tensor) -> torch.Tensor:
-        if not self.fused:
-            timestep = torch.as_tensor(t, device=tokens.device).expand(tokens.shape[0])
-            return self.model.head(tokens, timestep, cond_proj)
-        dec = self.model.image_decoder
-        x = F.linear(tokens.to(cond_proj.dtype), self.embed_weight, self.embed_bias)
-        stats = F.linear(F.silu(cond_proj + self.t_proj[i]), self.weight, self.bias).split(self.sizes, dim=-1)
-        width = x.shape[-1:]
-        for blk, s in zip(dec.blocks, stats):
-            scale, shift, gate = s.chunk(3, dim=-1)
-            h = torch.addcmul(shift, F.layer_norm(x, width, eps=1e-6), 1 + scale)
-            x = torch.addcmul(x, blk.norm2(blk.proj(h)), gate)
-        scale, shift = stats[-1].chunk(2, dim=-1)
-        return dec.head(torch.addcmul(shift, F.layer_norm(x, width, eps=1e-6), 1 + scale))
+        def get(t):  # a host may keep weights elsewhere (offload) or in another dtype (manual cast)
+            return None if t is None else t.to(device=device, dtype=dtype)
+
+        t = torch.as_tensor(timesteps, device=device).reshape(-1)
+        self.t_proj = dec.time_cond_embed.timestep_proj(timestep_embed(t).to(dtype))  # [S, D]
+        projs = [blk.norm1.proj for blk in dec.blocks] + [dec.norm.proj]
+        self.width = dec.head.weight.shape[1]
+        self.mod_weight = torch.cat([get(p.weight) for p in projs])
+        self.mod_bias = torch.cat([get(p.bias) for p in projs])
+        # +1 on the scale columns (chunk 0 of every projection): x + 0 and 1 + x are exact.
+        offsets, ones = [0], torch.zeros(self.mod_weight.shape[0], device=device, dtype=dtype)
+        for p in projs:
+            ones[offsets[-1] : offsets[-1] + self.width] = 1
+            offsets.append(offsets[-1] + p.weight.shape[0])
+        self.mod_ones = ones
+        self.mod_sizes = [self.width] * (self.mod_weight.shape[0] // self.width)
+        conv = dec.patch_embed.proj  # the patch conv as the equivalent linear map, flattened once
+        w = get(conv.weight)
+        self.embed = (w.permute(0, 2, 3, 1).reshape(w.shape[0], -1), get(conv.bias))
+        self.blocks = [
+            (get(b.proj.fc1.weight), get(b.proj.fc1.bias), get(b.proj.fc2.weight), get(b.proj.fc2.bias),
+             get(b.norm2.weight), get(b.norm2.bias), b.norm2.eps)
+            for b in dec.blocks
+        ]
+        self.out = (get(dec.head.weight), get(dec.head.bias))
+
+    def modulations(self, cond_proj: torch.Tensor, passes: int, budget: int = 1 << 28):
+        """Yields, per diffusion step, the (1 + scale, shift, gate) of each block and (1 + scale,
+        shift) of the final norm, each [passes, B, n, D]. ``cond_proj`` is [passes * B, n, D].
+        Steps are computed together in chunks of at most ``budget`` bytes."""
+        per_step = cond_proj[..., 0].numel() * self.mod_weight.shape[0] * cond_proj.element_size()
+        chunk = max(1, budget // max(per_step, 1))
+        for start in range(0, self.t_proj.shape[0], chunk):
+            z = F.silu(cond_proj.unsqueeze(0) + self.t_proj[start : start + chunk, None, None])
+            stats = F.linear(z, self.mod_weight, self.mod_bias).add_(self.mod_ones)
+            for s in stats.unflatten(1, (passes, -1)).unbind(0):
+                yield s.split(self.mod_sizes, dim=-1)
+
+    def __call__(self, tokens: torch.Tensor, mods: tuple) -> torch.Tensor:
+        """Head output for ``tokens`` [B, n, ppC] (float32) under one step's modulations, as
+        [passes, B, n, ppC] in the model's dtype."""
+        width = (self.width,)
+        x = F.linear(tokens.to(self.embed[0].dtype), *self.embed)
+        for k, (w1, b1, w2, b2, nw, nb, eps) in enumerate(self.blocks):
+            scale, shift, gate = mods[3 * k : 3 * k + 3]
+            h = torch.addcmul(shift, F.layer_norm(x, width, eps=1e-6), scale)
+            h = F.linear(F.silu(F.linear(h, w1, b1)), w2, b2)
+            x = torch.addcmul(x, F.layer_norm(h, width, nw, nb, eps), gate)
+        scale, shift = mods[-2:]
+        return F.linear(torch.addcmul(shift, F.layer_norm(x, width, eps=1e-6), scale), *self.out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,14 +195,26 @@ def draw_step_noise(plan: StepPlan, shape, generator: torch.Generator) -> List[O
 def denoise_tokens(model, plan: StepPlan, head: HeadPlan, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:
     """The diffusion loop on predicted tokens only. ``x_tokens`` [B, n, ppC] float32 noise,
     ``cond_proj`` [P*B, n, D], ``step_noise`` per-step noise gathered to [B, n, ppC] (or None)."""
-    passes = guidance.passes
-    batch = x_tokens.shape[0]
-    for i, t in enumerate(plan.timesteps):
-        if passes > 1 and guidance.truncates_at(t):
-            passes, cond_proj = 1, cond_proj[:batch]
-        # (no host-to-device copy here when fused: the loop must be capturable as a CUDA graph)
-        out = head(x_tokens.repeat(passes, 1, 1), i, t, cond_proj).float()
-        x_tokens = plan.step(i, guidance.combine(out, passes), x_tokens, step_noise[i])
+    passes, batch = guidance.passes, x_tokens.shape[0]
+    cut = next((i for i, t in enumerate(plan.timesteps) if guidance.truncates_at(t)), None)
+    if not head.fused:
+        for i, t in enumerate(plan.timesteps):
+            if i == cut:
+                passes, cond_proj = 1, cond_proj[:batch]
+            timestep = torch.as_tensor(t, device=x_tokens.device).expand(batch * passes)
+            out = model.head(x_tokens.repeat(passes, 1, 1), timestep, cond_proj).float()
+            x_tokens = plan.step(i, guidance.combine(out, passes), x_tokens, step_noise[i])
+        return x_tokens
+    # (no host-to-device copy in this branch: it must be capturable as a CUDA graph)
+    for i, mods in enumerate(head.modulations(cond_proj, passes)):
+        if cut is not None and i >= cut:
+            passes, mods = 1, [m[:1] for m in mods]
+        out = head(x_tokens, mods).float()  # [passes, B, n, ppC]
+        if passes == 2:
+            eps = torch.lerp(out[1], out[0], guidance.scale)  # uncond + scale * (cond - uncond)
+        else:
+            eps = guidance.combine(out.flatten(0, 1), passes)
+        x_tokens = plan.step(i, eps, x_tokens, step_noise[i])
     return x_tokens
 
 

@@ -42,13 +42,15 @@ def test_step_plan_is_the_library_step(golden_pipes, case):
     sched = prepare_scheduler(pipe.scheduler, settings)
     plan = StepPlan.build(sched)
     assert plan is not None and len(plan.coeffs) == 7
+    assert plan.draws_noise == [case == "t2v_tiny" and float(t) > 0 for t in sched.timesteps]
     gen = torch.Generator().manual_seed(0)
     x, eps = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
     for i, t in enumerate(sched.timesteps):
         g1, g2 = torch.Generator().manual_seed(i), torch.Generator().manual_seed(i)
         ref = sched.step(eps, t, x, generator=g1).prev_sample
         noise = torch.randn(x.shape, generator=g2) if plan.draws_noise[i] else None
-        assert torch.equal(plan.step(i, eps, x, noise), ref)
+        # folded constants: the library's formula up to float32 rounding
+        torch.testing.assert_close(plan.step(i, eps, x, noise), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_padding_rows_do_not_change_real_tokens(golden_pipes):
