@@ -142,25 +142,28 @@ def generate_video(
     frames: List[torch.Tensor] = []
     order = None
     effective_window = None if slots == total else window
-    for t in range(total):
-        spatial_ctx = cache.context_for(frames, t, contexts[t], effective_window)
-        if t < n_prefix:
-            frames.append(prefix[:, :, t].to(device=model.device, dtype=torch.float32))
-            continue
-        if order is None:
-            order = draw_token_order(generator, batch, cfg.num_image_tokens, model.device)
-        num_known, target, frame_counts = 0, None, counts
-        if t >= total - loop_frames:
-            j = t - (total - loop_frames) + 1  # 1..loop_frames
-            num_known = round(cfg.num_image_tokens * j / (loop_frames + 1))
-            target = frames[0]
-            frame_counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens - num_known)
+    # inference mode: no autograd bookkeeping per op (the ops are many and small); the stacked
+    # result below is made outside it, so callers get an ordinary tensor.
+    with torch.inference_mode():
+        for t in range(total):
+            spatial_ctx = cache.context_for(frames, t, contexts[t], effective_window)
+            if t < n_prefix:
+                frames.append(prefix[:, :, t].to(device=model.device, dtype=torch.float32))
+                continue
+            if order is None:
+                order = draw_token_order(generator, batch, cfg.num_image_tokens, model.device)
+            num_known, target, frame_counts = 0, None, counts
+            if t >= total - loop_frames:
+                j = t - (total - loop_frames) + 1  # 1..loop_frames
+                num_known = round(cfg.num_image_tokens * j / (loop_frames + 1))
+                target = frames[0]
+                frame_counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens - num_known)
 
-        def on_step(step, latent, _t=t, _n=len(frame_counts)):
-            if callback is not None:
-                callback(Progress(_t, total, step + 1, _n, latent))
+            def on_step(step, latent, _t=t, _n=len(frame_counts)):
+                if callback is not None:
+                    callback(Progress(_t, total, step + 1, _n, latent))
 
-        frames.append(sample_frame(model, spatial_ctx, order, frame_counts, guidance, sched, generator, on_step, target, num_known, fast))
+            frames.append(sample_frame(model, spatial_ctx, order, frame_counts, guidance, sched, generator, on_step, target, num_known, fast))
     return torch.stack(frames, dim=2)
 
 

@@ -6,6 +6,7 @@ model built on the ``meta`` device then loads without any non-persistent state t
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -24,8 +25,10 @@ def sincos_embed(values: torch.Tensor, dim: int = 256) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+@functools.lru_cache(maxsize=16)
 def space_embed_2d(dim: int, height: int, width: int, device=None, dtype=None) -> torch.Tensor:
-    """Absolute 2D sin-cos position embedding, [height * width, dim], row-major."""
+    """Absolute 2D sin-cos position embedding, [height * width, dim], row-major. Memoized (it is
+    added to the tokens of every set step): callers must not modify it in place."""
     freqs = sincos_freqs(dim // 4, device)
     grid_h = torch.arange(height, dtype=torch.float32, device=device)
     grid_w = torch.arange(width, dtype=torch.float32, device=device)

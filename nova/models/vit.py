@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .cpu_fused import linear_gelu
 from .embeddings import PatchEmbed, Rotary3D
 
 KV = Tuple[torch.Tensor, torch.Tensor]
@@ -42,7 +43,7 @@ class MLP(nn.Module):
         self.fc2 = ops.Linear(dim * ratio, dim)
 
     def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(linear_gelu(self.fc1, x))
 
 
 class Block(nn.Module):
@@ -124,12 +125,13 @@ class VisionTransformer(nn.Module):
         n_ctx = context.shape[1]
         index = known_ids.expand(-1, -1, tokens.shape[-1])
         x = torch.cat([context, tokens.gather(1, index)], dim=1)
-        for blk in self.blocks[: self.encoder_depth]:
+        blocks = list(self.blocks)  # (slicing an nn.ModuleList builds a new module every call)
+        for blk in blocks[: self.encoder_depth]:
             x = blk(x, rot_known)[0]
         context, known = x[:, :n_ctx], x[:, n_ctx:]
         x = torch.cat([context, tokens.to(known.dtype).scatter(1, index, known)], dim=1)
-        last = len(self.blocks) - 1
-        for i, blk in enumerate(self.blocks[self.encoder_depth :], start=self.encoder_depth):
+        last = len(blocks) - 1
+        for i, blk in enumerate(blocks[self.encoder_depth :], start=self.encoder_depth):
             if out_ids is not None and i == last:
                 return self.norm(blk(x, rot_all, rows=out_ids[..., 0] + n_ctx)[0])
             x = blk(x, rot_all)[0]
