@@ -33,7 +33,7 @@ log = logging.getLogger("nova")
 @dataclasses.dataclass(frozen=True)
 class Accel:
     token_loop: bool = True  # diffusion loop on predicted tokens with precomputed scheduler steps
-    fused_head: bool = True  # precomputed timestep features, one AdaLN projection for all blocks
+    fused_head: bool = True  # head as plain tensor ops, AdaLN modulations of all steps in one product
     prune_last_block: bool = True  # the spatial encoder's last block on predicted tokens only
     cuda_graphs: bool = True  # capture the diffusion loop (CUDA only)
 
@@ -116,11 +116,8 @@ class HeadPlan:
         self.mod_weight = torch.cat([get(p.weight) for p in projs])
         self.mod_bias = torch.cat([get(p.bias) for p in projs])
         # +1 on the scale columns (chunk 0 of every projection): x + 0 and 1 + x are exact.
-        offsets, ones = [0], torch.zeros(self.mod_weight.shape[0], device=device, dtype=dtype)
-        for p in projs:
-            ones[offsets[-1] : offsets[-1] + self.width] = 1
-            offsets.append(offsets[-1] + p.weight.shape[0])
-        self.mod_ones = ones
+        self.mod_ones = torch.cat([F.pad(torch.ones(self.width), (0, p.weight.shape[0] - self.width)) for p in projs])
+        self.mod_ones = self.mod_ones.to(device=device, dtype=dtype)
         self.mod_sizes = [self.width] * (self.mod_weight.shape[0] // self.width)
         # Linear weights are kept transposed ([in, out], contiguous) for torch.addmm: with a
         # dozen rows, that layout is much faster on CPU BLAS than F.linear's [out, in].

@@ -88,3 +88,20 @@ def test_fused_linear_gelu_on_cpu():
         assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), fused, atol=0.05)
     if torch.backends.mkldnn.is_available():
         assert cpu_fused._available(), "oneDNN linear+GELU failed its self-check on this build"
+
+
+def test_head_modulations_in_chunks_match_one_product(golden_pipes):
+    """Large batches compute the AdaLN modulations a few steps at a time (memory bound)."""
+    pipe = golden_pipes["t2v_tiny"]
+    model = pipe.transformer
+    plan = StepPlan.build(prepare_scheduler(pipe.scheduler, SamplerSettings(num_diffusion_steps=5)))
+    head = HeadPlan(model, plan.timesteps, fused=True)
+    cond = model.head_condition(torch.randn(2, 3, model.image_encoder.dim, generator=torch.Generator().manual_seed(0)))
+    whole = list(head.modulations(cond, passes=2))
+    stepwise = list(head.modulations(cond, passes=2, budget=1))
+    assert len(whole) == len(stepwise) == 5
+    for a, b in zip(whole, stepwise):
+        assert len(a) == 3 * len(model.image_decoder.blocks) + 2
+        for x, y in zip(a, b):
+            assert x.shape == (2, 3, model.image_decoder.head.weight.shape[1])
+            assert torch.allclose(x, y, rtol=1e-6, atol=1e-6)

@@ -32,6 +32,12 @@ def test_window_as_long_as_video_is_the_one_shot_pipeline(setup):
     one_shot = generate_latents(model, pipe.scheduler, c, 1, 5, SETTINGS, new_generator(0))
     for window in (None, 5, 8):
         assert torch.equal(_run(pipe, [Segment(c, 5)], window=window), one_shot)
+    # sampled in inference mode, handed back as an ordinary tensor (callers may edit it in place)
+    with torch.inference_mode(False):
+        plain = generate_latents(model, pipe.scheduler, c, 1, 5, SETTINGS, new_generator(0))
+        assert not plain.is_inference()
+        plain.mul_(1.0)
+    assert torch.equal(plain, one_shot)
 
 
 def test_sliding_window_keeps_the_cache_flat(setup):
