@@ -51,8 +51,8 @@ class StepPlan:
     is three tensor operations instead of eight.
     """
 
-    def __init__(self, kind: str, timesteps: torch.Tensor, coeffs: List[tuple]):
-        self.kind, self.timesteps, self.coeffs = kind, timesteps, coeffs
+    def __init__(self, timesteps: torch.Tensor, coeffs: List[tuple]):
+        self.timesteps, self.coeffs = timesteps, coeffs  # coeffs: (a, b, std or None) per step
 
     @classmethod
     def build(cls, sched) -> Optional["StepPlan"]:
@@ -72,12 +72,12 @@ class StepPlan:
                 c1 = cur_a**0.5 * (1 - a_prev) / (1 - a_t)
                 std = float(sched._get_variance(t)) ** 0.5 if t > 0 else None
                 coeffs.append((c0 / a_t**0.5 + c1, -c0 * (1 - a_t) ** 0.5 / a_t**0.5, std))
-            return cls("ddpm", timesteps, coeffs)
+            return cls(timesteps, coeffs)
         if name == "FlowMatchEulerDiscreteScheduler":
             if cfg.stochastic_sampling:
                 return None
             sigmas = sched.sigmas
-            return cls("flow", timesteps, [(1.0, float(sigmas[i + 1] - sigmas[i]), None) for i in range(len(timesteps))])
+            return cls(timesteps, [(1.0, float(sigmas[i + 1] - sigmas[i]), None) for i in range(len(timesteps))])
         return None
 
     @property
