@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from unittest import mock
 
 import torch
 
@@ -32,7 +31,6 @@ sys.path.insert(0, ROOT)
 
 from nova.config import NovaConfig  # noqa: E402
 from nova.fast import Accel, FastPlan  # noqa: E402
-from nova.models import cpu_fused  # noqa: E402
 from nova.models.vae_opensora import AutoencoderKLOpenSora  # noqa: E402
 from nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator  # noqa: E402
 from nova.text_encoder import TextEncoder  # noqa: E402
@@ -280,8 +278,7 @@ def run(args) -> dict:
 
 
 class StageFlops:
-    """FlopCounterMode active only inside one function (or everywhere when owner is None). The
-    fused oneDNN linear + GELU is invisible to the counter, so the eager ops run while counting."""
+    """FlopCounterMode active only inside one function (or everywhere when owner is None)."""
 
     def __init__(self, owner, attr):
         from torch.utils.flop_counter import FlopCounterMode
@@ -290,8 +287,6 @@ class StageFlops:
         self.mode = FlopCounterMode(display=False)
 
     def __enter__(self):
-        self.eager = mock.patch.object(cpu_fused, "_available", lambda: False)
-        self.eager.__enter__()
         if self.owner is None:
             self.mode.__enter__()
             return self
@@ -316,7 +311,6 @@ class StageFlops:
             delattr(self.owner, self.attr)
         else:
             setattr(self.owner, self.attr, self.original)
-        self.eager.__exit__(*exc)
         return False
 
 

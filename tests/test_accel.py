@@ -74,22 +74,6 @@ def test_padding_rows_do_not_change_real_tokens(golden_pipes):
     assert torch.allclose(padded[:, :n], ref, atol=1e-6, rtol=1e-5)
 
 
-def test_fused_linear_gelu_on_cpu():
-    from nova.models import cpu_fused
-
-    gen = torch.Generator().manual_seed(0)
-    layer = torch.nn.Linear(64, 256).requires_grad_(False)
-    x = torch.randn(2, 7, 64, generator=gen)
-    with torch.inference_mode():
-        fused = cpu_fused.linear_gelu(layer, x)
-        assert torch.allclose(fused, F.gelu(layer(x)), rtol=1e-5, atol=1e-6)
-        # other dtypes and layer types take the eager ops
-        half = cpu_fused.linear_gelu(layer.to(torch.bfloat16), x.bfloat16())
-        assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), fused, atol=0.05)
-    if torch.backends.mkldnn.is_available():
-        assert cpu_fused._available(), "oneDNN linear+GELU failed its self-check on this build"
-
-
 def test_head_modulations_in_chunks_match_one_product(golden_pipes):
     """Large batches compute the AdaLN modulations a few steps at a time (memory bound)."""
     pipe = golden_pipes["t2v_tiny"]

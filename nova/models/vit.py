@@ -8,7 +8,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cpu_fused import linear_gelu
 from .embeddings import PatchEmbed, Rotary3D
 
 KV = Tuple[torch.Tensor, torch.Tensor]
@@ -43,7 +42,7 @@ class MLP(nn.Module):
         self.fc2 = ops.Linear(dim * ratio, dim)
 
     def forward(self, x):
-        return self.fc2(linear_gelu(self.fc1, x))
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Block(nn.Module):
