@@ -101,7 +101,7 @@ class HeadPlan:
 
     def __init__(self, model, timesteps: torch.Tensor, fused: bool):
         dec = model.image_decoder
-        self.model, self.fused = model, fused
+        self.fused = fused
         if not fused:
             return
         device, dtype = model.device, model.dtype
