@@ -30,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from nova.config import NovaConfig  # noqa: E402
+from floor import kernel_floor  # noqa: E402
 from nova.fast import Accel, FastPlan  # noqa: E402
 from nova.models.vae_opensora import AutoencoderKLOpenSora  # noqa: E402
 from nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator  # noqa: E402
@@ -215,6 +216,11 @@ def run(args) -> dict:
         e2e[name]["max_diff_vs_plain_over_std"] = float(((outs[name] - ref).abs().max() / ref.std()).item())
         print(name, e2e[name], flush=True)
     report["end_to_end"] = e2e
+    floors = {}
+    if not args.quick:  # what the fast path would take if only its matmuls and attention cost time
+        floors["fast"] = kernel_floor(lambda: sample(Accel(cuda_graphs=False)), device)
+        floors["fast"]["measured_seconds"] = e2e["fast"]["seconds"]
+        print("kernel floor", floors, flush=True)
 
     vae_runs = {}
     for vdtype in (torch.float32, torch.bfloat16):
@@ -271,6 +277,12 @@ def run(args) -> dict:
         report["official"] = {"seconds": h2h["official_best"], "peak_gb": h2h["official_peak_gb"]}
         report["head_to_head"] = h2h
         print("head to head", h2h, flush=True)
+        if not args.quick:
+            floors["official"] = kernel_floor(run_official, device)
+            floors["official"]["measured_seconds"] = h2h["official_best"]
+            floors["fast"]["measured_seconds"] = h2h["fast_best"]  # same rounds as the official's
+    if floors:
+        report["kernel_floor"] = floors
 
     if args.long:
         report["long_video"] = long_video_memory(model, sched, ctx, device, args.window)
@@ -435,6 +447,14 @@ def markdown(r: dict) -> str:
                   f"| best | {h['official_best']} s | {h['fast_best']} s | **{h['speedup_best']:.2f}x** |",
                   f"| median | {h['official_median']} s | {h['fast_median']} s | **{h['speedup_median']:.2f}x** |",
                   "", f"Rounds: official {h['official_seconds']}, fast {h['fast_seconds']}."]
+    if r.get("kernel_floor"):
+        lines += ["", "## Kernel floor", "",
+                  "Every matrix product and attention call of one run, each replayed alone with hot caches (`bench/floor.py`).",
+                  "The gap to the measured time is elementwise ops, op dispatch and cache misses.", "",
+                  "| path | floor s | measured s | floor / measured | floor by op (s) |", "|---|---|---|---|---|"]
+        for name, v in r["kernel_floor"].items():
+            ops = ", ".join(f"{k} {t}" for k, t in v["by_op"].items())
+            lines.append(f"| {name} | {v['seconds']} | {v['measured_seconds']} | {100 * v['seconds'] / v['measured_seconds']:.0f}% | {ops} |")
     if "demo_128_100_seconds" in r:
         lines += ["", f"Official demo setting (128/100, cfg 7), fast path: {r['demo_128_100_seconds']} s."]
     if r.get("stages"):
