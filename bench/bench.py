@@ -217,7 +217,7 @@ def run(args) -> dict:
         print(name, e2e[name], flush=True)
     report["end_to_end"] = e2e
     floors = {}
-    if not args.quick:  # what the fast path would take if only its matmuls and attention cost time
+    if args.floor or not args.quick:  # what the fast path would take if only its matmuls and attention cost time
         floors["fast"] = kernel_floor(lambda: sample(Accel(cuda_graphs=False)), device)
         floors["fast"]["measured_seconds"] = e2e["fast"]["seconds"]
         print("kernel floor", floors, flush=True)
@@ -277,7 +277,7 @@ def run(args) -> dict:
         report["official"] = {"seconds": h2h["official_best"], "peak_gb": h2h["official_peak_gb"]}
         report["head_to_head"] = h2h
         print("head to head", h2h, flush=True)
-        if not args.quick:
+        if floors:
             floors["official"] = kernel_floor(run_official, device)
             floors["official"]["measured_seconds"] = h2h["official_best"]
             floors["fast"]["measured_seconds"] = h2h["fast_best"]  # same rounds as the official's
@@ -488,6 +488,7 @@ def main(argv=None):
     parser.add_argument("--official", default=None, help="path of an official NOVA checkout (diffnext) to time as baseline")
     parser.add_argument("--long", action="store_true", help="long-video memory at 9/33/65 latents")
     parser.add_argument("--quick", action="store_true", help="end to end, VAE decode, official and long video only")
+    parser.add_argument("--floor", action="store_true", help="the kernel floor even with --quick")
     parser.add_argument("--window", type=int, default=9)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args(argv)

@@ -78,8 +78,9 @@ def _time_alone(op, args, kwargs, sync: Callable[[], None], budget_s: float = 0.
     return best
 
 
-def kernel_floor(run: Callable[[], object], device: torch.device) -> Dict:
-    """Record one call of ``run`` and return the floor in seconds, split by op."""
+def kernel_floor(run: Callable[[], object], device: torch.device, budget_s: float = 0.02) -> Dict:
+    """Record one call of ``run`` and return the floor in seconds, split by op. Each distinct
+    call is timed for about ``budget_s`` (three rounds, best kept)."""
 
     def sync():
         if device.type == "cuda":
@@ -95,7 +96,7 @@ def kernel_floor(run: Callable[[], object], device: torch.device) -> Dict:
             op = getattr(op, part)
         args = _build(arg_spec)
         kwargs = {k: _build(s) for k, s in kw_spec}
-        by_op[name.split(".")[1]] += _time_alone(op, args, kwargs, sync) * count
+        by_op[name.split(".")[1]] += _time_alone(op, args, kwargs, sync, budget_s / 3) * count
     return {
         "seconds": round(sum(by_op.values()), 4),
         "calls": sum(recorder.calls.values()),

@@ -2,6 +2,7 @@
 # The GPU benchmark as one prepared run on a lent machine (no network there):
 # diffusers (and importlib_metadata) travel as wheels in .whl/, an official NOVA checkout's
 # diffnext/ in .official/ for the baseline. Results land in $OUT (and bench/results/ when run here).
+# BENCH_ARGS adds options, e.g. "--quick --floor --rounds 2" (short run with the kernel floor).
 set -uo pipefail
 OUT=${OUT:-bench/results}
 if ls .whl/*.whl >/dev/null 2>&1; then
