@@ -116,6 +116,7 @@ class StageTimer:
 
     def __init__(self, device):
         self.device, self.time, self.calls = device, {}, {}
+        self.peak = {}  # CUDA only: the most memory allocated while the stage ran (weights included)
         self._undo = []
 
     def wrap(self, owner, attr, stage):
@@ -123,11 +124,14 @@ class StageTimer:
 
         def wrapper(*args, **kwargs):
             sync(self.device)
+            reset_peak(self.device)
             t0 = time.perf_counter()
             out = original(*args, **kwargs)
             sync(self.device)
             self.time[stage] = self.time.get(stage, 0.0) + time.perf_counter() - t0
             self.calls[stage] = self.calls.get(stage, 0) + 1
+            if self.device.type == "cuda":
+                self.peak[stage] = max(self.peak.get(stage, 0), peak_bytes(self.device))
             return out
 
         setattr(owner, attr, wrapper)
@@ -259,10 +263,13 @@ def run(args) -> dict:
             tflops = flops[stage] / secs / 1e12 if secs else 0.0
             stages[stage] = {"seconds": round(secs, 3), "calls": timer.calls.get(stage, 0), "gflop": round(flops[stage] / 1e9, 1),
                              "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak:.1f}%"}
+            if stage in timer.peak:
+                stages[stage]["peak_gb"] = round(timer.peak[stage] / 2**30, 2)
         official_tiles = vae_runs["float32, tiles of 5 latents"]
         stages["VAE decode"] = {"seconds": official_tiles["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
                                 "peak_gb": official_tiles["peak_gb"]}
-        stages["text encode"] = {"seconds": report["text_encode"]["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None}
+        stages["text encode"] = {"seconds": report["text_encode"]["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
+                                 "peak_gb": report["text_encode"]["peak_gb"]}
         report["stages"] = stages
     print("stages", json.dumps(stages), flush=True)
     if args.demo and not args.quick:  # the official demo's 128/100 setting, fast path only
@@ -459,10 +466,13 @@ def markdown(r: dict) -> str:
         lines += ["", f"Official demo setting (128/100, cfg 7), fast path: {r['demo_128_100_seconds']} s."]
     if r.get("stages"):
         lines += ["", "## Stages (instrumented run, fast path without CUDA graphs)", "",
-                  "| stage | seconds | calls | GFLOP | TFLOP/s | of peak |", "|---|---|---|---|---|---|"]
+                  "Peak memory: on CUDA the most allocated while the stage ran, weights included; on CPU only the process's "
+                  "high-water mark is known, for whole runs (text encode, VAE decode).", "",
+                  "| stage | seconds | calls | ms per call | GFLOP | TFLOP/s | of peak | peak GB |", "|---|---|---|---|---|---|---|---|"]
         for stage, v in r["stages"].items():
-            lines.append(f"| {stage} | {v['seconds']} | {v['calls']} | {v['gflop'] if v['gflop'] is not None else '-'} | "
-                         f"{v['tflops'] if v['tflops'] is not None else '-'} | {v['of_peak'] or '-'} |")
+            lines.append(f"| {stage} | {v['seconds']} | {v['calls']} | {1000 * v['seconds'] / max(v['calls'], 1):.2f} | "
+                         f"{v['gflop'] if v['gflop'] is not None else '-'} | {v['tflops'] if v['tflops'] is not None else '-'} | "
+                         f"{v['of_peak'] or '-'} | {v.get('peak_gb', '-')} |")
     lines += ["", f"Text encoder: {r['text_encode']['seconds']} s, peak memory {r['text_encode']['peak_gb']} GB (offloaded after encoding).",
               "", f"## VAE decode of {r['latents']} latents", "", "| VAE dtype, tiles | seconds | peak GB |", "|---|---|---|"]
     for name, v in r["vae_decode_tiles"].items():
