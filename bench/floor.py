@@ -39,7 +39,10 @@ def _build(spec):
     kind, *rest = spec
     if kind == "tensor":
         shape, stride, dtype, device = rest
-        return torch.empty_strided(shape, stride, dtype=dtype, device=device).normal_()
+        t = torch.empty_strided(shape, stride, dtype=dtype, device=device)
+        if dtype.is_floating_point:
+            return t.normal_()
+        return t.fill_(1)  # masks: attend everywhere; indices: a valid one
     if kind == "seq":
         return [_build(s) for s in rest[0]]
     return rest[0]
