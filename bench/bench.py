@@ -2,7 +2,9 @@
 
     python bench/bench.py --preset cpu-mid                 # 2-core CPU, mid-size model
     python bench/bench.py --preset gpu-osp480 [--demo]     # 33 x 480 x 768, 64/25 (and 128/100), bf16
+    python bench/bench.py --preset gpu-sdxl1024            # 1024 x 1024 text-to-image, 64/25, bf16
     python bench/bench.py --preset gpu-osp480 --official /path/to/NOVA   # + the official pipeline
+    python bench/bench.py --checkpoint BAAI/nova-d48w1024-osp480         # real weights (or a local folder)
 
 Reports, per stage (text encode, temporal step, spatial encoder per set step, diffusion head,
 VAE decode): time, FLOPs (counted by torch's FlopCounterMode on one frame), achieved TFLOP/s
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -23,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Tuple
 
 import torch
 
@@ -58,14 +62,36 @@ MID = {
 MID_PHI = dict(vocab_size=300, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                partial_rotary_factor=0.4, max_position_embeddings=512, hidden_act="gelu_new")
 MID_VAE = {**OSP_VAE, "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1}
+SDXL1024 = {  # nova-d48w1024-sdxl1024 (text-to-image, 1024 x 1024)
+    "image_dim": 4, "image_size": 1024, "image_stride": 8, "text_token_dim": 2560, "text_token_len": 256,
+    "video_base_size": [1, 32, 32], "image_base_size": [64, 64], "arch": ["vit_d16w1024", "vit_d32w1024", "mlp_d6w1024"],
+}
+SDXL_VAE = {
+    "_class_name": "AutoencoderKL", "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4, "in_channels": 3,
+    "out_channels": 3, "latent_channels": 4, "norm_num_groups": 32, "scaling_factor": 0.13025, "sample_size": 1024,
+}
 DDPM = {"_class_name": "DDPMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
         "num_train_timesteps": 1000, "prediction_type": "epsilon", "timestep_spacing": "trailing", "variance_type": "fixed_small",
         "clip_sample": False}
+FLOW = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    transformer: dict
+    phi: dict
+    vae: dict
+    scheduler: dict
+    dtype: torch.dtype
+    latents: int
+    steps: Tuple[int, int]  # set steps, diffusion steps
+
 
 PRESETS = {
-    # name: transformer, phi, vae, dtype, latents, (set steps, diffusion steps)
-    "cpu-mid": (MID, MID_PHI, MID_VAE, torch.float32, 3, (16, 10)),
-    "gpu-osp480": (OSP480, PHI2, OSP_VAE, torch.bfloat16, 9, (64, 25)),
+    "cpu-mid": Preset(MID, MID_PHI, MID_VAE, DDPM, torch.float32, 3, (16, 10)),  # 2-core CPU
+    "gpu-osp480": Preset(OSP480, PHI2, OSP_VAE, DDPM, torch.bfloat16, 9, (64, 25)),  # 33 x 480 x 768 video
+    "gpu-sdxl1024": Preset(SDXL1024, PHI2, SDXL_VAE, FLOW, torch.bfloat16, 1, (64, 25)),  # 1024 x 1024 image
 }
 PROMPT = "A majestic red fox trots through fresh snow in a quiet pine forest at golden hour."
 
@@ -147,54 +173,73 @@ class StageTimer:
 
 
 # -- models -------------------------------------------------------------------------------------
-def build(preset: str, device: torch.device):
-    from diffusers import DDPMScheduler
+def build(preset: Preset, device: torch.device):
+    """Random weights at the preset's sizes: transformer, text encoder, VAE, scheduler."""
+    import diffusers
     from transformers import PhiConfig, PhiModel
 
     from nova.components import build_transformer
     from nova.text_encoder import load_tokenizer
     from nova.tiny import write_tokenizer
 
-    tcfg, phi_cfg, vae_cfg, dtype, _, _ = PRESETS[preset]
+    dtype = preset.dtype
     torch.manual_seed(0)
-    model = build_transformer(NovaConfig.from_dict(tcfg), device=device, dtype=dtype)
+    model = build_transformer(NovaConfig.from_dict(preset.transformer), device=device, dtype=dtype)
     for p in model.parameters():  # post-norm blocks: keep random activations in range
         p.mul_(0.5) if p.dim() > 1 else None
     model.mask_embed.bos_token.normal_(std=0.02)
     model.mask_embed.mask_token.normal_(std=0.02)
     model.text_embed.weight.normal_(std=0.02)
     with torch.device(device):
-        phi = PhiModel(PhiConfig(**phi_cfg)).to(dtype).eval().requires_grad_(False)
+        phi = PhiModel(PhiConfig(**preset.phi)).to(dtype).eval().requires_grad_(False)
     tok_dir = tempfile.mkdtemp()
     write_tokenizer(tok_dir)
     text = TextEncoder(phi, load_tokenizer(tok_dir))
     with torch.device(device):
-        vae_model = AutoencoderKLOpenSora(vae_cfg).eval().requires_grad_(False)
-    vae = NovaVAE(vae_model, vae_cfg)
-    return model, text, vae, DDPMScheduler.from_config(DDPM)
+        if preset.vae["_class_name"] == "AutoencoderKLOpenSora":
+            vae_model = AutoencoderKLOpenSora(preset.vae)
+        else:
+            vae_model = diffusers.AutoencoderKL.from_config(preset.vae)
+    vae = NovaVAE(vae_model.eval().requires_grad_(False), preset.vae)
+    sched = getattr(diffusers, preset.scheduler["_class_name"]).from_config(preset.scheduler)
+    return model, text, vae, sched
+
+
+def load(checkpoint: str, device: torch.device, dtype: torch.dtype):
+    """A real checkpoint (a local folder in the hub layout, or a hub id) instead of random weights."""
+    from nova.pipeline import NovaPipeline
+
+    pipe = NovaPipeline.from_pretrained(checkpoint, torch_dtype=dtype, device=device)
+    return pipe.transformer, pipe.text_encoder, pipe.vae, pipe.scheduler
 
 
 # -- the benchmark ------------------------------------------------------------------------------
 def run(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tcfg, _, _, dtype, latents, (steps, dsteps) = PRESETS[args.preset]
+    preset = PRESETS[args.preset]
+    dtype, latents, (steps, dsteps) = preset.dtype, preset.latents, preset.steps
+    if args.checkpoint:
+        model, text, vae, sched = load(args.checkpoint, device, dtype)
+    else:
+        model, text, vae, sched = build(preset, device)
+    if not model.config.is_video_model:
+        latents = 1
     if args.latents:
         latents = args.latents
     if args.steps:
         steps, dsteps = args.steps
     report = {
-        "preset": args.preset, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "preset": args.preset, "checkpoint": args.checkpoint or "random weights", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(dtype).replace("torch.", ""),
-        "latents": latents, "frames": 1 + 4 * (latents - 1), "steps": [steps, dsteps], "command": " ".join(sys.argv),
+        "video_model": model.config.is_video_model, "latents": latents, "frames": 1 + 4 * (latents - 1), "steps": [steps, dsteps], "command": " ".join(sys.argv),
     }
     report["matmul_peak_tflops"] = round(matmul_peak(device, dtype), 2)
-    model, text, vae, sched = build(args.preset, device)
     settings = SamplerSettings(steps, dsteps, 5.0)
     guidance = Guidance(settings)
 
     # text encode, then offload Phi-2 (as the ComfyUI node does)
     reset_peak(device)
-    t_text, embeds = timed(lambda: text.encode([PROMPT], tcfg["text_token_len"]), device, repeat=2)
+    t_text, embeds = timed(lambda: text.encode([PROMPT], model.config.text_token_len), device, repeat=2)
     report["text_encode"] = {"seconds": round(t_text, 4), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
     text.model.to("cpu")
     if device.type == "cuda":
@@ -226,16 +271,17 @@ def run(args) -> dict:
         floors["fast"]["measured_seconds"] = e2e["fast"]["seconds"]
         print("kernel floor", floors, flush=True)
 
-    vae_runs = {}
+    vae_runs = {}  # the first entry is the official way (fp32; the video VAE in 5-latent tiles)
     for vdtype in (torch.float32, torch.bfloat16):
         vae.model.to(vdtype)
-        for tile in (5, 3):
+        for tile in (5, 3) if vae.temporal else (None,):
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             reset_peak(device)
             dt, _ = timed(lambda: [None for _ in vae.decode_chunks(outs["fast"][:1], tile_latents=tile)], device)
-            vae_runs[f"{str(vdtype)[6:]}, tiles of {tile} latents"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
-            print("vae", vdtype, tile, vae_runs, flush=True)
+            label = str(vdtype)[6:] + (f", tiles of {tile} latents" if tile else "")
+            vae_runs[label] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
+            print("vae", label, vae_runs[label], flush=True)
     vae.model.to(torch.float32)
     report["vae_decode_tiles"] = vae_runs
     stages = {}
@@ -265,7 +311,7 @@ def run(args) -> dict:
                              "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak:.1f}%"}
             if stage in timer.peak:
                 stages[stage]["peak_gb"] = round(timer.peak[stage] / 2**30, 2)
-        official_tiles = vae_runs["float32, tiles of 5 latents"]
+        official_tiles = next(iter(vae_runs.values()))
         stages["VAE decode"] = {"seconds": official_tiles["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
                                 "peak_gb": official_tiles["peak_gb"]}
         stages["text encode"] = {"seconds": report["text_encode"]["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
@@ -291,8 +337,10 @@ def run(args) -> dict:
     if floors:
         report["kernel_floor"] = floors
 
-    if args.long:
-        report["long_video"] = long_video_memory(model, sched, ctx, device, args.window)
+    if args.long and model.config.is_video_model:
+        report["long_video"] = long_video_memory(model, sched, ctx, device, args.window, args)
+    elif args.long:
+        print("long: skipped, an image model makes one latent frame", flush=True)
     return report
 
 
@@ -333,7 +381,7 @@ class StageFlops:
         return False
 
 
-def long_video_memory(model, sched, ctx, device, window) -> dict:
+def long_video_memory(model, sched, ctx, device, window, args) -> dict:
     """Peak memory of 9, 33 and 65 latent frames at a fixed window (few steps: memory does not
     depend on them). On CPU each length runs in a fresh process (peak RSS is per process)."""
     from nova import video as video_mod
@@ -362,7 +410,7 @@ def long_video_memory(model, sched, ctx, device, window) -> dict:
                     row = {"peak_gb_above_weights": round((peak_bytes(device) - base) / 2**30, 3), "seconds": round(dt, 2)}
                 else:
                     generate_video(model, sched, [Segment(ctx, n)], 1, settings, new_generator(0), window=w)
-                    row = _cpu_long_run(n, w) if w is not None else {}
+                    row = _cpu_long_run(n, w, args) if w is not None else {}
                 row["kv_cache_mb"] = round(kv_peak[0] / 2**20, 2)
                 out[f"{n}" if w else f"{n} (no window)"] = row
                 print("long", n, w, row, flush=True)
@@ -371,18 +419,19 @@ def long_video_memory(model, sched, ctx, device, window) -> dict:
     return out
 
 
-def _cpu_long_run(n: int, window: int) -> dict:
+def _cpu_long_run(n: int, window: int, args) -> dict:
     import subprocess
 
+    models = "bench.load(%r, cpu, torch.float32)" % args.checkpoint if args.checkpoint else "bench.build(bench.PRESETS[%r], cpu)" % args.preset
     code = (
         "import sys, torch, resource; sys.argv=['x']; sys.path.insert(0, %r); import bench; "
-        "from nova.sampling import *; from nova.video import *; from nova.text_encoder import PromptEmbeds; "
-        "m, t, v, s = bench.build('cpu-mid', torch.device('cpu')); st = SamplerSettings(4, 2, 5.0); g = Guidance(st); "
-        "e = t.encode([bench.PROMPT], 64); c = build_context(m, g, e, None, [5.0], [12.0]); "
+        "from nova.sampling import *; from nova.video import *; cpu = torch.device('cpu'); "
+        "m, t, v, s = %s; st = SamplerSettings(4, 2, 5.0); g = Guidance(st); "
+        "e = t.encode([bench.PROMPT], m.config.text_token_len); c = build_context(m, g, e, None, [5.0], [12.0]); "
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
         "generate_video(m, s, [Segment(c, %d)], 1, st, new_generator(0), window=%d); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, r0 * 1024)"
-    ) % (os.path.dirname(os.path.abspath(__file__)), n, window)
+    ) % (os.path.dirname(os.path.abspath(__file__)), models, n, window)
     with torch.inference_mode():
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak, before = map(int, res.stdout.split()[-2:])
@@ -440,8 +489,10 @@ def head_to_head(official, ours, device, rounds: int) -> dict:
 # -- report -------------------------------------------------------------------------------------
 def markdown(r: dict) -> str:
     lines = [f"# NOVA benchmark: {r['preset']}", "",
+             f"- weights: {r.get('checkpoint', 'random weights')}",
              f"- device: {r['device']} (torch {r['torch']}, {r['threads']} threads); measured matmul peak {r['matmul_peak_tflops']} TFLOP/s ({r['dtype']})",
-             f"- video: {r['latents']} latents = {r['frames']} frames, {r['steps'][0]} set steps x {r['steps'][1]} diffusion steps, batch 1, cfg 5",
+             (f"- video: {r['latents']} latents = {r['frames']} frames" if r.get("video_model", True) else "- image: 1 latent")
+             + f", {r['steps'][0]} set steps x {r['steps'][1]} diffusion steps, batch 1, cfg 5",
              f"- command: `{r['command']}`", "", "## End to end (latents, text encoder excluded)", "",
              "| path | seconds | peak GB | max abs diff vs plain / std |", "|---|---|---|---|"]
     for name, v in r["end_to_end"].items():
@@ -490,6 +541,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-mid")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--checkpoint", default=None, help="a NOVA checkpoint (local folder in the hub layout, or hub id) instead of random weights")
     parser.add_argument("--latents", type=int, default=None)
     parser.add_argument("--steps", type=int, nargs=2, default=None, metavar=("SET", "DIFFUSION"), help="override the preset's steps (dry runs)")
     parser.add_argument("--repeat", type=int, default=2)
@@ -505,7 +557,10 @@ def main(argv=None):
     with torch.inference_mode():
         report = run(args)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, args.preset)
+    name = args.preset
+    if args.checkpoint:  # a checkpoint's report does not replace the random-weight one
+        name += "-" + os.path.basename(os.path.normpath(args.checkpoint))
+    stem = os.path.join(args.out, name)
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     with open(stem + ".md", "w", encoding="utf-8") as f:

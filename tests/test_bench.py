@@ -1,0 +1,56 @@
+"""The benchmark runs on a checkpoint in the hub layout (the golden ones), and bench/floor.py
+records the matmul and attention calls of a run (the kernel floor of the report)."""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bench"))
+import bench  # noqa: E402
+from floor import kernel_floor  # noqa: E402
+
+
+@pytest.mark.parametrize("case", ["t2v_tiny", "t2i_tiny"])
+def test_bench_on_a_checkpoint_folder(tmp_path, case):
+    folder = os.path.join(HERE, "golden", case)
+    bench.main(["--checkpoint", folder, "--steps", "2", "2", "--repeat", "1", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / f"cpu-mid-{case}.json").read_text())
+    assert report["checkpoint"] == folder
+    assert report["video_model"] is (case == "t2v_tiny")
+    assert report["latents"] == (3 if case == "t2v_tiny" else 1)
+    assert report["end_to_end"]["fast"]["max_diff_vs_plain_over_std"] < 1e-4
+    assert set(report["stages"]) == {"temporal step", "spatial encoder", "diffusion head loop", "VAE decode", "text encode"}
+    assert report["stages"]["spatial encoder"]["calls"] == 2 * report["latents"]
+    assert report["kernel_floor"]["fast"]["calls"] > 0
+    tiles = ["float32, tiles of 5 latents", "float32, tiles of 3 latents"] if case == "t2v_tiny" else ["float32"]
+    assert list(report["vae_decode_tiles"])[: len(tiles)] == tiles
+    text = (tmp_path / f"cpu-mid-{case}.md").read_text()
+    assert ("- image: 1 latent" in text) is (case == "t2i_tiny")
+
+
+def test_floor_records_every_kernel_call_with_its_layout():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(32, 96)
+    x = torch.randn(2, 10, 32)
+
+    def run():
+        for _ in range(3):  # three identical calls: one distinct layout
+            q, k, v = lin(x).view(2, 10, 3, 4, 8).permute(2, 0, 3, 1, 4).unbind(0)
+            F.scaled_dot_product_attention(q, k, v)
+        torch.mm(x[0], x[1].t())  # another op, another layout
+        mask = torch.ones(10, 10, dtype=torch.bool).tril()
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # a boolean input is rebuilt too
+        F.gelu(x)  # elementwise: not a kernel of the floor
+
+    with torch.inference_mode():
+        floor = kernel_floor(run, torch.device("cpu"))
+    assert floor["calls"] == 8
+    assert floor["distinct_calls"] == 4
+    assert set(floor["by_op"]) == {"linear", "scaled_dot_product_attention", "mm"}
+    assert floor["seconds"] > 0
+    assert abs(sum(floor["by_op"].values()) - floor["seconds"]) < 1e-3
