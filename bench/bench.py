@@ -253,6 +253,12 @@ def run(args) -> dict:
     variants = {"plain": Accel.plain(), "fast": Accel(), "fast, no CUDA graphs": Accel(cuda_graphs=False)}
     if device.type != "cuda":
         variants.pop("fast, no CUDA graphs")
+    if not args.quick:  # each switch of the fast path off in turn
+        variants.update({
+            "fast, last block on all rows": dataclasses.replace(Accel(), prune_last_block=False),
+            "fast, head as modules": dataclasses.replace(Accel(), fused_head=False),  # (CUDA graphs need the fused head)
+            "fast, library scheduler steps": dataclasses.replace(Accel(), token_loop=False, fused_head=False),
+        })
     if args.quick:
         variants = {"plain": Accel.plain(), "fast": Accel()}
     e2e, outs = {}, {}
