@@ -11,12 +11,14 @@ def markdown(r: dict) -> str:
              (f"- video: {r['latents']} latents = {r['frames']} frames" if r.get("video_model", True) else "- image: 1 latent")
              + f", {r['steps'][0]} set steps x {r['steps'][1]} diffusion steps, batch 1, cfg 5",
              f"- command: `{r['command']}`", "", "## End to end (latents, text encoder excluded)", "",
-             "| path | seconds | peak GB | max abs diff vs plain / std |", "|---|---|---|---|"]
+             "| path | seconds | peak GB | max abs diff vs plain / std | mean abs diff vs plain / std |", "|---|---|---|---|---|"]
     for name, v in r["end_to_end"].items():
-        lines.append(f"| {name} | {v['seconds']} | {v['peak_gb']} | {v['max_diff_vs_plain_over_std']:.2e} |")
+        mean = v.get("mean_diff_vs_plain_over_std")
+        lines.append(f"| {name} | {v['seconds']} | {v['peak_gb']} | {v['max_diff_vs_plain_over_std']:.2e} | "
+                     f"{'-' if mean is None else f'{mean:.2e}'} |")
     if "official" in r:
         o, h = r["official"], r["head_to_head"]
-        lines.append(f"| official pipeline (diffnext) | {o['seconds']} | {o['peak_gb']} | (its own random stream) |")
+        lines.append(f"| official pipeline (diffnext) | {o['seconds']} | {o['peak_gb']} | (its own random stream) | |")
         lines += ["", f"Official pipeline against the fast path, timed alternately ({h['rounds']} rounds, same process):",
                   "", "| | official | fast | speed-up |", "|---|---|---|---|",
                   f"| best | {h['official_best']} s | {h['fast_best']} s | **{h['speedup_best']:.2f}x** |",
