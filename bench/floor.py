@@ -81,17 +81,29 @@ def _time_alone(op, args, kwargs, sync: Callable[[], None], budget_s: float = 0.
     return best
 
 
-def kernel_floor(run: Callable[[], object], device: torch.device, budget_s: float = 0.02) -> Dict:
-    """Record one call of ``run`` and return the floor in seconds, split by op. Each distinct
-    call is timed for about ``budget_s`` (three rounds, best kept)."""
+def kernel_floor(run: Callable[[], object], device: torch.device, budget_s: float = 0.02, runs: int = 2) -> Dict:
+    """Record one call of ``run`` and return the floor in seconds, split by op, with the run's own
+    best time from ``runs`` calls just before and just after the replays (so a drifting machine
+    does not skew the ratio). Each distinct call is timed for about ``budget_s``."""
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    def measure():
+        times = []
+        for _ in range(runs):
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
     recorder = _Recorder()
     with recorder:
         run()
+    measured = measure()
     by_op: Dict[str, float] = collections.defaultdict(float)
     for (name, arg_spec, kw_spec), count in recorder.calls.items():
         op = torch.ops.aten
@@ -100,8 +112,10 @@ def kernel_floor(run: Callable[[], object], device: torch.device, budget_s: floa
         args = _build(arg_spec)
         kwargs = {k: _build(s) for k, s in kw_spec}
         by_op[name.split(".")[1]] += _time_alone(op, args, kwargs, sync, budget_s / 3) * count
+    measured = min(measured, measure())
     return {
         "seconds": round(sum(by_op.values()), 4),
+        "measured_seconds": round(measured, 4),
         "calls": sum(recorder.calls.values()),
         "distinct_calls": len(recorder.calls),
         "by_op": {k: round(v, 4) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},

@@ -26,7 +26,8 @@ def markdown(r: dict) -> str:
                   "", f"Rounds: official {h['official_seconds']}, fast {h['fast_seconds']}."]
     if r.get("kernel_floor"):
         lines += ["", "## Kernel floor", "",
-                  "Every matrix product and attention call of one run, each replayed alone with hot caches (`bench/floor.py`).",
+                  "Every matrix product and attention call of one run, each replayed alone with hot caches (`bench/floor.py`);",
+                  "measured: the same run's best time just before and after the replays.",
                   "The gap to the measured time is elementwise ops, op dispatch and cache misses.", "",
                   "| path | floor s | measured s | floor / measured | floor by op (s) |", "|---|---|---|---|---|"]
         for name, v in r["kernel_floor"].items():
