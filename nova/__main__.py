@@ -22,11 +22,16 @@ def _generate(args) -> int:
     dtype = getattr(torch, DTYPES[args.dtype])
     t0 = time.time()
     pipe = NovaPipeline.from_pretrained(args.model, torch_dtype=dtype, device=args.device, vae_dtype=torch.float32)
+    if args.reference:
+        from .fast import Accel
+
+        pipe.accel = Accel.plain()
     video = pipe.config.is_video_model
     latents = latents_for_frames(args.frames) if video else 1
     prompts = args.prompt
     long_video = len(prompts) > 1 or args.window or args.loop or args.video
-    print(f"loaded {args.model} in {time.time() - t0:.1f}s; generating {latents} latent frame(s)", file=sys.stderr)
+    path = " on the reference path" if args.reference else ""
+    print(f"loaded {args.model} in {time.time() - t0:.1f}s; generating {latents} latent frame(s){path}", file=sys.stderr)
     t0 = time.time()
     generator = torch.Generator().manual_seed(args.seed)
     if not long_video:
@@ -54,7 +59,7 @@ def _generate(args) -> int:
         sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
         segments = [pipe.segment(p, n, settings, args.negative_prompt or "", args.motion_flow, args.fps) for p, n in zip(prompts, sizes)]
         result = generate_video(pipe.transformer, pipe.scheduler, segments, 1, settings, generator, prefix=prefix,
-                                window=args.window or None, blend_frames=args.blend, loop_frames=args.loop)
+                                window=args.window or None, blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel)
     pipe.save(result, args.out, fps=args.fps)
     print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
     return 0
@@ -89,6 +94,7 @@ def main(argv=None) -> int:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    gen.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower; the fast path matches it within rounding)")
     gen.add_argument("--out", required=True, help="output file: .mp4, .webp, .gif or .png")
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")

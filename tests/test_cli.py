@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from conftest import ROOT
 
 
@@ -36,6 +38,12 @@ def test_image_model_writes_png(tmp_path):
 
     with Image.open(tmp_path / "fox.png") as im:
         assert im.size == (64, 64)
+        fast = np.asarray(im.convert("RGB"), dtype=np.int16)
+    # --reference: the plain (official-order) path gives the same picture up to rounding
+    r = _run(["generate", "--model", "timg", "--prompt", "a fox", "--steps", "4", "--diffusion-steps", "2", "--reference", "--out", "ref.png"], tmp_path)
+    assert r.returncode == 0 and "on the reference path" in r.stderr, r.stderr
+    with Image.open(tmp_path / "ref.png") as im:
+        assert np.abs(np.asarray(im.convert("RGB"), dtype=np.int16) - fast).max() <= 1
 
 
 def test_cli_reports_bad_frames(tmp_path):
