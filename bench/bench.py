@@ -72,82 +72,18 @@ def run(args) -> dict:
     def sample(accel, n=latents, s=settings):
         return generate_latents(model, sched, ctx, 1, n, s, new_generator(0), accel=accel)
 
-    # end to end (latents), each speed-up against the plain path
-    variants = {"plain": Accel.plain(), "fast": Accel(), "fast, no CUDA graphs": Accel(cuda_graphs=False)}
-    if device.type != "cuda":
-        variants.pop("fast, no CUDA graphs")
-    if not args.quick:  # each switch of the fast path off in turn
-        variants.update({
-            "fast, last block on all rows": dataclasses.replace(Accel(), prune_last_block=False),
-            "fast, head as modules": dataclasses.replace(Accel(), fused_head=False),  # (CUDA graphs need the fused head)
-            "fast, library scheduler steps": dataclasses.replace(Accel(), token_loop=False, fused_head=False),
-        })
-    if args.quick:
-        variants = {"plain": Accel.plain(), "fast": Accel()}
-    e2e, outs = {}, {}
-    for name, accel in variants.items():
-        sample(accel, n=1)  # warm-up (kernels, graph capture of the first frame's buckets)
-        reset_peak(device)
-        dt, outs[name] = timed(lambda: sample(accel), device, repeat=args.repeat)
-        e2e[name] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2), **diff_vs(outs[name], outs["plain"])}
-        print(name, e2e[name], flush=True)
-    if device.type == "cpu" and dtype == torch.float32 and not args.quick:
-        # what a CPU user gets from bf16 weights (AMX on recent x86): faster, but not the same latents
-        low = copy.deepcopy(model).to(torch.bfloat16)
-        low_ctx = build_context(low, guidance, embeds, None, [5.0], [12.0])
-        run_low = lambda: generate_latents(low, sched, low_ctx, 1, latents, settings, new_generator(0), accel=Accel())  # noqa: E731
-        run_low()
-        dt, out = timed(run_low, device, repeat=args.repeat)
-        e2e["fast, bf16 weights (other latents)"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2),
-                                                     **diff_vs(out, outs["plain"])}
-        del low, low_ctx
-    report["end_to_end"] = e2e
+    report["end_to_end"], outs = end_to_end(model, sched, settings, embeds, sample, device, args)
     floors = {}
     if args.floor or not args.quick:  # what the fast path would take if only its matmuls and attention cost time
         label = "fast, no CUDA graphs" if device.type == "cuda" else "fast"  # graph replays hide their kernels
         floors[label] = kernel_floor(lambda: sample(Accel(cuda_graphs=False)), device)
         print("kernel floor", floors, flush=True)
 
-    vae_runs = {}  # the first entry is the official way (fp32; the video VAE in 5-latent tiles)
-    for vdtype in (torch.float32, torch.bfloat16):
-        vae.model.to(vdtype)
-        for tile in (5, 3) if vae.temporal else (None,):
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            reset_peak(device)
-            dt, _ = timed(lambda: [None for _ in vae.decode_chunks(outs["fast"][:1], tile_latents=tile)], device)
-            label = str(vdtype)[6:] + (f", tiles of {tile} latents" if tile else "")
-            vae_runs[label] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
-            print("vae", label, vae_runs[label], flush=True)
-    vae.model.to(torch.float32)
-    report["vae_decode_tiles"] = vae_runs
+    vae_runs = report["vae_decode_tiles"] = vae_decode(vae, outs["fast"][:1], device)
     stages = {}
     if not args.quick:
         print("stage breakdown...", flush=True)
-        # stage breakdown (instrumented run of the fast path without graphs) and FLOPs of one frame
-        timer = StageTimer(device)
-        timer.wrap(model, "encode_frame", "temporal step")
-        timer.wrap(model, "encode_image", "spatial encoder")
-        timer.wrap(FastPlan, "denoise", "diffusion head loop")
-        try:
-            timed(lambda: sample(Accel(cuda_graphs=False)), device)
-        finally:
-            timer.restore()
-        flops = {}
-        for stage, owner, attr in (("temporal step", model, "encode_frame"), ("spatial encoder", model, "encode_image"),
-                                   ("diffusion head loop", FastPlan, "denoise")):
-            counter = StageFlops(owner, attr)
-            with counter:
-                sample(Accel(cuda_graphs=False), n=1)
-            flops[stage] = counter.flops * latents  # per frame x frames (the temporal step grows a little per frame)
-        peak = report["matmul_peak_tflops"]
-        for stage in ("temporal step", "spatial encoder", "diffusion head loop"):
-            secs = timer.time.get(stage, 0.0)
-            tflops = flops[stage] / secs / 1e12 if secs else 0.0
-            stages[stage] = {"seconds": round(secs, 3), "calls": timer.calls.get(stage, 0), "gflop": round(flops[stage] / 1e9, 1),
-                             "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak:.1f}%"}
-            if stage in timer.peak:
-                stages[stage]["peak_gb"] = round(timer.peak[stage] / 2**30, 2)
+        stages = stage_breakdown(model, sample, device, latents, report["matmul_peak_tflops"])
         official_tiles = next(iter(vae_runs.values()))
         stages["VAE decode"] = {"seconds": official_tiles["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
                                 "peak_gb": official_tiles["peak_gb"]}
@@ -177,6 +113,83 @@ def run(args) -> dict:
     elif args.long:
         print("long: skipped, an image model makes one latent frame", flush=True)
     return report
+
+
+def end_to_end(model, sched, settings, embeds, sample, device, args):
+    """Latents end to end: the plain path, the fast path and each fast-path switch off in turn
+    (all against the plain path), and on CPU what bf16 weights would give."""
+    variants = {"plain": Accel.plain(), "fast": Accel()}
+    if not args.quick:
+        if device.type == "cuda":
+            variants["fast, no CUDA graphs"] = Accel(cuda_graphs=False)
+        variants.update({
+            "fast, last block on all rows": dataclasses.replace(Accel(), prune_last_block=False),
+            "fast, head as modules": dataclasses.replace(Accel(), fused_head=False),  # (CUDA graphs need the fused head)
+            "fast, library scheduler steps": dataclasses.replace(Accel(), token_loop=False, fused_head=False),
+        })
+    e2e, outs = {}, {}
+    for name, accel in variants.items():
+        sample(accel, n=1)  # warm-up (kernels, graph capture of the first frame's buckets)
+        reset_peak(device)
+        dt, outs[name] = timed(lambda: sample(accel), device, repeat=args.repeat)
+        e2e[name] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2), **diff_vs(outs[name], outs["plain"])}
+        print(name, e2e[name], flush=True)
+    if device.type == "cpu" and model.dtype == torch.float32 and not args.quick:
+        # what a CPU user gets from bf16 weights (AMX on recent x86): faster, but not the same latents
+        low = copy.deepcopy(model).to(torch.bfloat16)
+        low_ctx = build_context(low, Guidance(settings), embeds, None, [5.0], [12.0])
+        n = outs["plain"].shape[2]
+        run_low = lambda: generate_latents(low, sched, low_ctx, 1, n, settings, new_generator(0), accel=Accel())  # noqa: E731
+        run_low()
+        dt, out = timed(run_low, device, repeat=args.repeat)
+        e2e["fast, bf16 weights (other latents)"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2),
+                                                     **diff_vs(out, outs["plain"])}
+    return e2e, outs
+
+
+def vae_decode(vae, latents, device) -> dict:
+    """Decode time and peak memory, fp32 and bf16 (the video VAE also in 5- and 3-latent tiles);
+    the first entry is the official way."""
+    runs = {}
+    for vdtype in (torch.float32, torch.bfloat16):
+        vae.model.to(vdtype)
+        for tile in (5, 3) if vae.temporal else (None,):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            reset_peak(device)
+            dt, _ = timed(lambda: [None for _ in vae.decode_chunks(latents, tile_latents=tile)], device)
+            label = str(vdtype)[6:] + (f", tiles of {tile} latents" if tile else "")
+            runs[label] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2)}
+            print("vae", label, runs[label], flush=True)
+    vae.model.to(torch.float32)
+    return runs
+
+
+def stage_breakdown(model, sample, device, latents: int, peak_tflops: float) -> dict:
+    """Time, calls and peak memory of each stage (an instrumented run of the fast path without
+    graphs), and its FLOPs (counted on one frame, times the frames)."""
+    timer = StageTimer(device)
+    timer.wrap(model, "encode_frame", "temporal step")
+    timer.wrap(model, "encode_image", "spatial encoder")
+    timer.wrap(FastPlan, "denoise", "diffusion head loop")
+    try:
+        timed(lambda: sample(Accel(cuda_graphs=False)), device)
+    finally:
+        timer.restore()
+    stages = {}
+    for stage, owner, attr in (("temporal step", model, "encode_frame"), ("spatial encoder", model, "encode_image"),
+                               ("diffusion head loop", FastPlan, "denoise")):
+        counter = StageFlops(owner, attr)
+        with counter:
+            sample(Accel(cuda_graphs=False), n=1)
+        flops = counter.flops * latents  # (the temporal step grows a little per frame)
+        secs = timer.time.get(stage, 0.0)
+        tflops = flops / secs / 1e12 if secs else 0.0
+        stages[stage] = {"seconds": round(secs, 3), "calls": timer.calls.get(stage, 0), "gflop": round(flops / 1e9, 1),
+                         "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak_tflops:.1f}%"}
+        if stage in timer.peak:
+            stages[stage]["peak_gb"] = round(timer.peak[stage] / 2**30, 2)
+    return stages
 
 
 def diff_vs(out: torch.Tensor, ref: torch.Tensor) -> dict:
