@@ -11,11 +11,12 @@ without doing fewer FLOPs or using a lower precision.
 from __future__ import annotations
 
 import collections
-import time
 from typing import Callable, Dict
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from measure import timed
 
 # composite ops are seen before they decompose (inference mode), their parts otherwise
 KERNELS = {
@@ -62,48 +63,27 @@ class _Recorder(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def _time_alone(op, args, kwargs, sync: Callable[[], None], budget_s: float = 0.05) -> float:
+def _time_alone(op, args, kwargs, device, budget_s: float) -> float:
     for _ in range(3):
         op(*args, **kwargs)
-    sync()
-    start = time.perf_counter()
-    op(*args, **kwargs)
-    sync()
-    once = max(time.perf_counter() - start, 1e-7)
+    once = max(timed(lambda: op(*args, **kwargs), device)[0], 1e-7)
     reps = max(3, min(200, int(budget_s / once)))
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
+
+    def many():
         for _ in range(reps):
             op(*args, **kwargs)
-        sync()
-        best = min(best, (time.perf_counter() - start) / reps)
-    return best
+
+    return timed(many, device, repeat=3)[0] / reps
 
 
 def kernel_floor(run: Callable[[], object], device: torch.device, budget_s: float = 0.02, runs: int = 2) -> Dict:
     """Record one call of ``run`` and return the floor in seconds, split by op, with the run's own
     best time from ``runs`` calls just before and just after the replays (so a drifting machine
     does not skew the ratio). Each distinct call is timed for about ``budget_s``."""
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def measure():
-        times = []
-        for _ in range(runs):
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
     recorder = _Recorder()
     with recorder:
         run()
-    measured = measure()
+    measured = timed(run, device, repeat=runs)[0]
     by_op: Dict[str, float] = collections.defaultdict(float)
     for (name, arg_spec, kw_spec), count in recorder.calls.items():
         op = torch.ops.aten
@@ -111,8 +91,8 @@ def kernel_floor(run: Callable[[], object], device: torch.device, budget_s: floa
             op = getattr(op, part)
         args = _build(arg_spec)
         kwargs = {k: _build(s) for k, s in kw_spec}
-        by_op[name.split(".")[1]] += _time_alone(op, args, kwargs, sync, budget_s / 3) * count
-    measured = min(measured, measure())
+        by_op[name.split(".")[1]] += _time_alone(op, args, kwargs, device, budget_s / 3) * count
+    measured = min(measured, timed(run, device, repeat=runs)[0])
     return {
         "seconds": round(sum(by_op.values()), 4),
         "measured_seconds": round(measured, 4),

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
