@@ -10,6 +10,7 @@ import torch
 
 from measure import peak_bytes, reset_peak, timed
 
+
 def official_runner(path, model, text, embeds, sched, device, latents, settings):
     """The official diffnext pipeline with the same weights (same state-dict keys), warmed up."""
     sys.path.insert(0, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+
 def markdown(r: dict) -> str:
     lines = [f"# NOVA benchmark: {r['preset']}", "",
              f"- weights: {r.get('checkpoint', 'random weights')}",
