@@ -55,3 +55,16 @@ def test_floor_records_every_kernel_call_with_its_layout():
     assert set(floor["by_op"]) == {"linear", "scaled_dot_product_attention", "mm"}
     assert floor["seconds"] > 0
     assert abs(sum(floor["by_op"].values()) - floor["seconds"]) < 1e-3
+
+
+def test_precision_study_runs_every_golden_case_in_each_mode(tmp_path):
+    import precision
+    from conftest import golden_runs
+
+    report = precision.main(["--skip-speed", "--out", str(tmp_path)])
+    runs = len(golden_runs())
+    assert [len(rows) for rows in report["golden"].values()] == [runs] * len(report["golden"])
+    assert all(r["within"] for r in report["golden"]["float32"])
+    # bf16 storage moves the sampled latents past the golden tolerances: the study must see it
+    assert not all(r["within"] for r in report["golden"]["bf16 weights"])
+    assert (tmp_path / "cpu-precision.md").read_text().count("| bf16 weights |") == runs
