@@ -188,7 +188,10 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args(argv)
     modes = [m for m in MODES if "math" not in m or bf16_math_available()]
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    flags = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
     units = [u for u in ("amx_bf16", "avx512_bf16") if u in flags] or ["none found"]
     report = {"device": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "bf16_units": ", ".join(units), "command": "bench/precision.py " + " ".join(argv if argv is not None else sys.argv[1:])}
