@@ -18,5 +18,6 @@ def test_web_logic():
 
 def test_web_directory_ships_only_entry_modules():
     """ComfyUI loads every .js under web/ as an extension: keep only ours there."""
-    files = sorted(os.listdir(os.path.join(ROOT, "web")))
-    assert files == ["nova.js", "nova_logic.js"]
+    web = os.path.join(ROOT, "web")
+    scripts = sorted(os.path.relpath(os.path.join(d, f), web) for d, _, files in os.walk(web) for f in files if f.endswith(".js"))
+    assert scripts == ["nova.js", "nova_logic.js"]
