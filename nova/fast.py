@@ -74,7 +74,7 @@ class StepPlan:
                 coeffs.append((c0 / a_t**0.5 + c1, -c0 * (1 - a_t) ** 0.5 / a_t**0.5, std))
             return cls(timesteps, coeffs)
         if name == "FlowMatchEulerDiscreteScheduler":
-            if cfg.stochastic_sampling:
+            if cfg.get("stochastic_sampling", False):  # (the option is absent before diffusers 0.33)
                 return None
             sigmas = sched.sigmas
             return cls(timesteps, [(1.0, float(sigmas[i + 1] - sigmas[i]), None) for i in range(len(timesteps))])

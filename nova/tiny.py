@@ -55,7 +55,8 @@ _TEXT = [
 def _save_safetensors(state: dict, path: str) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, path)
+    # "format": "pt" as Hugging Face writes it (transformers < 4.47 refuses files without it)
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, path, metadata={"format": "pt"})
 
 
 def _write_json(path: str, data: dict) -> None:

@@ -104,7 +104,7 @@ def test_missing_shard(ckpt, tmp_path):
     half = len(keys) // 2
     shards = {"model-00001-of-00002.safetensors": keys[:half], "model-00002-of-00002.safetensors": keys[half:]}
     for name, names in shards.items():
-        save_file({k: state[k] for k in names}, str(folder / name))
+        save_file({k: state[k] for k in names}, str(folder / name), metadata={"format": "pt"})
     (folder / "model.safetensors").unlink()
     index = {"metadata": {}, "weight_map": {k: n for n, names in shards.items() for k in names}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
