@@ -101,8 +101,8 @@ WORKFLOWS = {
 DESCRIPTIONS = {
     "nova_text_to_video": "Text-to-video: 33 frames at 768x480 with the official demo's quality settings.",
     "nova_text_to_image": "Text-to-image with a 1024px checkpoint and the T2I demo's negative prompt.",
-    "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame.",
-    "nova_video_continuation": "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow.",
+    "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame. Input: example.png in ComfyUI's input/ folder (or pick/upload another in LoadImage).",
+    "nova_video_continuation": "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow. Input: clip.mp4 in ComfyUI's input/ folder (or pick/upload another in LoadVideo).",
     "nova_long_video": "Long video from chained AR steps, one prompt per segment (25 latents, 97 frames).",
     "nova_long_video_30s": "A 30-second video (361 frames) with three prompts: a sliding 9-latent window keeps memory flat.",
 }
