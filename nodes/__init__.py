@@ -3,6 +3,7 @@
 from .compat import ComfyExtension
 from .long_video import NovaLongVideo, NovaSegment
 from .loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
+from .masks import NovaOutpaintCanvas
 from .sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler
 from .text import NovaTextEncode
 from .vae import NovaVAEDecode, NovaVAEEncode
@@ -19,6 +20,7 @@ NODES = [
     NovaVAEDecode,
     NovaSegment,
     NovaLongVideo,
+    NovaOutpaintCanvas,
 ]
 
 

@@ -16,6 +16,7 @@ from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, latent_samples, make_latent, match_batch
 from .host import get_host
+from .masks import DEFAULT_THRESHOLD, feather_images, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
@@ -80,8 +81,9 @@ def progress_callback(host, model: NovaModel, frames: int, sampler: SamplerSetti
 
 
 def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, seed: int, add: int,
-               motion_flow: float, fps: float, prefix_latent=None) -> torch.Tensor:
-    """Generate ``add`` latent frames after the (optional) given ones. Returns scaled latents."""
+               motion_flow: float, fps: float, prefix_latent=None, prefix_mask=None) -> torch.Tensor:
+    """Generate ``add`` latent frames after the (optional) given ones, first repainting the tokens
+    of the given frames that ``prefix_mask`` marks (nodes/masks.py). Returns scaled latents."""
     host = get_host()
     require_sampler(sampler)
     cfg = model.config
@@ -102,8 +104,10 @@ def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, s
     host.load(model.patcher, estimate_memory(model, guidance.passes * batch, total))
     transformer = model.transformer
     context = build_context(transformer, guidance, pos, neg, [motion_flow] * batch, [fps] * batch)
+    repainted = 0 if prefix_mask is None else int(prefix_mask.any(dim=1).sum())
     return generate_latents(transformer, model.scheduler, context, batch, total, sampler, new_generator(seed),
-                            prefix=prefix, callback=progress_callback(host, model, total - n_prefix, sampler))
+                            prefix=prefix, callback=progress_callback(host, model, total - n_prefix + repainted, sampler),
+                            prefix_mask=prefix_mask)
 
 
 def estimate_memory(model: NovaModel, rows: int, frames: int) -> int:
@@ -125,23 +129,33 @@ class NovaARFrameStep(io.ComfyNode):
             display_name="NOVA AR Frame Step",
             category="NOVA",
             description="Frame-by-frame autoregressive step: continues the given latents (none: starts a new "
-                        "video) with latent_frames new frames. Chain steps to extend a video or change the prompt.",
+                        "video) with latent_frames new frames. Chain steps to extend a video or change the prompt. "
+                        "Latents with a noise_mask (Set Latent Noise Mask) are repainted under the mask first "
+                        "(inpainting, outpainting; latent_frames 0 = only repaint).",
             inputs=[
                 NovaModelType.Input("model"),
                 io.Conditioning.Input("positive"),
                 NovaSamplerType.Input("sampler"),
-                io.Int.Input("latent_frames", default=9, min=1, max=MAX_LATENTS, tooltip="Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame)."),
+                io.Int.Input("latent_frames", default=9, min=0, max=MAX_LATENTS, tooltip="Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame). "
+                             "0: only repaint the given latents under their noise_mask."),
                 *_frame_inputs(),
                 io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
-                io.Latent.Input("latents", optional=True, tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded clip."),
+                io.Latent.Input("latents", optional=True, tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded clip. "
+                                "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated."),
+                *mask_inputs(),
             ],
             outputs=[io.Latent.Output(display_name="latents", tooltip="All frames: the given ones followed by the new ones.")],
         )
 
     @classmethod
-    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None) -> io.NodeOutput:
-        scaled = run_frames(model, positive, negative, sampler, seed, latent_frames, motion_flow, fps, latents)
-        return io.NodeOutput(make_latent(scaled, model, get_host().intermediate_device(), fps))
+    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None,
+                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0) -> io.NodeOutput:
+        regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
+        scaled = run_frames(model, positive, negative, sampler, seed, latent_frames, motion_flow, fps, latents, regen)
+        latent = make_latent(scaled, model, get_host().intermediate_device(), fps)
+        if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
+            latent = keep_given_tokens(latent, latents["samples"], regen, model)
+        return io.NodeOutput(latent)
 
 
 class NovaGenerate(io.ComfyNode):
@@ -152,7 +166,8 @@ class NovaGenerate(io.ComfyNode):
             display_name="NOVA Generate",
             category="NOVA",
             description="Text-to-video, image-to-video (connect start_image) or text-to-image (frames = 1) in one "
-                        "node: VAE Encode -> AR Frame Step -> VAE Decode.",
+                        "node: VAE Encode -> AR Frame Step -> VAE Decode. With a mask, start_image (an image or a "
+                        "clip) is repainted under it (inpainting, outpainting), then continued up to frames.",
             inputs=[
                 NovaModelType.Input("model"),
                 NovaVaeType.Input("vae"),
@@ -162,6 +177,12 @@ class NovaGenerate(io.ComfyNode):
                 *_frame_inputs(),
                 io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
                 io.Image.Input("start_image", optional=True, tooltip="First frame for image-to-video; center-cropped and resized to the checkpoint's size."),
+                io.Mask.Input("mask", optional=True, tooltip="Area of start_image to regenerate (white; e.g. LoadImage's alpha from the mask "
+                              "editor). One mask or one per frame; start_image is then used whole (an image or a 1 + 4k clip)."),
+                *mask_inputs(),
+                io.Int.Input("feather", default=0, min=0, max=MAX_FEATHER, optional=True,
+                             tooltip="With a mask: blend the result into start_image over this many pixels inside the mask "
+                                     "edge; pixels outside the mask are then start_image's exactly. 0 = the plain decode."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),
@@ -171,17 +192,30 @@ class NovaGenerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None) -> io.NodeOutput:
-        from .vae import decode_latent, encode_images
+    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
+                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0) -> io.NodeOutput:
+        from .vae import decode_latent, encode_images, fit_frames
 
         host = get_host()
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
-        prefix = None
+        prefix = regen = None
+        if mask is not None and start_image is None:
+            raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
         if start_image is not None:
             h, w = model.config.image_size
-            prefix = encode_images(vae, start_image[:1], w, h, "crop")
-        add = total - (1 if prefix is not None else 0)
-        scaled = run_frames(model, positive, negative, sampler, seed, add, motion_flow, fps, prefix)
+            whole = mask is not None and model.config.is_video_model  # a clip to repaint, not a first frame
+            prefix = encode_images(vae, start_image if whole else start_image[:1], w, h, "crop")
+        n_prefix = 0 if prefix is None else prefix["samples"].shape[2]
+        if mask is not None:
+            regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask")
+        if total < n_prefix:
+            raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
+        scaled = run_frames(model, positive, negative, sampler, seed, total - n_prefix, motion_flow, fps, prefix, regen)
         latent = make_latent(scaled, model, host.intermediate_device(), fps)
+        if regen is not None:
+            latent = keep_given_tokens(latent, prefix["samples"], regen, model)
         images = decode_latent(vae, latent)
+        if regen is not None and feather:
+            source = (fit_frames(start_image, w, h, "crop") + 1) / 2
+            images = feather_images(images, source.movedim(1, -1), regen, model, int(feather), images.shape[0] // latent["samples"].shape[0])
         return io.NodeOutput(images, float(fps), latent)

@@ -144,15 +144,19 @@ class NovaPipeline:
         x = torch.from_numpy(np.array(arr, copy=True)).float().sub(127.5).div(127.5).permute(2, 0, 1).unsqueeze(0)
         return self.vae.encode(x, generator=generator)
 
-    def save(self, latents: torch.Tensor, path: str, fps: float = 12.0) -> str:
+    def save(self, latents: torch.Tensor, path: str, fps: float = 12.0, blend=None) -> str:
         """Decode latents [1, C, T, h, w] tile by tile straight into a video/image file, so a long
-        video never holds all its frames or activations at once."""
+        video never holds all its frames or activations at once. ``blend``: a
+        :class:`nova.masks.FeatherBlend` applied to the decoded frames (masked generation)."""
         from .media import VideoWriter
 
         if self.vae is None:
             raise InputError("saving frames needs the VAE; load the pipeline with load_vae=True.")
         with VideoWriter(path, fps) as writer:
+            start = 0
             for chunk in self.vae.decode_chunks(latents[:1]):
+                if blend is not None:
+                    chunk, start = blend(chunk, start), start + chunk.shape[2]
                 writer.write(pixels_to_uint8(chunk)[0])
         return path
 
@@ -211,6 +215,10 @@ class NovaPipeline:
         output_type: str = "pil",
         fps: float = 12,
         callback=None,
+        mask=None,
+        mask_threshold: float = 0.5,
+        mask_grow: int = 0,
+        mask_feather: int = 0,
         **kwargs,
     ) -> NovaPipelineOutput:
         if output_type not in ("pil", "np", "latent", "pt"):
@@ -230,8 +238,13 @@ class NovaPipeline:
         )
         generator = generator if generator is not None else new_generator()
         # Image-to-video samples the VAE posterior before anything else draws from the generator.
-        prefix = None
-        if latents is not None:
+        prefix = prefix_mask = blend = None
+        if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/masks.py)
+            from .masks import masked_prefix
+
+            prefix, prefix_mask, blend = masked_prefix(self, mask, image=image, latents=latents, threshold=mask_threshold,
+                                                       grow=mask_grow, feather=mask_feather)
+        elif latents is not None:
             prefix = _as_prefix(latents)
         elif image is not None:
             prefix = self.encode_image(image, generator).unsqueeze(2)
@@ -252,9 +265,9 @@ class NovaPipeline:
             prefix = _match_batch(prefix, batch, self.config)
         out = generate_latents(
             self.transformer, self.scheduler, context, batch, max_latent_length, settings, generator,
-            prefix=prefix, callback=callback, accel=self.accel,
+            prefix=prefix, callback=callback, accel=self.accel, prefix_mask=prefix_mask,
         )
-        return self._output(out, output_type)
+        return self._output(out, output_type, blend)
 
     def _embeds(self, prompt, embeds, name) -> PromptEmbeds:
         if embeds is not None:
@@ -275,11 +288,13 @@ class NovaPipeline:
             return None
         return self.encode_prompt(negative)
 
-    def _output(self, latents: torch.Tensor, output_type: str) -> NovaPipelineOutput:
+    def _output(self, latents: torch.Tensor, output_type: str, blend=None) -> NovaPipelineOutput:
         video = self.config.is_video_model
         if output_type == "latent":
             return NovaPipelineOutput(frames=latents) if video else NovaPipelineOutput(images=latents)
         pixels = self.decode_latents(latents)
+        if blend is not None:
+            pixels = blend(pixels)
         if output_type == "pt":
             return NovaPipelineOutput(frames=pixels) if video else NovaPipelineOutput(images=pixels[:, :, 0])
         arr = pixels_to_uint8(pixels)

@@ -300,13 +300,15 @@ def generate_latents(
     time_positions: Optional[Sequence[float]] = None,
     callback: Optional[ProgressCallback] = None,
     accel: Optional[Accel] = None,
+    prefix_mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Generate ``num_frames`` latent frames, the first ``prefix.shape[2]`` of them given (the
     official pipeline; see :func:`nova.video.generate_video` for segments, windows and loops).
 
     ``context``: text (+ motion) tokens for every guidance pass, [passes * B, Lc, D].
     ``prefix``: [B, C, N, h, w] latents that start the video (image-to-video, continuation); they
-    are fed through the temporal encoder and returned unchanged.
+    are fed through the temporal encoder and returned unchanged, except the tokens ``prefix_mask``
+    (bool [N, L], :func:`nova.masks.token_mask`) marks: those are regenerated.
     Returns [B, C, num_frames, h, w] float32 latents (scaled as the transformer produces them).
     """
     from .video import Segment, generate_video
@@ -319,7 +321,7 @@ def generate_latents(
     segments = [Segment(context, num_frames - n_prefix)]
     return generate_video(
         model, scheduler, segments, batch, settings, generator, prefix=prefix, time_positions=time_positions,
-        callback=callback, accel=accel,
+        callback=callback, accel=accel, prefix_mask=prefix_mask,
     )
 
 

@@ -23,6 +23,7 @@ import torch
 
 from .errors import InputError
 from .fast import Accel, FastPlan
+from .masks import check_token_mask, known_first
 from .sampling import (
     Guidance,
     Progress,
@@ -112,10 +113,14 @@ def generate_video(
     time_positions: Optional[Sequence[float]] = None,
     callback: Optional[ProgressCallback] = None,
     accel: Optional[Accel] = None,
+    prefix_mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Generate a video of ``sum(segment.frames)`` new latent frames after ``prefix`` (optional,
     [B, C, N, h, w], returned unchanged), then ``loop_frames`` frames that lead back to the first
-    frame. Returns [B, C, T, h, w] float32 latents (transformer scale)."""
+    frame. Returns [B, C, T, h, w] float32 latents (transformer scale).
+
+    ``prefix_mask`` (bool [N, L], :func:`nova.masks.token_mask`) repaints the prefix: its True
+    tokens are regenerated, the others kept exactly (inpainting / outpainting)."""
     cfg = model.config
     if not segments:
         raise InputError("at least one segment is needed.")
@@ -124,6 +129,8 @@ def generate_video(
     if blend_frames < 0 or loop_frames < 0:
         raise InputError("blend_frames and loop_frames must be >= 0.")
     n_prefix = 0 if prefix is None else prefix.shape[2]
+    if prefix_mask is not None:
+        prefix_mask = check_token_mask(prefix_mask, n_prefix, cfg.num_image_tokens)
     contexts = segment_contexts(segments, n_prefix, blend_frames)
     total = len(contexts) + loop_frames
     if total < 1:
@@ -147,13 +154,17 @@ def generate_video(
     with torch.inference_mode():
         for t in range(total):
             spatial_ctx = cache.context_for(frames, t, contexts[t], effective_window)
-            if t < n_prefix:
+            if t < n_prefix and (prefix_mask is None or not prefix_mask[t].any()):
                 frames.append(prefix[:, :, t].to(device=model.device, dtype=torch.float32))
                 continue
             if order is None:
                 order = draw_token_order(generator, batch, cfg.num_image_tokens, model.device)
-            num_known, target, frame_counts = 0, None, counts
-            if t >= total - loop_frames:
+            num_known, target, frame_counts, frame_order = 0, None, counts, order
+            if t < n_prefix:  # a masked given frame: keep its unmasked tokens, predict the rest
+                frame_order, num_known = known_first(order, prefix_mask[t])
+                target = prefix[:, :, t]
+                frame_counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens - num_known)
+            elif t >= total - loop_frames:
                 j = t - (total - loop_frames) + 1  # 1..loop_frames
                 num_known = round(cfg.num_image_tokens * j / (loop_frames + 1))
                 target = frames[0]
@@ -163,7 +174,7 @@ def generate_video(
                 if callback is not None:
                     callback(Progress(_t, total, step + 1, _n, latent))
 
-            frames.append(sample_frame(model, spatial_ctx, order, frame_counts, guidance, sched, generator, on_step, target, num_known, fast))
+            frames.append(sample_frame(model, spatial_ctx, frame_order, frame_counts, guidance, sched, generator, on_step, target, num_known, fast))
     return torch.stack(frames, dim=2)
 
 

@@ -1,0 +1,104 @@
+"""Masks in the nodes: NOVA AR Frame Step and NOVA Generate repaint the given frames under a mask
+(core SetLatentNoiseMask's ``noise_mask``, LoadImage's alpha, the mask editor, core mask nodes),
+and NOVA Outpaint Canvas places a picture or clip on the checkpoint's canvas with the mask of the
+area to generate. The rules live in :mod:`nova.masks`; masks and latents are never modified.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..nova import masks
+from ..nova.errors import InputError
+from .compat import io
+from .handles import NovaModel
+
+DEFAULT_THRESHOLD = masks.DEFAULT_THRESHOLD
+MAX_GROW = 64
+MAX_FEATHER = 256
+
+
+def mask_inputs():
+    """The mask rule's knobs (optional, so API workflows saved before them still run)."""
+    return [
+        io.Float.Input("mask_threshold", default=masks.DEFAULT_THRESHOLD, min=0.0, max=0.99, step=0.01, optional=True,
+                       tooltip="With a mask: a token (16x16 pixels) is regenerated if any of its mask pixels is above this."),
+        io.Int.Input("mask_grow", default=0, min=0, max=MAX_GROW, optional=True,
+                     tooltip="With a mask: widen the regenerated region by this many tokens (16 pixels each)."),
+    ]
+
+
+def token_mask(mask, model: NovaModel, latent_frames: int, threshold: float, grow: int, name: str) -> torch.Tensor:
+    """A MASK / noise_mask (pixel or latent size, 1 or per-frame) -> bool [T, L] (True = regenerate)."""
+    return masks.token_mask(mask, model.config, latent_frames, float(threshold), int(grow), name=name)
+
+
+def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float, grow: int) -> Optional[torch.Tensor]:
+    """The token mask of a LATENT's ``noise_mask`` (None without one)."""
+    if latent is None or latent.get("noise_mask") is None:
+        return None
+    samples = latent["samples"]
+    frames = samples.shape[2] if samples.dim() == 5 else 1
+    return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask")
+
+
+def keep_given_tokens(latent: dict, given: torch.Tensor, regen: torch.Tensor, model: NovaModel) -> dict:
+    """Copy the kept tokens of the given raw latents [B, C, N, h, w] into the result, so they come
+    back bit for bit (the engine works in scaled space; raw -> scaled -> raw may round)."""
+    cfg = model.config
+    gh, gw = cfg.image_base_size
+    p = cfg.patch_size
+    keep = (~regen).view(-1, 1, gh, gw).repeat_interleave(p, 2).repeat_interleave(p, 3)  # [N, 1, h, w]
+    keep = keep.transpose(0, 1).unsqueeze(0).to(latent["samples"].device)  # [1, 1, N, h, w]
+    given = given.unsqueeze(2) if given.dim() == 4 else given
+    out = latent["samples"].clone()
+    n = given.shape[2]
+    out[:, :, :n] = torch.where(keep, given.to(out), out[:, :, :n])
+    return {**latent, "samples": out}
+
+
+def feather_images(images: torch.Tensor, source: torch.Tensor, regen: torch.Tensor, model: NovaModel,
+                   radius: int, frames_per_item: int) -> torch.Tensor:
+    """Blend decoded IMAGE frames [B*F_all, H, W, 3] with the source frames [F, H, W, 3] at the
+    mask edge (see :func:`nova.masks.feather_weights`); pixels outside the mask become the source."""
+    weights = masks.feather_weights(masks.pixel_region(regen, model.config), int(radius))[..., None]  # [F, H, W, 1]
+    f = weights.shape[0]
+    out = images.clone()
+    for start in range(0, images.shape[0], frames_per_item):
+        out[start : start + f] = masks.blend(images[start : start + f], source[:f], weights)
+    return out
+
+
+class NovaOutpaintCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVAOutpaintCanvas",
+            display_name="NOVA Outpaint Canvas",
+            category="NOVA",
+            description="Places an image or clip on the checkpoint's canvas (scaled to fit, times zoom) and outputs "
+                        "the mask of the area around it. Encode the canvas, attach the mask with Set Latent Noise "
+                        "Mask and run AR Frame Step with latent_frames 0: NOVA generates the rest (a 4:3 clip "
+                        "becomes 768x480).",
+            inputs=[
+                io.Image.Input("image", tooltip="An image or video frames."),
+                io.Int.Input("width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
+                io.Int.Input("height", default=480, min=64, max=4096, step=8, tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
+                io.Float.Input("zoom", default=1.0, min=0.05, max=1.0, step=0.01, tooltip="Size of the source: 1 = as large as fits; less leaves room on every side."),
+                io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Horizontal position: 0 = left edge, 0.5 = centered, 1 = right edge."),
+                io.Float.Input("y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Vertical position: 0 = top, 0.5 = centered, 1 = bottom."),
+                io.Combo.Input("fill", options=list(masks.FILLS), default="edge",
+                               tooltip="What the area to generate holds before generation. edge: the border pixels repeated "
+                                       "(no hard edge for the VAE next to the kept tokens)."),
+            ],
+            outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],
+        )
+
+    @classmethod
+    def execute(cls, image, width, height, zoom=1.0, x=0.5, y=0.5, fill="edge") -> io.NodeOutput:
+        if not isinstance(image, torch.Tensor) or image.dim() != 4:
+            raise InputError("image must be a ComfyUI IMAGE [frames, H, W, channels].")
+        canvas, mask, _ = masks.outpaint_canvas(image, int(height), int(width), float(zoom), float(x), float(y), fill)
+        return io.NodeOutput(canvas, mask)

@@ -1,0 +1,290 @@
+"""Masks for zero-shot inpainting and outpainting: which tokens of given frames are regenerated,
+the outpainting canvas, and the feathered blend of decoded frames with their source.
+
+NOVA predicts a frame as sets of tokens around the ones already known, so any region can be
+regenerated without training: the tokens outside the mask are fixed to the given latents and the
+rest are predicted in NOVA's set order (:func:`nova.video.generate_video`, ``prefix_mask``).
+
+Convention (ComfyUI's): mask value 1 = regenerate, 0 = keep.
+
+The pixel -> token rule (:func:`token_mask`):
+
+1. Frames. A mask has 1 frame (used for every frame), one per latent frame, or one per video frame
+   (``1 + 4(T - 1)`` for T latents of the video VAE; a mask as long as the clip the latents were
+   encoded from may have up to 3 more, the frames encoding dropped). A latent frame takes the
+   maximum over the video frames it encodes: latent 0 is frame 0, latent t is frames 4t-3 .. 4t.
+2. Size. Any resolution: a mask whose aspect ratio differs from the checkpoint's is center-cropped
+   to it, as NOVA VAE Encode ('crop'), the CLI and ``NovaPipeline`` crop images. It must keep at
+   least one pixel per token in each direction (a token is ``8 * patch`` = 16 pixels square).
+3. A token is regenerated if any mask pixel it covers (partly covered pixels included) is above
+   ``threshold`` (default 0.5, so antialiased brush edges do not count).
+4. ``grow`` then widens the regenerated region by that many tokens (8-neighbourhood).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .errors import InputError
+
+DEFAULT_THRESHOLD = 0.5
+FILLS = ("edge", "gray", "black")
+
+
+def as_mask_frames(mask, name: str = "mask") -> torch.Tensor:
+    """A mask as given (torch/numpy, [H, W], [M, H, W], ComfyUI's noise_mask [M, 1, H, W], uint8 or
+    0..1 floats, or a list of frames) -> float32 [M, H, W] in 0..1 on the CPU. Never modifies it."""
+    if isinstance(mask, (list, tuple)):
+        if not mask:
+            raise InputError(f"{name} has no frames.")
+        return torch.cat([as_mask_frames(m, name) for m in mask])
+    if isinstance(mask, np.ndarray):
+        if mask.dtype == np.uint8:
+            mask = mask.astype(np.float32) / 255.0
+        elif not np.issubdtype(mask.dtype, np.number):
+            raise InputError(f"{name} has dtype {mask.dtype}; expected numbers (uint8 0..255 or floats 0..1).")
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+    if not isinstance(mask, torch.Tensor):
+        raise InputError(f"{name} is a {type(mask).__name__}; expected a tensor or array of 0..1 values.")
+    m = mask.detach().to("cpu")
+    m = m.float() / 255.0 if m.dtype == torch.uint8 else m.float()
+    if m.dim() == 4 and m.shape[1] == 1:  # core SetLatentNoiseMask: [M, 1, H, W]
+        m = m[:, 0]
+    if m.dim() == 2:
+        m = m[None]
+    if m.dim() != 3 or min(m.shape) < 1:
+        raise InputError(f"{name} has shape {list(mask.shape)}; expected [H, W], [frames, H, W] or [frames, 1, H, W].")
+    if not torch.isfinite(m).all():
+        raise InputError(f"{name} contains NaN or Inf values; a mask holds values from 0 (keep) to 1 (regenerate).")
+    lo, hi = float(m.min()), float(m.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise InputError(f"{name} has values from {lo:g} to {hi:g}; expected 0 (keep) .. 1 (regenerate).")
+    return m.clamp(0, 1)
+
+
+def video_frames(latent_frames: int, ratio: int) -> int:
+    return 1 + ratio * (latent_frames - 1)
+
+
+def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: str = "mask") -> torch.Tensor:
+    """[M, H, W] -> [T, H, W] by rule 1 of the module docstring."""
+    m, frames = mask.shape[0], video_frames(latent_frames, ratio)
+    if m == latent_frames:
+        return mask
+    if m == 1:
+        return mask.expand(latent_frames, -1, -1)
+    if frames <= m < frames + ratio:  # a clip's mask: the frames VAE encoding dropped (1 + 4k kept) go too
+        mask = mask[:frames]
+        m = frames
+    if m == frames:
+        groups = [mask[:1]] + [mask[ratio * t - ratio + 1 : ratio * t + 1] for t in range(1, latent_frames)]
+        return torch.stack([g.amax(dim=0) for g in groups])
+    allowed = sorted({1, latent_frames, frames})
+    raise InputError(
+        f"{name} has {m} frames; the latents have {latent_frames} latent frame(s) = {frames} video frame(s). "
+        f"Give {' or '.join(map(str, allowed))} mask frame(s)."
+    )
+
+
+def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRESHOLD, grow: int = 0,
+               ratio: Optional[int] = None, name: str = "mask") -> torch.Tensor:
+    """Pixel mask (any resolution, 1 / per-latent / per-video frame) -> bool [T, L] (True =
+    regenerate; L tokens in the transformer's row-major order). See the module docstring."""
+    if not 0 <= float(threshold) < 1:
+        raise InputError(f"mask threshold = {threshold!r}; expected a value in [0, 1).")
+    if not isinstance(grow, (int, np.integer)) or grow < 0:
+        raise InputError(f"mask grow = {grow!r}; expected an integer >= 0 (tokens).")
+    from .pipeline import center_crop_box  # the crop images get
+
+    ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
+    frames = per_latent_frame(as_mask_frames(mask, name), latent_frames, ratio, name)
+    height, width = config.image_size
+    gh, gw = config.image_base_size
+    top, bottom, left, right = center_crop_box(frames.shape[1], frames.shape[2], height, width)
+    frames = frames[:, top:bottom, left:right]
+    if frames.shape[1] < gh or frames.shape[2] < gw:
+        raise InputError(
+            f"{name} is {mask_size(mask)} (after cropping to the {width}x{height} aspect: {frames.shape[2]}x{frames.shape[1]}); "
+            f"it cannot be mapped to the {gw}x{gh} token grid. Give at least {gw}x{gh} pixels: the latent size "
+            f"{config.latent_size[1]}x{config.latent_size[0]} or the image size {width}x{height}."
+        )
+    coverage = F.adaptive_max_pool2d(frames[:, None], (gh, gw))
+    regen = coverage > float(threshold)
+    for _ in range(int(grow)):
+        regen = F.max_pool2d(regen.float(), 3, stride=1, padding=1) > 0
+    return regen.flatten(1)
+
+
+def mask_size(mask) -> str:
+    shape = list(getattr(mask, "shape", np.shape(mask)))
+    return f"{shape[-1]}x{shape[-2]} (shape {shape})" if len(shape) >= 2 else f"shape {shape}"
+
+
+def check_token_mask(regen: torch.Tensor, n_prefix: int, num_tokens: int) -> torch.Tensor:
+    """The engine's token mask: bool [N, L] for the N given frames."""
+    if not isinstance(regen, torch.Tensor) or regen.dtype != torch.bool or tuple(regen.shape) != (n_prefix, num_tokens):
+        got = list(regen.shape) if isinstance(regen, torch.Tensor) else type(regen).__name__
+        raise InputError(
+            f"prefix_mask must be a bool tensor [{n_prefix}, {num_tokens}] (one row of tokens per given latent "
+            f"frame; make it with nova.masks.token_mask), got {got}."
+        )
+    return regen.cpu()
+
+
+def known_first(order: torch.Tensor, regenerate: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    """Reorder the token order [B, L, 1] so the kept tokens come first; the regenerated ones keep
+    their relative (random) order. Returns (order, number of kept tokens) for ``sample_frame``."""
+    flags = regenerate.to(order.device)[order[..., 0]].to(torch.uint8)  # [B, L], 0 = kept
+    idx = torch.sort(flags, dim=1, stable=True).indices
+    return order.gather(1, idx.unsqueeze(-1)), int((~regenerate).sum())
+
+
+# -- pixels ------------------------------------------------------------------------------------
+
+def pixel_region(regen: torch.Tensor, config, ratio: Optional[int] = None) -> torch.Tensor:
+    """Token mask [T, L] -> float [F, H, W] (1 where a pixel's token is regenerated), F the video
+    frames of T latents (a latent's tokens cover all the video frames it encodes)."""
+    ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
+    gh, gw = config.image_base_size
+    height, width = config.image_size
+    grid = regen.float().view(-1, 1, gh, gw)
+    pixels = F.interpolate(grid, size=(height, width), mode="nearest")[:, 0]
+    index = [0] + [1 + (f - 1) // ratio for f in range(1, video_frames(regen.shape[0], ratio))]
+    return pixels[index]
+
+
+def feather_weights(region: torch.Tensor, radius: int) -> torch.Tensor:
+    """Weight of the generated pixels: 0 outside ``region`` [F, H, W], rising inside it over
+    ``radius`` pixels from its edge to 1 (the image border is no edge)."""
+    if radius < 0:
+        raise InputError(f"feather = {radius}; expected pixels >= 0.")
+    inside = (region > 0.5).float()[:, None]
+    if radius == 0:
+        return inside[:, 0]
+    total = torch.zeros_like(inside)
+    for _ in range(radius + 1):
+        total += inside
+        inside = -F.max_pool2d(-inside, 3, stride=1, padding=1)  # erosion; max_pool pads with -inf
+    return (total / (radius + 1))[:, 0]
+
+
+def blend(result: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``lerp(source, result, weights)``: exactly the source where weights are 0, exactly the
+    result where they are 1 (``weights`` broadcast against the frames)."""
+    weights = weights.to(device=result.device, dtype=result.dtype)
+    return torch.lerp(source.to(device=result.device, dtype=result.dtype), result, weights)
+
+
+# -- outpainting ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where the source sits on the canvas, in canvas pixels."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+def place(src_h: int, src_w: int, canvas_h: int, canvas_w: int, zoom: float = 1.0, x: float = 0.5, y: float = 0.5) -> Placement:
+    """Scale the source to fit inside the canvas (times ``zoom`` <= 1) and put it at (x, y):
+    fractions of the free space on the left / above (0.5 = centered)."""
+    if not (0 < zoom <= 1) or not (0 <= x <= 1) or not (0 <= y <= 1):
+        raise InputError(f"zoom = {zoom}, x = {x}, y = {y}; expected 0 < zoom <= 1 and x, y in [0, 1].")
+    scale = min(canvas_h / src_h, canvas_w / src_w) * zoom
+    w, h = max(1, min(canvas_w, round(src_w * scale))), max(1, min(canvas_h, round(src_h * scale)))
+    return Placement(round((canvas_w - w) * x), round((canvas_h - h) * y), w, h)
+
+
+def outpaint_canvas(frames: torch.Tensor, canvas_h: int, canvas_w: int, zoom: float = 1.0, x: float = 0.5,
+                    y: float = 0.5, fill: str = "edge") -> Tuple[torch.Tensor, torch.Tensor, Placement]:
+    """Frames [F, H, W, C] in 0..1 -> (canvas frames [F, canvas_h, canvas_w, C], mask [1, canvas_h,
+    canvas_w] (1 = to generate), placement). ``fill`` is what the area to generate holds before
+    generation: 'edge' repeats the border pixels (the VAE encoder then sees no hard edge next to
+    the kept tokens), 'gray' or 'black'."""
+    if fill not in FILLS:
+        raise InputError(f"fill '{fill}' is not one of {list(FILLS)}.")
+    if frames.dim() != 4 or frames.shape[0] < 1:
+        raise InputError(f"image has shape {list(frames.shape)}; expected [frames, H, W, channels].")
+    if canvas_h < 1 or canvas_w < 1:
+        raise InputError(f"canvas {canvas_w}x{canvas_h}; expected a positive size.")
+    p = place(frames.shape[1], frames.shape[2], canvas_h, canvas_w, zoom, x, y)
+    x_chw = frames.movedim(-1, 1).float()
+    if (p.height, p.width) != tuple(frames.shape[1:3]):
+        x_chw = F.interpolate(x_chw, size=(p.height, p.width), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    pad = (p.left, canvas_w - p.left - p.width, p.top, canvas_h - p.top - p.height)
+    if fill == "edge":
+        canvas = F.pad(x_chw, pad, mode="replicate")
+    else:
+        canvas = F.pad(x_chw, pad, mode="constant", value=0.5 if fill == "gray" else 0.0)
+    mask = torch.ones(1, canvas_h, canvas_w)
+    mask[:, p.top : p.top + p.height, p.left : p.left + p.width] = 0
+    return canvas.movedim(1, -1).to(frames.dtype), mask, p
+
+
+# -- NovaPipeline / CLI --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FeatherBlend:
+    """Blends decoded frames with their source: ``source`` [1, 3, F, H, W] pixels in [-1, 1],
+    ``weights`` [F, H, W] from :func:`feather_weights`. Frames past F (generated after the given
+    ones) pass unchanged."""
+
+    source: torch.Tensor
+    weights: torch.Tensor
+
+    def __call__(self, pixels: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``pixels`` [B, 3, t, H, W]: decoded frames ``start`` .. ``start + t`` of the video."""
+        n = min(pixels.shape[2], self.weights.shape[0] - start)
+        if n <= 0:
+            return pixels
+        out = pixels.clone()
+        out[:, :, :n] = blend(pixels[:, :, :n], self.source[:, :, start : start + n], self.weights[start : start + n])
+        return out
+
+
+def mask_from_rgb(frames, name: str = "mask") -> torch.Tensor:
+    """Decoded mask image/video frames (uint8 [H, W, 3] each, white = regenerate) -> [M, H, W]."""
+    return as_mask_frames(np.stack([np.asarray(f, dtype=np.float32).mean(axis=-1) / 255.0 for f in frames]), name)
+
+
+def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: float = DEFAULT_THRESHOLD,
+                  grow: int = 0, feather: int = 0):
+    """What ``NovaPipeline(mask=...)`` and ``--mask`` generate from: (prefix latents [1, C, N, h, w],
+    token mask [N, L], a :class:`FeatherBlend` or None). The frames to repaint are an image (uint8
+    HxWx3), a clip (uint8 frames) or latents; they are encoded to the posterior mean, so the seed
+    draws what plain generation draws."""
+    from .pipeline import _as_prefix, fit_image
+
+    given = [k for k, v in (("image", image), ("video", video), ("latents", latents)) if v is not None]
+    if len(given) != 1:
+        raise InputError(f"a mask repaints given frames: pass exactly one of image, video or latents (got {given or 'none'}).")
+    if latents is None and pipe.vae is None:
+        raise InputError("inpainting an image or clip needs the VAE; load the pipeline with load_vae=True.")
+    source = None
+    if latents is not None:
+        prefix = _as_prefix(latents)
+    elif image is not None:
+        h, w = pipe.config.image_size
+        source = torch.from_numpy(np.array(fit_image(image, h, w))).float().sub(127.5).div(127.5).permute(2, 0, 1)[None]
+        prefix = pipe.vae.encode(source, sample=False).unsqueeze(2)
+        source = source.unsqueeze(2)
+    else:
+        prefix = pipe.encode_video(video)
+        h, w = pipe.config.image_size
+        kept = [fit_image(f, h, w) for f in list(video)[: video_frames(prefix.shape[2], pipe.vae.temporal_ratio)]]
+        source = torch.from_numpy(np.stack(kept)).float().sub(127.5).div(127.5).permute(3, 0, 1, 2)[None]
+    regen = token_mask(mask, pipe.config, prefix.shape[2], threshold, grow)
+    if not feather:
+        return prefix, regen, None
+    if source is None:
+        source = pipe.decode_latents(prefix[:1])
+    weights = feather_weights(pixel_region(regen, pipe.config), int(feather))
+    return prefix, regen, FeatherBlend(source, weights)
+
