@@ -16,7 +16,7 @@ from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, latent_samples, make_latent, match_batch
 from .host import get_host
-from .masks import DEFAULT_THRESHOLD, feather_images, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
+from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, feather_images, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 

@@ -22,6 +22,8 @@ EXPECTED_FRAMES = {
     "nova_video_continuation": 17,  # a 9-frame clip (3 latents) + 2 latents
     "nova_long_video": 25,  # 3 + 2 + 2 latents
     "nova_long_video_30s": 21,  # 3 segments of 2 latents, window 3
+    "nova_video_inpainting": 9,  # clip.mp4 repainted in place
+    "nova_outpainting": 9,  # clip_4x3.mp4 on the 96x64 canvas
 }
 
 
@@ -43,7 +45,8 @@ def env(tmp_path_factory, tiny_video, tiny_image):
 
 
 def test_all_workflows_present():
-    assert NAMES == ["nova_image_to_video", "nova_long_video", "nova_long_video_30s", "nova_text_to_image", "nova_text_to_video", "nova_video_continuation"]
+    assert NAMES == ["nova_image_inpainting", "nova_image_to_video", "nova_long_video", "nova_long_video_30s", "nova_outpainting",
+                     "nova_text_to_image", "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting"]
     for name in NAMES:
         assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
 
@@ -56,7 +59,7 @@ def test_api_workflow_runs(env, name):
     results, order = run_api_workflow(workflow, core)
     assert topological_ok(workflow, order)
     assert len(core.saved) >= 1 and all(os.path.getsize(p) > 0 for p in core.saved)
-    if name == "nova_text_to_image":
+    if name in ("nova_text_to_image", "nova_image_inpainting"):
         from PIL import Image
 
         with Image.open(core.saved[0]) as im:
@@ -71,6 +74,11 @@ def test_api_workflow_runs(env, name):
     images = [out[0] for nid, out in results.items() if workflow[nid]["class_type"] in ("NOVAGenerate", "NOVAVAEDecode")]
     assert images and images[0].shape == (EXPECTED_FRAMES[name], 64, 96, 3)
     assert 0.0 <= float(images[0].min()) and float(images[0].max()) <= 1.0
+    if name in ("nova_video_inpainting", "nova_outpainting"):  # only the masked tokens changed
+        by_class = {workflow[nid]["class_type"]: out for nid, out in results.items()}
+        given, out = by_class["NOVAVAEEncode"][0]["samples"], by_class["NOVAARFrameStep"][0]["samples"]
+        kept = (given == out).all(dim=1)  # [B, T, h, w]
+        assert out.shape == given.shape and kept.any() and not kept.all()
 
 
 def _ui_to_api(ui, specs):
@@ -126,7 +134,7 @@ def test_workflows_are_up_to_date():
 
 
 def test_workflows_use_only_core_and_nova_nodes():
-    core = {"CreateVideo", "SaveVideo", "SaveImage", "LoadImage", "LoadVideo", "GetVideoComponents"}
+    core = {"CreateVideo", "SaveVideo", "SaveImage", "LoadImage", "LoadVideo", "GetVideoComponents", "ImageToMask", "SetLatentNoiseMask"}
     for name in NAMES:
         with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
             for node in json.load(f).values():

@@ -23,6 +23,8 @@ CORE = {
     "LoadImage": {"inputs": [("image", "COMBO")], "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")], "extra": {"image": "image"}},
     "LoadVideo": {"inputs": [("file", "COMBO")], "outputs": [("VIDEO", "VIDEO")]},
     "GetVideoComponents": {"inputs": [("video", "VIDEO")], "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]},
+    "ImageToMask": {"inputs": [("image", "IMAGE"), ("channel", "COMBO")], "outputs": [("MASK", "MASK")]},
+    "SetLatentNoiseMask": {"inputs": [("samples", "LATENT"), ("mask", "MASK")], "outputs": [("LATENT", "LATENT")]},
 }
 
 

@@ -1,7 +1,8 @@
 """Run an API-format workflow through the NOVA node classes in graph order, without ComfyUI.
 
 Our nodes run as they are (on the fallback host); the few core ComfyUI nodes the workflows use
-(LoadImage, LoadVideo, GetVideoComponents, CreateVideo, SaveVideo, SaveImage) get small stand-ins
+(LoadImage, LoadVideo, GetVideoComponents, ImageToMask, SetLatentNoiseMask, CreateVideo, SaveVideo,
+SaveImage) get small stand-ins
 with the same inputs and outputs that read and write real files.
 
     python tools/run_workflow.py workflows/api/nova_text_to_video.json --models models --out output
@@ -37,7 +38,10 @@ class CoreStandIns:
 
         with Image.open(os.path.join(self.input_dir, image)) as im:
             arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-        return torch.from_numpy(arr)[None], torch.zeros(1, arr.shape[0], arr.shape[1])
+            mask = torch.zeros(1, arr.shape[0], arr.shape[1])
+            if "A" in im.getbands():  # as core: the mask is where the image is transparent
+                mask = 1.0 - torch.from_numpy(np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0)[None]
+        return torch.from_numpy(arr)[None], mask
 
     def LoadVideo(self, file):
         return (os.path.join(self.input_dir, file),)
@@ -51,6 +55,12 @@ class CoreStandIns:
         with av.open(video) as c:
             fps = float(c.streams.video[0].average_rate)
         return torch.from_numpy(frames), None, fps
+
+    def ImageToMask(self, image, channel):
+        return (image[:, :, :, ["red", "green", "blue", "alpha"].index(channel)],)
+
+    def SetLatentNoiseMask(self, samples, mask):
+        return ({**samples, "noise_mask": mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))},)
 
     def CreateVideo(self, images, fps, audio=None):
         return ({"images": images, "fps": float(fps)},)
@@ -156,9 +166,9 @@ def shrink(workflow: dict) -> dict:
             inputs.update(ar_steps=4, diffusion_steps=2)
         if cls == "NOVAGenerate" and inputs["frames"] > 1:
             inputs["frames"] = 9
-        if cls == "NOVAARFrameStep":
+        if cls == "NOVAARFrameStep" and inputs["latent_frames"] > 0:  # 0: repaint only
             inputs["latent_frames"] = 3 if inputs["latent_frames"] == 9 else 2
-        if cls == "NOVAVAEEncode":
+        if cls in ("NOVAVAEEncode", "NOVAOutpaintCanvas"):
             inputs.update(width=96, height=64)
         if cls == "NOVASegment":
             inputs["latent_frames"] = 2
@@ -178,7 +188,10 @@ def prepare_tiny_models(models_dir: str) -> None:
 
 
 def prepare_inputs(input_dir: str) -> None:
-    """example.png and clip.mp4, as the image-to-video and continuation workflows expect."""
+    """The files the workflows load: example.png (image-to-video), clip.mp4 (continuation, video
+    inpainting), inpaint.png (an RGBA picture whose transparent area is the mask, as the mask
+    editor saves it), clip_mask.mp4 (white = the region to replace, one frame per frame of clip.mp4)
+    and clip_4x3.mp4 (outpainting)."""
     from PIL import Image
 
     load_pack()
@@ -190,6 +203,18 @@ def prepare_inputs(input_dir: str) -> None:
         Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(os.path.join(input_dir, "example.png"))
     if not os.path.exists(os.path.join(input_dir, "clip.mp4")):
         write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), os.path.join(input_dir, "clip.mp4"), fps=12)
+    if not os.path.exists(os.path.join(input_dir, "inpaint.png")):
+        rgba = rng.randint(0, 255, (120, 200, 4), dtype=np.uint8)
+        rgba[..., 3] = 255
+        rgba[30:90, 70:130, 3] = 0  # the erased area
+        Image.fromarray(rgba, "RGBA").save(os.path.join(input_dir, "inpaint.png"))
+    if not os.path.exists(os.path.join(input_dir, "clip_mask.mp4")):
+        masks = np.zeros((9, 64, 96, 3), dtype=np.uint8)
+        for t in range(9):  # a square moving right
+            masks[t, 16:48, 8 + 4 * t : 40 + 4 * t] = 255
+        write_video(masks, os.path.join(input_dir, "clip_mask.mp4"), fps=12)
+    if not os.path.exists(os.path.join(input_dir, "clip_4x3.mp4")):
+        write_video(rng.randint(0, 255, (9, 48, 64, 3), dtype=np.uint8), os.path.join(input_dir, "clip_4x3.mp4"), fps=12)
 
 
 def main(argv=None) -> int:

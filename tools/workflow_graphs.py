@@ -32,8 +32,15 @@ def _prompt(node_id, text):
     return (node_id, "NOVATextEncode", {"text": text}, {"text_encoder": (2, 0)})
 
 
+MASK_WIDGETS = {"mask_threshold": 0.5, "mask_grow": 0}
+
+
 def _frame_widgets(seed, motion=5.0):
-    return {"seed": seed, "motion_flow": motion, "fps": 12.0}
+    return {"seed": seed, "motion_flow": motion, "fps": 12.0, **MASK_WIDGETS}
+
+
+def _generate_widgets(frames, seed, feather=0):
+    return {"frames": frames, **_frame_widgets(seed), "feather": feather}
 
 
 WORKFLOWS = {
@@ -41,7 +48,7 @@ WORKFLOWS = {
         *_loaders(OSP),
         _prompt(4, "A majestic red fox trots through fresh snow in a quiet pine forest at golden hour, soft light, cinematic."),
         (5, "NOVASetSampler", T2V_SAMPLER, {}),
-        (6, "NOVAGenerate", {"frames": 33, **_frame_widgets(42)}, {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0)}),
+        (6, "NOVAGenerate", _generate_widgets(33, 42), {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0)}),
         *_save_video(7, (6, 0), (6, 1), "nova/text_to_video"),
     ],
     "nova_text_to_image": [
@@ -49,7 +56,7 @@ WORKFLOWS = {
         _prompt(4, "A shiba inu wearing a red beret and a knitted scarf, studio portrait, detailed fur."),
         _prompt(5, T2I_NEGATIVE),
         (6, "NOVASetSampler", T2I_SAMPLER, {}),
-        (7, "NOVAGenerate", {"frames": 1, **_frame_widgets(0)}, {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0)}),
+        (7, "NOVAGenerate", _generate_widgets(1, 0), {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0)}),
         (8, "SaveImage", {"filename_prefix": "nova/text_to_image"}, {"images": (7, 0)}),
     ],
     "nova_image_to_video": [
@@ -57,7 +64,7 @@ WORKFLOWS = {
         _prompt(4, "The scene comes alive: leaves sway in the wind and the camera slowly pushes in."),
         (5, "NOVASetSampler", T2V_SAMPLER, {}),
         (6, "LoadImage", {"image": "example.png"}, {}),
-        (7, "NOVAGenerate", {"frames": 33, **_frame_widgets(7)}, {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0), "start_image": (6, 0)}),
+        (7, "NOVAGenerate", _generate_widgets(33, 7), {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0), "start_image": (6, 0)}),
         *_save_video(8, (7, 0), (7, 1), "nova/image_to_video"),
     ],
     "nova_video_continuation": [
@@ -96,6 +103,44 @@ WORKFLOWS = {
         (12, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (11, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
     ],
+    "nova_image_inpainting": [
+        *_loaders(SDXL),
+        _prompt(4, "A bouquet of sunflowers in a blue ceramic vase."),
+        _prompt(5, T2I_NEGATIVE),
+        (6, "NOVASetSampler", T2I_SAMPLER, {}),
+        (7, "LoadImage", {"image": "inpaint.png"}, {}),
+        (8, "NOVAGenerate", _generate_widgets(1, 0, feather=16),
+         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0), "start_image": (7, 0), "mask": (7, 1)}),
+        (9, "SaveImage", {"filename_prefix": "nova/inpainting"}, {"images": (8, 0)}),
+    ],
+    "nova_video_inpainting": [
+        *_loaders(OSP),
+        _prompt(4, "A white swan glides across the water."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "LoadVideo", {"file": "clip.mp4"}, {}),
+        (7, "GetVideoComponents", {}, {"video": (6, 0)}),
+        (8, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (7, 0)}),
+        (9, "LoadVideo", {"file": "clip_mask.mp4"}, {}),
+        (10, "GetVideoComponents", {}, {"video": (9, 0)}),
+        (11, "ImageToMask", {"channel": "red"}, {"image": (10, 0)}),
+        (12, "SetLatentNoiseMask", {}, {"samples": (8, 0), "mask": (11, 0)}),
+        (13, "NOVAARFrameStep", {"latent_frames": 0, **_frame_widgets(5)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (12, 0)}),
+        (14, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (13, 0)}),
+        *_save_video(15, (14, 0), (14, 1), "nova/video_inpainting"),
+    ],
+    "nova_outpainting": [
+        *_loaders(OSP),
+        _prompt(4, "A wide view of a sunny beach with palm trees, waves rolling in."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "LoadVideo", {"file": "clip_4x3.mp4"}, {}),
+        (7, "GetVideoComponents", {}, {"video": (6, 0)}),
+        (8, "NOVAOutpaintCanvas", {"width": 768, "height": 480, "zoom": 1.0, "x": 0.5, "y": 0.5, "fill": "edge"}, {"image": (7, 0)}),
+        (9, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (8, 0)}),
+        (10, "SetLatentNoiseMask", {}, {"samples": (9, 0), "mask": (8, 1)}),
+        (11, "NOVAARFrameStep", {"latent_frames": 0, **_frame_widgets(9)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (10, 0)}),
+        (12, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (11, 0)}),
+        *_save_video(13, (12, 0), (12, 1), "nova/outpainting"),
+    ],
 }
 
 DESCRIPTIONS = {
@@ -105,4 +150,9 @@ DESCRIPTIONS = {
     "nova_video_continuation": "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow. Input: clip.mp4 in ComfyUI's input/ folder (or pick/upload another in LoadVideo).",
     "nova_long_video": "Long video from chained AR steps, one prompt per segment (25 latents, 97 frames).",
     "nova_long_video_30s": "A 30-second video (361 frames) with three prompts: a sliding 9-latent window keeps memory flat.",
+    "nova_image_inpainting": "Inpainting on a text-to-image checkpoint: erase an area of input/inpaint.png in the mask editor "
+                             "(its alpha is the mask); NOVA regenerates it from the prompt and blends the edge over 16 pixels.",
+    "nova_video_inpainting": "Replaces a region through a whole clip: white in clip_mask.mp4 (one mask frame per video frame) "
+                             "is regenerated from the prompt; the rest of every frame and its motion stay.",
+    "nova_outpainting": "Outpainting: a 4:3 clip is placed in the middle of the 768x480 canvas and NOVA generates the sides.",
 }
