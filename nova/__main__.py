@@ -27,6 +27,9 @@ def _generate(args) -> int:
 
         pipe.accel = Accel.plain()
     video = pipe.config.is_video_model
+    if args.mask:
+        return _generate_masked(pipe, args, t0)
+    args.frames = args.frames or 33
     latents = latents_for_frames(args.frames) if video else 1
     prompts = args.prompt
     long_video = len(prompts) > 1 or args.window or args.loop or args.video
@@ -65,6 +68,36 @@ def _generate(args) -> int:
     return 0
 
 
+def _generate_masked(pipe, args, t0) -> int:
+    """--mask: repaint --image or --video under the mask (nova/masks.py), then continue up to --frames."""
+    import torch
+
+    from .errors import InputError
+    from .masks import mask_from_rgb, masked_prefix
+    from .media import read_frames
+    from .sampling import SamplerSettings
+    from .vae_frames import latents_for_frames
+    from .video import generate_video
+
+    if bool(args.image) == bool(args.video) or len(args.prompt) != 1:
+        raise InputError("--mask repaints one --image or one --video (not both) under one --prompt.")
+    source = {"video": read_frames(args.video)} if args.video else {"image": read_frames(args.image)[0]}
+    mask = mask_from_rgb(read_frames(args.mask), args.mask)
+    prefix, regen, blend = masked_prefix(pipe, mask, threshold=args.mask_threshold, grow=args.mask_grow, feather=args.feather, **source)
+    n = prefix.shape[2]
+    total = n if not args.frames else (latents_for_frames(args.frames) if pipe.config.is_video_model else 1)
+    if total < n:
+        raise InputError(f"--frames {args.frames} is shorter than the {n} latent frames of the given clip.")
+    settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
+    segment = pipe.segment(args.prompt[0], total - n, settings, args.negative_prompt or "", args.motion_flow, args.fps)
+    print(f"repainting {int(regen.any(dim=1).sum())} of {n} latent frame(s) under {args.mask}", file=sys.stderr)
+    result = generate_video(pipe.transformer, pipe.scheduler, [segment], 1, settings, torch.Generator().manual_seed(args.seed),
+                            prefix=prefix, accel=pipe.accel, prefix_mask=regen)
+    pipe.save(result, args.out, fps=args.fps, blend=blend)
+    print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
+    return 0
+
+
 def _make_tiny(args) -> int:
     from .tiny import make_tiny
 
@@ -81,11 +114,17 @@ def main(argv=None) -> int:
     gen.add_argument("--prompt", required=True, action="append", help="repeat for a video with one segment per prompt")
     gen.add_argument("--negative-prompt", default=None)
     gen.add_argument("--image", default=None, help="first frame for image-to-video (cropped/resized to fit)")
-    gen.add_argument("--frames", type=int, default=33, help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s)")
+    gen.add_argument("--frames", type=int, default=None, help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
+                     "default 33, with --mask the length of the given clip")
     gen.add_argument("--video", default=None, help="a clip to continue (1 + 4k frames are used)")
     gen.add_argument("--window", type=int, default=0, help="latent frames of temporal context (9 = training length; 0 = all)")
     gen.add_argument("--blend", type=int, default=0, help="frames over which a new prompt fades in")
     gen.add_argument("--loop", type=int, default=0, help="extra frames leading back to the first frame")
+    gen.add_argument("--mask", default=None, help="inpaint/outpaint --image or --video: a mask image or video (white = regenerate; "
+                     "1 frame, or 1 per video frame)")
+    gen.add_argument("--mask-threshold", type=float, default=0.5, help="a token is regenerated if any of its mask pixels is above this")
+    gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
+    gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
     gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
     gen.add_argument("--diffusion-steps", type=int, default=25)
     gen.add_argument("--cfg", type=float, default=5.0)
