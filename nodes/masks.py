@@ -16,6 +16,10 @@ from .compat import io
 from .handles import NovaModel
 
 DEFAULT_THRESHOLD = masks.DEFAULT_THRESHOLD
+# LATENT key set by a masked AR Frame Step: bool [N, gh, gw], the tokens of the first N frames it
+# regenerated (NOVA VAE Decode's feather reads it). The noise_mask itself is not passed on: a
+# chained step continues the video instead of repainting it again.
+REPAINTED = "nova_repainted"
 MAX_GROW = 64
 MAX_FEATHER = 256
 
@@ -46,7 +50,8 @@ def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float
 
 def keep_given_tokens(latent: dict, given: torch.Tensor, regen: torch.Tensor, model: NovaModel) -> dict:
     """Copy the kept tokens of the given raw latents [B, C, N, h, w] into the result, so they come
-    back bit for bit (the engine works in scaled space; raw -> scaled -> raw may round)."""
+    back bit for bit (the engine works in scaled space; raw -> scaled -> raw may round), and note
+    which tokens were regenerated (``REPAINTED``)."""
     cfg = model.config
     gh, gw = cfg.image_base_size
     p = cfg.patch_size
@@ -56,18 +61,33 @@ def keep_given_tokens(latent: dict, given: torch.Tensor, regen: torch.Tensor, mo
     out = latent["samples"].clone()
     n = given.shape[2]
     out[:, :, :n] = torch.where(keep, given.to(out), out[:, :, :n])
-    return {**latent, "samples": out}
+    return {**latent, "samples": out, REPAINTED: regen.view(-1, gh, gw).cpu()}
 
 
-def feather_images(images: torch.Tensor, source: torch.Tensor, regen: torch.Tensor, model: NovaModel,
-                   radius: int, frames_per_item: int) -> torch.Tensor:
-    """Blend decoded IMAGE frames [B*F_all, H, W, 3] with the source frames [F, H, W, 3] at the
-    mask edge (see :func:`nova.masks.feather_weights`); pixels outside the mask become the source."""
-    weights = masks.feather_weights(masks.pixel_region(regen, model.config), int(radius))[..., None]  # [F, H, W, 1]
+def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, radius: int, ratio: int) -> torch.Tensor:
+    """Blend IMAGE frames decoded from a repainted LATENT ([B * frames, H, W, 3]) with the source
+    frames (IMAGE, center-cropped and resized to H x W as NOVA VAE Encode does) at the mask edge:
+    pixels outside the mask become the source's, the blend ramps up over ``radius`` pixels inside
+    it (:func:`nova.masks.feather_weights`). Latents without a repainted area pass unchanged."""
+    from .vae import fit_frames
+
+    grid = latent.get(REPAINTED)
+    if grid is None or not radius:
+        return images
+    h, w = images.shape[1:3]
+    weights = masks.feather_weights(masks.grid_region(grid, (h, w), ratio), int(radius))[..., None]  # [F, H, W, 1]
     f = weights.shape[0]
+    if source.shape[0] < f:
+        raise InputError(f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the frames that were encoded.")
+    source = source[:f, :, :, :3]
+    if tuple(source.shape[1:3]) != (h, w):
+        source = (fit_frames(source, w, h, "crop") + 1) / 2
+        source = source.movedim(1, -1)
+    source = source.to(images)
+    per_item = images.shape[0] // latent["samples"].shape[0]
     out = images.clone()
-    for start in range(0, images.shape[0], frames_per_item):
-        out[start : start + f] = masks.blend(images[start : start + f], source[:f], weights)
+    for start in range(0, images.shape[0], per_item):
+        out[start : start + f] = masks.blend(images[start : start + f], source, weights)
     return out
 
 

@@ -16,7 +16,7 @@ from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, latent_samples, make_latent, match_batch
 from .host import get_host
-from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, feather_images, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
+from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, feather_decoded, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
@@ -194,7 +194,7 @@ class NovaGenerate(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
                 mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0) -> io.NodeOutput:
-        from .vae import decode_latent, encode_images, fit_frames
+        from .vae import decode_latent, encode_images
 
         host = get_host()
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
@@ -216,6 +216,5 @@ class NovaGenerate(io.ComfyNode):
             latent = keep_given_tokens(latent, prefix["samples"], regen, model)
         images = decode_latent(vae, latent)
         if regen is not None and feather:
-            source = (fit_frames(start_image, w, h, "crop") + 1) / 2
-            images = feather_images(images, source.movedim(1, -1), regen, model, int(feather), images.shape[0] // latent["samples"].shape[0])
+            images = feather_decoded(images, latent, start_image, int(feather), vae.vae.temporal_ratio)
         return io.NodeOutput(images, float(fps), latent)

@@ -12,6 +12,7 @@ from ..nova.pipeline import center_crop_box
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
 from .host import get_host
+from .masks import MAX_FEATHER, feather_decoded
 from .types import NovaVaeType
 
 log = logging.getLogger("nova")
@@ -112,17 +113,25 @@ class NovaVAEDecode(io.ComfyNode):
             display_name="NOVA VAE Decode",
             category="NOVA",
             description="Decodes NOVA latents to frames, in temporal chunks so memory stays bounded. Every "
-                        "latent count decodes to 1 + 4(T-1) frames.",
+                        "latent count decodes to 1 + 4(T-1) frames. Latents repainted under a mask (AR Frame Step) "
+                        "can be feathered into their source frames.",
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
                 io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Used when the latents do not carry the fps they were generated at."),
                 io.Int.Input("tile_latents", default=5, min=2, max=64, tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
                              "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."),
+                io.Image.Input("source", optional=True, tooltip="Repainted latents: the frames that were encoded, to blend the result into."),
+                io.Int.Input("feather", default=0, min=0, max=MAX_FEATHER, optional=True,
+                             tooltip="With source and repainted latents: blend over this many pixels inside the mask edge; "
+                                     "pixels outside the mask are then the source's exactly. 0 = the plain decode."),
             ],
             outputs=[io.Image.Output(display_name="frames"), io.Float.Output(display_name="fps")],
         )
 
     @classmethod
-    def execute(cls, vae, latents, fps=12.0, tile_latents=5) -> io.NodeOutput:
-        return io.NodeOutput(decode_latent(vae, latents, int(tile_latents)), float(latents.get("nova_fps", fps)))
+    def execute(cls, vae, latents, fps=12.0, tile_latents=5, source=None, feather=0) -> io.NodeOutput:
+        images = decode_latent(vae, latents, int(tile_latents))
+        if source is not None and feather:
+            images = feather_decoded(images, latents, source, int(feather), vae.vae.temporal_ratio)
+        return io.NodeOutput(images, float(latents.get("nova_fps", fps)))

@@ -150,11 +150,13 @@ def pixel_region(regen: torch.Tensor, config, ratio: Optional[int] = None) -> to
     """Token mask [T, L] -> float [F, H, W] (1 where a pixel's token is regenerated), F the video
     frames of T latents (a latent's tokens cover all the video frames it encodes)."""
     ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
-    gh, gw = config.image_base_size
-    height, width = config.image_size
-    grid = regen.float().view(-1, 1, gh, gw)
-    pixels = F.interpolate(grid, size=(height, width), mode="nearest")[:, 0]
-    index = [0] + [1 + (f - 1) // ratio for f in range(1, video_frames(regen.shape[0], ratio))]
+    return grid_region(regen.view(-1, *config.image_base_size), tuple(config.image_size), ratio)
+
+
+def grid_region(grid: torch.Tensor, size: Tuple[int, int], ratio: int) -> torch.Tensor:
+    """Token mask as a grid [T, gh, gw] -> float [F, H, W] pixels (see :func:`pixel_region`)."""
+    pixels = F.interpolate(grid.float()[:, None], size=size, mode="nearest")[:, 0]
+    index = [0] + [1 + (f - 1) // ratio for f in range(1, video_frames(grid.shape[0], ratio))]
     return pixels[index]
 
 

@@ -210,7 +210,7 @@ def nodes(tmp_path_factory, tiny_video):
 
 def test_ar_step_honours_noise_mask_at_any_size(nodes):
     from comfyui_nova.nodes.sampling import NovaARFrameStep, NovaGenerate
-    from comfyui_nova.nodes.vae import NovaVAEEncode
+    from comfyui_nova.nodes.vae import NovaVAEDecode, NovaVAEEncode
     from comfyui_nova.nova.errors import InputError  # the pack's copy of the engine
 
     clip = torch.rand(9, 64, 96, 3)
@@ -228,6 +228,9 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
     g, s = given["samples"], a["samples"]
     assert torch.equal(s[:, :, :2], g[:, :, :2]) and torch.equal(s[:, :, 2, :, :6], g[:, :, 2, :, :6])  # raw, bit for bit
     assert not torch.equal(s[:, :, 2, :, 6:], g[:, :, 2, :, 6:])
+    frames, _ = NovaVAEDecode.execute(nodes["vae"], a, 12.0, 5, source=clip, feather=4)
+    assert torch.equal(frames[:5], clip[:5]) and torch.equal(frames[5:, :, :48], clip[5:, :, :48])  # outside: the source
+    assert not torch.equal(frames[5:, :, 56:], clip[5:, :, 56:])
     # a chained step continues the repainted clip (its mask is used up)
     assert NovaARFrameStep.execute(*args[:3], 1, 4, 5.0, 12.0, latents=a)[0]["samples"].shape == (1, 4, 4, 8, 12)
     # NOVA Generate with start_image + mask is the same repaint

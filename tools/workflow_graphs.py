@@ -32,6 +32,7 @@ def _prompt(node_id, text):
     return (node_id, "NOVATextEncode", {"text": text}, {"text_encoder": (2, 0)})
 
 
+DECODE = {"fps": 12.0, "tile_latents": 5, "feather": 0}
 MASK_WIDGETS = {"mask_threshold": 0.5, "mask_grow": 0}
 
 
@@ -75,7 +76,7 @@ WORKFLOWS = {
         (7, "GetVideoComponents", {}, {"video": (6, 0)}),
         (8, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (7, 0)}),
         (9, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(11)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (8, 0)}),
-        (10, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (9, 0)}),
+        (10, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (9, 0)}),
         *_save_video(11, (10, 0), (10, 1), "nova/continuation"),
     ],
     "nova_long_video": [
@@ -87,7 +88,7 @@ WORKFLOWS = {
         (8, "NOVAARFrameStep", {"latent_frames": 9, **_frame_widgets(1)}, {"model": (1, 0), "positive": (4, 0), "sampler": (7, 0)}),
         (9, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(2)}, {"model": (1, 0), "positive": (5, 0), "sampler": (7, 0), "latents": (8, 0)}),
         (10, "NOVAARFrameStep", {"latent_frames": 8, **_frame_widgets(3)}, {"model": (1, 0), "positive": (6, 0), "sampler": (7, 0), "latents": (9, 0)}),
-        (11, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (10, 0)}),
+        (11, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (10, 0)}),
         *_save_video(12, (11, 0), (11, 1), "nova/long_video"),
     ],
     "nova_long_video_30s": [
@@ -100,7 +101,7 @@ WORKFLOWS = {
         (9, "NOVASegment", {"latent_frames": 30, "motion_flow": 8.0, "fps": 12.0}, {"positive": (5, 0), "previous": (8, 0)}),
         (10, "NOVASegment", {"latent_frames": 31, "motion_flow": 5.0, "fps": 12.0}, {"positive": (6, 0), "previous": (9, 0)}),
         (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
-        (12, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (11, 0)}),
+        (12, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (11, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
     ],
     "nova_image_inpainting": [
@@ -125,7 +126,7 @@ WORKFLOWS = {
         (11, "ImageToMask", {"channel": "red"}, {"image": (10, 0)}),
         (12, "SetLatentNoiseMask", {}, {"samples": (8, 0), "mask": (11, 0)}),
         (13, "NOVAARFrameStep", {"latent_frames": 0, **_frame_widgets(5)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (12, 0)}),
-        (14, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (13, 0)}),
+        (14, "NOVAVAEDecode", {**DECODE, "feather": 8}, {"vae": (3, 0), "latents": (13, 0), "source": (7, 0)}),
         *_save_video(15, (14, 0), (14, 1), "nova/video_inpainting"),
     ],
     "nova_outpainting": [
@@ -138,7 +139,7 @@ WORKFLOWS = {
         (9, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (8, 0)}),
         (10, "SetLatentNoiseMask", {}, {"samples": (9, 0), "mask": (8, 1)}),
         (11, "NOVAARFrameStep", {"latent_frames": 0, **_frame_widgets(9)}, {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (10, 0)}),
-        (12, "NOVAVAEDecode", {"fps": 12.0, "tile_latents": 5}, {"vae": (3, 0), "latents": (11, 0)}),
+        (12, "NOVAVAEDecode", {**DECODE, "feather": 8}, {"vae": (3, 0), "latents": (11, 0), "source": (8, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/outpainting"),
     ],
 }
@@ -153,6 +154,6 @@ DESCRIPTIONS = {
     "nova_image_inpainting": "Inpainting on a text-to-image checkpoint: erase an area of input/inpaint.png in the mask editor "
                              "(its alpha is the mask); NOVA regenerates it from the prompt and blends the edge over 16 pixels.",
     "nova_video_inpainting": "Replaces a region through a whole clip: white in clip_mask.mp4 (one mask frame per video frame) "
-                             "is regenerated from the prompt; the rest of every frame and its motion stay.",
+                             "is regenerated from the prompt; the rest of every frame and its motion stay, the edge blended over 8 pixels.",
     "nova_outpainting": "Outpainting: a 4:3 clip is placed in the middle of the 768x480 canvas and NOVA generates the sides.",
 }
