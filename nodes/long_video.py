@@ -12,6 +12,7 @@ from ..nova.video import Segment, generate_video
 from .compat import io
 from .handles import latent_samples, make_latent, match_batch
 from .host import get_host
+from .masks import DEFAULT_THRESHOLD, keep_given_tokens, noise_mask_tokens
 from .sampling import MAX_LATENTS, estimate_memory, progress_callback, require_sampler
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
@@ -71,7 +72,8 @@ class NovaLongVideo(io.ComfyNode):
                 io.Int.Input("window", default=9, min=0, max=MAX_LATENTS, tooltip="Latent frames of temporal context (9 = the training length). 0 = the whole video (official; memory grows)."),
                 io.Int.Input("blend_frames", default=0, min=0, max=64, tooltip="Frames over which each new segment's prompt fades in from the previous one (0 = switch at once)."),
                 io.Int.Input("loop_frames", default=0, min=0, max=64, tooltip="Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no loop)."),
-                io.Latent.Input("latents", optional=True, tooltip="A video to continue (its frames are kept unchanged)."),
+                io.Latent.Input("latents", optional=True, tooltip="A video to continue (its frames are kept unchanged; with a noise_mask, "
+                                "its white area is first repainted under the first segment's prompt)."),
             ],
             outputs=[io.Latent.Output(display_name="latents")],
         )
@@ -102,7 +104,9 @@ class NovaLongVideo(io.ComfyNode):
         host.load(model.patcher, estimate_memory(model, guidance.passes * batch, kept))
         plan = [Segment(build_context(transformer, guidance, p, n, [s.motion_flow] * batch, [s.fps] * batch), s.frames)
                 for (p, n), s in zip(embeds, segments)]
+        regen = noise_mask_tokens(latents, model, DEFAULT_THRESHOLD, 0)
         scaled = generate_video(transformer, model.scheduler, plan, batch, sampler, new_generator(seed), prefix=prefix,
                                 window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
-                                callback=progress_callback(host, model, total - n_prefix, sampler))
-        return io.NodeOutput(make_latent(scaled, model, host.intermediate_device(), segments[-1].fps))
+                                callback=progress_callback(host, model, total - n_prefix, sampler), prefix_mask=regen)
+        latent = make_latent(scaled, model, host.intermediate_device(), segments[-1].fps)
+        return io.NodeOutput(latent if regen is None else keep_given_tokens(latent, latents["samples"], regen, model))

@@ -233,6 +233,13 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
     assert not torch.equal(frames[5:, :, 56:], clip[5:, :, 56:])
     # a chained step continues the repainted clip (its mask is used up)
     assert NovaARFrameStep.execute(*args[:3], 1, 4, 5.0, 12.0, latents=a)[0]["samples"].shape == (1, 4, 4, 8, 12)
+    # NOVA Long Video repaints them too (under the first segment's prompt) before continuing
+    from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
+
+    segs = NovaSegment.execute(nodes["cond"], 1, 5.0, 12.0)[0]
+    long = NovaLongVideo.execute(nodes["model"], nodes["sampler"], segs, 4, window=3, latents={**given, "noise_mask": pixel})[0]["samples"]
+    assert long.shape == (1, 4, 4, 8, 12) and torch.equal(long[:, :, :2], g[:, :, :2]) and torch.equal(long[:, :, 2, :, :6], g[:, :, 2, :, :6])
+    assert not torch.equal(long[:, :, 2, :, 6:], g[:, :, 2, :, 6:])
     # NOVA Generate with start_image + mask is the same repaint
     _, _, latents = NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0,
                                          start_image=clip, mask=pixel[:, 0])
