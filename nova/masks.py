@@ -42,7 +42,10 @@ def as_mask_frames(mask, name: str = "mask") -> torch.Tensor:
     if isinstance(mask, (list, tuple)):
         if not mask:
             raise InputError(f"{name} has no frames.")
-        return torch.cat([as_mask_frames(m, name) for m in mask])
+        frames = [as_mask_frames(m, name) for m in mask]
+        if len({tuple(f.shape[1:]) for f in frames}) > 1:
+            raise InputError(f"{name}: its frames have different sizes; give frames of one size.")
+        return torch.cat(frames)
     if isinstance(mask, np.ndarray):
         if mask.dtype == np.uint8:
             mask = mask.astype(np.float32) / 255.0
@@ -103,13 +106,14 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
 
     ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
     frames = per_latent_frame(as_mask_frames(mask, name), latent_frames, ratio, name)
+    given = f"{frames.shape[2]}x{frames.shape[1]}"
     height, width = config.image_size
     gh, gw = config.image_base_size
     top, bottom, left, right = center_crop_box(frames.shape[1], frames.shape[2], height, width)
     frames = frames[:, top:bottom, left:right]
     if frames.shape[1] < gh or frames.shape[2] < gw:
         raise InputError(
-            f"{name} is {mask_size(mask)} (after cropping to the {width}x{height} aspect: {frames.shape[2]}x{frames.shape[1]}); "
+            f"{name} is {given} (cropped to the {width}x{height} aspect ratio: {frames.shape[2]}x{frames.shape[1]}); "
             f"it cannot be mapped to the {gw}x{gh} token grid. Give at least {gw}x{gh} pixels: the latent size "
             f"{config.latent_size[1]}x{config.latent_size[0]} or the image size {width}x{height}."
         )
@@ -118,11 +122,6 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
     for _ in range(int(grow)):
         regen = F.max_pool2d(regen.float(), 3, stride=1, padding=1) > 0
     return regen.flatten(1)
-
-
-def mask_size(mask) -> str:
-    shape = list(getattr(mask, "shape", np.shape(mask)))
-    return f"{shape[-1]}x{shape[-2]} (shape {shape})" if len(shape) >= 2 else f"shape {shape}"
 
 
 def check_token_mask(regen: torch.Tensor, n_prefix: int, num_tokens: int) -> torch.Tensor:
