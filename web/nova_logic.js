@@ -31,6 +31,7 @@ export function describeGenerate(frames, fps) {
 
 // The line shown under NOVA AR Frame Step (it adds latents to whatever it continues).
 export function describeStep(latentFrames, fps) {
+  if (latentFrames === 0) return { text: "0 latents: only repaints the given latents under their noise_mask", warning: false };
   const added = TEMPORAL_RATIO * latentFrames;
   return {
     text: `+${latentFrames} latents: +${added} frames (+${fmtSeconds(seconds(added, fps))}); alone: ${framesForLatents(latentFrames)} frames`,

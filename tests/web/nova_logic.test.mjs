@@ -19,6 +19,7 @@ test("generate line: frames, latents, seconds", () => {
 
 test("step line: added frames", () => {
   assert.equal(describeStep(8, 12).text, "+8 latents: +32 frames (+2.67 s); alone: 29 frames");
+  assert.match(describeStep(0, 12).text, /only repaints/);
 });
 
 test("encode line warns on unofficial sizes", () => {
