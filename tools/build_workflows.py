@@ -56,14 +56,16 @@ def to_api(graph):
     return api
 
 
-def _depths(graph):
+def _depths(graph, first_columns):
+    """A node's column: one right of its rightmost input, or further right where the workflow's
+    layout hint (``first_columns``: node id -> column) asks for it."""
     depth = {}
     by_id = {n[0]: n for n in graph}
 
     def d(node_id):
         if node_id not in depth:
             links = by_id[node_id][3]
-            depth[node_id] = 1 + max((d(src) for src, _ in links.values()), default=-1)
+            depth[node_id] = max(first_columns.get(node_id, 0), 1 + max((d(src) for src, _ in links.values()), default=-1))
         return depth[node_id]
 
     for node_id, *_ in graph:
@@ -71,9 +73,16 @@ def _depths(graph):
     return depth
 
 
+# Nodes the frontend draws taller than 200 (a LoadImage/LoadVideo preview), so the next node in
+# their column starts below them.
+NODE_HEIGHTS = {"LoadImage": 340, "LoadVideo": 330}
+
+
 def to_ui(graph, specs, description="", name="workflow"):
-    depth = _depths(graph)
-    rows = defaultdict(int)
+    from workflow_graphs import FIRST_COLUMNS
+
+    depth = _depths(graph, FIRST_COLUMNS.get(name, {}))
+    column_y = defaultdict(lambda: 40)
     nodes, links, link_id = [], [], 0
     out_links = defaultdict(list)
     in_links = {}
@@ -87,8 +96,8 @@ def to_ui(graph, specs, description="", name="workflow"):
             in_links[(dst, name)] = link_id
     for order, (node_id, cls, widgets, inputs) in enumerate(sorted(graph, key=lambda n: (depth[n[0]], n[0]))):
         spec = specs[cls]
-        col, row = depth[node_id], rows[depth[node_id]]
-        rows[depth[node_id]] += 1
+        col, y = depth[node_id], column_y[depth[node_id]]
+        column_y[col] += NODE_HEIGHTS.get(cls, 200) + 60
         ui_inputs, values = [], []
         for name, io_type in spec["inputs"]:
             is_widget = io_type in WIDGET_TYPES
@@ -111,7 +120,7 @@ def to_ui(graph, specs, description="", name="workflow"):
             for slot, (name, io_type) in enumerate(spec["outputs"])
         ]
         nodes.append({
-            "id": node_id, "type": cls, "pos": [40 + 380 * col, 40 + 260 * row], "size": [340, 200],
+            "id": node_id, "type": cls, "pos": [40 + 380 * col, y], "size": [340, 200],
             "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs, "outputs": ui_outputs,
             "properties": {"Node name for S&R": cls, "cnr_id": "comfyui-nova" if cls.startswith("NOVA") else "comfy-core"},
             "widgets_values": values,

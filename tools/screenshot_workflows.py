@@ -20,15 +20,19 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIT = """(margin) => {
+# The canvas fills the window under the frontend's side bar and top bars, so the graph is fitted
+# into CLIP, the part of the window the screenshot keeps.
+CLIP = {"x": 64, "y": 92, "width": 2536, "height": 1008}
+FIT = """([area, margin]) => {
   const app = window.app, c = app.canvas, nodes = app.graph._nodes;
   let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
   for (const n of nodes) { x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
     x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]); }
-  const w = c.canvas.width / devicePixelRatio, h = c.canvas.height / devicePixelRatio;
-  const s = Math.min((w - 2 * margin) / (x1 - x0), (h - 2 * margin) / (y1 - y0), 1.0);
-  c.ds.scale = s; c.ds.offset = [margin / s - x0, margin / s - y0]; c.setDirty(true, true);
+  const s = Math.min((area.width - 2 * margin) / (x1 - x0), (area.height - 2 * margin) / (y1 - y0), 1.0);
+  c.ds.scale = s; c.ds.offset = [(area.x + margin) / s - x0, (area.y + margin) / s - y0]; c.setDirty(true, true);
 }"""
+# No minimap or render statistics in the pictures, and full detail (text) at any zoom.
+SETTINGS = {"Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasInfo": False, "LiteGraph.Canvas.MinFontSizeForLOD": 0}
 
 
 def main():
@@ -62,6 +66,7 @@ def main():
                 time.sleep(0.5)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                        headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                               "--disable-component-update", "--disable-sync", "--no-first-run"])
             page = browser.new_page(viewport={"width": 2600, "height": 1100})
@@ -70,16 +75,18 @@ def main():
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle", timeout=120000)
             time.sleep(3)
             page.keyboard.press("Escape")  # the template dialog of a first visit
+            for key, value in SETTINGS.items():
+                page.evaluate("async ([k, v]) => { await window.app.extensionManager.setting.set(k, v); }", [key, value])
             for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):
                 name = os.path.splitext(os.path.basename(path))[0]
                 with open(path, encoding="utf-8") as f:
                     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", json.load(f))
                 time.sleep(1.5)
-                page.evaluate(FIT, 30)
+                page.evaluate(FIT, [CLIP, 30])
                 time.sleep(1.0)
                 out = os.path.join(ROOT, "docs", "workflows", f"{name}.png")
                 os.makedirs(os.path.dirname(out), exist_ok=True)
-                page.screenshot(path=out, clip={"x": 64, "y": 80, "width": 2536, "height": 1020})
+                page.screenshot(path=out, clip=CLIP)
                 from PIL import Image
 
                 with Image.open(out) as im:

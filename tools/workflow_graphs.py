@@ -144,6 +144,10 @@ WORKFLOWS = {
     ],
 }
 
+# Layout hints for build_workflows.py (node id -> its first possible column) where the plain
+# layout stacks too many nodes in the first column: the mask video's branch starts one column right.
+FIRST_COLUMNS = {"nova_video_inpainting": {9: 1}}
+
 DESCRIPTIONS = {
     "nova_text_to_video": "Text-to-video: 33 frames at 768x480 with the official demo's quality settings.",
     "nova_text_to_image": "Text-to-image with a 1024px checkpoint and the T2I demo's negative prompt.",
