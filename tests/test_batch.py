@@ -165,14 +165,39 @@ def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe
         assert not torch.allclose(pair[0], pair[1])
 
 
-def test_batch_size_two_gives_the_same_videos(tiny_video, tmp_path):
+def _run_capturing(job, monkeypatch):
+    """Run ``job`` in this process; returns the latents the runner decoded into each output file
+    (an MP4 is lossy: H.264 can turn a one-level pixel difference into a larger one)."""
+    import nova.batch
+
+    seen = {}
+    write = nova.batch._Worker._write
+
+    def spy(self, prepared, latents, seconds):
+        seen[prepared.path] = latents.clone()
+        return write(self, prepared, latents, seconds)
+
+    monkeypatch.setattr(nova.batch._Worker, "_write", spy)
+    assert run(job).exit_code == 0
+    return seen
+
+
+def _assert_same_videos(pipe, batched, alone):
+    """Golden tolerances on the latents and on the decoded frames."""
+    from nova.pipeline import pixels_to_uint8
+
+    assert sorted(batched) == sorted(alone)
+    for name in alone:
+        assert_latents_close(batched[name], alone[name], flow_matching=False)
+        assert_frames_close(pixels_to_uint8(pipe.decode_latents(batched[name])), pixels_to_uint8(pipe.decode_latents(alone[name])))
+
+
+def test_batch_size_two_gives_the_same_videos(tiny_video, tiny_video_pipe, tmp_path, monkeypatch):
     prompts = _write(tmp_path / "prompts.txt", PROMPTS[:3])
-    for size in (1, 2):
-        assert run(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, **FAST)).exit_code == 0
-    names = _outputs(tmp_path / "b1")
-    assert len(names) == 6 and _outputs(tmp_path / "b2") == names
-    for name in names:
-        assert_frames_close(_mp4_frames(tmp_path / "b2" / name), _mp4_frames(tmp_path / "b1" / name))
+    runs = {size: _run_capturing(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, **FAST),
+                                 monkeypatch) for size in (1, 2)}
+    assert len(runs[1]) == 6 and _outputs(tmp_path / "b1") == _outputs(tmp_path / "b2") == set(runs[1])
+    _assert_same_videos(tiny_video_pipe, runs[2], runs[1])
 
 
 def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path):
@@ -238,3 +263,19 @@ def test_items_seeds_names_and_plan(tmp_path):
         assert sorted(u.key for s in shares for b in s for u in b) == sorted(u.key for b in plan for u in b)
     resumed = share(plan, {(0, 0), (0, 1)}, 0, 1)
     assert [u.key for u in resumed[0]] == [(0, 2), (1, 0)]  # done units leave their batch, the rest stays together
+
+
+def test_image_to_video_batched_like_alone(tiny_video, tiny_video_pipe, tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(tmp_path / "first.png")
+    prompts = _write(tmp_path / "i2v.jsonl", [json.dumps({"prompt": PROMPTS[0], "image": "first.png", "name": "fox"})])
+    runs = {size: _run_capturing(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, frames=5,
+                                      steps=4, diffusion_steps=2), monkeypatch) for size in (1, 2)}
+    assert sorted(runs[1]) == ["fox-0.mp4", "fox-1.mp4"] and _mp4_frames(tmp_path / "b2" / "fox-0.mp4").shape == (5, 64, 96, 3)
+    _assert_same_videos(tiny_video_pipe, runs[2], runs[1])
+    # the first latent frame is the image's posterior sample, drawn from each sample's own generator
+    for name in runs[1]:
+        assert torch.equal(runs[2][name][:, :, 0], runs[1][name][:, :, 0])
+    assert not torch.equal(runs[1]["fox-0.mp4"][:, :, 0], runs[1]["fox-1.mp4"][:, :, 0])
