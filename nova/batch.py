@@ -121,6 +121,7 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     if world.main:  # one process prepares the folder and encodes the prompts, the others wait
         manifest.repair(manifest_path)
         shutil.rmtree(os.path.join(out, PARTIAL), ignore_errors=True)
+        embed_cache.discard_partial(os.path.join(out, embed_cache.NAME))
         _encode_prompts(folder, items, out, config.text_token_len, DTYPES[job.dtype], world.device)
         manifest.append(manifest_path, {
             "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
@@ -224,6 +225,7 @@ class _Prepared:
     contexts: List[torch.Tensor]
     sizes: tuple
     prefix: Optional[torch.Tensor]
+    truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
 
     @property
     def signature(self) -> tuple:
@@ -307,7 +309,8 @@ class _Worker:
         neg = self.embeds[negative] if negative and guidance.passes > 1 else None
         contexts = [build_context(self.pipe.transformer, guidance, self.embeds[p], neg, [o["motion_flow"]], [o["fps"]])
                     for p in item.prompts]
-        return _Prepared(unit, path, generator, settings, contexts, sizes, prefix)
+        truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
+        return _Prepared(unit, path, generator, settings, contexts, sizes, prefix, truncated)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
         from .video import Segment, generate_video
@@ -341,7 +344,7 @@ class _Worker:
                 os.remove(tmp)
         manifest.append(self.manifest_path, {
             "kind": "done", "item": item.index, "sample": unit.sample, "seed": unit.seed, "prompt": item.prompt,
-            "name": item.name, "settings": item.options, "path": p.path, "sha256": digest, "bytes": size,
+            "name": item.name, "settings": item.options, "prompt_truncated": p.truncated, "path": p.path, "sha256": digest, "bytes": size,
             "seconds": round(sample_seconds + time.time() - t0, 3), "rank": self.world.rank,
         })
 

@@ -136,7 +136,7 @@ def _json_item(index: int, line: int, text: str, defaults: Dict[str, Any], base:
         return bad(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}.", prompts, record)
     options = dict(defaults)
     for key, option in OPTION_KEYS.items():
-        if key not in record or record[key] is None:
+        if key not in record or record[key] is None or (key == "negative_prompt" and record[key] == ""):
             continue
         value, problem = _typed(record[key], option.type)
         if problem:

@@ -45,10 +45,15 @@ def encode_missing(path: str, texts: Iterable[str], encoder: TextEncoder, max_le
             tensors[text] = embeds.features[i, : embeds.lengths[i]].cpu().contiguous()
             if embeds.truncated[i]:
                 truncated.append(text)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.tmp"  # (one writer: rank 0; a leftover from a kill is removed by discard_partial)
     save_file(tensors, tmp, metadata={"truncated": json.dumps(sorted(set(truncated)), ensure_ascii=False)})
     os.replace(tmp, path)
     return len(todo)
+
+
+def discard_partial(path: str) -> None:
+    if os.path.exists(f"{path}.tmp"):
+        os.remove(f"{path}.tmp")
 
 
 def _truncated(path: str) -> List[str]:
