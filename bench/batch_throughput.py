@@ -55,7 +55,7 @@ def child(args) -> dict:
     production = sum(r["seconds"] for r in done)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"batch_size": args.child, "videos": summary.done, "failed": len(summary.failed), "wall_s": round(wall, 2),
+    return {"batch_size": args.child, "threads": torch.get_num_threads(), "videos": summary.done, "failed": len(summary.failed), "wall_s": round(wall, 2),
             "production_s": round(production, 2), "per_video_s": round(production / max(len(done), 1), 3),
             "videos_per_hour": round(3600 * len(done) / production, 1) if production else None,
             "videos_per_hour_wall": round(3600 * len(done) / wall, 1), "peak_gb": round(peak / 2**30, 2),
@@ -72,6 +72,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs=2, default=[16, 10], help="set steps, diffusion steps")
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per process (default: torch's)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--prompt-file", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -92,7 +93,8 @@ def main() -> None:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", str(size), "--checkpoint", args.checkpoint,
                "--prompt-file", prompt_file, "--out", os.path.join(work, f"b{size}"), "--frames", str(args.frames),
                "--steps", *map(str, args.steps), "--dtype", args.dtype] + (["--device", args.device] if args.device else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+        env = dict(os.environ, PYTHONPATH=ROOT, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"batch size {size} failed:\n{proc.stderr[-3000:]}")
@@ -102,7 +104,7 @@ def main() -> None:
 
     report = {"label": args.label, "checkpoint": "random cpu-mid weights (nova.tiny 'mid')" if "nova-batch-bench-" in args.checkpoint else args.checkpoint,
               "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"), "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": args.dtype, "frames": args.frames,
+              "threads": rows[0]["threads"], "torch": torch.__version__, "dtype": args.dtype, "frames": args.frames,
               "steps": args.steps, "videos_per_size": args.prompts, "load_average": os.getloadavg()[0],
               "command": " ".join(["bench/batch_throughput.py"] + sys.argv[1:]), "rows": rows}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
