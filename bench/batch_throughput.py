@@ -135,7 +135,7 @@ def markdown(r: dict) -> str:
                      f"{row['videos_per_hour_wall']} | {row['wall_s']} | {row['peak_gb']} ({row['peak_kind']}) |")
     lines += ["", "s per video: the manifest's seconds (the video's share of its batch's sampling, plus its own "
               "decode and write), i.e. the steady state of a long run; 'incl. load' divides by the whole run "
-              "(model load and Phi-2 encoding of the prompts included).", ""]
+              "(model load and Phi-2 encoding of the prompts included).", "", ""]
     return "\n".join(lines)
 
 

@@ -119,14 +119,7 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
              len(items), job.samples, job.batch_size)
 
     if world.main:  # one process prepares the folder and encodes the prompts, the others wait
-        manifest.repair(manifest_path)
-        shutil.rmtree(os.path.join(out, PARTIAL), ignore_errors=True)
-        embed_cache.discard_partial(os.path.join(out, embed_cache.NAME))
-        _encode_prompts(folder, items, out, config.text_token_len, DTYPES[job.dtype], world.device)
-        manifest.append(manifest_path, {
-            "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        })
+        _set_up_folder(out, folder, items, config, job, world, identity)
     pipe = _load_pipeline(folder, job, world.device)
     world.barrier()
 
@@ -156,6 +149,20 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     summary = summarize(batches, manifest.read(manifest_path), out)
     log.info("finished: %d of %d done, %d failed, %d missing", summary.done, summary.total, len(summary.failed), summary.missing)
     return summary
+
+
+def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: BatchJob, world: World, identity: dict) -> None:
+    """Rank 0, before anyone samples: clear what a killed run left half-done, encode the prompts,
+    and record this start."""
+    manifest_path = os.path.join(out, manifest.NAME)
+    manifest.repair(manifest_path)
+    shutil.rmtree(os.path.join(out, PARTIAL), ignore_errors=True)
+    embed_cache.discard_partial(os.path.join(out, embed_cache.NAME))
+    _encode_prompts(folder, items, out, config.text_token_len, DTYPES[job.dtype], world.device)
+    manifest.append(manifest_path, {
+        "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
 
 
 def summarize(batches: Sequence[List[Unit]], records: List[dict], out: str) -> BatchSummary:

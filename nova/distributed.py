@@ -67,8 +67,7 @@ class World:
         backend = "nccl" if device.type == "cuda" else "gloo"
         # Long timeout: rank 0 encodes every prompt while the others wait at the first barrier,
         # and ranks finish their last batches at different times.
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend, timeout=datetime.timedelta(hours=timeout_hours), **kwargs)
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=timeout_hours))
         return cls(rank, size, local_rank, device, True)
 
     @property

@@ -39,6 +39,7 @@ def _one_thread():
 def _job(model, prompts, out, **kw):
     options = {o.key: o.default for o in OPTIONS}
     options.update({k: kw.pop(k) for k in list(kw) if k in options})
+    kw.setdefault("device", "cpu")  # (gloo and CPU results on any machine)
     return BatchJob(model, str(prompts), str(out), options=options, **kw)
 
 
@@ -85,7 +86,7 @@ def _done_lines(out):
 def test_torchrun_two_processes_match_one(tiny_video, tmp_path):
     prompts = _write(tmp_path / "prompts.txt", PROMPTS)
     args = ["--model", tiny_video, "--prompts", str(prompts), "--samples", "2", "--frames", "1", "--steps", "4",
-            "--diffusion-steps", "2"]
+            "--diffusion-steps", "2", "--device", "cpu"]
     proc = _cli(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "nova", "batch",
                  *args, "--out", str(tmp_path / "two")])
     one = run(_job(tiny_video, prompts, tmp_path / "one", samples=2, **FAST))  # meanwhile, in this process
@@ -108,7 +109,7 @@ def test_torchrun_two_processes_match_one(tiny_video, tmp_path):
 def test_sigkill_then_resume_ends_with_the_full_set(tiny_image, tmp_path):
     prompts = _write(tmp_path / "prompts.txt", [f"{p} number {i}" for i in range(6) for p in PROMPTS[:4]])
     out = tmp_path / "out"
-    cmd = ["-m", "nova", "batch", "--model", tiny_image, "--prompts", str(prompts), "--out", str(out),
+    cmd = ["-m", "nova", "batch", "--model", tiny_image, "--prompts", str(prompts), "--out", str(out), "--device", "cpu",
            "--steps", "8", "--diffusion-steps", "4"]
     proc = _cli(cmd, start_new_session=True)
     deadline = time.time() + 120
@@ -154,7 +155,7 @@ def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe
     ctx = [build_context(pipe.transformer, guidance, pipe.encode_prompt([p]), None, [5.0], [12.0]) for p in PROMPTS[:2]]
     both = torch.stack(ctx, 1).flatten(0, 1)
     for accel in (Accel(), Accel.plain()):
-        def sample(context, gens, batch):
+        def sample(context, gens, batch, accel=accel):
             return generate_video(pipe.transformer, pipe.scheduler, [Segment(context, 2)], batch, settings, gens, accel=accel)
 
         pair = sample(both, [new_generator(7), new_generator(8)], 2)
@@ -212,7 +213,7 @@ def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path
         json.dumps({"prompt": PROMPTS[4], "name": "balloon", "fps": 8}),
     ]
     prompts = _write(tmp_path / "prompts.jsonl", lines)
-    argv = ["batch", "--model", tiny_video, "--prompts", str(prompts), "--out", str(tmp_path / "out"), "--frames", "1",
+    argv = ["batch", "--model", tiny_video, "--prompts", str(prompts), "--out", str(tmp_path / "out"), "--device", "cpu", "--frames", "1",
             "--steps", "4", "--diffusion-steps", "2", "--batch-size", "2"]
     assert main(argv) == 1
     assert _outputs(tmp_path / "out") == {"00000-0.mp4", "balloon-0.mp4"}
