@@ -397,7 +397,9 @@ def _sha256(path: str):
 def add_parser(sub) -> None:
     """The ``batch`` subcommand of ``python -m nova``."""
     p = sub.add_parser("batch", help="prompts x samples into a folder: resumable, one process or many (torchrun)",
-                       description=__doc__.split("\n\n")[0])
+                       description="Generate every prompt of a file --samples times into --out: resumable, in one "
+                                   "process or many under torchrun / accelerate launch. The generation options below "
+                                   "are the defaults of every prompt; a JSONL line may set its own.")
     p.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
     p.add_argument("--prompts", required=True, help="text file (one prompt a line) or .jsonl (one object a line)")
     p.add_argument("--out", required=True, help="output folder (shared by all processes); holds manifest.jsonl")
@@ -406,7 +408,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed; each sample's seed derives from it, the item and the sample")
     p.add_argument("--layout", choices=LAYOUTS, default="default", help="file names: default, vbench, geneval")
     for option in OPTIONS:
-        p.add_argument(option.flag, type=option.type, default=option.default, help=f"{option.help} (default of every item)")
+        p.add_argument(option.flag, type=option.type, default=option.default, help=option.help)
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available; GPU of the local rank)")
     p.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower)")

@@ -211,12 +211,14 @@ def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path
         "{not json",
         json.dumps({"prompt": PROMPTS[3], "stepz": 3}),
         json.dumps({"prompt": PROMPTS[4], "name": "balloon", "fps": 8}),
+        json.dumps({"prompt": PROMPTS[:2], "name": "two-segments", "frames": 5}),
     ]
     prompts = _write(tmp_path / "prompts.jsonl", lines)
     argv = ["batch", "--model", tiny_video, "--prompts", str(prompts), "--out", str(tmp_path / "out"), "--device", "cpu", "--frames", "1",
             "--steps", "4", "--diffusion-steps", "2", "--batch-size", "2"]
     assert main(argv) == 1
-    assert _outputs(tmp_path / "out") == {"00000-0.mp4", "balloon-0.mp4"}
+    assert _outputs(tmp_path / "out") == {"00000-0.mp4", "balloon-0.mp4", "two-segments-0.mp4"}
+    assert _mp4_frames(tmp_path / "out" / "two-segments-0.mp4").shape == (5, 64, 96, 3)
     records = manifest.read(str(tmp_path / "out" / manifest.NAME))
     errors = {k[0]: r["error"] for k, r in manifest.failed(records).items()}
     assert sorted(errors) == [1, 2, 3, 4]
@@ -280,3 +282,22 @@ def test_image_to_video_batched_like_alone(tiny_video, tiny_video_pipe, tmp_path
     for name in runs[1]:
         assert torch.equal(runs[2][name][:, :, 0], runs[1][name][:, :, 0])
     assert not torch.equal(runs[1]["fox-0.mp4"][:, :, 0], runs[1]["fox-1.mp4"][:, :, 0])
+
+
+def test_progress_line_follows_the_manifest(tmp_path):
+    from nova.progress import ProgressBar
+
+    path = str(tmp_path / manifest.NAME)
+    manifest.append(path, {"kind": "run", "args": {}})
+    bar = ProgressBar(path, total=10, done_before=2)
+    for record in ({"kind": "done", "item": 2, "sample": 0}, {"kind": "failed", "item": 3, "sample": 0, "error": "x"}):
+        manifest.append(path, record)
+    with open(path, "ab") as f:
+        f.write(b'{"kind": "done", "item": 4')  # a line being written: read once it is complete
+    bar._read_new()
+    line = bar.line()
+    assert "4/10 videos, 1 failed" in line and "videos/hour" in line and "ETA" in line
+    assert len(manifest.read(path)) == 3  # the torn line is skipped
+    manifest.repair(path)
+    manifest.append(path, {"kind": "done", "item": 4, "sample": 0})
+    assert [r.get("item") for r in manifest.read(path)] == [None, 2, 3, 4]
