@@ -132,6 +132,8 @@ def test_sigkill_then_resume_ends_with_the_full_set(tiny_image, tmp_path):
     mtimes = {n: os.stat(out / n).st_mtime_ns for n in names}
     assert run(job).exit_code == 0  # a second rerun: nothing to do
     assert len(_done_lines(out)) == 24 and {n: os.stat(out / n).st_mtime_ns for n in names} == mtimes
+    log = (out / "logs" / "rank-0.log").read_text()
+    assert log.count("encoded 24 prompts") == 1 and "encoded" not in log.split("encoded 24 prompts")[1]  # Phi-2 once
 
     job.options["diffusion_steps"] = 3  # other arguments: refused, naming the difference
     with pytest.raises(InputError, match="--diffusion-steps was 4, now 3"):
