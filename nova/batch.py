@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from . import embed_cache, manifest
-from .batch_items import OPTIONS, Item, Unit, plan_batches, read_items, share
+from .batch_items import OPTIONS, PATH_KEYS, Item, Unit, plan_batches, read_items, share
 from .distributed import World
 from .errors import InputError, NovaError
 from .layouts import LAYOUTS, check_collisions, check_layout, output_path, side_files
@@ -233,10 +233,13 @@ class _Prepared:
     sizes: tuple
     prefix: Optional[torch.Tensor]
     truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
+    regen: Optional[torch.Tensor] = None  # with a mask: the prefix tokens to repaint, bool [N, L] (one per batch)
+    blend: Any = None  # with a mask and feather: nova.masks.FeatherBlend for the decoded frames
 
     @property
     def signature(self) -> tuple:
-        return self.sizes, None if self.prefix is None else tuple(self.prefix.shape)
+        regen = None if self.regen is None else hashlib.sha256(self.regen.cpu().numpy().tobytes()).hexdigest()
+        return self.sizes, None if self.prefix is None else tuple(self.prefix.shape), regen
 
 
 class _Worker:
@@ -298,15 +301,22 @@ class _Worker:
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
         if not self.video and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
-        latents = latents_for_frames(o["frames"]) if self.video else 1
         generator = new_generator(unit.seed)  # CPU, as `generate`: the manifest's seed reproduces the output there
-        prefix = None
-        if o["video"]:
-            prefix = self.pipe.encode_video(_read(read_frames, o["video"], "video"))
-        elif o["image"]:  # the posterior draw comes first from the unit's generator, as in the pipeline
-            prefix = self.pipe.encode_image(_read(read_frames, o["image"], "image")[0], generator).unsqueeze(2)
+        regen = blend = None
+        if o["mask"]:
+            prefix, regen, blend = self._masked_prefix(item)
+            latents = latents_for_frames(o["frames"]) if self.video and o["frames"] else prefix.shape[2]
+            if latents < prefix.shape[2]:
+                raise InputError(f"frames {o['frames']} is shorter than the {prefix.shape[2]} latent frames of the given clip.")
+        else:
+            latents = latents_for_frames(o["frames"] or 33) if self.video else 1
+            prefix = None
+            if o["video"]:
+                prefix = self.pipe.encode_video(_read(read_frames, o["video"], "video"))
+            elif o["image"]:  # the posterior draw comes first from the unit's generator, as in the pipeline
+                prefix = self.pipe.encode_image(_read(read_frames, o["image"], "image")[0], generator).unsqueeze(2)
         new = latents - (0 if prefix is None else prefix.shape[2])
-        if new < len(item.prompts):
+        if new < len(item.prompts) and regen is None:
             raise InputError(f"{len(item.prompts)} prompt(s) need at least {len(item.prompts)} new latent frames "
                              f"after the {latents - new} given; raise frames (now {o['frames']}).")
         n = len(item.prompts)
@@ -317,7 +327,20 @@ class _Worker:
         contexts = [build_context(self.pipe.transformer, guidance, self.embeds[p], neg, [o["motion_flow"]], [o["fps"]])
                     for p in item.prompts]
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
-        return _Prepared(unit, path, generator, settings, contexts, sizes, prefix, truncated)
+        return _Prepared(unit, path, generator, settings, contexts, sizes, prefix, truncated, regen, blend)
+
+    def _masked_prefix(self, item: Item):
+        """As ``generate --mask``: the image or clip (posterior mean) with the tokens to repaint."""
+        from .masks import mask_from_rgb, masked_prefix
+        from .media import read_frames
+
+        o = item.options
+        if bool(o["image"]) == bool(o["video"]) or len(item.prompts) > 1 or o["window"] or o["blend"] or o["loop"]:
+            raise InputError("mask repaints one image or one video (not both) under one prompt, without window/blend/loop.")
+        source = ({"video": _read(read_frames, o["video"], "video")} if o["video"]
+                  else {"image": _read(read_frames, o["image"], "image")[0]})
+        mask = mask_from_rgb(_read(read_frames, o["mask"], "mask"), o["mask"])
+        return masked_prefix(self.pipe, mask, threshold=o["mask_threshold"], grow=o["mask_grow"], feather=o["feather"], **source)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
         from .video import Segment, generate_video
@@ -330,7 +353,7 @@ class _Worker:
         return generate_video(
             self.pipe.transformer, self.pipe.scheduler, segments, len(group), group[0].settings,
             [p.generator for p in group], prefix=prefix, window=o["window"] or None, blend_frames=o["blend"],
-            loop_frames=o["loop"], accel=self.pipe.accel,
+            loop_frames=o["loop"], accel=self.pipe.accel, prefix_mask=group[0].regen,
         )
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:
@@ -341,7 +364,7 @@ class _Worker:
         ext = os.path.splitext(p.path)[1]
         tmp = os.path.join(self.tmp, f"{uuid.uuid4().hex}{ext}")
         try:
-            self.pipe.save(latents, tmp, fps=item.options["fps"])
+            self.pipe.save(latents, tmp, fps=item.options["fps"], blend=p.blend)
             digest, size = _sha256(tmp)
             final = os.path.join(self.out, p.path)
             os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -417,7 +440,7 @@ def add_parser(sub) -> None:
 
 def job_from_args(args) -> BatchJob:
     options = {o.key: getattr(args, o.key) for o in OPTIONS}
-    for key in ("image", "video"):
+    for key in PATH_KEYS:
         if options[key]:
             options[key] = os.path.abspath(options[key])
     return BatchJob(args.model, args.prompts, args.out, args.samples, args.batch_size, args.seed, args.layout,

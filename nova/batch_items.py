@@ -42,10 +42,14 @@ OPTIONS = (
     Option("negative_prompt", str, None, "negative prompt", per_sample=True),
     Option("image", str, None, "first frame for image-to-video (a JSONL path is relative to the prompt file)", per_sample=True),
     Option("video", str, None, "a clip to continue (a JSONL path is relative to the prompt file)"),
-    Option("frames", int, 33, "video frames in total: 1 + 4k"),
+    Option("frames", int, None, "video frames in total: 1 + 4k; default 33, with mask the length of the given clip"),
     Option("window", int, 0, "latent frames of temporal context (0 = all)"),
     Option("blend", int, 0, "frames over which a new prompt fades in"),
     Option("loop", int, 0, "extra frames leading back to the first frame"),
+    Option("mask", str, None, "inpaint/outpaint image or video under this mask image/video (white = regenerate; a JSONL path is relative to the prompt file)"),
+    Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
+    Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
+    Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),
     Option("diffusion_steps", int, 25, "diffusion steps per set step"),
     Option("cfg", float, 5.0, "guidance scale"),
@@ -53,6 +57,7 @@ OPTIONS = (
     Option("fps", float, 12.0, "frames per second (conditioning and file)", per_sample=True),
 )
 OPTION_KEYS = {o.key: o for o in OPTIONS}
+PATH_KEYS = ("image", "video", "mask")
 ITEM_KEYS = ("prompt", "seed", "name")
 # Carried along unused (GenEval's metadata lines have them; the geneval layout writes them back).
 METADATA_KEYS = ("tag", "include", "exclude", "metadata")
@@ -141,7 +146,7 @@ def _json_item(index: int, line: int, text: str, defaults: Dict[str, Any], base:
         value, problem = _typed(record[key], option.type)
         if problem:
             return bad(f"{key} = {record[key]!r}: {problem}", prompts, record)
-        if key in ("image", "video"):
+        if key in PATH_KEYS:
             value = os.path.join(base, value)
         options[key] = value
     seed, name = record.get("seed"), record.get("name")

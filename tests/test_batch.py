@@ -303,3 +303,24 @@ def test_progress_line_follows_the_manifest(tmp_path):
     manifest.repair(path)
     manifest.append(path, {"kind": "done", "item": 4, "sample": 0})
     assert [r.get("item") for r in manifest.read(path)] == [None, 2, 3, 4]
+
+
+def test_masked_items_match_the_pipeline(tiny_image, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from nova import NovaPipeline
+    from nova.sampling import new_generator
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "src.png")
+    mask = np.zeros((64, 64, 3), np.uint8)
+    mask[:, :32] = 255  # repaint the left half
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    prompts = _write(tmp_path / "m.jsonl", [json.dumps({"prompt": PROMPTS[0], "image": "src.png", "mask": "mask.png"})])
+    seen = _run_capturing(_job(tiny_image, prompts, tmp_path / "out", samples=2, batch_size=2, steps=4, diffusion_steps=2), monkeypatch)
+    seeds = {r["path"]: r["seed"] for r in _done_lines(tmp_path / "out")}
+    pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
+    for name in ("00000-0.png", "00000-1.png"):
+        expected = pipe(PROMPTS[0], image=_png(tmp_path / "src.png"), mask=torch.from_numpy(mask[..., 0] / 255.0)[None].float(),
+                        num_inference_steps=4, num_diffusion_steps=2, generator=new_generator(seeds[name]), output_type="latent").images
+        assert_latents_close(seen[name], expected, flow_matching=True)
