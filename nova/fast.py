@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .models.embeddings import timestep_embed
+from .rng import draw_per_sample
 
 log = logging.getLogger("nova")
 
@@ -189,9 +190,13 @@ class FastPlan:
         return denoise_tokens(model, self.steps, self.head, cond_proj, x_tokens, step_noise, guidance)
 
 
-def draw_step_noise(plan: StepPlan, shape, generator: torch.Generator) -> List[Optional[torch.Tensor]]:
-    """The scheduler's variance noise for every step, drawn in the library's order (full latent)."""
-    return [torch.randn(shape, generator=generator, device=generator.device) if d else None for d in plan.draws_noise]
+def draw_step_noise(plan: StepPlan, shape, generator) -> List[Optional[torch.Tensor]]:
+    """The scheduler's variance noise for every step, drawn in the library's order (full latent;
+    ``generator``: one, or one per sample, see :mod:`nova.rng`)."""
+    def draw(g, n):
+        return torch.randn((n, *shape[1:]), generator=g, device=g.device)
+
+    return [draw_per_sample(generator, shape[0], draw) if d else None for d in plan.draws_noise]
 
 
 def denoise_tokens(model, plan: StepPlan, head: HeadPlan, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:

@@ -25,6 +25,7 @@ from .errors import InputError, NumericalError
 from .fast import Accel, FastPlan, draw_step_noise
 from .models.embeddings import patchify, unpatchify
 from .models.vit import KV
+from .rng import Generators, draw_per_sample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,9 +150,10 @@ def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
     return gen
 
 
-def draw_token_order(generator: torch.Generator, batch: int, num_tokens: int, device) -> torch.Tensor:
-    """Random order in which tokens get predicted: [B, L, 1], drawn once per video."""
-    u = torch.empty(batch, num_tokens, 1, device=generator.device).uniform_(generator=generator)
+def draw_token_order(generator: Generators, batch: int, num_tokens: int, device) -> torch.Tensor:
+    """Random order in which tokens get predicted: [B, L, 1], drawn once per video (``generator``:
+    one, or one per sample, see :mod:`nova.rng`)."""
+    u = draw_per_sample(generator, batch, lambda g, n: torch.empty(n, num_tokens, 1, device=g.device).uniform_(generator=g))
     return u.argsort(dim=1).to(device)
 
 
@@ -266,7 +268,7 @@ def sample_frame(
             z = model.encode_image(guidance.expand(tokens), context, known_ids)
             z_pred = z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
         known_ids = torch.cat([known_ids, pass_ids], dim=1)
-        noise = torch.empty(x.shape, device=generator.device).normal_(generator=generator).to(device)
+        noise = draw_per_sample(generator, batch, lambda g, n: torch.empty((n, *x.shape[1:]), device=g.device).normal_(generator=g)).to(device)
         if steps is not None:
             ids = pred_ids.expand(-1, -1, ppc)
             pick = lambda full: patchify(full.to(device), cfg.patch_size).gather(1, ids)  # noqa: E731

@@ -1,0 +1,326 @@
+"""`python -m nova batch`: same outputs in 1 or 2 processes and at any batch size, resumable after
+SIGKILL, failures reported, the layouts (tiny checkpoints, few steps)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from tolerances import assert_frames_close, assert_latents_close
+
+from nova import manifest
+from nova.batch import BatchJob, run
+from nova.batch_items import OPTIONS, plan_batches, read_items, share, unit_seed
+from nova.errors import InputError
+from nova.layouts import check_collisions, output_path
+
+FAST = {"frames": 1, "steps": 4, "diffusion_steps": 2}
+PROMPTS = ["a red fox runs through snow", "a cat, a dog, and a bird", "waves crash on a rocky beach",
+           "niagara falls at sunset", "a hot air balloon over green hills"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are bound by per-op overhead: a second thread only adds synchronisation, which
+    costs seconds on a busy machine. (torchrun gives its workers one thread too.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _job(model, prompts, out, **kw):
+    options = {o.key: o.default for o in OPTIONS}
+    options.update({k: kw.pop(k) for k in list(kw) if k in options})
+    kw.setdefault("device", "cpu")  # (gloo and CPU results on any machine)
+    return BatchJob(model, str(prompts), str(out), options=options, **kw)
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _cli(args, **popen):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
+
+
+def _outputs(out):
+    """Output files (relative paths), without the run's own files."""
+    found = set()
+    for folder, _, files in os.walk(out):
+        rel = os.path.relpath(folder, out)
+        if rel.split(os.sep)[0] in ("logs", ".partial"):
+            continue
+        found |= {os.path.normpath(os.path.join(rel, f)) for f in files}
+    return found - {manifest.NAME, "prompt_embeds.safetensors"}
+
+
+def _mp4_frames(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def _png(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _done_lines(out):
+    return [r for r in manifest.read(os.path.join(out, manifest.NAME)) if r["kind"] == "done"]
+
+
+def test_torchrun_two_processes_match_one(tiny_video, tmp_path):
+    prompts = _write(tmp_path / "prompts.txt", PROMPTS)
+    args = ["--model", tiny_video, "--prompts", str(prompts), "--samples", "2", "--frames", "1", "--steps", "4",
+            "--diffusion-steps", "2", "--device", "cpu"]
+    proc = _cli(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "nova", "batch",
+                 *args, "--out", str(tmp_path / "two")])
+    one = run(_job(tiny_video, prompts, tmp_path / "one", samples=2, **FAST))  # meanwhile, in this process
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert one.exit_code == 0 and one.done == 10
+    names = {f"{i:05d}-{s}.mp4" for i in range(5) for s in range(2)}
+    assert _outputs(tmp_path / "one") == names and _outputs(tmp_path / "two") == names
+    lines = {w: {r["path"]: r for r in _done_lines(tmp_path / w)} for w in ("one", "two")}
+    assert {r["rank"] for r in lines["two"].values()} == {0, 1}  # both processes worked
+    for name in sorted(names):
+        assert lines["one"][name]["seed"] == lines["two"][name]["seed"]
+        a, b = _mp4_frames(tmp_path / "one" / name), _mp4_frames(tmp_path / "two" / name)
+        assert a.shape == (1, 64, 96, 3) and np.array_equal(a, b), name
+    assert os.path.isfile(tmp_path / "two" / "logs" / "rank-1.log")
+    # different seeds per sample: the two samples of a prompt differ
+    assert not np.array_equal(_mp4_frames(tmp_path / "one" / "00000-0.mp4"), _mp4_frames(tmp_path / "one" / "00000-1.mp4"))
+
+
+def test_sigkill_then_resume_ends_with_the_full_set(tiny_image, tmp_path):
+    prompts = _write(tmp_path / "prompts.txt", [f"{p} number {i}" for i in range(6) for p in PROMPTS[:4]])
+    out = tmp_path / "out"
+    cmd = ["-m", "nova", "batch", "--model", tiny_image, "--prompts", str(prompts), "--out", str(out), "--device", "cpu",
+           "--steps", "8", "--diffusion-steps", "4"]
+    proc = _cli(cmd, start_new_session=True)
+    deadline = time.time() + 120
+    while len(_done_lines(out)) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    killed_at = len(_done_lines(out))
+    assert 3 <= killed_at < 24, killed_at  # killed mid-run
+
+    job = _job(tiny_image, prompts, out, steps=8, diffusion_steps=4)
+    assert run(job).exit_code == 0  # the rerun (in this process)
+    names = {f"{i:05d}-0.png" for i in range(24)}
+    assert _outputs(out) == names and not os.path.exists(out / ".partial")
+    lines = _done_lines(out)
+    assert sorted(r["path"] for r in lines) == sorted(names)  # one line per output, no duplicates
+    for r in lines:
+        assert manifest_sha(out / r["path"]) == r["sha256"]
+
+    mtimes = {n: os.stat(out / n).st_mtime_ns for n in names}
+    assert run(job).exit_code == 0  # a second rerun: nothing to do
+    assert len(_done_lines(out)) == 24 and {n: os.stat(out / n).st_mtime_ns for n in names} == mtimes
+    log = (out / "logs" / "rank-0.log").read_text()
+    assert log.count("encoded 24 prompts") == 1 and "encoded" not in log.split("encoded 24 prompts")[1]  # Phi-2 once
+
+    job.options["diffusion_steps"] = 3  # other arguments: refused, naming the difference
+    with pytest.raises(InputError, match="--diffusion-steps was 4, now 3"):
+        run(job)
+
+
+def manifest_sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe):
+    from nova.fast import Accel
+    from nova.sampling import Guidance, SamplerSettings, build_context, new_generator
+    from nova.video import Segment, generate_video
+
+    pipe = tiny_video_pipe
+    settings = SamplerSettings(4, 2, 5.0)
+    guidance = Guidance(settings)
+    ctx = [build_context(pipe.transformer, guidance, pipe.encode_prompt([p]), None, [5.0], [12.0]) for p in PROMPTS[:2]]
+    both = torch.stack(ctx, 1).flatten(0, 1)
+    for accel in (Accel(), Accel.plain()):
+        def sample(context, gens, batch, accel=accel):
+            return generate_video(pipe.transformer, pipe.scheduler, [Segment(context, 2)], batch, settings, gens, accel=accel)
+
+        pair = sample(both, [new_generator(7), new_generator(8)], 2)
+        for i, seed in enumerate((7, 8)):
+            alone = sample(ctx[i], new_generator(seed), 1)
+            assert torch.equal(sample(ctx[i], [new_generator(seed)], 1), alone)  # a list of one draws the same
+            assert_latents_close(pair[i : i + 1], alone, flow_matching=False)
+        assert not torch.allclose(pair[0], pair[1])
+
+
+def _run_capturing(job, monkeypatch):
+    """Run ``job`` in this process; returns the latents the runner decoded into each output file
+    (an MP4 is lossy: H.264 can turn a one-level pixel difference into a larger one)."""
+    import nova.batch
+
+    seen = {}
+    write = nova.batch._Worker._write
+
+    def spy(self, prepared, latents, seconds):
+        seen[prepared.path] = latents.clone()
+        return write(self, prepared, latents, seconds)
+
+    monkeypatch.setattr(nova.batch._Worker, "_write", spy)
+    assert run(job).exit_code == 0
+    return seen
+
+
+def _assert_same_videos(pipe, batched, alone):
+    """Golden tolerances on the latents and on the decoded frames."""
+    from nova.pipeline import pixels_to_uint8
+
+    assert sorted(batched) == sorted(alone)
+    for name in alone:
+        assert_latents_close(batched[name], alone[name], flow_matching=False)
+        assert_frames_close(pixels_to_uint8(pipe.decode_latents(batched[name])), pixels_to_uint8(pipe.decode_latents(alone[name])))
+
+
+def test_batch_size_two_gives_the_same_videos(tiny_video, tiny_video_pipe, tmp_path, monkeypatch):
+    prompts = _write(tmp_path / "prompts.txt", PROMPTS[:3])
+    runs = {size: _run_capturing(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, **FAST),
+                                 monkeypatch) for size in (1, 2)}
+    assert len(runs[1]) == 6 and _outputs(tmp_path / "b1") == _outputs(tmp_path / "b2") == set(runs[1])
+    _assert_same_videos(tiny_video_pipe, runs[2], runs[1])
+
+
+def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path):
+    from nova.__main__ import main
+
+    lines = [
+        json.dumps({"prompt": PROMPTS[0]}),
+        json.dumps({"prompt": PROMPTS[1], "image": "missing.png", "frames": 5}),
+        json.dumps({"prompt": PROMPTS[2], "frames": 10}),
+        "{not json",
+        json.dumps({"prompt": PROMPTS[3], "stepz": 3}),
+        json.dumps({"prompt": PROMPTS[4], "name": "balloon", "fps": 8}),
+        json.dumps({"prompt": PROMPTS[:2], "name": "two-segments", "frames": 5}),
+    ]
+    prompts = _write(tmp_path / "prompts.jsonl", lines)
+    argv = ["batch", "--model", tiny_video, "--prompts", str(prompts), "--out", str(tmp_path / "out"), "--device", "cpu", "--frames", "1",
+            "--steps", "4", "--diffusion-steps", "2", "--batch-size", "2"]
+    assert main(argv) == 1
+    assert _outputs(tmp_path / "out") == {"00000-0.mp4", "balloon-0.mp4", "two-segments-0.mp4"}
+    assert _mp4_frames(tmp_path / "out" / "two-segments-0.mp4").shape == (5, 64, 96, 3)
+    records = manifest.read(str(tmp_path / "out" / manifest.NAME))
+    errors = {k[0]: r["error"] for k, r in manifest.failed(records).items()}
+    assert sorted(errors) == [1, 2, 3, 4]
+    assert "missing.png" in errors[1] and "cannot be read" in errors[1]
+    assert "1 + 4k" in errors[2]
+    assert "line 4" in errors[3] and "not valid JSON" in errors[3]
+    assert "'stepz'" in errors[4]
+    # a rerun retries the failed items only (they fail again) and keeps the good ones
+    before = len(_done_lines(tmp_path / "out"))
+    assert main(argv) == 1 and len(_done_lines(tmp_path / "out")) == before
+
+
+def test_geneval_layout(tiny_image, tiny_video, tmp_path):
+    items = [{"tag": "single_object", "include": [{"class": "fox", "count": 1}], "prompt": "a photo of a fox"},
+             {"tag": "two_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat and a bird"}]
+    prompts = _write(tmp_path / "meta.jsonl", [json.dumps(i) for i in items])
+    assert run(_job(tiny_image, prompts, tmp_path / "out", samples=2, layout="geneval", **FAST)).exit_code == 0
+    out = tmp_path / "out"
+    assert _outputs(out) == {os.path.join(f"{i:05d}", f) for i in range(2)
+                             for f in ("metadata.jsonl", "samples/0000.png", "samples/0001.png")}
+    assert json.loads((out / "00001" / "metadata.jsonl").read_text()) == items[1]
+    assert _png(out / "00000" / "samples" / "0001.png").shape == (64, 64, 3)
+    with pytest.raises(InputError, match="video checkpoint"):
+        run(_job(tiny_video, prompts, tmp_path / "v", layout="geneval"))
+
+
+def test_items_seeds_names_and_plan(tmp_path):
+    items = read_items(str(_write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "seed": 40}), "", json.dumps({"prompt": "b"})])), {o.key: o.default for o in OPTIONS})
+    assert [i.index for i in items] == [0, 1] and items[1].line == 3
+    assert unit_seed(0, items[0], 2) == 42  # an item's own seed counts up with the sample
+    assert unit_seed(0, items[1], 0) != unit_seed(1, items[1], 0) != unit_seed(0, items[1], 1)
+    assert output_path(items[1], 3, "vbench", True) == "b-3.mp4"
+    with pytest.raises(InputError, match="two items would write the same file"):
+        check_collisions(read_items(str(_write(tmp_path / "d.txt", ["x", "x"])), {o.key: o.default for o in OPTIONS}), "vbench", True)
+    pickle = tmp_path / "prompts.pkl"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(InputError, match="never unpickles"):
+        read_items(str(pickle), {})
+    # the plan does not depend on the number of processes; shares cover it exactly once
+    many = read_items(str(_write(tmp_path / "m.txt", [f"p{i}" for i in range(7)])), {o.key: o.default for o in OPTIONS})
+    plan = plan_batches(many, 3, 4, 0)
+    assert [len(b) for b in plan] == [4, 4, 4, 4, 4, 1]
+    for world in (1, 2, 3):
+        shares = [share(plan, set(), r, world) for r in range(world)]
+        assert sorted(u.key for s in shares for b in s for u in b) == sorted(u.key for b in plan for u in b)
+    resumed = share(plan, {(0, 0), (0, 1)}, 0, 1)
+    assert [u.key for u in resumed[0]] == [(0, 2), (1, 0)]  # done units leave their batch, the rest stays together
+
+
+def test_image_to_video_batched_like_alone(tiny_video, tiny_video_pipe, tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(tmp_path / "first.png")
+    prompts = _write(tmp_path / "i2v.jsonl", [json.dumps({"prompt": PROMPTS[0], "image": "first.png", "name": "fox"})])
+    runs = {size: _run_capturing(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, frames=5,
+                                      steps=4, diffusion_steps=2), monkeypatch) for size in (1, 2)}
+    assert sorted(runs[1]) == ["fox-0.mp4", "fox-1.mp4"] and _mp4_frames(tmp_path / "b2" / "fox-0.mp4").shape == (5, 64, 96, 3)
+    _assert_same_videos(tiny_video_pipe, runs[2], runs[1])
+    # the first latent frame is the image's posterior sample, drawn from each sample's own generator
+    for name in runs[1]:
+        assert torch.equal(runs[2][name][:, :, 0], runs[1][name][:, :, 0])
+    assert not torch.equal(runs[1]["fox-0.mp4"][:, :, 0], runs[1]["fox-1.mp4"][:, :, 0])
+
+
+def test_progress_line_follows_the_manifest(tmp_path):
+    from nova.progress import ProgressBar
+
+    path = str(tmp_path / manifest.NAME)
+    manifest.append(path, {"kind": "run", "args": {}})
+    bar = ProgressBar(path, total=10, done_before=2)
+    for record in ({"kind": "done", "item": 2, "sample": 0}, {"kind": "failed", "item": 3, "sample": 0, "error": "x"}):
+        manifest.append(path, record)
+    with open(path, "ab") as f:
+        f.write(b'{"kind": "done", "item": 4')  # a line being written: read once it is complete
+    bar._read_new()
+    line = bar.line()
+    assert "4/10 videos, 1 failed" in line and "videos/hour" in line and "ETA" in line
+    assert len(manifest.read(path)) == 3  # the torn line is skipped
+    manifest.repair(path)
+    manifest.append(path, {"kind": "done", "item": 4, "sample": 0})
+    assert [r.get("item") for r in manifest.read(path)] == [None, 2, 3, 4]
+
+
+def test_masked_items_match_the_pipeline(tiny_image, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from nova import NovaPipeline
+    from nova.sampling import new_generator
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "src.png")
+    mask = np.zeros((64, 64, 3), np.uint8)
+    mask[:, :32] = 255  # repaint the left half
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    prompts = _write(tmp_path / "m.jsonl", [json.dumps({"prompt": PROMPTS[0], "image": "src.png", "mask": "mask.png"})])
+    seen = _run_capturing(_job(tiny_image, prompts, tmp_path / "out", samples=2, batch_size=2, steps=4, diffusion_steps=2), monkeypatch)
+    seeds = {r["path"]: r["seed"] for r in _done_lines(tmp_path / "out")}
+    pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
+    for name in ("00000-0.png", "00000-1.png"):
+        expected = pipe(PROMPTS[0], image=_png(tmp_path / "src.png"), mask=torch.from_numpy(mask[..., 0] / 255.0)[None].float(),
+                        num_inference_steps=4, num_diffusion_steps=2, generator=new_generator(seeds[name]), output_type="latent").images
+        assert_latents_close(seen[name], expected, flow_matching=True)
