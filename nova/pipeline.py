@@ -10,6 +10,7 @@ A script written for the official pipeline ports by changing one import::
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import List, Optional, Sequence, Union
 
@@ -19,11 +20,15 @@ import torch
 from .components import load_scheduler, load_transformer
 from .errors import CheckpointError, InputError
 from .fast import Accel
+from .images import fit_image
 from .loading import read_model_index, resolve_checkpoint
-from .sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator
+from .plan import GenerationPlan, Segment
+from .sampling import SamplerSettings, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder
 from .vae import NovaVAE
 from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
+
+log = logging.getLogger("nova")
 
 
 @dataclasses.dataclass
@@ -35,46 +40,42 @@ class NovaPipelineOutput:
 def default_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def check_device(device) -> torch.device:
+    """A device string or object that exists on this machine, else an InputError saying which do."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"device = {device!r} is not a device name; use cpu, cuda, cuda:N or mps.") from exc
+    available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if _mps_available() else [])
+    if dev.type not in available:
+        raise InputError(f"device = {device!r}: {dev.type} is not available on this machine; available: {', '.join(available)}.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return dev
+
+
+def auto_dtype(device) -> torch.dtype:
+    """bf16 where the device runs it natively (CUDA with bf16 support), else fp32. fp16 is never
+    chosen: NOVA overflows in fp16 on some prompts."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
     """[B, 3, T, H, W] in [-1, 1] -> [B, T, H, W, 3] uint8, rounding as the official code does
     (truncation after clamping)."""
     return pixels.permute(0, 2, 3, 4, 1).mul(127.5).add(127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def center_crop_box(h: int, w: int, height: int, width: int):
-    """(top, bottom, left, right) of the largest centered region of an h x w image with the
-    aspect ratio of height x width (the official demo crops so before resizing)."""
-    target = width / height
-    if w / h > target:  # too wide: crop the sides
-        new_w = max(1, round(h * target))
-        return 0, h, (w - new_w) // 2, (w - new_w) // 2 + new_w
-    new_h = max(1, round(w / target))
-    return (h - new_h) // 2, (h - new_h) // 2 + new_h, 0, w
-
-
-def fit_image(image: np.ndarray, height: int, width: int, resize: bool = True) -> np.ndarray:
-    """Center-crop to the target aspect ratio and resize (as the official demo app does)."""
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise InputError(f"image has shape {list(arr.shape)}; expected an HxWx3 (RGB) array.")
-    arr = arr[..., :3]
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    h, w = arr.shape[:2]
-    if (h, w) == (height, width):
-        return arr
-    if not resize:
-        raise InputError(f"image is {w}x{h}; this checkpoint needs exactly {width}x{height} (WxH).")
-    top, bottom, left, right = center_crop_box(h, w, height, width)
-    arr = np.ascontiguousarray(arr[top:bottom, left:right])
-    return np.asarray(Image.fromarray(arr).resize((width, height), Image.BILINEAR))
 
 
 class NovaPipeline:
@@ -160,15 +161,11 @@ class NovaPipeline:
                 writer.write(pixels_to_uint8(chunk)[0])
         return path
 
-    def segment(self, prompt: str, frames: int, settings: SamplerSettings, negative_prompt: str = "",
-                motion_flow: float = 5.0, fps: float = 12.0):
-        """A :class:`nova.video.Segment` for :func:`nova.video.generate_video`."""
-        from .video import Segment
-
-        guidance = Guidance(settings)
-        negative = self.encode_prompt([negative_prompt]) if negative_prompt and guidance.passes > 1 else None
-        ctx = build_context(self.transformer, guidance, self.encode_prompt([prompt]), negative, [motion_flow], [fps])
-        return Segment(ctx, int(frames))
+    def segment(self, prompt: str, frames: int, negative_prompt: str = "", motion_flow: float = 5.0, fps: float = 12.0,
+                guided: bool = True) -> Segment:
+        """A :class:`nova.plan.Segment` from prompt strings (``guided=False`` skips the negative)."""
+        negative = self.encode_prompt([negative_prompt]) if negative_prompt and guided else None
+        return Segment(self.encode_prompt([prompt]), frames, negative, motion_flow, fps)
 
     def encode_video(self, frames, max_frames: Optional[int] = None) -> torch.Tensor:
         """uint8 frames [T, H, W, 3] (T = 1 + 4k) -> scaled latents [1, C, t, h, w] (posterior mean),
@@ -215,63 +212,71 @@ class NovaPipeline:
         output_type: str = "pil",
         fps: float = 12,
         callback=None,
-        mask=None,
-        mask_threshold: float = 0.5,
-        mask_grow: int = 0,
-        mask_feather: int = 0,
-        **kwargs,
     ) -> NovaPipelineOutput:
+        """The official arguments and defaults. ``spatiotemporal_guidance_scale`` has no effect on
+        NOVA checkpoints (the official code's third pass equals the conditional one; a warning
+        says so); a misspelled keyword raises TypeError."""
         if output_type not in ("pil", "np", "latent", "pt"):
             raise InputError(f"output_type = {output_type!r}; expected 'pil', 'np', 'pt' or 'latent'.")
-        if not isinstance(max_latent_length, int) or max_latent_length < 1:
+        if isinstance(max_latent_length, bool) or not isinstance(max_latent_length, int) or max_latent_length < 1:
             raise InputError(f"max_latent_length = {max_latent_length!r}; expected an integer >= 1.")
         if not self.config.is_video_model and max_latent_length != 1:
             raise InputError(
                 f"max_latent_length = {max_latent_length}, but this is an image checkpoint (video_base_size[0] = "
                 f"{self.config.video_base_size[0]}); it generates one frame. Use max_latent_length=1."
             )
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise InputError(f"num_images_per_prompt = {num_images_per_prompt!r}; expected an integer >= 1.")
+        if not isinstance(spatiotemporal_guidance_scale, (int, float)) or spatiotemporal_guidance_scale < 0:
+            raise InputError(f"spatiotemporal_guidance_scale = {spatiotemporal_guidance_scale!r}; expected a number >= 0.")
+        if spatiotemporal_guidance_scale > 0:
+            log.warning(
+                "NOVA: spatiotemporal_guidance_scale = %s has no effect on NOVA checkpoints (the official code's "
+                "third pass equals the conditional one); ignored.", spatiotemporal_guidance_scale,
+            )
         settings = SamplerSettings(
-            int(num_inference_steps), int(num_diffusion_steps), float(guidance_scale), float(guidance_trunc),
-            float(guidance_renorm), float(image_guidance_scale), flow_shift,
+            _whole(num_inference_steps, "num_inference_steps"), _whole(num_diffusion_steps, "num_diffusion_steps"),
+            float(guidance_scale), float(guidance_trunc), float(guidance_renorm), float(image_guidance_scale), flow_shift,
         )
-        generator = generator if generator is not None else new_generator()
-        # Image-to-video samples the VAE posterior before anything else draws from the generator.
-        prefix = prefix_mask = blend = None
-        if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/masks.py)
-            from .masks import masked_prefix
-
-            prefix, prefix_mask, blend = masked_prefix(self, mask, image=image, latents=latents, threshold=mask_threshold,
-                                                       grow=mask_grow, feather=mask_feather)
-        elif latents is not None:
-            prefix = _as_prefix(latents)
-        elif image is not None:
-            prefix = self.encode_image(image, generator).unsqueeze(2)
-
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise InputError(f"generator is a {type(generator).__name__}; expected a torch.Generator (or None).")
+        if latents is not None and image is not None:
+            raise InputError("pass either image or latents, not both.")
         n = num_images_per_prompt
         cond = self._embeds(prompt, prompt_embeds, "prompt")
-        guidance = Guidance(settings)
         negative = None
-        if guidance.passes > 1:
+        if settings.guidance_scale > 1:
             negative = self._negative(negative_prompt, negative_prompt_embeds, len(cond))
-        batch = len(cond) * n
-        flows = _per_sample(motion_flow, len(cond), "motion_flow", n)
-        fpss = _per_sample(fps, len(cond), "fps", n)
-        context = build_context(
-            self.transformer, guidance, cond.repeat(n), None if negative is None else negative.repeat(n), flows, fpss
-        )
-        if prefix is not None:
-            prefix = _match_batch(prefix, batch, self.config)
-        out = generate_latents(
-            self.transformer, self.scheduler, context, batch, max_latent_length, settings, generator,
-            prefix=prefix, callback=callback, accel=self.accel, prefix_mask=prefix_mask,
-        )
-        return self._output(out, output_type, blend)
+        batch = len(cond)
+        flows = _repeat(per_prompt(motion_flow, batch, "motion_flow"), n)
+        fpss = _repeat(per_prompt(fps, batch, "fps"), n)
+        prefix = _as_prefix(latents) if latents is not None else None
+        if image is not None:  # fit first (a bad image fails before any work); encode after the checks
+            h, w = self.config.image_size
+            image = fit_image(image, h, w)
+            if self.vae is None:
+                raise InputError("image-to-video needs the VAE; load the pipeline with load_vae=True.")
+        segment = Segment(cond.repeat(n), 0, None if negative is None else negative.repeat(n), flows, fpss)
+        n_given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
+        segment = dataclasses.replace(segment, frames=max_latent_length - n_given)
+        if segment.frames < 0:
+            raise InputError(f"{n_given} prefilled latent frames exceed max_latent_length = {max_latent_length}.")
+        generator = generator if generator is not None else new_generator()
+        if image is not None:  # the posterior sample comes before anything else draws from the generator
+            prefix = self.encode_image(image, generator).unsqueeze(2)
+        plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=prefix, accel=self.accel)
+        with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
+            def on_progress(p):
+                bar(p)
+                if callback is not None:
+                    callback(p)
+
+            out = plan.run(generator, on_progress)
+        return self._output(out, output_type)
 
     def _embeds(self, prompt, embeds, name) -> PromptEmbeds:
         if embeds is not None:
-            return _embeds_from_tensors(embeds)
+            return _embeds_from_tensors(embeds, f"{name}_embeds")
         if prompt is None:
             raise InputError(f"pass either {name} or {name}_embeds.")
         return self.encode_prompt(prompt)
@@ -279,8 +284,10 @@ class NovaPipeline:
     def _negative(self, negative_prompt, negative_embeds, batch: int) -> Optional[PromptEmbeds]:
         """None means the learned null embedding (what the empty prompt encodes to)."""
         if negative_embeds is not None:
-            return _embeds_from_tensors(negative_embeds)
+            return _embeds_from_tensors(negative_embeds, "negative_prompt_embeds")
         negative = negative_prompt or ""
+        if not isinstance(negative, (str, list, tuple)):
+            raise InputError(f"negative_prompt is a {type(negative).__name__}; expected a string or a list of strings.")
         negative = [negative] * batch if isinstance(negative, str) else list(negative)
         if len(negative) != batch:
             raise InputError(f"negative_prompt has {len(negative)} entries for {batch} prompts; pass one or {batch}.")
@@ -308,43 +315,55 @@ class NovaPipeline:
         return NovaPipelineOutput(images=images)
 
 
-def _embeds_from_tensors(embeds) -> PromptEmbeds:
+def _embeds_from_tensors(embeds, name: str = "prompt_embeds") -> PromptEmbeds:
     """Official ``prompt_embeds``: a list of [L_i, D] tensors, or a [B, L, D] tensor."""
     if isinstance(embeds, PromptEmbeds):
         return embeds
-    items = list(embeds) if isinstance(embeds, (list, tuple)) else list(torch.as_tensor(embeds))
-    if not items or any(t.dim() != 2 for t in map(torch.as_tensor, items)):
-        raise InputError("prompt_embeds must be a list of [tokens, dim] tensors or a [batch, tokens, dim] tensor.")
-    items = [torch.as_tensor(t) for t in items]
+    try:
+        items = [torch.as_tensor(t) for t in (embeds if isinstance(embeds, (list, tuple)) else torch.as_tensor(embeds))]
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{name} is a {type(embeds).__name__}; expected a list of [tokens, dim] tensors or a [batch, tokens, dim] tensor.") from exc
+    if not items or any(t.dim() != 2 or not t.is_floating_point() for t in items):
+        raise InputError(f"{name} must be a list of [tokens, dim] float tensors or a [batch, tokens, dim] float tensor.")
     width = max(t.shape[0] for t in items)
     feats = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[0])) for t in items])
     return PromptEmbeds(feats, [t.shape[0] for t in items], [False] * len(items))
 
 
-def _per_sample(value, batch: int, name: str, repeat: int) -> List[float]:
-    values = [value] * batch if isinstance(value, (int, float)) else list(value)
-    if len(values) != batch:
+def per_prompt(value, batch: int, name: str) -> list:
+    """One number or a sequence of one per prompt (the values are checked by the plan)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, batch):
         raise InputError(f"{name} has {len(values)} values for {batch} prompts; pass one or {batch}.")
-    return [float(v) for v in values for _ in range(repeat)]
+    return values
+
+
+def _repeat(values: list, n: int) -> list:
+    return [v for v in values for _ in range(n)] if len(values) > 1 else values
+
+
+def _whole(value, name: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # SamplerSettings names anything else
 
 
 def _as_prefix(latents) -> torch.Tensor:
     """Prefilled latents: [B, C, N, h, w], [B, C, h, w] (one frame) or a list of [B, C, h, w]."""
-    if isinstance(latents, (list, tuple)):
-        return torch.stack([torch.as_tensor(l) for l in latents], dim=2)
-    latents = torch.as_tensor(latents)
+    try:
+        if isinstance(latents, (list, tuple)):
+            return torch.stack([torch.as_tensor(l) for l in latents], dim=2)
+        latents = torch.as_tensor(latents)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"latents: {exc}; expected [B, C, N, h, w], [B, C, h, w] or a list of [B, C, h, w].") from exc
     return latents.unsqueeze(2) if latents.dim() == 4 else latents
 
 
-def _match_batch(prefix: torch.Tensor, batch: int, config) -> torch.Tensor:
-    expected = (config.image_dim,) + tuple(config.latent_size)
-    if prefix.dim() != 5 or tuple(prefix.shape[1:2]) + tuple(prefix.shape[3:]) != expected:
-        raise InputError(
-            f"prefilled latents have shape {list(prefix.shape)}; this checkpoint needs [B, {expected[0]}, N, "
-            f"{expected[1]}, {expected[2]}] (latents of a {config.image_size[1]}x{config.image_size[0]} video)."
-        )
-    if prefix.shape[0] == batch:
-        return prefix
-    if prefix.shape[0] == 1:
-        return prefix.expand(batch, -1, -1, -1, -1)
-    raise InputError(f"prefilled latents have batch {prefix.shape[0]}; expected 1 or {batch}.")
+def progress_bar(total: int, disable: bool = False, desc: str = "NOVA"):
+    """A tqdm bar on stderr that a :class:`nova.sampling.Progress` callback advances (frames and
+    set steps, with ETA); ``disable`` gives a no-op."""
+    from .progress import ProgressBar
+
+    return ProgressBar(total, disable=disable, desc=desc)

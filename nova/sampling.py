@@ -1,4 +1,5 @@
-"""NOVA inference: the frame-by-frame temporal loop and the set-by-set spatial sampler.
+"""NOVA inference stages: the sampler settings and guidance, one temporal-encoder step, and the
+set-by-set spatial sampler of one frame (the temporal loop over frames is :mod:`nova.plan`).
 
 All state is explicit: :class:`TemporalState` carries the video encoder's K/V cache and the
 first frame's features between frames, the token order is an argument, and the scheduler is a
@@ -21,7 +22,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import InputError, NumericalError
+from .errors import InputError
 from .fast import Accel, FastPlan, draw_step_noise
 from .models.embeddings import patchify, unpatchify
 from .models.vit import KV
@@ -136,9 +137,23 @@ class Progress:
     step: int  # set step just finished (1-based)
     num_steps: int
     latent: torch.Tensor  # [B, C, h, w] partially sampled frame (do not modify)
+    tick: int = 0  # set steps done in the whole run (1-based)
+    ticks: int = 0  # set steps of the whole run (GenerationPlan.ticks)
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed) -> int:
+    """A seed ``torch.Generator.manual_seed`` takes: an integer in [0, 2**64 - 1]. On the CPU
+    generator (the official pipeline's) only the low 32 bits change the result: seed, seed + 2**32
+    and seed + 2**63 give the same video."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise InputError(f"seed = {seed!r}; expected an integer in [0, 2**64 - 1] (only the low 32 bits change the result on the CPU generator).")
+    return int(seed)
 
 
 def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
@@ -146,7 +161,7 @@ def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(int(seed))
+        gen.manual_seed(check_seed(seed))
     return gen
 
 
@@ -282,49 +297,7 @@ def sample_frame(
             x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
         if on_step is not None:
             on_step(step, x)
-    if not torch.isfinite(x).all():
-        raise NumericalError(
-            "the sampled latent contains NaN/Inf. This usually means fp16 overflowed: run the transformer "
-            "in bf16 or fp32 (dtype 'bf16'/'fp32'), or lower guidance_scale."
-        )
     return x
-
-
-def generate_latents(
-    model,
-    scheduler,
-    context: torch.Tensor,
-    batch: int,
-    num_frames: int,
-    settings: SamplerSettings,
-    generator: torch.Generator,
-    prefix: Optional[torch.Tensor] = None,
-    time_positions: Optional[Sequence[float]] = None,
-    callback: Optional[ProgressCallback] = None,
-    accel: Optional[Accel] = None,
-    prefix_mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Generate ``num_frames`` latent frames, the first ``prefix.shape[2]`` of them given (the
-    official pipeline; see :func:`nova.video.generate_video` for segments, windows and loops).
-
-    ``context``: text (+ motion) tokens for every guidance pass, [passes * B, Lc, D].
-    ``prefix``: [B, C, N, h, w] latents that start the video (image-to-video, continuation); they
-    are fed through the temporal encoder and returned unchanged, except the tokens ``prefix_mask``
-    (bool [N, L], :func:`nova.masks.token_mask`) marks: those are regenerated.
-    Returns [B, C, num_frames, h, w] float32 latents (scaled as the transformer produces them).
-    """
-    from .video import Segment, generate_video
-
-    n_prefix = 0 if prefix is None else prefix.shape[2]
-    if not isinstance(num_frames, int) or num_frames < 1:
-        raise InputError(f"num_frames = {num_frames!r}; expected at least 1 latent frame.")
-    if n_prefix > num_frames:
-        raise InputError(f"{n_prefix} prefix latent frames exceed the requested total of {num_frames}.")
-    segments = [Segment(context, num_frames - n_prefix)]
-    return generate_video(
-        model, scheduler, segments, batch, settings, generator, prefix=prefix, time_positions=time_positions,
-        callback=callback, accel=accel, prefix_mask=prefix_mask,
-    )
 
 
 def build_context(model, guidance: Guidance, positive, negative=None, flow=(5.0,), fps=(12.0,)) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nova.errors import InputError, NumericalError
-from nova.pipeline import fit_image
+from nova.images import fit_image
 from nova.sampling import SamplerSettings, mask_schedule
 from nova.vae_frames import frames_for_latents, latents_for_frames
 
@@ -38,9 +38,9 @@ def test_fit_image_center_crops():
     assert fitted.shape == (100, 100, 3) and fitted.min() == 255
 
 
-@pytest.mark.parametrize("bad", [np.zeros((64, 96), np.uint8), np.zeros((64, 96, 2), np.uint8)])
+@pytest.mark.parametrize("bad", [np.zeros((64, 96, 2), np.uint8), np.zeros((64, 96, 5), np.uint8), np.zeros((2, 64, 96, 3), np.uint8)])
 def test_i2v_rejects_non_rgb(tiny_video_pipe, bad):
-    with pytest.raises(InputError, match="HxWx3"):
+    with pytest.raises(InputError, match=r"shape \[.*HxWx3"):
         tiny_video_pipe("a fox", image=bad, max_latent_length=2, **FAST)
 
 

@@ -1,0 +1,361 @@
+"""One generation, planned and checked before any work starts, and its frame-by-frame temporal loop.
+
+:class:`GenerationPlan` is what every front end builds (``NovaPipeline.__call__``, the CLI, NOVA
+Generate, AR Frame Step, NOVA Long Video): from the sampler settings, the conditioning (one or more
+:class:`Segment`) and the inputs (prefilled latents, window, blends, loop) it validates everything
+at construction and owns what a run needs: the guidance, the mask schedule, a private copy of the
+scheduler, the fast-path plan, the number of progress ticks and a memory estimate. ``run`` then
+generates. Nothing is stored on the model: one loaded model serves any number of plans at once.
+
+Videos of any length: segments with their own prompt and motion, a sliding temporal window with
+flat memory, continuation from given frames, and loops.
+
+Temporal context. The video encoder reads "slots": slot 0 is BOS with the segment's context
+(text + motion tokens), slot s > 0 reads latent frame s - 1; the output of the last slot is the
+spatial context of the frame being generated. Slot s sits at time position ``arange(S) * 16 / S``
+of an S-slot video, S = the video length, or the window when the video is longer: then only
+slot 0 (the anchor: context tokens and the BOS step, whose features are also the video mixer's
+reference) and the last ``window - 1`` frames are kept, and every slot stays at a position the
+model was trained on. A window at least as long as the video is exactly the official pipeline.
+
+When the context changes (a new segment, a blend step) or the window slides, the cache is rebuilt
+from the kept frames: ``window`` video-encoder passes of one frame each, a few percent of the
+frame's set-by-set sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from numbers import Integral, Real
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+
+from .errors import InputError, NumericalError
+from .fast import Accel, FastPlan
+from .sampling import (
+    Guidance,
+    Progress,
+    ProgressCallback,
+    SamplerSettings,
+    TemporalState,
+    build_context,
+    draw_token_order,
+    mask_schedule,
+    new_generator,
+    prepare_scheduler,
+    sample_frame,
+    temporal_step,
+)
+from .text_encoder import PromptEmbeds
+
+MAX_LATENT_FRAMES = 4096  # 4 video frames each: about 23 minutes at 12 fps
+
+
+def segment_contexts(contexts: Sequence[torch.Tensor], frames: Sequence[int], n_prefix: int, blend_frames: int) -> List[torch.Tensor]:
+    """The context of every frame, from each segment's context and length. Prefix frames read the
+    first segment's context; the first ``blend_frames`` frames of a later segment interpolate from
+    the previous segment's context."""
+    out = [contexts[0]] * n_prefix
+    for i, (ctx_i, n) in enumerate(zip(contexts, frames)):
+        for j in range(n):
+            ctx = ctx_i
+            if i > 0 and j < blend_frames:
+                a = (j + 1) / (blend_frames + 1)
+                ctx = torch.lerp(contexts[i - 1], ctx_i, a)
+            out.append(ctx)
+    return out
+
+
+def slot_positions(model, num_slots: int) -> List[float]:
+    if model.config.rotary_pos_embed:
+        return [float(i) for i in range(num_slots)]
+    return model.video_pos_embed.positions(num_slots).tolist()
+
+
+class _TemporalCache:
+    """The video encoder's cache for the frames currently in the window (local to one call)."""
+
+    def __init__(self, model, guidance: Guidance, batch: int, positions: Sequence[float]):
+        self.model, self.guidance, self.batch, self.positions = model, guidance, batch, positions
+        self.state: Optional[TemporalState] = None
+        self.context = None
+        self.inputs: List[int] = []  # frame indices read by slots 1..
+        self._anchors: Dict[int, tuple] = {}
+
+    def _anchor(self, context):
+        key = id(context)
+        if key not in self._anchors:
+            self._anchors = {key: temporal_step(self.model, TemporalState(), None, context, self.guidance, self.positions[0], self.batch)}
+        return self._anchors[key]
+
+    def context_for(self, frames: List[torch.Tensor], t: int, context, window: Optional[int]) -> torch.Tensor:
+        """Spatial context for frame ``t`` given the frames so far."""
+        keep = t if window is None else min(t, window - 1)
+        wanted = list(range(t - keep, t))
+        same_context = context is self.context
+        if same_context and self.state is not None and wanted[:-1] == self.inputs and wanted and wanted[-1] == t - 1:
+            out, self.state = temporal_step(self.model, self.state, frames[t - 1], context, self.guidance, self.positions[len(wanted)], self.batch)
+            self.inputs = wanted
+            return out
+        self.state = None  # release the old window before building the new one (flat peak memory)
+        out, state = self._anchor(context)
+        for slot, frame in enumerate(wanted, start=1):
+            out, state = temporal_step(self.model, state, frames[frame], context, self.guidance, self.positions[slot], self.batch)
+        self.state, self.context, self.inputs = state, context, wanted
+        return out
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """``frames`` new latent frames generated under one conditioning. ``negative`` None is the
+    learned null embedding (the official default); ``motion_flow`` and ``fps`` are one value or one
+    per prompt."""
+
+    positive: PromptEmbeds
+    frames: int
+    negative: Optional[PromptEmbeds] = None
+    motion_flow: Union[float, Sequence[float]] = 5.0
+    fps: Union[float, Sequence[float]] = 12.0
+
+
+def per_sample(value, batch: int, name: str, low: float, low_ok: bool) -> List[float]:
+    """One number or one per prompt -> a finite value per prompt, checked against its lower bound."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * batch
+    if len(values) == 1:
+        values = values * batch
+    if len(values) != batch:
+        raise InputError(f"{name} has {len(values)} values for {batch} prompts; pass one or {batch}.")
+    bound = f">= {low:g}" if low_ok else f"> {low:g}"
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < low or (v == low and not low_ok):
+            raise InputError(f"{name} = {v!r}; expected a finite number {bound}.")
+    return [float(v) for v in values]
+
+
+def check_embeds(embeds, name: str, text_dim: int) -> PromptEmbeds:
+    if not isinstance(embeds, PromptEmbeds):
+        raise InputError(f"{name} is a {type(embeds).__name__}; expected PromptEmbeds (from a text encoder).")
+    feats = embeds.features
+    if feats.dim() != 3 or feats.shape[0] < 1 or feats.shape[-1] != text_dim:
+        raise InputError(f"{name} features have shape {list(feats.shape)}; this checkpoint needs [batch, tokens, {text_dim}] (Phi-2 features).")
+    if len(embeds.lengths) != feats.shape[0]:
+        raise InputError(f"{name} has {feats.shape[0]} prompts but {len(embeds.lengths)} lengths; each prompt needs its length.")
+    if feats.is_floating_point() and not torch.isfinite(feats).all():
+        raise InputError(f"{name} features contain NaN/Inf (the inputs, before NOVA ran): re-encode the prompt.")
+    return embeds
+
+
+class GenerationPlan:
+    """One generation: ``segments`` one after another, after the optional ``prefix`` latents
+    ([B, C, N, h, w], transformer scale, returned unchanged), then ``loop_frames`` frames that lead
+    back to the first frame. Every argument is checked here, before anything runs."""
+
+    def __init__(
+        self,
+        model,
+        scheduler,
+        settings: SamplerSettings,
+        segments: Sequence[Segment],
+        prefix: Optional[torch.Tensor] = None,
+        window: Optional[int] = None,
+        blend_frames: int = 0,
+        loop_frames: int = 0,
+        accel: Optional[Accel] = None,
+        time_positions: Optional[Sequence[float]] = None,
+    ):
+        if not isinstance(settings, SamplerSettings):
+            raise InputError(f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler).")
+        cfg = model.config
+        self.model, self.settings, self.accel = model, settings, accel
+        self.segments = self._check_segments(segments, cfg)
+        self.batch = len(self.segments[0].positive)
+        self.prefix = self._check_prefix(prefix, cfg)
+        self.n_prefix = 0 if self.prefix is None else self.prefix.shape[2]
+        self.window = _count("window", window, 2, allow_none=True) if window else None
+        self.blend_frames = _count("blend_frames", blend_frames, 0)
+        self.loop_frames = _count("loop_frames", loop_frames, 0)
+        self.new_frames = sum(s.frames for s in self.segments)
+        self.total = self.n_prefix + self.new_frames + self.loop_frames
+        if self.total < 1:
+            raise InputError("nothing to generate: no prefilled frames and 0 new frames.")
+        if self.loop_frames and self.n_prefix + self.new_frames < 1:
+            raise InputError("a loop needs frames to loop back to.")
+        if self.total > MAX_LATENT_FRAMES:
+            raise InputError(f"{self.total} latent frames requested; at most {MAX_LATENT_FRAMES}.")
+        if not cfg.is_video_model and self.total != 1:
+            raise InputError(
+                f"{self.total} latent frames requested, but this is an image checkpoint (video_base_size[0] = "
+                f"{cfg.video_base_size[0]}): it generates exactly one frame."
+            )
+        self.slots = self.total if self.window is None or self.window >= self.total else self.window
+        if time_positions is not None and len(time_positions) < self.slots:
+            raise InputError(f"time_positions has {len(time_positions)} values; this video needs {self.slots}.")
+        self.time_positions = list(time_positions) if time_positions is not None else slot_positions(model, self.slots)
+        # What every front end used to recompute:
+        self.guidance = Guidance(settings)
+        self.scheduler = prepare_scheduler(scheduler, settings)  # a private copy: the template is shared
+        self.counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
+        self.ticks = sum(len(self.frame_counts(t)) for t in range(self.n_prefix, self.total))
+        self._fast: Optional[FastPlan] = None
+
+    # -- checks -----------------------------------------------------------------------------
+    @staticmethod
+    def _check_segments(segments, cfg) -> List[Segment]:
+        segments = list(segments or ())
+        if not segments:
+            raise InputError("at least one segment (a prompt and a length) is needed.")
+        batch = None
+        for i, seg in enumerate(segments):
+            if not isinstance(seg, Segment):
+                raise InputError(f"segment {i} is a {type(seg).__name__}; expected nova.plan.Segment.")
+            where = f"segment {i} " if len(segments) > 1 else ""
+            pos = check_embeds(seg.positive, f"{where}positive conditioning", cfg.text_token_dim)
+            batch = len(pos) if batch is None else batch
+            if len(pos) != batch:
+                raise InputError(f"{where}has {len(pos)} prompts, segment 0 has {batch}; all segments need the same batch.")
+            if seg.negative is not None:
+                neg = check_embeds(seg.negative, f"{where}negative conditioning", cfg.text_token_dim)
+                if len(neg) not in (1, batch):
+                    raise InputError(f"{where}negative conditioning has {len(neg)} prompts for {batch} positive ones; pass 1 or {batch}.")
+            _count(f"{where}frames", seg.frames, 0)
+            flows = per_sample(seg.motion_flow, batch, f"{where}motion_flow", 0.0, True)
+            fpss = per_sample(seg.fps, batch, f"{where}fps", 0.0, False)
+            segments[i] = dataclasses.replace(seg, frames=int(seg.frames), motion_flow=flows, fps=fpss)
+        return segments
+
+    def _check_prefix(self, prefix, cfg) -> Optional[torch.Tensor]:
+        if prefix is None:
+            return None
+        if not isinstance(prefix, torch.Tensor):
+            raise InputError(f"prefilled latents are a {type(prefix).__name__}; expected a tensor [B, C, N, h, w].")
+        expected = (cfg.image_dim,) + tuple(cfg.latent_size)
+        if prefix.dim() != 5 or (prefix.shape[1],) + tuple(prefix.shape[3:]) != expected or prefix.shape[0] < 1:
+            raise InputError(
+                f"prefilled latents have shape {list(prefix.shape)}; this checkpoint needs [B, {expected[0]}, N, "
+                f"{expected[1]}, {expected[2]}] (latents of a {cfg.image_size[1]}x{cfg.image_size[0]} video)."
+            )
+        if not prefix.is_floating_point():
+            raise InputError(f"prefilled latents have dtype {prefix.dtype}; expected floating point latents.")
+        if prefix.shape[0] not in (1, self.batch):
+            raise InputError(f"prefilled latents have batch {prefix.shape[0]} but the prompt batch is {self.batch}; pass 1 or {self.batch}.")
+        if not torch.isfinite(prefix).all():
+            raise InputError("prefilled latents contain NaN/Inf (the inputs, before NOVA ran): re-encode the image or clip.")
+        return prefix.expand(self.batch, -1, -1, -1, -1) if prefix.shape[0] != self.batch else prefix
+
+    # -- what the plan owns --------------------------------------------------------------------
+    def frame_counts(self, t: int) -> List[int]:
+        """Tokens predicted at each set step of frame ``t`` (loop frames have some tokens fixed)."""
+        known = self.known_tokens(t)
+        if not known:
+            return self.counts
+        return mask_schedule(self.settings.num_inference_steps, self.model.config.num_image_tokens - known)
+
+    def known_tokens(self, t: int) -> int:
+        """Tokens of loop frame ``t`` copied from the first frame (0 outside the loop)."""
+        first_loop = self.total - self.loop_frames
+        if t < first_loop:
+            return 0
+        j = t - first_loop + 1  # 1..loop_frames
+        return round(self.model.config.num_image_tokens * j / (self.loop_frames + 1))
+
+    def fast_plan(self) -> FastPlan:
+        """The fast path's prepared state (built once, on first use: it reads the weights where
+        the host put them)."""
+        if self._fast is None:
+            self._fast = FastPlan.build(self.model, self.scheduler, self.accel, self.guidance)
+        return self._fast
+
+    @property
+    def rows(self) -> int:
+        """Batch rows through the transformer (every guidance pass of every prompt)."""
+        return self.guidance.passes * self.batch
+
+    def memory_bytes(self) -> int:
+        """Bytes sampling needs beyond the weights (what a host should keep free), from the config:
+        the spatial encoder's activations for one set step (every token of the context, the video
+        tokens and the image tokens; a block holds q, k, v, the attention output, the 4x MLP hidden
+        and residuals: about 16 widths per token) plus the temporal K/V cache of the frames kept."""
+        cfg = self.model.config
+        width, size = cfg.image_encoder.width, torch.finfo(self.model.dtype).bits // 8
+        video_tokens = cfg.video_base_size[1] * cfg.video_base_size[2]
+        context_tokens = cfg.text_token_len + 2
+        activations = self.rows * (context_tokens + video_tokens + cfg.num_image_tokens) * width * size * 16
+        kv_cache = 2 * cfg.video_encoder.depth * self.rows * (self.slots * video_tokens + context_tokens) * width * size
+        return int(activations + kv_cache)
+
+    # -- the run -------------------------------------------------------------------------------
+    def contexts(self) -> List[torch.Tensor]:
+        """Context tokens of each segment, all guidance passes: [P*B, Lc, D]."""
+        out = []
+        for i, seg in enumerate(self.segments):
+            ctx = build_context(self.model, self.guidance, seg.positive, seg.negative, seg.motion_flow, seg.fps)
+            if not torch.isfinite(ctx).all():
+                raise NumericalError(
+                    f"NaN/Inf arose in the text features of segment {i} (projected in {_dtype_name(self.model.dtype)}). "
+                    + _advice(self.model.dtype)
+                )
+            out.append(ctx)
+        return out
+
+    def run(self, generator: Optional[torch.Generator] = None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+        """Generate. Returns [B, C, T, h, w] float32 latents (transformer scale), the prefix first."""
+        model, cfg = self.model, self.model.config
+        generator = generator if generator is not None else new_generator()
+        contexts = segment_contexts(self.contexts(), [s.frames for s in self.segments], self.n_prefix, self.blend_frames)
+        contexts += [contexts[-1]] * self.loop_frames
+        fast = self.fast_plan()
+        cache = _TemporalCache(model, self.guidance, self.batch, self.time_positions)
+        window = None if self.slots == self.total else self.window
+        frames: List[torch.Tensor] = []
+        order = None
+        done = [0]
+        # inference mode: no autograd bookkeeping per op (the ops are many and small); the stacked
+        # result below is made outside it, so callers get an ordinary tensor.
+        with torch.inference_mode():
+            for t in range(self.total):
+                spatial_ctx = cache.context_for(frames, t, contexts[t], window)
+                if t < self.n_prefix:
+                    frames.append(self.prefix[:, :, t].to(device=model.device, dtype=torch.float32))
+                    continue
+                if order is None:
+                    order = draw_token_order(generator, self.batch, cfg.num_image_tokens, model.device)
+                counts, known = self.frame_counts(t), self.known_tokens(t)
+
+                def on_step(step, latent, _t=t, _n=len(counts)):
+                    done[0] += 1
+                    if callback is not None:
+                        callback(Progress(_t, self.total, step + 1, _n, latent, done[0], self.ticks))
+
+                target = frames[0] if known else None
+                x = sample_frame(model, spatial_ctx, order, counts, self.guidance, self.scheduler, generator, on_step, target, known, fast)
+                if not torch.isfinite(x).all():
+                    raise NumericalError(
+                        f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. " + _advice(model.dtype)
+                    )
+                frames.append(x)
+        return torch.stack(frames, dim=2)
+
+
+def _count(name: str, value, low: int, allow_none: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise InputError(f"{name} = {value!r}; expected an integer >= {low}" + (" (or none for the whole video)." if allow_none else "."))
+    return int(value)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def _advice(dtype: torch.dtype) -> str:
+    if dtype == torch.float16:
+        return "fp16 overflowed: run the transformer in bf16 or fp32 (dtype 'bf16'/'fp32'), or lower guidance_scale."
+    return "The weights may be damaged (re-download the checkpoint), or lower guidance_scale."
+
+
+def kv_cache_bytes(state: Optional[TemporalState]) -> int:
+    if state is None or state.kv is None:
+        return 0
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in state.kv)
