@@ -14,15 +14,18 @@ from ..nova.errors import InputError
 
 @dataclasses.dataclass(frozen=True)
 class NovaModel:
-    """NOVA_MODEL: the transformer (inside ``patcher``) and the checkpoint's scheduler template."""
+    """NOVA_MODEL: the transformer (inside ``patcher``), the checkpoint's scheduler template and
+    the host that manages it."""
 
     patcher: Any
     scheduler: Any
     config: NovaConfig
     name: str
+    host: Any  # nodes.host.Host
     latent_scale: float  # scaling_factor of the checkpoint's VAE: transformer latents = raw * scale
     latent_shift: float = 0.0
     latent_format: str = "sd15"  # latent2rgb preview factors
+    latent_space: str = ""  # nova.vae.latent_space_id of the checkpoint's VAE (LATENT "nova_latent_format")
 
     @property
     def transformer(self):
@@ -42,6 +45,7 @@ class NovaTextEncoder:
     patcher: Any
     tokenizer: Any
     name: str
+    host: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,19 +55,50 @@ class NovaVaeHandle:
     patcher: Any
     vae: Any  # nova.vae.NovaVAE
     name: str
+    host: Any
+
+    @property
+    def latent_space(self) -> str:
+        return self.vae.latent_space
+
+
+LATENT_SPACE_KEY = "nova_latent_format"
+
+
+def check_latent_space(latent: dict, expected: str, what: str) -> None:
+    """A LATENT marked with another VAE's latent space is refused; an unmarked one (a core node may
+    drop the key) passes on to the shape checks."""
+    found = latent.get(LATENT_SPACE_KEY)
+    if found is not None and expected and found != expected:
+        raise InputError(
+            f"these latents are in the latent space of {found!r}, but {what} uses {expected!r}: they come "
+            "from another VAE (an image checkpoint's latents into a video model, or the reverse). Encode with "
+            "the VAE of the same checkpoint."
+        )
+
+
+def latent_tensor(latent, what: str = "latents") -> torch.Tensor:
+    """The ``samples`` of a LATENT dict as [B, C, T, h, w] (a 4-D image latent gets T = 1)."""
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise InputError(f"{what} must be a ComfyUI LATENT (a dict with 'samples'), got {type(latent).__name__}.")
+    samples = latent["samples"]
+    if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
+        raise InputError(f"{what}['samples'] must be a float tensor, got {getattr(samples, 'dtype', type(samples).__name__)}.")
+    samples = samples.unsqueeze(2) if samples.dim() == 4 else samples
+    if samples.dim() != 5 or samples.shape[0] < 1 or samples.shape[2] < 1:
+        raise InputError(f"{what} have shape {list(samples.shape)}; expected [B, C, T, h, w] with B >= 1 and T >= 1.")
+    return samples
 
 
 def latent_samples(latent: Optional[dict], model: NovaModel) -> Optional[torch.Tensor]:
     """A LATENT dict -> scaled transformer latents [B, C, T, h, w], checked against the model."""
     if latent is None:
         return None
-    if not isinstance(latent, dict) or "samples" not in latent:
-        raise InputError("latents must be a ComfyUI LATENT (a dict with 'samples').")
-    samples = latent["samples"]
-    samples = samples.unsqueeze(2) if samples.dim() == 4 else samples
+    samples = latent_tensor(latent)
+    check_latent_space(latent, model.latent_space, f"checkpoint '{model.name}'")
     cfg = model.config
     expected = (cfg.image_dim,) + tuple(cfg.latent_size)
-    if samples.dim() != 5 or (samples.shape[1],) + tuple(samples.shape[3:]) != expected:
+    if (samples.shape[1],) + tuple(samples.shape[3:]) != expected:
         got = list(samples.shape)
         raise InputError(
             f"latents of shape {got} do not fit checkpoint '{model.name}', which needs [B, {expected[0]}, T, "
@@ -75,13 +110,4 @@ def latent_samples(latent: Optional[dict], model: NovaModel) -> Optional[torch.T
 
 def make_latent(scaled: torch.Tensor, model: NovaModel, device, fps: float) -> dict:
     """Scaled transformer latents -> a LATENT dict in raw VAE space on ``device``."""
-    return {"samples": model.to_raw(scaled).to(device), "nova_fps": float(fps)}
-
-
-def match_batch(prefix: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
-    """Given latents for a prompt batch: one video serves every prompt, else the batches must match."""
-    if prefix is None or prefix.shape[0] == batch:
-        return prefix
-    if prefix.shape[0] != 1:
-        raise InputError(f"latents have batch {prefix.shape[0]} but the prompt batch is {batch}.")
-    return prefix.expand(batch, -1, -1, -1, -1)
+    return {"samples": model.to_raw(scaled).to(device), "nova_fps": float(fps), LATENT_SPACE_KEY: model.latent_space}

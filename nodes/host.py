@@ -3,6 +3,11 @@
 Inside ComfyUI everything goes through ``comfy.model_management`` and ``ModelPatcher`` so NOVA
 models share VRAM with every other model, obey --cpu/--lowvram, and tick the UI progress bar
 (which also makes Cancel work). Outside ComfyUI a small fallback does the same job plainly.
+
+The host is passed explicitly: a loader node takes :func:`default_host` and puts it into the
+handle it returns (``NovaModel.host`` ...), and every node after it uses the handle's host. There
+is no module-level host to swap; tests build handles with their own :class:`FallbackHost`, and
+the fallback reads its model folders from ``NOVA_MODELS_DIR`` and its device from ``NOVA_DEVICE``.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Protocol
 
 import torch
 
@@ -45,9 +50,36 @@ class NovaVAEModule(HostedModule):
 HOSTED = {"transformer": NovaTransformerModule, "text_encoder": NovaTextEncoderModule, "vae": NovaVAEModule}
 
 
-def unwrap(patcher):
-    """The module inside a patcher made by ``host.wrap``."""
-    return patcher.model.module
+class Progress(Protocol):
+    total: int
+
+    def update(self, value: int, preview_latent=None, latent_format: str = "sd15") -> None: ...
+
+
+class Host(Protocol):
+    """What the nodes need from the program they run in (ComfyUI, or a plain fallback)."""
+
+    name: str
+
+    def devices(self, kind: str): ...  # (load device, offload device) of "transformer" | "text_encoder" | "vae"
+
+    def intermediate_device(self): ...  # where node outputs live between nodes
+
+    def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype: ...
+
+    def operations(self): ...  # the nn layer classes models are built with
+
+    def wrap(self, module, kind: str): ...  # a patcher the host's memory manager moves
+
+    def load(self, patcher, memory_required: int = 0) -> None: ...
+
+    def offload(self, patcher) -> None: ...
+
+    def progress(self, total: int) -> Progress: ...
+
+    def folder_paths(self, kind: str) -> List[str]: ...
+
+    def download_dir(self) -> Optional[str]: ...
 
 
 class SimplePatcher:
@@ -55,9 +87,6 @@ class SimplePatcher:
 
     def __init__(self, model, load_device, offload_device):
         self.model, self.load_device, self.offload_device = model, load_device, offload_device
-
-    def model_size(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
 
 
 @dataclasses.dataclass
@@ -77,10 +106,13 @@ class FallbackHost:
 
     name = "fallback"
 
-    def __init__(self, device=None, on_progress: Optional[Callable[[int, int], None]] = None):
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+    def __init__(self, device=None, on_progress: Optional[Callable[[int, int], None]] = None, models_dirs=None):
+        device = device if device is not None else os.environ.get("NOVA_DEVICE") or "cpu"
+        self.device = torch.device(device)
         self.on_progress = on_progress
-        self.models_dirs: List[str] = [p for p in os.environ.get("NOVA_MODELS_DIR", "").split(os.pathsep) if p]
+        if models_dirs is None:
+            models_dirs = [p for p in os.environ.get("NOVA_MODELS_DIR", "").split(os.pathsep) if p]
+        self.models_dirs: List[str] = list(models_dirs)
 
     def devices(self, kind: str):
         return self.device, torch.device("cpu")
@@ -91,9 +123,9 @@ class FallbackHost:
     def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype:
         if choice in _DTYPES:
             return _DTYPES[choice]
-        if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        from ..nova.pipeline import auto_dtype
+
+        return auto_dtype(device)
 
     def operations(self):
         return torch.nn
@@ -221,20 +253,9 @@ class ComfyProgress:
         self.bar.update_absolute(value, self.total, preview)
 
 
-_HOST = None
-
-
-def get_host():
-    """ComfyHost inside ComfyUI, else a FallbackHost (replaceable with :func:`set_host`)."""
-    global _HOST
-    if _HOST is None:
-        try:
-            _HOST = ComfyHost()
-        except ImportError:
-            _HOST = FallbackHost()
-    return _HOST
-
-
-def set_host(host) -> None:
-    global _HOST
-    _HOST = host
+def default_host() -> Host:
+    """ComfyHost inside ComfyUI, else a FallbackHost configured from the environment."""
+    try:
+        return ComfyHost()
+    except ImportError:
+        return FallbackHost()

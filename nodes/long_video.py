@@ -7,17 +7,13 @@ import dataclasses
 from typing import Any, Optional
 
 from ..nova.errors import InputError
-from ..nova.sampling import Guidance, build_context, new_generator
-from ..nova.video import Segment, generate_video
+from ..nova.plan import GenerationPlan, Segment
 from .compat import io
-from .handles import latent_samples, make_latent, match_batch
-from .host import get_host
-from .masks import DEFAULT_THRESHOLD, keep_given_tokens, noise_mask_tokens
-from .sampling import MAX_LATENTS, estimate_memory, progress_callback, require_sampler
+from .handles import latent_samples, make_latent
+from .sampling import MAX_LATENTS, MAX_SEED, SEED_TIP, require_sampler, run_plan
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
 
-MAX_TOTAL = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +64,7 @@ class NovaLongVideo(io.ComfyNode):
                 NovaModelType.Input("model"),
                 NovaSamplerType.Input("sampler"),
                 NovaSegmentsType.Input("segments"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Random seed."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
                 io.Int.Input("window", default=9, min=0, max=MAX_LATENTS, tooltip="Latent frames of temporal context (9 = the training length). 0 = the whole video (official; memory grows)."),
                 io.Int.Input("blend_frames", default=0, min=0, max=64, tooltip="Frames over which each new segment's prompt fades in from the previous one (0 = switch at once)."),
                 io.Int.Input("loop_frames", default=0, min=0, max=64, tooltip="Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no loop)."),
@@ -80,33 +76,20 @@ class NovaLongVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, sampler, segments, seed, window=9, blend_frames=0, loop_frames=0, latents=None) -> io.NodeOutput:
-        host = get_host()
         require_sampler(sampler)
         if not segments:
             raise InputError("segments are empty; connect NOVA Segment.")
-        cfg = model.config
-        if not cfg.is_video_model:
+        if not model.config.is_video_model:
             raise InputError(f"'{model.name}' is an image checkpoint; long videos need a video checkpoint.")
-        prefix = latent_samples(latents, model)
-        n_prefix = 0 if prefix is None else prefix.shape[2]
-        total = n_prefix + sum(s.frames for s in segments) + int(loop_frames)
-        if total > MAX_TOTAL:
-            raise InputError(f"{total} latent frames requested; at most {MAX_TOTAL}.")
-        transformer = model.transformer
-        guidance = Guidance(sampler)
-        embeds = [(conditioning_embeds(s.positive, cfg.text_token_dim, "positive"),
-                   None if s.negative is None else conditioning_embeds(s.negative, cfg.text_token_dim, "negative")) for s in segments]
-        batch = len(embeds[0][0])
-        if any(len(p) != batch for p, _ in embeds):
-            raise InputError("all segments need the same number of prompts (batch).")
-        prefix = match_batch(prefix, batch)
-        kept = total if not window else min(total, int(window))
-        host.load(model.patcher, estimate_memory(model, guidance.passes * batch, kept))
-        plan = [Segment(build_context(transformer, guidance, p, n, [s.motion_flow] * batch, [s.fps] * batch), s.frames)
-                for (p, n), s in zip(embeds, segments)]
-        regen = noise_mask_tokens(latents, model, DEFAULT_THRESHOLD, 0)
-        scaled = generate_video(transformer, model.scheduler, plan, batch, sampler, new_generator(seed), prefix=prefix,
-                                window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
-                                callback=progress_callback(host, model, total - n_prefix, sampler), prefix_mask=regen)
-        latent = make_latent(scaled, model, host.intermediate_device(), segments[-1].fps)
-        return io.NodeOutput(latent if regen is None else keep_given_tokens(latent, latents["samples"], regen, model))
+        text_dim = model.config.text_token_dim
+        plan_segments = []
+        for i, s in enumerate(segments):
+            if not isinstance(s, SegmentSpec):
+                raise InputError(f"segment {i} is a {type(s).__name__}; connect NOVA Segment nodes.")
+            negative = None if s.negative is None else conditioning_embeds(s.negative, text_dim, f"segment {i} negative")
+            plan_segments.append(Segment(conditioning_embeds(s.positive, text_dim, f"segment {i} positive"), s.frames,
+                                         negative, s.motion_flow, s.fps))
+        plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=latent_samples(latents, model),
+                              window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames))
+        scaled = run_plan(model, plan, seed)
+        return io.NodeOutput(make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps))

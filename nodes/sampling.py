@@ -11,16 +11,19 @@ from __future__ import annotations
 import torch
 
 from ..nova.errors import InputError
-from ..nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, mask_schedule, new_generator
+from ..nova.plan import GenerationPlan, Segment
+from ..nova.sampling import SamplerSettings, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
-from .handles import NovaModel, latent_samples, make_latent, match_batch
-from .host import get_host
-from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, feather_decoded, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
+from .handles import NovaModel, check_latent_space, latent_samples, make_latent
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
 MAX_LATENTS = 256
+# Only the low 32 bits of a seed change the result on the CPU generator (as in the official code).
+MAX_SEED = 2**32 - 1
+SEED_TIP = ("Random seed, drawn on the CPU generator as the official pipeline does. Only 32 bits matter there "
+            "(seed and seed + 2**32 give the same video), so the range stops at 2**32 - 1.")
 # The official T2V demo's settings (scripts/app_nova_t2v.py); NovaPipeline keeps the call defaults 64/25/5.
 DEMO_SETTINGS = SamplerSettings(num_inference_steps=128, num_diffusion_steps=100, guidance_scale=7.0)
 
@@ -55,7 +58,7 @@ class NovaSetSampler(io.ComfyNode):
 
 def _frame_inputs():
     return [
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Random seed (CPU generator, as the official pipeline)."),
+        io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
         io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion (video checkpoints; official default 5)."),
         io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
     ]
@@ -63,62 +66,29 @@ def _frame_inputs():
 
 def require_sampler(sampler) -> None:
     if not isinstance(sampler, SamplerSettings):
-        raise InputError("sampler must come from NOVA Set Sampler.")
+        raise InputError(f"sampler is a {type(sampler).__name__}; it must come from NOVA Set Sampler.")
 
 
-def progress_callback(host, model: NovaModel, frames: int, sampler: SamplerSettings):
-    """A sampling callback that ticks the host's progress bar once per set step of ``frames``
-    sampled frames, with a preview of the frame being sampled (and, in ComfyUI, Cancel)."""
-    steps = len(mask_schedule(sampler.num_inference_steps, model.config.num_image_tokens))
-    progress = host.progress(max(1, frames * steps))
-    ticks = [0]
-
-    def on_progress(p):
-        ticks[0] += 1
-        progress.update(min(ticks[0], progress.total), p.latent, model.latent_format)
-
-    return on_progress
-
-
-def run_frames(model: NovaModel, positive, negative, sampler: SamplerSettings, seed: int, add: int,
-               motion_flow: float, fps: float, prefix_latent=None, prefix_mask=None) -> torch.Tensor:
-    """Generate ``add`` latent frames after the (optional) given ones, first repainting the tokens
-    of the given frames that ``prefix_mask`` marks (nodes/masks.py). Returns scaled latents."""
-    host = get_host()
+def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_flow: float, fps: float,
+                prefix_latent=None) -> GenerationPlan:
+    """The plan for ``add`` new latent frames after the (optional) given ones; checks everything."""
     require_sampler(sampler)
     cfg = model.config
     prefix = latent_samples(prefix_latent, model)
-    n_prefix = 0 if prefix is None else prefix.shape[2]
-    total = n_prefix + int(add)
-    if add < 1 and n_prefix == 0:
-        raise InputError("latent_frames must be at least 1 when no latents are given.")
-    if not cfg.is_video_model and total != 1:
-        raise InputError(f"'{model.name}' is an image checkpoint: it generates exactly one frame (got {total}).")
-    if total > MAX_LATENTS:
-        raise InputError(f"{total} latent frames requested; at most {MAX_LATENTS}.")
     pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
-    batch = len(pos)
-    prefix = match_batch(prefix, batch)
-    guidance = Guidance(sampler)
-    host.load(model.patcher, estimate_memory(model, guidance.passes * batch, total))
-    transformer = model.transformer
-    context = build_context(transformer, guidance, pos, neg, [motion_flow] * batch, [fps] * batch)
-    repainted = 0 if prefix_mask is None else int(prefix_mask.any(dim=1).sum())
-    return generate_latents(transformer, model.scheduler, context, batch, total, sampler, new_generator(seed),
-                            prefix=prefix, callback=progress_callback(host, model, total - n_prefix + repainted, sampler),
-                            prefix_mask=prefix_mask)
+    segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
+    return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix)
 
 
-def estimate_memory(model: NovaModel, rows: int, frames: int) -> int:
-    """Activation + K/V-cache bytes for sampling (what load_models_gpu should keep free)."""
-    cfg = model.config
-    width, size = cfg.image_encoder.width, torch.finfo(model.transformer.dtype).bits // 8
-    video_tokens = cfg.video_base_size[1] * cfg.video_base_size[2]
-    tokens = cfg.text_token_len + 2 + video_tokens + cfg.num_image_tokens
-    activations = rows * tokens * width * size * 16
-    kv_cache = 2 * cfg.video_encoder.depth * rows * (frames * video_tokens + cfg.text_token_len + 2) * width * size
-    return int(activations + kv_cache)
+def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
+    """Load the model for the plan's memory, then run it, ticking the host's progress bar once per
+    set step with a preview of the frame being sampled (and, in ComfyUI, Cancel)."""
+    generator = new_generator(seed)
+    host = model.host
+    host.load(model.patcher, plan.memory_bytes())
+    progress = host.progress(max(1, plan.ticks))
+    return plan.run(generator, lambda p: progress.update(p.tick, p.latent, model.latent_format))
 
 
 class NovaARFrameStep(io.ComfyNode):
@@ -148,14 +118,10 @@ class NovaARFrameStep(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None,
-                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0) -> io.NodeOutput:
-        regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
-        scaled = run_frames(model, positive, negative, sampler, seed, latent_frames, motion_flow, fps, latents, regen)
-        latent = make_latent(scaled, model, get_host().intermediate_device(), fps)
-        if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
-            latent = keep_given_tokens(latent, latents["samples"], regen, model)
-        return io.NodeOutput(latent)
+    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None) -> io.NodeOutput:
+        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents)
+        scaled = run_plan(model, plan, seed)
+        return io.NodeOutput(make_latent(scaled, model, model.host.intermediate_device(), fps))
 
 
 class NovaGenerate(io.ComfyNode):
@@ -192,28 +158,22 @@ class NovaGenerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
-                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0) -> io.NodeOutput:
-        from .vae import decode_latent, encode_images
+    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None) -> io.NodeOutput:
+        from .vae import check_images, decode_latent, encode_images
 
-        host = get_host()
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
-        prefix = regen = None
-        if mask is not None and start_image is None:
-            raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
-        if start_image is not None:
+        check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
+        new_generator(seed)  # checks the seed
+        # Everything is checked on a plan before the start image is encoded (the same plan, with no
+        # given frame standing in for the encoded one).
+        image = None if start_image is None else check_images(start_image)[:1]
+        plan_frames(model, positive, negative, sampler, total, motion_flow, fps)
+        prefix = None
+        if image is not None:
             h, w = model.config.image_size
-            whole = mask is not None and model.config.is_video_model  # a clip to repaint, not a first frame
-            prefix = encode_images(vae, start_image if whole else start_image[:1], w, h, "crop")
-        n_prefix = 0 if prefix is None else prefix["samples"].shape[2]
-        if mask is not None:
-            regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask")
-        if total < n_prefix:
-            raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
-        scaled = run_frames(model, positive, negative, sampler, seed, total - n_prefix, motion_flow, fps, prefix, regen)
-        latent = make_latent(scaled, model, host.intermediate_device(), fps)
-        if regen is not None:
-            latent = keep_given_tokens(latent, prefix["samples"], regen, model)
+            prefix = encode_images(vae, image, w, h, "crop")
+        plan = plan_frames(model, positive, negative, sampler, total - (prefix is not None), motion_flow, fps, prefix)
+        latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         images = decode_latent(vae, latent)
         if regen is not None and feather:
             images = feather_decoded(images, latent, start_image, int(feather), vae.vae.temporal_ratio)

@@ -7,9 +7,8 @@ import logging
 import torch
 
 from ..nova.errors import InputError
-from ..nova.text_encoder import PromptEmbeds, TextEncoder
+from ..nova.text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .compat import io
-from .host import get_host
 from .types import NovaTextEncoderType
 
 log = logging.getLogger("nova")
@@ -38,7 +37,8 @@ class NovaTextEncode(io.ComfyNode):
 
 
 def encode_text(handle, prompts) -> list:
-    host = get_host()
+    host = handle.host
+    prompts = as_prompt_list(prompts, "text")
     host.load(handle.patcher)
     try:
         embeds = TextEncoder(handle.patcher.model.module, handle.tokenizer).encode(prompts, MAX_TOKENS)
@@ -52,18 +52,29 @@ def encode_text(handle, prompts) -> list:
 
 def conditioning_embeds(conditioning, text_dim: int, what: str) -> PromptEmbeds:
     """CONDITIONING from NOVA Text Encode -> PromptEmbeds (all entries as one batch)."""
-    if not conditioning:
+    if not isinstance(conditioning, (list, tuple)) or not conditioning:
         raise InputError(f"{what} conditioning is empty; connect NOVA Text Encode.")
     feats, lengths = [], []
     for entry in conditioning:
-        tensor, extra = entry[0], entry[1] if len(entry) > 1 else {}
+        if not isinstance(entry, (list, tuple)) or not entry or not isinstance(entry[0], torch.Tensor):
+            raise InputError(f"{what} conditioning is not a CONDITIONING list of [tensor, dict]; connect NOVA Text Encode.")
+        tensor, extra = entry[0], entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
         if tensor.dim() != 3 or tensor.shape[-1] != text_dim or "nova_lengths" not in extra:
             raise InputError(
                 f"{what} conditioning has features of shape {list(tensor.shape)}; NOVA needs Phi-2 features "
                 f"(last dim {text_dim}) from NOVA Text Encode, not another text encoder."
             )
+        entry_lengths = list(extra["nova_lengths"])
+        if len(entry_lengths) != tensor.shape[0]:
+            # Each row needs its own length: a missing one would silently become the null prompt.
+            raise InputError(
+                f"{what} conditioning has a batch of {tensor.shape[0]} prompts but {len(entry_lengths)} "
+                "nova_lengths; a node between NOVA Text Encode and here changed the batch. Encode each prompt with NOVA Text Encode."
+            )
+        if not tensor.is_floating_point():
+            raise InputError(f"{what} conditioning features have dtype {tensor.dtype}; expected float features from NOVA Text Encode.")
         feats.append(tensor)
-        lengths += list(extra["nova_lengths"])
+        lengths += entry_lengths
     width = max(f.shape[1] for f in feats)
     feats = [torch.nn.functional.pad(f, (0, 0, 0, width - f.shape[1])) for f in feats]
     return PromptEmbeds(torch.cat(feats), lengths, [False] * len(lengths))

@@ -8,23 +8,41 @@ import torch
 from torch.nn import functional as F
 
 from ..nova.errors import InputError
-from ..nova.pipeline import center_crop_box
+from ..nova.images import center_crop_box
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
-from .host import get_host
-from .masks import MAX_FEATHER, feather_decoded
+from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
 from .types import NovaVaeType
 
 log = logging.getLogger("nova")
 RESIZE_MODES = ["crop", "stretch", "none"]
 
 
+def check_images(images) -> torch.Tensor:
+    """A ComfyUI IMAGE [N, H, W, C] (or a list of same-sized images) with at least one frame."""
+    if isinstance(images, (list, tuple)):
+        items = [t.unsqueeze(0) if isinstance(t, torch.Tensor) and t.dim() == 3 else t for t in images]
+        if not items or not all(isinstance(t, torch.Tensor) for t in items):
+            raise InputError("image is an empty list or holds something other than IMAGE tensors.")
+        sizes = sorted({tuple(t.shape[1:3]) for t in items})
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for h, w in sizes)
+            raise InputError(f"image is a list of images of different sizes ({shown}); resize them to one size first.")
+        images = torch.cat(items)
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"image is a {type(images).__name__}; expected a ComfyUI IMAGE tensor [frames, H, W, 3].")
+    if images.dim() != 4 or images.shape[-1] < 3 or images.shape[1] < 1 or images.shape[2] < 1:
+        raise InputError(f"image has shape {list(images.shape)}; expected a ComfyUI IMAGE [frames, H, W, 3].")
+    if images.shape[0] < 1:
+        raise InputError("image has 0 frames; connect an image or a clip with at least one frame.")
+    return images
+
+
 def fit_frames(images: torch.Tensor, width: int, height: int, mode: str) -> torch.Tensor:
     """IMAGE [N, H, W, C] in 0..1 -> [N, 3, height, width] in [-1, 1]. ``crop`` center-crops to the
     target aspect ratio then resizes (as the official demo), ``stretch`` resizes, ``none`` requires
     the exact size."""
-    if images.dim() != 4 or images.shape[-1] < 3:
-        raise InputError(f"image has shape {list(images.shape)}; expected a ComfyUI IMAGE [frames, H, W, 3].")
+    images = check_images(images)
     x = images[..., :3].movedim(-1, 1).float()
     h, w = x.shape[-2:]
     if (h, w) != (height, width):
@@ -40,10 +58,10 @@ def fit_frames(images: torch.Tensor, width: int, height: int, mode: str) -> torc
 def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: str = "crop") -> dict:
     """IMAGE -> LATENT (posterior mean, raw VAE space). A video VAE takes the frames as one clip
     (1 + 4k frames; extra frames are dropped with a warning); an image VAE encodes each image."""
-    host = get_host()
+    host = handle.host
     vae = handle.vae
     pixels = fit_frames(images, width, height, mode)
-    host.load(handle.patcher, pixels[:1].numel() * 4 * 256)
+    host.load(handle.patcher, vae.encode_memory_bytes(pixels.shape[0], height, width))
     if vae.temporal:
         n = pixels.shape[0]
         keep = 1 + vae.temporal_ratio * ((n - 1) // vae.temporal_ratio)
@@ -53,21 +71,20 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     else:
         mean, _ = vae.moments(pixels)
         mean = mean.unsqueeze(2)
-    return {"samples": mean.to(host.intermediate_device())}
+    return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space}
 
 
 def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
     """LATENT (raw VAE space) -> IMAGE [B*frames, H, W, 3] in 0..1, decoded in temporal tiles."""
-    if not isinstance(latent, dict) or "samples" not in latent:
-        raise InputError("latents must be a ComfyUI LATENT (a dict with 'samples').")
-    host = get_host()
+    if isinstance(tile_latents, bool) or not isinstance(tile_latents, int) or tile_latents < 2:
+        raise InputError(f"tile_latents = {tile_latents!r}; expected an integer >= 2 (latents decoded together).")
+    host = handle.host
     vae = handle.vae
-    z = latent["samples"]
-    z = z.unsqueeze(2) if z.dim() == 4 else z
-    if z.dim() != 5 or z.shape[1] != vae.latent_channels:
+    z = latent_tensor(latent)
+    check_latent_space(latent, vae.latent_space, f"VAE '{handle.name}'")
+    if z.shape[1] != vae.latent_channels:
         raise InputError(f"latents of shape {list(z.shape)} do not fit this VAE ({vae.latent_channels} channels, [B, C, T, h, w]).")
-    ratio = vae.spatial_ratio
-    host.load(handle.patcher, 5 * ratio * ratio * z.shape[-1] * z.shape[-2] * 128 * 4 * 4 * 4)
+    host.load(handle.patcher, vae.decode_memory_bytes(z.shape[-2], z.shape[-1], tile_latents))
     out = []
     tiles = len(temporal_tiles(z.shape[2], tile_latents)) if vae.temporal else z.shape[2]
     progress = host.progress(z.shape[0] * tiles)

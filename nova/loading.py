@@ -56,8 +56,11 @@ def weight_files(folder: str, stem: str) -> List[str]:
     raise CheckpointError(f"{folder}: no weights found; expected {stem}.safetensors or {stem}.safetensors.index.json.")
 
 
-def read_shapes(files: Iterable[str]) -> Dict[str, Tuple[Tuple[int, ...], str]]:
-    """Tensor names -> (shape, file) from safetensors headers, without reading the data."""
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+
+
+def read_shapes(files: Iterable[str]) -> Dict[str, Tuple[Tuple[int, ...], str, str]]:
+    """Tensor names -> (shape, file, safetensors dtype) from the headers, without reading the data."""
     from safetensors import safe_open
 
     shapes = {}
@@ -66,7 +69,8 @@ def read_shapes(files: Iterable[str]) -> Dict[str, Tuple[Tuple[int, ...], str]]:
         try:
             with safe_open(path, framework="pt") as f:
                 for key in f.keys():
-                    shapes[key] = (tuple(f.get_slice(key).get_shape()), path)
+                    sl = f.get_slice(key)
+                    shapes[key] = (tuple(sl.get_shape()), path, str(sl.get_dtype()))
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc}).") from exc
     return shapes
@@ -74,11 +78,16 @@ def read_shapes(files: Iterable[str]) -> Dict[str, Tuple[Tuple[int, ...], str]]:
 
 def check_state(
     expected: Dict[str, Tuple[int, ...]],
-    found: Dict[str, Tuple[Tuple[int, ...], str]],
+    found: Dict[str, Tuple[Tuple[int, ...], str, str]],
     where: str,
     ignore_unexpected: Tuple[str, ...] = (),
+    floating: Iterable[str] = (),
 ) -> None:
-    """Raise :class:`WeightsError` listing missing, unexpected and mis-shaped tensors."""
+    """Raise :class:`WeightsError` listing missing, unexpected and mis-shaped tensors, and tensors
+    the model holds in floating point (``floating``) that the file stores as integers or bools."""
+    not_float = sorted(f"{k} ({found[k][2]} in {found[k][1]})" for k in floating if k in found and found[k][2] not in FLOAT_DTYPES)
+    if not_float:
+        raise WeightsError(f"{where}: tensors that must be floating point are stored as another type: " + ", ".join(not_float[:8]))
     missing = sorted(k for k in expected if k not in found)
     unexpected = sorted(k for k in found if k not in expected and not k.startswith(ignore_unexpected))
     wrong = sorted(
@@ -119,13 +128,21 @@ def load_tensors(files: Iterable[str], device, dtype: Optional[torch.dtype]) -> 
     return state
 
 
-def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=()) -> nn.Module:
+def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=(), config_path: Optional[str] = None) -> nn.Module:
     """Build ``build()`` on the meta device, check the files against it, then assign the weights:
-    no random init, no second copy of the weights."""
+    no random init, no second copy of the weights. A config value that the module's constructor
+    chokes on is reported against ``config_path``."""
     with torch.device("meta"):
-        module = build()
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    check_state(expected, read_shapes(files), where, ignore_unexpected)
+        try:
+            module = build()
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{config_path or where}: the config does not describe a buildable model ({type(exc).__name__}: {exc}).") from exc
+    state = module.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    floating = [k for k, v in state.items() if v.is_floating_point()]
+    check_state(expected, read_shapes(files), where, ignore_unexpected, floating)
     state = load_tensors(files, device, dtype)
     state = {k: v for k, v in state.items() if k in expected}
     module.load_state_dict(state, assign=True, strict=True)
@@ -173,5 +190,9 @@ def read_model_index(folder: str) -> dict:
     if not os.path.isfile(path):
         return {}
     from .config import read_json
+    from .errors import ConfigError
 
-    return read_json(path)
+    index = read_json(path)
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path}: expected a JSON object (the pipeline's components), got {type(index).__name__}.")
+    return index

@@ -22,9 +22,9 @@ from .errors import CheckpointError, InputError
 from .fast import Accel
 from .images import fit_image
 from .loading import read_model_index, resolve_checkpoint
-from .plan import GenerationPlan, Segment
+from .plan import GenerationPlan, Segment, per_sample
 from .sampling import SamplerSettings, new_generator
-from .text_encoder import PromptEmbeds, TextEncoder
+from .text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .vae import NovaVAE
 from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
 
@@ -131,10 +131,7 @@ class NovaPipeline:
     def encode_prompt(self, prompts: Union[str, Sequence[str]]) -> PromptEmbeds:
         if self.text_encoder is None:
             raise InputError("this pipeline was loaded without a text encoder; pass prompt_embeds instead of prompt.")
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            raise InputError("prompt is empty; pass a string or a non-empty list of strings.")
-        return self.text_encoder.encode(prompts, self.config.text_token_len)
+        return self.text_encoder.encode(as_prompt_list(prompts), self.config.text_token_len)
 
     def encode_image(self, image, generator=None) -> torch.Tensor:
         """uint8 HxWx3 image -> scaled latent [1, C, h, w] (a posterior sample, as official)."""
@@ -236,26 +233,34 @@ class NovaPipeline:
             )
         settings = SamplerSettings(
             _whole(num_inference_steps, "num_inference_steps"), _whole(num_diffusion_steps, "num_diffusion_steps"),
-            float(guidance_scale), float(guidance_trunc), float(guidance_renorm), float(image_guidance_scale), flow_shift,
+            guidance_scale, guidance_trunc, guidance_renorm, image_guidance_scale, flow_shift,
         )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InputError(f"generator is a {type(generator).__name__}; expected a torch.Generator (or None).")
         if latents is not None and image is not None:
             raise InputError("pass either image or latents, not both.")
         n = num_images_per_prompt
-        cond = self._embeds(prompt, prompt_embeds, "prompt")
-        negative = None
-        if settings.guidance_scale > 1:
-            negative = self._negative(negative_prompt, negative_prompt_embeds, len(cond))
-        batch = len(cond)
-        flows = _repeat(per_prompt(motion_flow, batch, "motion_flow"), n)
-        fpss = _repeat(per_prompt(fps, batch, "fps"), n)
+        if prompt_embeds is not None:
+            cond = _embeds_from_tensors(prompt_embeds, "prompt_embeds")
+            batch = len(cond)
+        elif prompt is None:
+            raise InputError("pass either prompt or prompt_embeds.")
+        else:
+            prompt = as_prompt_list(prompt)
+            batch = len(prompt)
+        flows = _repeat(per_sample(per_prompt(motion_flow, batch, "motion_flow"), batch, "motion_flow", 0.0, True), n)
+        fpss = _repeat(per_sample(per_prompt(fps, batch, "fps"), batch, "fps", 0.0, False), n)
         prefix = _as_prefix(latents) if latents is not None else None
         if image is not None:  # fit first (a bad image fails before any work); encode after the checks
-            h, w = self.config.image_size
-            image = fit_image(image, h, w)
             if self.vae is None:
                 raise InputError("image-to-video needs the VAE; load the pipeline with load_vae=True.")
+            h, w = self.config.image_size
+            image = fit_image(image, h, w)
+        if prompt_embeds is None:
+            cond = self.encode_prompt(prompt)
+        negative = None
+        if settings.guidance_scale > 1:
+            negative = self._negative(negative_prompt, negative_prompt_embeds, batch)
         segment = Segment(cond.repeat(n), 0, None if negative is None else negative.repeat(n), flows, fpss)
         n_given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
         segment = dataclasses.replace(segment, frames=max_latent_length - n_given)
@@ -273,13 +278,6 @@ class NovaPipeline:
 
             out = plan.run(generator, on_progress)
         return self._output(out, output_type)
-
-    def _embeds(self, prompt, embeds, name) -> PromptEmbeds:
-        if embeds is not None:
-            return _embeds_from_tensors(embeds, f"{name}_embeds")
-        if prompt is None:
-            raise InputError(f"pass either {name} or {name}_embeds.")
-        return self.encode_prompt(prompt)
 
     def _negative(self, negative_prompt, negative_embeds, batch: int) -> Optional[PromptEmbeds]:
         """None means the learned null embedding (what the empty prompt encodes to)."""
@@ -341,7 +339,7 @@ def per_prompt(value, batch: int, name: str) -> list:
 
 
 def _repeat(values: list, n: int) -> list:
-    return [v for v in values for _ in range(n)] if len(values) > 1 else values
+    return [v for v in values for _ in range(n)]
 
 
 def _whole(value, name: str) -> int:

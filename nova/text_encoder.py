@@ -16,7 +16,7 @@ from typing import List, Sequence
 import torch
 
 from .config import read_json
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, InputError
 from .loading import check_state, read_shapes, weight_files
 
 log = logging.getLogger("nova")
@@ -29,6 +29,11 @@ class PromptEmbeds:
     features: torch.Tensor  # [B, L, text_dim]
     lengths: List[int]
     truncated: List[bool]
+
+    def __post_init__(self):
+        rows = self.features.shape[0] if self.features.dim() >= 1 else 0
+        if len(self.lengths) != rows:
+            raise InputError(f"prompt features have {rows} rows but {len(self.lengths)} lengths; each prompt needs its length.")
 
     def __len__(self):
         return self.features.shape[0]
@@ -81,20 +86,35 @@ class TextEncoder:
         return cls(load_phi(text_encoder_dir, device, dtype), load_tokenizer(tokenizer_dir))
 
     def tokenize(self, prompts: Sequence[str], max_length: int):
+        """Token ids [B, max_length] (padded/truncated as the official ``padding="max_length",
+        truncation=True`` call), lengths and whether each prompt was cut.
+
+        Every call asks the tokenizer the same thing (no padding, no truncation) and pads here: a
+        Hugging Face fast tokenizer keeps its padding/truncation settings as shared state, so
+        toggling them per call gives wrong ids when two threads share the tokenizer."""
         ids, lengths, truncated = [], [], []
-        for p in prompts:
-            if not isinstance(p, str):
-                raise ConfigError(f"prompt {p!r} is not a string")
-            full = self.tokenizer(p).input_ids
-            padded = self.tokenizer(p, padding="max_length", max_length=max_length, truncation=True).input_ids
-            ids.append(padded)
-            lengths.append(min(len(full), max_length))
+        pad_id = self.pad_id()
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        for i, p in enumerate(prompts):
+            check_prompt(p, f"prompt {i}" if len(prompts) > 1 else "prompt")
+            full = list(self.tokenizer(p, padding=False, truncation=False).input_ids)
+            kept = full[:max_length]
+            pad = [pad_id] * (max_length - len(kept))
+            ids.append(pad + kept if left else kept + pad)
+            lengths.append(len(kept))
             truncated.append(len(full) > max_length)
         return torch.tensor(ids, dtype=torch.long), lengths, truncated
 
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if pad is None:
+            raise CheckpointError("the tokenizer has neither a pad nor an eos token; tokenizer_config.json needs 'pad_token' or 'eos_token'.")
+        return int(pad)
+
     @torch.no_grad()
     def encode(self, prompts: Sequence[str], max_length: int = 256) -> PromptEmbeds:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = as_prompt_list(prompts)
         ids, lengths, truncated = self.tokenize(prompts, max_length)
         for p, n, cut in zip(prompts, lengths, truncated):
             if cut:
@@ -107,14 +127,46 @@ class TextEncoder:
         return PromptEmbeds(feats, lengths, truncated)
 
 
+def as_prompt_list(prompts, name: str = "prompt") -> List[str]:
+    """A string or a list/tuple of strings -> a non-empty list of checked prompts."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    elif not isinstance(prompts, (list, tuple)):
+        raise InputError(f"{name} is a {type(prompts).__name__}; expected a string or a list of strings.")
+    if not prompts:
+        raise InputError(f"{name} is an empty list; pass a string or a non-empty list of strings.")
+    return [check_prompt(p, f"{name} {i}" if len(prompts) > 1 else name) for i, p in enumerate(prompts)]
+
+
+def check_prompt(prompt, name: str = "prompt") -> str:
+    """A prompt the tokenizer can take: a string that encodes to UTF-8 (no lone surrogates)."""
+    if not isinstance(prompt, str):
+        raise InputError(f"{name} is a {type(prompt).__name__} ({prompt!r:.60}); expected a string.")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{name} holds an invalid character {prompt[exc.start]!r} at position {exc.start} (a lone surrogate, "
+            "not valid Unicode text); remove it or re-copy the text."
+        ) from exc
+    return prompt
+
+
 def load_tokenizer(folder: str):
     if not os.path.isfile(os.path.join(folder, "tokenizer.json")) and not os.path.isfile(os.path.join(folder, "vocab.json")):
         raise CheckpointError(f"{folder}: no tokenizer found; expected tokenizer.json and tokenizer_config.json.")
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        if tok.pad_token is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token
+        # Some broken tokenizer.json files load and fail only at the first prompt: try one now.
+        probe = tok("a red fox", padding=False, truncation=False).input_ids
+    except Exception as exc:  # tokenizers/transformers raise many types for a broken file
+        raise CheckpointError(f"{folder}: the tokenizer files do not work ({type(exc).__name__}: {exc}). Re-download tokenizer/.") from exc
+    if not probe:
+        raise CheckpointError(f"{folder}: the tokenizer turns text into no tokens; tokenizer.json is broken. Re-download tokenizer/.")
     return tok
 
 
@@ -124,13 +176,21 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
 
     config_path = os.path.join(folder, "config.json")
     data = read_json(config_path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_path}: expected a JSON object, got {type(data).__name__}.")
     if data.get("model_type") != "phi":
         raise ConfigError(f"{config_path}: model_type = {data.get('model_type')!r}; the NOVA text encoder is Phi ('phi').")
+    check_phi_config(data, config_path)
     files = weight_files(folder, "model")
-    config = PhiConfig.from_pretrained(folder)
-    with torch.device("meta"):
-        expected = {f"model.{k}": tuple(v.shape) for k, v in PhiModel(config).state_dict().items()}
-    check_state(expected, read_shapes(files), folder, ignore_unexpected=("lm_head.",))
+    try:
+        config = PhiConfig.from_pretrained(folder)
+        with torch.device("meta"):
+            state = PhiModel(config).state_dict()
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, RuntimeError) as exc:
+        raise ConfigError(f"{config_path}: the config does not describe a buildable Phi model ({type(exc).__name__}: {exc}).") from exc
+    expected = {f"model.{k}": tuple(v.shape) for k, v in state.items()}
+    floating = [f"model.{k}" for k, v in state.items() if v.is_floating_point()]
+    check_state(expected, read_shapes(files), folder, ignore_unexpected=("lm_head.",), floating=floating)
     with _quiet_transformers():  # its load report flags the lm_head we deliberately skip
         model = PhiModel.from_pretrained(
             folder, config=config, use_safetensors=True, trust_remote_code=False, **_dtype_kwarg(dtype)
@@ -138,13 +198,36 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
     return model.to(device).eval().requires_grad_(False)
 
 
+_PHI_INTS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings")
+_PHI_NUMBERS = ("layer_norm_eps", "partial_rotary_factor", "rope_theta")
+
+
+def check_phi_config(data: dict, path: str) -> None:
+    """The sizes Phi is built from, with the types it needs (a wrong type fails here, naming the file)."""
+    for key in _PHI_INTS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{path}: key {key!r} = {value!r}; expected a positive integer.")
+    for key in _PHI_NUMBERS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{path}: key {key!r} = {value!r}; expected a number.")
+    heads, hidden = data.get("num_attention_heads"), data.get("hidden_size")
+    if isinstance(heads, int) and isinstance(hidden, int) and hidden % heads:
+        raise ConfigError(f"{path}: hidden_size {hidden} is not divisible by num_attention_heads {heads}.")
+
+
 @contextlib.contextmanager
 def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar (and its blank lines)
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -14,15 +14,66 @@ from .loading import load_module, weight_files
 from .models.vae_opensora import AutoencoderKLOpenSora
 
 
+VIDEO_VAE, IMAGE_VAE = "AutoencoderKLOpenSora", "AutoencoderKL"
+
+
+def latent_space_id(config: dict) -> str:
+    """Names the latent space a VAE config encodes to (class and scaling): what a LATENT carries as
+    ``nova_latent_format`` so latents of one VAE are not fed to a model trained on another's."""
+    scale = float(config.get("scaling_factor") or 1.0)
+    shift = float(config.get("shift_factor") or 0.0)
+    name = f"{config.get('_class_name')}/{int(config.get('latent_channels', 4))}ch/x{scale:g}"
+    return name + (f"{shift:+g}" if shift else "")
+
+
+def check_vae_config(config, path: str) -> None:
+    """The keys our code reads, with the types it needs (a wrong type fails here, naming the file)."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(config).__name__}.")
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    checks = {
+        "scaling_factor": lambda v: v is None or (number(v) and v > 0),
+        "shift_factor": lambda v: v is None or number(v),
+        "latent_channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "in_channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "out_channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "block_out_channels": lambda v: isinstance(v, list) and v and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in v),
+        "layers_per_block": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "norm_num_groups": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "sample_size": lambda v: isinstance(v, (int, list)) and not isinstance(v, bool),
+    }
+    for key, ok in checks.items():
+        if key in config and not ok(config[key]):
+            raise ConfigError(f"{path}: key {key!r} = {config[key]!r} has the wrong type or value.")
+
+
 class NovaVAE:
     def __init__(self, model, config: dict):
         self.model, self.config = model, dict(config)
         self.temporal = isinstance(model, AutoencoderKLOpenSora)
         self.scaling_factor = float(self.config.get("scaling_factor") or 1.0)
         self.shift_factor = float(self.config.get("shift_factor") or 0.0)
-        self.spatial_ratio = 2 ** (len(self.config.get("block_out_channels", [0] * 4)) - 1)
+        self.block_channels = list(self.config.get("block_out_channels", [128, 256, 512, 512]))
+        self.spatial_ratio = 2 ** (len(self.block_channels) - 1)
         self.temporal_ratio = model.temporal_ratio if self.temporal else 1
         self.latent_channels = int(self.config.get("latent_channels", 4))
+        self.latent_space = latent_space_id(self.config)
+
+    def decode_memory_bytes(self, h: int, w: int, tile_latents: int) -> int:
+        """Peak activation bytes of decoding one temporal tile of [h, w] latents: the full-resolution
+        layers dominate (the first block's channels at every pixel of every frame of the tile, about
+        four such tensors alive at once)."""
+        frames = 1 + self.temporal_ratio * (max(1, tile_latents) - 1)
+        pixels = h * w * self.spatial_ratio**2
+        return int(4 * frames * pixels * self.block_channels[0] * self._bytes())
+
+    def encode_memory_bytes(self, frames: int, height: int, width: int) -> int:
+        """Peak activation bytes of encoding ``frames`` frames of height x width pixels (the same
+        full-resolution bound)."""
+        return int(4 * max(1, frames) * height * width * self.block_channels[0] * self._bytes())
+
+    def _bytes(self) -> int:
+        return torch.finfo(self.dtype).bits // 8
 
     @property
     def device(self):
@@ -83,16 +134,18 @@ class NovaVAE:
 def load_vae(folder: str, device="cpu", dtype=torch.float32) -> NovaVAE:
     config_path = os.path.join(folder, "config.json")
     config = read_json(config_path)
+    check_vae_config(config, config_path)
     name = config.get("_class_name")
-    files = weight_files(folder, "diffusion_pytorch_model")
-    if name == "AutoencoderKLOpenSora":
-        model = load_module(lambda: AutoencoderKLOpenSora(config), files, folder, device, dtype)
-    elif name == "AutoencoderKL":
+    if name == VIDEO_VAE:
+        build = lambda: AutoencoderKLOpenSora(config)  # noqa: E731
+    elif name == IMAGE_VAE:
         from diffusers import AutoencoderKL
 
-        model = load_module(lambda: AutoencoderKL.from_config(config), files, folder, device, dtype)
+        build = lambda: AutoencoderKL.from_config(config)  # noqa: E731
     else:
         raise ConfigError(
             f"{config_path}: _class_name = {name!r}; expected 'AutoencoderKLOpenSora' (video) or 'AutoencoderKL' (image)."
         )
+    files = weight_files(folder, "diffusion_pytorch_model")
+    model = load_module(build, files, folder, device, dtype, config_path=config_path)
     return NovaVAE(model, config)

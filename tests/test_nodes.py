@@ -9,7 +9,7 @@ import torch
 from pack import load_pack
 
 load_pack()
-from comfyui_nova.nodes import NODES, host  # noqa: E402
+from comfyui_nova.nodes import NODES  # noqa: E402
 from comfyui_nova.nodes.loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader  # noqa: E402
 from comfyui_nova.nodes.sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler  # noqa: E402
 from comfyui_nova.nodes.text import NovaTextEncode  # noqa: E402
@@ -27,11 +27,10 @@ PINNED = {
                         ("guidance_trunc", "FLOAT", 0.0, 0.0, 1000.0, False), ("guidance_renorm", "FLOAT", 1.0, 0.01, 1.0, False),
                         ("image_guidance", "FLOAT", 0.0, 0.0, 30.0, False), ("flow_shift", "FLOAT", 0.0, 0.0, 100.0, False)], ["NOVA_SAMPLER"]),
     "NOVAARFrameStep": ([("model", "NOVA_MODEL", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False),
-                         ("latent_frames", "INT", 9, 0, 256, False), ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
-                         ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("latents", "LATENT", None, None, None, True),
-                         *MASK_INPUTS], ["LATENT"]),
+                         ("latent_frames", "INT", 9, 1, 256, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
+                         ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("latents", "LATENT", None, None, None, True)], ["LATENT"]),
     "NOVAGenerate": ([("model", "NOVA_MODEL", None, None, None, False), ("vae", "NOVA_VAE", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False),
-                      ("sampler", "NOVA_SAMPLER", None, None, None, False), ("frames", "INT", 33, 1, 1021, False), ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False),
+                      ("sampler", "NOVA_SAMPLER", None, None, None, False), ("frames", "INT", 33, 1, 1021, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
                       ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True),
                       ("start_image", "IMAGE", None, None, None, True), ("mask", "MASK", None, None, None, True), *MASK_INPUTS,
                       ("feather", "INT", 0, 0, 256, True)], ["IMAGE", "FLOAT", "LATENT"]),
@@ -40,7 +39,7 @@ PINNED = {
     "NOVASegment": ([("positive", "CONDITIONING", None, None, None, False), ("latent_frames", "INT", 30, 1, 256, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
                      ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("previous", "NOVA_SEGMENTS", None, None, None, True)], ["NOVA_SEGMENTS"]),
     "NOVALongVideo": ([("model", "NOVA_MODEL", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False), ("segments", "NOVA_SEGMENTS", None, None, None, False),
-                       ("seed", "INT", 0, 0, 0xFFFFFFFFFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
+                       ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
                        ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True)], ["LATENT"]),
     "NOVAOutpaintCanvas": ([("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False), ("height", "INT", 480, 64, 4096, False),
                             ("zoom", "FLOAT", 1.0, 0.05, 1.0, False), ("x", "FLOAT", 0.5, 0.0, 1.0, False), ("y", "FLOAT", 0.5, 0.0, 1.0, False),
@@ -96,16 +95,13 @@ def comfy(tmp_path_factory, tiny_video, tiny_image):
     (base / "nova").mkdir()
     os.symlink(tiny_video, base / "nova" / "nova-tiny-video")
     os.symlink(tiny_image, base / "nova" / "nova-tiny-image")
-    fallback = host.FallbackHost()
-    fallback.models_dirs = [str(base)]
-    previous = host.get_host()
-    host.set_host(fallback)
-    model = NovaCheckpointLoader.execute("nova-tiny-video")[0]
-    te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
-    vae = NovaVAELoader.execute("nova-tiny-video")[0]
-    yield {"host": fallback, "model": model, "te": te, "vae": vae, "cond": NovaTextEncode.execute(te, "a fox")[0],
-           "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
-    host.set_host(previous)
+    with pytest.MonkeyPatch.context() as mp:  # the fallback host finds its model folders here
+        mp.setenv("NOVA_MODELS_DIR", str(base))
+        model = NovaCheckpointLoader.execute("nova-tiny-video")[0]
+        te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
+        vae = NovaVAELoader.execute("nova-tiny-video")[0]
+        yield {"host": model.host, "model": model, "te": te, "vae": vae, "cond": NovaTextEncode.execute(te, "a fox")[0],
+               "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
 
 
 def test_missing_official_checkpoint_explains_where(comfy):

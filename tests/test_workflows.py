@@ -30,18 +30,14 @@ EXPECTED_FRAMES = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_video, tiny_image):
     load_pack()
-    from comfyui_nova.nodes import host
     base = tmp_path_factory.mktemp("comfy")
     (base / "models" / "nova").mkdir(parents=True)
     os.symlink(tiny_video, base / "models" / "nova" / "nova-tiny-video")
     os.symlink(tiny_image, base / "models" / "nova" / "nova-tiny-image")
     prepare_inputs(str(base / "input"))
-    fallback = host.FallbackHost()
-    fallback.models_dirs = [str(base / "models")]
-    previous = host.get_host()
-    host.set_host(fallback)
-    yield base
-    host.set_host(previous)
+    with pytest.MonkeyPatch.context() as mp:  # the fallback host finds its model folders here
+        mp.setenv("NOVA_MODELS_DIR", str(base / "models"))
+        yield base
 
 
 def test_all_workflows_present():

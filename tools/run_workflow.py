@@ -229,14 +229,17 @@ def main(argv=None) -> int:
     load_pack()
     from comfyui_nova.nodes import folders, host
 
-    fallback = host.FallbackHost(device=args.device)
-    fallback.models_dirs = [args.models]
-    host.set_host(fallback)
+    # The loader nodes build their host from these (and hand it on in the models they load).
+    os.environ["NOVA_MODELS_DIR"] = os.path.abspath(args.models)
+    if args.device:
+        os.environ["NOVA_DEVICE"] = args.device
     with open(args.workflow, encoding="utf-8") as f:
         workflow = json.load(f)
     names = {n["inputs"].get("ckpt_name") for n in workflow.values()} - {None}
-    if args.tiny or not names <= set(folders.find_checkpoints(fallback)):
-        print(f"checkpoints {sorted(names)} not in {args.models}/nova: using tiny random ones", file=sys.stderr)
+    if args.tiny or not names <= set(folders.find_checkpoints(host.FallbackHost())):
+        why = "--tiny" if args.tiny else f"checkpoints {sorted(names)} are not in {args.models}/nova"
+        print(f"NOTICE: {why}: using tiny RANDOM weights with short settings. The output only shows that the "
+              "graph runs: random weights: the video is noise.", file=sys.stderr)
         prepare_tiny_models(args.models)
         workflow = shrink(workflow)
     prepare_inputs(args.input)
