@@ -1,113 +1,137 @@
-"""Command line: ``python -m nova generate ...`` and ``python -m nova make-tiny DIR``."""
+"""Command line: ``nova generate ...`` (or ``python -m nova generate ...``) and ``nova make-tiny DIR``.
+
+Everything that can be checked is checked before the model loads: the output file (extension,
+writable, a PNG gets one frame), fps, the seed, the device, the sampler settings, the window,
+blend and loop, and --image/--video are read. An error prints one line and exits with status 2;
+``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def _checked_inputs(args):
+    """The checks that need no checkpoint, and the input frames. Returns (device, image, clip)."""
+    from .errors import InputError
+    from .media import check_fps, check_output, read_frames
+    from .pipeline import check_device, default_device
+    from .sampling import SamplerSettings, check_seed
+
+    check_output(args.out)
+    check_fps(args.fps)
+    check_seed(args.seed)
+    device = check_device(args.device) if args.device else default_device()
+    SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
+    if args.motion_flow < 0 or args.motion_flow != args.motion_flow:
+        raise InputError(f"--motion-flow = {args.motion_flow}; expected a number >= 0 (official default 5).")
+    for name, value, low in (("--window", args.window, 0), ("--blend", args.blend, 0), ("--loop", args.loop, 0)):
+        if value < low:
+            raise InputError(f"{name} = {value}; expected an integer >= {low}.")
+    if args.window == 1:
+        raise InputError("--window = 1; use at least 2 latent frames (or 0 for the whole video).")
+    if args.image and args.video:
+        raise InputError("pass either --image (a first frame) or --video (a clip to continue), not both.")
+    image = read_frames(args.image, "--image")[0] if args.image else None
+    clip = read_frames(args.video, "--video") if args.video else None
+    return device, image, clip
+
+
+def _checked_checkpoint(args):
+    """The checkpoint folder and its transformer config (read without loading any weights), and
+    the latent frames to make; the frame counts are checked against the output here."""
+    from .config import load_config
+    from .errors import InputError
+    from .loading import resolve_checkpoint
+    from .media import check_output
+    from .vae_frames import frames_for_latents, latents_for_frames
+
+    folder = resolve_checkpoint(args.model)
+    config = load_config(os.path.join(folder, "transformer", "config.json"))
+    video = config.is_video_model
+    long_video = len(args.prompt) > 1 or args.window or args.loop or args.video
+    if not video and long_video:
+        raise InputError("--window/--loop/--video and several --prompt need a video checkpoint.")
+    latents = latents_for_frames(args.frames) if video else 1
+    check_output(args.out, frames=frames_for_latents(latents + args.loop))
+    return folder, config, latents, bool(long_video)
+
+
 def _generate(args) -> int:
+    device, image, clip = _checked_inputs(args)
+    folder, config, latents, long_video = _checked_checkpoint(args)
+
     import torch
 
-    from .media import read_frames
-    from .pipeline import NovaPipeline
-    from .sampling import SamplerSettings
-    from .vae_frames import latents_for_frames
-    from .video import generate_video
+    from .pipeline import NovaPipeline, auto_dtype
 
-    dtype = getattr(torch, DTYPES[args.dtype])
+    dtype = auto_dtype(device) if args.dtype == "auto" else getattr(torch, DTYPES[args.dtype])
     t0 = time.time()
-    pipe = NovaPipeline.from_pretrained(args.model, torch_dtype=dtype, device=args.device, vae_dtype=torch.float32)
+    pipe = NovaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device, vae_dtype=torch.float32)
     if args.reference:
         from .fast import Accel
 
         pipe.accel = Accel.plain()
-    video = pipe.config.is_video_model
-    if args.mask:
-        return _generate_masked(pipe, args, t0)
-    args.frames = args.frames or 33
-    latents = latents_for_frames(args.frames) if video else 1
-    prompts = args.prompt
-    long_video = len(prompts) > 1 or args.window or args.loop or args.video
     path = " on the reference path" if args.reference else ""
-    print(f"loaded {args.model} in {time.time() - t0:.1f}s; generating {latents} latent frame(s){path}", file=sys.stderr)
+    name = str(dtype).replace("torch.", "")
+    print(f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {latents} latent frame(s){path}", file=sys.stderr)
     t0 = time.time()
     generator = torch.Generator().manual_seed(args.seed)
     if not long_video:
-        image = read_frames(args.image)[0] if args.image else None
         out = pipe(
-            prompt=prompts[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
+            prompt=args.prompt[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
             num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
             motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent",
         )
-        result = out.frames if video else out.images
+        result = out.frames if config.is_video_model else out.images
     else:
-        if not video:
-            from .errors import InputError
-
-            raise InputError("--window/--loop/--video and several --prompt need a video checkpoint.")
-        settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
-        prefix = pipe.encode_video(read_frames(args.video)) if args.video else None
-        if args.image and prefix is None:
-            prefix = pipe.encode_image(read_frames(args.image)[0], generator).unsqueeze(2)
-        new = latents - (0 if prefix is None else prefix.shape[2])
-        if new < len(prompts):
-            from .errors import InputError
-
-            raise InputError(f"{len(prompts)} prompts need at least {len(prompts)} new latent frames; raise --frames.")
-        sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
-        segments = [pipe.segment(p, n, settings, args.negative_prompt or "", args.motion_flow, args.fps) for p, n in zip(prompts, sizes)]
-        result = generate_video(pipe.transformer, pipe.scheduler, segments, 1, settings, generator, prefix=prefix,
-                                window=args.window or None, blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel)
+        result = _long_video(pipe, args, latents, image, clip, generator)
     pipe.save(result, args.out, fps=args.fps)
     print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
     return 0
 
 
-def _generate_masked(pipe, args, t0) -> int:
-    """--mask: repaint --image or --video under the mask (nova/masks.py), then continue up to --frames."""
-    import torch
-
+def _long_video(pipe, args, latents, image, clip, generator):
+    """Several prompts, a window, a loop or a clip to continue: one plan over segments."""
     from .errors import InputError
-    from .masks import mask_from_rgb, masked_prefix
-    from .media import read_frames
+    from .pipeline import progress_bar
+    from .plan import GenerationPlan
     from .sampling import SamplerSettings
-    from .vae_frames import latents_for_frames
-    from .video import generate_video
 
-    if bool(args.image) == bool(args.video) or len(args.prompt) != 1:
-        raise InputError("--mask repaints one --image or one --video (not both) under one --prompt.")
-    source = {"video": read_frames(args.video)} if args.video else {"image": read_frames(args.image)[0]}
-    mask = mask_from_rgb(read_frames(args.mask), args.mask)
-    prefix, regen, blend = masked_prefix(pipe, mask, threshold=args.mask_threshold, grow=args.mask_grow, feather=args.feather, **source)
-    n = prefix.shape[2]
-    total = n if not args.frames else (latents_for_frames(args.frames) if pipe.config.is_video_model else 1)
-    if total < n:
-        raise InputError(f"--frames {args.frames} is shorter than the {n} latent frames of the given clip.")
     settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
-    segment = pipe.segment(args.prompt[0], total - n, settings, args.negative_prompt or "", args.motion_flow, args.fps)
-    print(f"repainting {int(regen.any(dim=1).sum())} of {n} latent frame(s) under {args.mask}", file=sys.stderr)
-    result = generate_video(pipe.transformer, pipe.scheduler, [segment], 1, settings, torch.Generator().manual_seed(args.seed),
-                            prefix=prefix, accel=pipe.accel, prefix_mask=regen)
-    pipe.save(result, args.out, fps=args.fps, blend=blend)
-    print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
-    return 0
+    prompts = args.prompt
+    prefix = pipe.encode_video(clip) if clip is not None else None
+    if image is not None:
+        prefix = pipe.encode_image(image, generator).unsqueeze(2)
+    new = latents - (0 if prefix is None else prefix.shape[2])
+    if new < len(prompts):
+        raise InputError(f"{len(prompts)} prompts need at least {len(prompts)} new latent frames; raise --frames.")
+    sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
+    guided = settings.guidance_scale > 1
+    segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]
+    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, segments, prefix=prefix, window=args.window or None,
+                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel)
+    with progress_bar(plan.ticks) as bar:
+        return plan.run(generator, bar)
 
 
 def _make_tiny(args) -> int:
     from .tiny import make_tiny
 
     make_tiny(args.dir, preset=args.preset, seed=args.seed)
-    print(f"wrote a random '{args.preset}' checkpoint to {args.dir}", file=sys.stderr)
+    print(f"wrote a random '{args.preset}' checkpoint to {args.dir} (random weights: its videos are noise)", file=sys.stderr)
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nova", description="NOVA video/image generation")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nova", description="NOVA video/image generation")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate a video (.mp4/.webp/.gif) or an image (.png)")
     gen.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
@@ -130,29 +154,39 @@ def main(argv=None) -> int:
     gen.add_argument("--cfg", type=float, default=5.0)
     gen.add_argument("--motion-flow", type=float, default=5.0)
     gen.add_argument("--fps", type=float, default=12.0)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    gen.add_argument("--seed", type=int, default=0,
+                     help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
+    gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPES), default="auto",
+                     help="auto = bf16 where the device supports it (CUDA), else fp32")
+    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: best available)")
     gen.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower; the fast path matches it within rounding)")
     gen.add_argument("--out", required=True, help="output file: .mp4, .webp, .gif or .png")
+    gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")
     tiny.add_argument("dir")
     tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_make_tiny)
-    from .batch import add_parser as add_batch_parser  # `batch`: nova/batch.py
+    return parser
 
-    add_batch_parser(sub)
-    args = parser.parse_args(argv)
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from .errors import NovaError
 
     try:
         return args.func(args)
-    except NovaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (NovaError, OSError) as exc:
+        if args.debug:
+            raise
+        what = "" if isinstance(exc, NovaError) else f"{type(exc).__name__}: "
+        print(f"error: {what}{exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

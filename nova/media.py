@@ -1,32 +1,125 @@
-"""Writing frames to files: MP4 (H.264 via PyAV), animated WebP/GIF, PNG.
+"""Reading input images and clips, and writing frames to files: MP4 (H.264 via PyAV), animated
+WebP/GIF, PNG.
 
 :class:`VideoWriter` takes frames chunk by chunk (a long video is decoded and written in temporal
-tiles, never held whole) and writes under a temporary name, renamed on success: a failed or
-interrupted write leaves no half-written file.
+tiles, never held whole) into a temporary file with a unique name beside the target, and moves it
+over the target with ``os.replace`` only once the file is complete. Any failure, a failing close
+(disk full, the target became a directory) or SIGTERM included, removes the temporary file and
+leaves an existing target as it was.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import signal
+import tempfile
+import threading
 from fractions import Fraction
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from .errors import InputError
 
 FORMATS = (".mp4", ".webp", ".gif", ".png")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def check_fps(fps) -> float:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise InputError(f"fps = {fps!r}; expected a finite number > 0 (NOVA was trained at 12).")
+    return float(fps)
+
+
+def check_output(path: str, frames: Optional[int] = None, fps: Optional[float] = None) -> str:
+    """Everything about an output file that can be known before generating: the extension, that
+    it is not a folder, that its folder is (or can be made) writable, that a PNG gets one frame,
+    and the fps."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise InputError(f"{path}: unsupported extension {ext or '(none)'!r}; use .mp4, .webp, .gif or .png.")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; give a file name ending in {ext}.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise InputError(f"{path}: the file exists and is not writable.")
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(f"{path}: {existing} is a file, so the folder {folder} cannot be made.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: no permission to write in {existing}.")
+    if ext == ".png" and frames is not None and frames != 1:
+        raise InputError(f"{path}: a PNG holds one frame, this makes {frames}; use .mp4, .webp or .gif.")
+    if fps is not None:
+        check_fps(fps)
+    return path
+
+
+# -- cleaning up on SIGTERM -------------------------------------------------------------------
+_LIVE: set = set()  # temporary files of writers still open
+_LOCK = threading.Lock()
+_PREVIOUS_HANDLER = None
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM while a writer is open, so it can clean up."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated(128 + signum)
+
+
+def _register(tmp: str) -> None:
+    """Track a temporary file; while any is open (and only in the main thread of a program that
+    left SIGTERM at its default), SIGTERM raises :class:`Terminated` so writers abort cleanly."""
+    global _PREVIOUS_HANDLER
+    with _LOCK:
+        _LIVE.add(tmp)
+        if threading.current_thread() is threading.main_thread() and _PREVIOUS_HANDLER is None:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                _PREVIOUS_HANDLER = signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _unregister(tmp: str) -> None:
+    global _PREVIOUS_HANDLER
+    with _LOCK:
+        _LIVE.discard(tmp)
+        if not _LIVE and _PREVIOUS_HANDLER is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _PREVIOUS_HANDLER)
+            _PREVIOUS_HANDLER = None
+
+
+def _target_mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0o644
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 class VideoWriter:
     def __init__(self, path: str, fps: float = 12.0):
+        check_output(path, fps=fps)
         self.path, self.fps = path, float(fps)
         self.ext = os.path.splitext(path)[1].lower()
-        if self.ext not in FORMATS:
-            raise InputError(f"{path}: unsupported extension {self.ext!r}; use .mp4, .webp, .gif or .png.")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.tmp = f"{path}.part{self.ext}"
-        self.count = 0
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".part{self.ext}", dir=folder)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write in {folder} ({exc.strerror or exc}).") from exc
+        os.close(fd)
+        _register(self.tmp)
+        self._frames = 0
         self._container = self._stream = None
         self._buffer: List[np.ndarray] = []  # animated/PNG formats are written at close
 
@@ -35,7 +128,9 @@ class VideoWriter:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be a [T, H, W, 3] uint8 array, got {frames.dtype} {list(frames.shape)}.")
-        self.count += len(frames)
+        self._frames += len(frames)
+        if self.ext == ".png" and self._frames > 1:
+            raise InputError(f"{self.path}: a PNG holds one frame, got {self._frames}; use .mp4, .webp or .gif.")
         if self.ext != ".mp4":
             self._buffer.extend(frames)
             return
@@ -56,35 +151,50 @@ class VideoWriter:
                 self._container.mux(packet)
 
     def close(self) -> str:
-        if self.ext == ".mp4" and self._container is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-        elif self.ext == ".png":
-            if len(self._buffer) != 1:
-                raise InputError(f"{self.path}: a PNG holds one frame, got {len(self._buffer)}; use .mp4, .webp or .gif.")
-            from PIL import Image
-
-            Image.fromarray(self._buffer[0]).save(self.tmp, format="PNG")
-        elif self._buffer:
-            from PIL import Image
-
-            images = [Image.fromarray(f) for f in self._buffer]
-            fmt = "WEBP" if self.ext == ".webp" else "GIF"
-            images[0].save(self.tmp, format=fmt, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0)
-        if not os.path.exists(self.tmp):
-            raise InputError(f"{self.path}: no frames were written.")
-        os.replace(self.tmp, self.path)
+        """Finish the file and move it over the target; on any failure nothing is left behind."""
+        try:
+            if not self._frames:
+                raise InputError(f"{self.path}: no frames were written.")
+            self._finish()
+            os.chmod(self.tmp, _target_mode(self.path))  # mkstemp makes 0600; keep what the target had
+            os.replace(self.tmp, self.path)
+        except InputError:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise InputError(f"{self.path}: could not write the file ({exc.strerror or exc}); nothing was written.") from exc
+        except BaseException:
+            self.abort()
+            raise
+        _unregister(self.tmp)
         return self.path
 
+    def _finish(self) -> None:
+        if self.ext == ".mp4":
+            container, self._container = self._container, None
+            for packet in self._stream.encode():
+                container.mux(packet)
+            container.close()
+            return
+        from PIL import Image
+
+        if self.ext == ".png":
+            Image.fromarray(self._buffer[0]).save(self.tmp, format="PNG")
+            return
+        images = [Image.fromarray(f) for f in self._buffer]
+        fmt = "WEBP" if self.ext == ".webp" else "GIF"
+        images[0].save(self.tmp, format=fmt, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0)
+
     def abort(self) -> None:
-        if self._container is not None:
+        container, self._container = self._container, None
+        if container is not None:
             try:
-                self._container.close()
+                container.close()
             except Exception:
                 pass
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        _remove(self.tmp)
+        _unregister(self.tmp)
 
     def __enter__(self):
         return self
@@ -104,15 +214,47 @@ def write_video(frames: np.ndarray, path: str, fps: float = 12.0) -> str:
     return path
 
 
-def read_frames(path: str) -> Sequence[np.ndarray]:
-    """Decode a video or image file to a list of [H, W, 3] uint8 frames."""
+def read_frames(path: str, name: str = "input") -> Sequence[np.ndarray]:
+    """Decode a video or image file to a list of [H, W, 3] uint8 frames (16-bit images scaled from
+    their full range). Errors name the file and say what is wrong with it."""
+    if not os.path.exists(path):
+        raise InputError(f"{name} {path}: no such file.")
+    if os.path.isdir(path):
+        raise InputError(f"{name} {path}: is a folder, not an image or video file.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{name} {path}: no permission to read it.")
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
-        from PIL import Image
+    if ext in IMAGE_EXTENSIONS:
+        frames = _read_image(path, name)
+    else:
+        frames = _read_video(path, name)
+    if not frames:
+        raise InputError(f"{name} {path}: holds no frames.")
+    return frames
 
+
+def _read_image(path: str, name: str) -> List[np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+
+    from .images import pil_to_array
+
+    try:
         with Image.open(path) as im:
-            return [np.asarray(im.convert("RGB"))]
+            im.load()
+            return [pil_to_array(im)]
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{name} {path}: not a readable image ({type(exc).__name__}: {exc}).") from exc
+
+
+def _read_video(path: str, name: str) -> List[np.ndarray]:
     import av
 
-    with av.open(path) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise InputError(f"{name} {path}: has no video stream (audio only, or not a video).")
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except InputError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name} {path}: not a readable video ({type(exc).__name__}: {exc}).") from exc

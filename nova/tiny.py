@@ -69,7 +69,7 @@ def write_tokenizer(folder: str, vocab_size: int = 300) -> int:
 
     os.makedirs(folder, exist_ok=True)
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(_TEXT * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tok.train_from_iterator(_TEXT * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
     tok.save(os.path.join(folder, "tokenizer.json"))
     _write_json(
         os.path.join(folder, "tokenizer_config.json"),
