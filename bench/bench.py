@@ -33,9 +33,14 @@ from presets import PRESETS, PROMPT, ROOT, build, load  # noqa: E402
 from report import markdown  # noqa: E402
 
 from nova.fast import Accel, FastPlan  # noqa: E402
-from nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator  # noqa: E402
-from nova.video import Segment, generate_video  # noqa: E402
+from nova.plan import GenerationPlan, Segment  # noqa: E402
+from nova.sampling import SamplerSettings, new_generator  # noqa: E402
 
+
+
+def generate(model, sched, embeds, n, settings, accel=None, window=None):
+    """Latents of one ``n``-latent video from ``embeds`` with seed 0 (the plan every front end runs)."""
+    return GenerationPlan(model, sched, settings, [Segment(embeds, n)], window=window, accel=accel).run(new_generator(0))
 
 def run(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -58,7 +63,6 @@ def run(args) -> dict:
     }
     report["matmul_peak_tflops"] = round(matmul_peak(device, dtype), 2)
     settings = SamplerSettings(steps, dsteps, 5.0)
-    guidance = Guidance(settings)
 
     # text encode, then offload Phi-2 (as the ComfyUI node does)
     reset_peak(device)
@@ -67,10 +71,8 @@ def run(args) -> dict:
     text.model.to("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    ctx = build_context(model, guidance, embeds, None, [5.0], [12.0])
-
     def sample(accel, n=latents, s=settings):
-        return generate_latents(model, sched, ctx, 1, n, s, new_generator(0), accel=accel)
+        return generate(model, sched, embeds, n, s, accel)
 
     report["end_to_end"], outs = end_to_end(model, sched, settings, embeds, sample, device, args)
     floors = {}
@@ -93,7 +95,7 @@ def run(args) -> dict:
     print("stages", json.dumps(stages), flush=True)
     if args.demo and not args.quick:  # the official demo's 128/100 setting, fast path only
         demo = SamplerSettings(128, 100, 7.0)
-        dt, _ = timed(lambda: generate_latents(model, sched, ctx, 1, latents, demo, new_generator(0), accel=Accel()), device)
+        dt, _ = timed(lambda: generate(model, sched, embeds, latents, demo, Accel()), device)
         report["demo_128_100_seconds"] = round(dt, 2)
 
     print("demo", report.get("demo_128_100_seconds"), flush=True)
@@ -109,7 +111,7 @@ def run(args) -> dict:
         report["kernel_floor"] = floors
 
     if args.long and model.config.is_video_model:
-        report["long_video"] = long_video_memory(model, sched, ctx, device, args.window, args)
+        report["long_video"] = long_video_memory(model, sched, embeds, device, args.window, args)
     elif args.long:
         print("long: skipped, an image model makes one latent frame", flush=True)
     return report
@@ -137,9 +139,8 @@ def end_to_end(model, sched, settings, embeds, sample, device, args):
     if device.type == "cpu" and model.dtype == torch.float32 and not args.quick:
         # what a CPU user gets from bf16 weights (AMX on recent x86): faster, but not the same latents
         low = copy.deepcopy(model).to(torch.bfloat16)
-        low_ctx = build_context(low, Guidance(settings), embeds, None, [5.0], [12.0])
         n = outs["plain"].shape[2]
-        run_low = lambda: generate_latents(low, sched, low_ctx, 1, n, settings, new_generator(0), accel=Accel())  # noqa: E731
+        run_low = lambda: generate(low, sched, embeds, n, settings, Accel())  # noqa: E731
         run_low()
         dt, out = timed(run_low, device, repeat=args.repeat)
         e2e["fast, bf16 weights (other latents)"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2),
@@ -198,10 +199,10 @@ def diff_vs(out: torch.Tensor, ref: torch.Tensor) -> dict:
     return {"max_diff_vs_plain_over_std": float(d.max() / ref.std()), "mean_diff_vs_plain_over_std": float(d.mean() / ref.std())}
 
 
-def long_video_memory(model, sched, ctx, device, window, args) -> dict:
+def long_video_memory(model, sched, embeds, device, window, args) -> dict:
     """Peak memory of 9, 33 and 65 latent frames at a fixed window (few steps: memory does not
     depend on them). On CPU each length runs in a fresh process (peak RSS is per process)."""
-    from nova import video as video_mod
+    from nova import plan as video_mod
 
     settings = SamplerSettings(4, 2, 5.0)
     out = {"window": window}
@@ -223,10 +224,10 @@ def long_video_memory(model, sched, ctx, device, window, args) -> dict:
                     torch.cuda.empty_cache()
                     reset_peak(device)
                     base = torch.cuda.memory_allocated(device)
-                    dt, _ = timed(lambda: generate_video(model, sched, [Segment(ctx, n)], 1, settings, new_generator(0), window=w), device)
+                    dt, _ = timed(lambda: generate(model, sched, embeds, n, settings, window=w), device)
                     row = {"peak_gb_above_weights": round((peak_bytes(device) - base) / 2**30, 3), "seconds": round(dt, 2)}
                 else:
-                    generate_video(model, sched, [Segment(ctx, n)], 1, settings, new_generator(0), window=w)
+                    generate(model, sched, embeds, n, settings, window=w)
                     row = _cpu_long_run(n, w, args) if w is not None else {}
                 row["kv_cache_mb"] = round(kv_peak[0] / 2**20, 2)
                 out[f"{n}" if w else f"{n} (no window)"] = row
@@ -242,11 +243,11 @@ def _cpu_long_run(n: int, window: int, args) -> dict:
     models = "presets.load(%r, cpu, torch.float32)" % args.checkpoint if args.checkpoint else "presets.build(presets.PRESETS[%r], cpu)" % args.preset
     code = (
         "import sys, torch, resource; sys.argv=['x']; sys.path.insert(0, %r); import presets; "
-        "from nova.sampling import *; from nova.video import *; cpu = torch.device('cpu'); "
-        "m, t, v, s = %s; st = SamplerSettings(4, 2, 5.0); g = Guidance(st); "
-        "e = t.encode([presets.PROMPT], m.config.text_token_len); c = build_context(m, g, e, None, [5.0], [12.0]); "
+        "from nova.sampling import *; from nova.plan import *; cpu = torch.device('cpu'); "
+        "m, t, v, s = %s; st = SamplerSettings(4, 2, 5.0); "
+        "e = t.encode([presets.PROMPT], m.config.text_token_len); "
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "generate_video(m, s, [Segment(c, %d)], 1, st, new_generator(0), window=%d); "
+        "GenerationPlan(m, s, st, [Segment(e, %d)], window=%d).run(new_generator(0)); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, r0 * 1024)"
     ) % (os.path.dirname(os.path.abspath(__file__)), models, n, window)
     with torch.inference_mode():

@@ -35,7 +35,8 @@ from presets import PRESETS, PROMPT, ROOT, build  # noqa: E402
 
 from nova.fast import Accel  # noqa: E402
 from nova.models.vit import MLP  # noqa: E402
-from nova.sampling import Guidance, SamplerSettings, build_context, generate_latents, new_generator  # noqa: E402
+from nova.plan import GenerationPlan, Segment  # noqa: E402
+from nova.sampling import SamplerSettings, new_generator  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from tolerances import assert_latents_close  # noqa: E402
@@ -138,11 +139,10 @@ def cpu_mid_times(modes, rounds: int) -> dict:
     settings = SamplerSettings(16, 10, 5.0)
     embeds = text.encode([PROMPT], model.config.text_token_len)
     models = {m: copy.deepcopy(model).to(torch.bfloat16) if m == "bf16 weights" else model for m in modes}
-    contexts = {m: build_context(models[m], Guidance(settings), embeds, None, [5.0], [12.0]) for m in modes}
 
     def sample(mode):
         with mode_context(mode, models[mode]):
-            return generate_latents(models[mode], sched, contexts[mode], 1, 3, settings, new_generator(0), accel=Accel()).float()
+            return GenerationPlan(models[mode], sched, settings, [Segment(embeds, 3)], accel=Accel()).run(new_generator(0)).float()
 
     ref = sample("float32")
     times, diffs = {m: [] for m in modes}, {}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .fast import Accel, FastPlan, draw_step_noise
+from .fast import FastPlan, draw_step_noise
 from .models.embeddings import patchify, unpatchify
 from .models.vit import KV
 from .rng import Generators, draw_per_sample

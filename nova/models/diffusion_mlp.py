@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import PatchEmbed, timestep_embed
+from .embeddings import PatchEmbed
 
 
 class Projector(nn.Module):
@@ -51,10 +51,6 @@ class TimeCondEmbed(nn.Module):
         self.timestep_proj = Projector(256, dim, ops)
         self.condition_proj = Projector(cond_dim, dim, ops)
 
-    def forward(self, timestep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        t = self.timestep_proj(timestep_embed(timestep).to(z.dtype))
-        return self.condition_proj(z) + t.unsqueeze(1)
-
 
 class DiffusionMLP(nn.Module):
     def __init__(self, depth: int, dim: int, cond_dim: int, patch_size: int, in_channels: int, ops=nn):
@@ -77,12 +73,3 @@ class DiffusionMLP(nn.Module):
         weight = conv.weight.to(device=tokens.device, dtype=tokens.dtype)
         bias = None if conv.bias is None else conv.bias.to(device=tokens.device, dtype=tokens.dtype)
         return F.linear(tokens, weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1), bias)
-
-    def forward(self, tokens: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Predict (epsilon or velocity) for ``tokens`` [N, L, p*p*C] given ``cond`` [N, L, cond_dim]."""
-        x = self.embed_tokens(tokens)
-        z = self.time_cond_embed(timestep, cond)
-        for blk in self.blocks:
-            x = blk(x, z)
-        return self.head(self.norm(x, z)[0])
-

@@ -98,9 +98,8 @@ class TextEmbed(nn.Module):
 class MotionEmbed(nn.Module):
     """Two conditioning tokens for video models: motion flow and fps."""
 
-    def __init__(self, dim: int, ops=nn, base_flow: float = 5, base_fps: float = 12):
+    def __init__(self, dim: int, ops=nn):
         super().__init__()
-        self.base_flow, self.base_fps = base_flow, base_fps
         self.flow_proj = _mlp(ops, 256, dim)
         self.fps_proj = _mlp(ops, 256, dim)
 
