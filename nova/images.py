@@ -30,8 +30,8 @@ def to_rgb8(image, name: str = "image") -> np.ndarray:
     """An HxW, HxWx1, HxWx3 or HxWx4 image -> HxWx3 uint8.
 
     uint8 as is; uint16 from 0..65535; other integers from 0..255 (refused when outside it);
-    bool as black/white; floats from [0, 1], or from [-1, 1] when they hold negative values
-    (anything outside [-1, 1] is refused: its range is ambiguous)."""
+    bool as black/white; floats from [0, 1], from [-1, 1] when they hold negative values, and
+    from 0..255 when they exceed 1 (anything else is refused: its range is unknown)."""
     if hasattr(image, "mode") and hasattr(image, "convert"):  # a PIL image
         return pil_to_array(image)
     if hasattr(image, "detach"):  # a torch tensor
@@ -64,9 +64,10 @@ def to_rgb8(image, name: str = "image") -> np.ndarray:
             return _from_unit(arr)
         if lo >= -1 and hi <= 1:
             return _from_unit((arr + 1) / 2)
+        if lo >= 0 and hi <= 255:
+            return _from_unit(arr / 255.0)
         raise InputError(
-            f"{name} is {arr.dtype} with values in [{lo:g}, {hi:g}]; float images must be in [0, 1] or [-1, 1] "
-            "(for 0..255 values pass a uint8 array)."
+            f"{name} is {arr.dtype} with values in [{lo:g}, {hi:g}]; float images must be in [0, 1], [-1, 1] or 0..255."
         )
     raise InputError(f"{name} has dtype {arr.dtype}; expected uint8, uint16 or float pixels.")
 

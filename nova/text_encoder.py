@@ -132,7 +132,7 @@ def as_prompt_list(prompts, name: str = "prompt") -> List[str]:
     if isinstance(prompts, str):
         prompts = [prompts]
     elif not isinstance(prompts, (list, tuple)):
-        raise InputError(f"{name} is a {type(prompts).__name__}; expected a string or a list of strings.")
+        raise InputError(f"{name} is a {type(prompts).__name__} ({prompts!r:.60}); expected a string or a list of strings.")
     if not prompts:
         raise InputError(f"{name} is an empty list; pass a string or a non-empty list of strings.")
     return [check_prompt(p, f"{name} {i}" if len(prompts) > 1 else name) for i, p in enumerate(prompts)]
