@@ -237,3 +237,77 @@ def test_text_encoder_in_fp8(comfy):
     n = 5  # compare the prompt's tokens
     cos = torch.nn.functional.cosine_similarity(a[0, :n], b[0, :n], dim=-1)
     assert float(cos.min()) > 0.98
+
+
+# -- issue 11: bad inputs in the UI -------------------------------------------------------------
+def test_conditioning_batch_must_match_its_lengths(comfy):
+    feats = comfy["cond"][0][0]
+    two_rows = [[torch.cat([feats, feats]), dict(comfy["cond"][0][1])]]  # batch 2, one length
+    with pytest.raises(InputError, match="batch of 2 prompts but 1 nova_lengths"):
+        NovaARFrameStep.execute(comfy["model"], two_rows, comfy["sampler"], 1, 0, 5.0, 12.0)
+
+
+def test_latents_of_another_vae_are_refused_and_unmarked_ones_pass(comfy):
+    image_vae = NovaVAELoader.execute("nova-tiny-image")[0]
+    # the image VAE's latents, at the video model's latent size
+    latent = NovaVAEEncode.execute(image_vae, torch.rand(1, 64, 96, 3), 96, 64, "crop")[0]
+    assert latent["nova_latent_format"] == image_vae.latent_space != comfy["model"].latent_space
+    with pytest.raises(InputError, match="latent space of 'AutoencoderKL/4ch/x.*another VAE"):
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 0, 5.0, 12.0, latents=latent)
+    with pytest.raises(InputError, match="latent space"):
+        NovaVAEDecode.execute(comfy["vae"], latent)
+    unmarked = {"samples": latent["samples"]}  # a core node may drop the key: the shape check decides
+    out = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 0, 5.0, 12.0, latents=unmarked)[0]
+    assert out["samples"].shape == (1, 4, 2, 8, 12) and out["nova_latent_format"] == comfy["model"].latent_space
+
+
+@pytest.mark.parametrize("samples,tile,match", [
+    (torch.zeros(1, 4, 0, 8, 12), 5, r"shape \[1, 4, 0, 8, 12\]; expected .*T >= 1"),
+    (torch.zeros(0, 4, 2, 8, 12), 5, r"shape \[0, 4, 2, 8, 12\]; expected .*B >= 1"),
+    (torch.zeros(1, 4, 2, 8, 12), 1, r"tile_latents = 1; expected an integer >= 2"),
+    (torch.zeros(1, 4, 2, 8, 12, dtype=torch.long), 5, r"must be a float tensor"),
+])
+def test_vae_decode_bad_latents(comfy, samples, tile, match):
+    with pytest.raises(InputError, match=match):
+        NovaVAEDecode.execute(comfy["vae"], {"samples": samples}, 12.0, tile)
+
+
+def test_vae_encode_bad_images(comfy):
+    with pytest.raises(InputError, match="image has 0 frames"):
+        NovaVAEEncode.execute(comfy["vae"], torch.zeros(0, 64, 96, 3), 96, 64, "crop")
+    mixed = [torch.rand(1, 64, 96, 3), torch.rand(1, 40, 80, 3)]
+    with pytest.raises(InputError, match=r"different sizes \(80x40, 96x64\)"):
+        NovaVAEEncode.execute(comfy["vae"], mixed, 96, 64, "crop")
+    same = [torch.rand(64, 96, 3), torch.rand(1, 64, 96, 3)]
+    assert NovaVAEEncode.execute(comfy["vae"], same, 96, 64, "crop")[0]["samples"].shape == (1, 4, 1, 8, 12)
+
+
+@pytest.mark.parametrize("fps,motion,match", [(0.0, 5.0, "fps = 0.0"), (-12.0, 5.0, "fps = -12.0"), (12.0, -1.0, "motion_flow = -1.0")])
+def test_node_fps_and_motion_are_checked(comfy, fps, motion, match):
+    with pytest.raises(InputError, match=match):
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 0, motion, fps)
+
+
+def test_node_seed_range_is_what_changes_the_result(comfy):
+    seed = next(i for i in NovaARFrameStep.define_schema().inputs if i.id == "seed")
+    assert seed.max == 2**32 - 1 and "32 bits" in seed.tooltip
+    a = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 7, 5.0, 12.0)[0]
+    b = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 7 + 2**32, 5.0, 12.0)[0]
+    assert torch.equal(a["samples"], b["samples"])
+    with pytest.raises(InputError, match=r"seed = 18446744073709551616"):
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 2**64, 5.0, 12.0)
+
+
+def test_memory_estimate_comes_from_the_plan(comfy):
+    loads = []
+    host = comfy["model"].host
+    original = host.load
+    host.load = lambda patcher, memory_required=0: (loads.append(memory_required), original(patcher, memory_required))
+    try:
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0)
+    finally:
+        del host.load
+    from comfyui_nova.nodes.sampling import plan_frames
+
+    plan = plan_frames(comfy["model"], comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0)
+    assert loads == [plan.memory_bytes()] and plan.memory_bytes() > 0
