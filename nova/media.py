@@ -124,7 +124,14 @@ class VideoWriter:
         self._buffer: List[np.ndarray] = []  # animated/PNG formats are written at close
 
     def write(self, frames: np.ndarray) -> None:
-        """``frames``: [T, H, W, 3] uint8."""
+        """``frames``: [T, H, W, 3] uint8. A failing write (disk full) removes the temp file."""
+        try:
+            self._write(frames)
+        except OSError as exc:
+            self.abort()
+            raise InputError(f"{self.path}: could not write the file ({exc.strerror or exc}); nothing was written.") from exc
+
+    def _write(self, frames: np.ndarray) -> None:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be a [T, H, W, 3] uint8 array, got {frames.dtype} {list(frames.shape)}.")

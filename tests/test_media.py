@@ -1,0 +1,128 @@
+"""Files are written whole or not at all: a unique temp name beside the target, removed on any
+failure (a failing close, a full disk, SIGTERM), the old target left intact."""
+
+import errno
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from nova.errors import InputError
+from nova.media import VideoWriter, check_output, write_video
+
+FRAMES = np.random.RandomState(0).randint(0, 255, (5, 32, 48, 3), dtype=np.uint8)
+
+
+def _leftovers(folder):
+    return sorted(glob.glob(os.path.join(str(folder), ".*part*")) + glob.glob(os.path.join(str(folder), "*part*")))
+
+
+def test_writers_use_unique_temp_names_beside_the_target(tmp_path):
+    target = str(tmp_path / "out.mp4")
+    a, b = VideoWriter(target), VideoWriter(target)
+    try:
+        assert a.tmp != b.tmp and os.path.dirname(a.tmp) == os.path.dirname(b.tmp) == str(tmp_path)
+    finally:
+        a.abort(), b.abort()
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".gif", ".webp"])
+def test_close_fails_because_the_target_became_a_folder(tmp_path, ext):
+    target = tmp_path / f"out{ext}"
+    writer = VideoWriter(str(target))
+    writer.write(FRAMES)
+    target.mkdir()
+    (target / "keep").write_text("x")  # a non-empty folder: os.replace cannot take its place
+    with pytest.raises(InputError, match=rf"out{ext}: could not write the file"):
+        writer.close()
+    assert _leftovers(tmp_path) == [] and (target / "keep").read_text() == "x"
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webp", ".png"])
+def test_full_disk_leaves_the_old_target_intact(tmp_path, monkeypatch, ext):
+    target = tmp_path / f"out{ext}"
+    target.write_bytes(b"the old video")
+    frames = FRAMES[:1] if ext == ".png" else FRAMES
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if ext == ".mp4":
+        import av.container
+
+        monkeypatch.setattr(av.container.OutputContainer, "mux", disk_full)
+    else:
+        from PIL import Image
+
+        monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(InputError, match=rf"out{ext}: could not write the file \(No space left on device\)"):
+        write_video(frames, str(target))
+    assert target.read_bytes() == b"the old video" and _leftovers(tmp_path) == []
+
+
+def test_a_complete_write_replaces_the_target(tmp_path):
+    target = tmp_path / "out.gif"
+    target.write_bytes(b"old")
+    write_video(FRAMES, str(target))
+    assert target.read_bytes()[:3] == b"GIF" and _leftovers(tmp_path) == []
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+SLOW_WRITER = """
+import sys, time, numpy as np
+sys.path.insert(0, {root!r})
+from nova.media import VideoWriter
+frames = np.random.RandomState(0).randint(0, 255, (4, 64, 96, 3), dtype=np.uint8)
+with VideoWriter({target!r}, 12) as w:
+    w.write(frames)
+    print("writing", flush=True)
+    while True:
+        w.write(frames)
+        time.sleep(0.01)
+"""
+
+
+def test_sigterm_during_a_write(tmp_path):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"the old video")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER.format(root=ROOT, target=str(target))], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.2)
+    assert len(_leftovers(tmp_path)) == 1  # the temp file exists while writing
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert _leftovers(tmp_path) == [] and target.read_bytes() == b"the old video"
+
+
+@pytest.mark.parametrize("path,kw,match", [
+    ("out.avi", {}, r"out.avi: unsupported extension '.avi'"),
+    ("out", {}, r"unsupported extension '\(none\)'"),
+    ("out.png", dict(frames=9), r"out.png: a PNG holds one frame, this makes 9"),
+    ("out.mp4", dict(fps=0), r"fps = 0; expected a finite number > 0"),
+    ("out.mp4", dict(fps=float("nan")), r"fps = nan"),
+])
+def test_output_checks(tmp_path, path, kw, match):
+    with pytest.raises(InputError, match=match):
+        check_output(str(tmp_path / path), **kw)
+
+
+def test_output_in_a_folder_that_cannot_exist(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(InputError, match="file.txt is a file"):
+        check_output(str(tmp_path / "file.txt" / "out.mp4"))
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(InputError, match="dir.mp4: is a folder"):
+        check_output(str(tmp_path / "dir.mp4"))
+
+
+def test_fps_zero_is_refused_by_the_writer(tmp_path):
+    with pytest.raises(InputError, match="fps = 0"):
+        write_video(FRAMES, str(tmp_path / "out.mp4"), fps=0)
+    assert not os.listdir(tmp_path)
