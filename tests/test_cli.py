@@ -50,3 +50,113 @@ def test_cli_reports_bad_frames(tmp_path):
     assert _run(["make-tiny", "tiny"], tmp_path).returncode == 0
     r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--frames", "10", "--out", "x.mp4"], tmp_path)
     assert r.returncode == 2 and "1 + 4k" in r.stderr and not (tmp_path / "x.mp4").exists()
+
+
+# -- issue 11: every check before the model loads; one line, exit status 2 --------------------------
+import pytest  # noqa: E402
+
+from nova import __main__ as cli  # noqa: E402
+from nova.errors import InputError  # noqa: E402
+
+
+@pytest.fixture
+def no_load(monkeypatch):
+    """Fails the test if the CLI gets as far as loading weights."""
+    from nova.pipeline import NovaPipeline
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(NovaPipeline, "from_pretrained", classmethod(loaded))
+
+
+def _cli(args, capsys):
+    rc = cli.main(["generate", *args])
+    err = capsys.readouterr().err
+    return rc, err
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    import av
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("media")
+    (folder / "junk.png").write_bytes(b"not an image" * 10)
+    (folder / "junk.mp4").write_bytes(b"not a video" * 10)
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(folder / "ok.png")
+    with av.open(str(folder / "sound.wav"), "w") as c:
+        stream = c.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            c.mux(packet)
+    (folder / "file.txt").write_text("x")
+    (folder / "dir.mp4").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("extra,out,match", [
+    ([], "x.avi", "x.avi: unsupported extension '.avi'"),
+    ([], "dir.mp4", "dir.mp4: is a folder"),
+    ([], "file.txt/x.mp4", "file.txt is a file"),
+    (["--frames", "9"], "x.png", "x.png: a PNG holds one frame, this makes 9"),
+    (["--fps", "0"], "x.mp4", "fps = 0.0; expected a finite number > 0"),
+    (["--fps", "-3"], "x.mp4", "fps = -3.0"),
+    (["--motion-flow", "-1"], "x.mp4", "--motion-flow = -1.0"),
+    (["--seed", str(2**64)], "x.mp4", "seed = 18446744073709551616"),
+    (["--seed", "-1"], "x.mp4", "seed = -1"),
+    (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "x.mp4", "device = "),
+    (["--device", "banana"], "x.mp4", "device = 'banana'"),
+    (["--steps", "0"], "x.mp4", "num_inference_steps = 0"),
+    (["--window", "1"], "x.mp4", "--window = 1"),
+    (["--loop", "-2"], "x.mp4", "--loop = -2"),
+    (["--frames", "10"], "x.mp4", "frames = 10; the video VAE needs 1 \\+ 4k"),
+    (["--image", "missing.png"], "x.mp4", "--image .*missing.png: no such file"),
+    (["--image", "junk.png"], "x.mp4", "--image .*junk.png: not a readable image"),
+    (["--video", "junk.mp4"], "x.mp4", "--video .*junk.mp4: not a readable video"),
+    (["--video", "sound.wav"], "x.mp4", "--video .*sound.wav: has no video stream"),
+    (["--image", "ok.png", "--video", "ok.png"], "x.mp4", "either --image .* or --video"),
+])
+def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
+    import re
+
+    monkeypatch.chdir(media)
+    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", *extra, "--out", out], capsys)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(match, lines[0]), err
+    assert not os.path.exists(media / "x.mp4")
+
+
+def test_cli_missing_checkpoint_names_the_folder(tmp_path, capsys):
+    rc, err = _cli(["--model", str(tmp_path / "nowhere"), "--prompt", "a fox", "--out", str(tmp_path / "x.mp4")], capsys)
+    assert rc == 2 and "nowhere: not a checkpoint folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_debug_shows_the_traceback(tiny_video, tmp_path, no_load):
+    with pytest.raises(InputError, match="unsupported extension"):
+        cli.main(["--debug", "generate", "--model", tiny_video, "--prompt", "a fox", "--out", str(tmp_path / "x.avi")])
+    with pytest.raises(InputError, match="fps = 0"):
+        cli.main(["generate", "--debug", "--model", tiny_video, "--prompt", "a fox", "--fps", "0", "--out", str(tmp_path / "x.mp4")])
+
+
+def test_cli_dtype_defaults_to_auto():
+    args = cli.build_parser().parse_args(["generate", "--model", "m", "--prompt", "p", "--out", "o.mp4"])
+    assert args.dtype == "auto"
+    from nova.pipeline import auto_dtype
+
+    assert auto_dtype("cpu") == __import__("torch").float32
+
+
+def test_cli_one_line_and_a_progress_bar_from_any_directory(tmp_path):
+    """Run from another directory (as the installed ``nova`` script is): an error is one line on
+    stderr with exit status 2; a run draws its progress bar on stderr and prints nothing else."""
+    r = _run(["make-tiny", "tiny"], tmp_path)
+    assert r.returncode == 0 and r.stdout == "" and "random weights" in r.stderr
+    r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--out", "x.avi"], tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--frames", "5", "--steps", "3", "--diffusion-steps", "1", "--out", "fox.gif"], tmp_path)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert "NOVA: frame 2/2 done, 6/6 set steps" in r.stderr and "ETA" in r.stderr and "Loading weights" not in r.stderr
+    assert [line for line in r.stderr.splitlines() if not line.strip()] == []  # no blank lines
