@@ -147,8 +147,8 @@ class NovaVAEDecode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, vae, latents, fps=12.0, tile_latents=5, source=None, feather=0) -> io.NodeOutput:
+    def execute(cls, vae, latents, fps=12.0, tile_latents=5) -> io.NodeOutput:
+        from ..nova.media import check_fps
+
         images = decode_latent(vae, latents, int(tile_latents))
-        if source is not None and feather:
-            images = feather_decoded(images, latents, source, int(feather), vae.vae.temporal_ratio)
-        return io.NodeOutput(images, float(latents.get("nova_fps", fps)))
+        return io.NodeOutput(images, check_fps(latents.get("nova_fps", fps)))

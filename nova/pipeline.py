@@ -362,6 +362,6 @@ def _as_prefix(latents) -> torch.Tensor:
 def progress_bar(total: int, disable: bool = False, desc: str = "NOVA"):
     """A tqdm bar on stderr that a :class:`nova.sampling.Progress` callback advances (frames and
     set steps, with ETA); ``disable`` gives a no-op."""
-    from .progress import ProgressBar
+    from .step_progress import StepProgressBar
 
-    return ProgressBar(total, disable=disable, desc=desc)
+    return StepProgressBar(total, disable=disable, desc=desc)

@@ -106,7 +106,7 @@ def media(tmp_path_factory):
     (["--motion-flow", "-1"], "x.mp4", "--motion-flow = -1.0"),
     (["--seed", str(2**64)], "x.mp4", "seed = 18446744073709551616"),
     (["--seed", "-1"], "x.mp4", "seed = -1"),
-    (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "x.mp4", "device = "),
+    (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], "x.mp4", "device = 'cuda"),
     (["--device", "banana"], "x.mp4", "device = 'banana'"),
     (["--steps", "0"], "x.mp4", "num_inference_steps = 0"),
     (["--window", "1"], "x.mp4", "--window = 1"),
@@ -127,6 +127,18 @@ def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(match, lines[0]), err
     assert not os.path.exists(media / "x.mp4")
+
+
+def test_cli_permission_errors(tiny_video, media, no_load, capsys, monkeypatch):
+    """Unreadable inputs and unwritable outputs (os.access is faked: tests may run as root)."""
+    real_access = os.access
+    denied = {str(media / "ok.png"), str(media)}
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.path.abspath(p) in denied else real_access(p, mode, **kw))
+    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--image", str(media / "ok.png"), "--out", str(media / "x.mp4")], capsys)
+    assert rc == 2 and "no permission to write in" in err and str(media) in err
+    denied.discard(str(media))
+    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--image", str(media / "ok.png"), "--out", "/tmp/nova-x.mp4"], capsys)
+    assert rc == 2 and "ok.png: no permission to read it" in err
 
 
 def test_cli_missing_checkpoint_names_the_folder(tmp_path, capsys):

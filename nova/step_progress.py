@@ -1,4 +1,4 @@
-"""A terminal progress bar for a generation: set steps of every frame, with ETA, on stderr.
+"""A terminal progress bar for one generation: set steps of every frame, with ETA, on stderr.
 
 On a terminal it is a tqdm bar redrawn in place; when stderr is a file or a pipe (logs, CI) it
 prints one line per finished frame instead of carriage-return redraws."""
@@ -9,7 +9,7 @@ import sys
 import time
 
 
-class ProgressBar:
+class StepProgressBar:
     """Context manager; calling it with a :class:`nova.sampling.Progress` advances the bar to that
     tick. ``disable=True`` (``disable_progress_bar``) draws nothing."""
 
