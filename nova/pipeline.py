@@ -21,6 +21,7 @@ from .components import load_scheduler, load_transformer
 from .errors import CheckpointError, InputError
 from .fast import Accel
 from .images import fit_image
+from .latents import as_prefix
 from .loading import read_model_index, resolve_checkpoint
 from .plan import GenerationPlan, Segment, per_sample
 from .sampling import SamplerSettings, new_generator
@@ -250,7 +251,7 @@ class NovaPipeline:
             batch = len(prompt)
         flows = _repeat(per_sample(per_prompt(motion_flow, batch, "motion_flow"), batch, "motion_flow", 0.0, True), n)
         fpss = _repeat(per_sample(per_prompt(fps, batch, "fps"), batch, "fps", 0.0, False), n)
-        prefix = _as_prefix(latents) if latents is not None else None
+        prefix = as_prefix(latents) if latents is not None else None
         if image is not None:  # fit first (a bad image fails before any work); encode after the checks
             if self.vae is None:
                 raise InputError("image-to-video needs the VAE; load the pipeline with load_vae=True.")
@@ -346,17 +347,6 @@ def _whole(value, name: str) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value  # SamplerSettings names anything else
-
-
-def _as_prefix(latents) -> torch.Tensor:
-    """Prefilled latents: [B, C, N, h, w], [B, C, h, w] (one frame) or a list of [B, C, h, w]."""
-    try:
-        if isinstance(latents, (list, tuple)):
-            return torch.stack([torch.as_tensor(l) for l in latents], dim=2)
-        latents = torch.as_tensor(latents)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"latents: {exc}; expected [B, C, N, h, w], [B, C, h, w] or a list of [B, C, h, w].") from exc
-    return latents.unsqueeze(2) if latents.dim() == 4 else latents
 
 
 def progress_bar(total: int, disable: bool = False, desc: str = "NOVA"):

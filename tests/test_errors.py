@@ -4,7 +4,6 @@ arose, unimplemented official arguments not swallowed)."""
 
 import json
 import logging
-import os
 import shutil
 
 import numpy as np
