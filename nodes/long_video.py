@@ -11,6 +11,7 @@ from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
 from .sampling import MAX_LATENTS, MAX_SEED, SEED_TIP, require_sampler, run_plan
+from .masks import DEFAULT_THRESHOLD, keep_given_tokens, noise_mask_tokens
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
 
@@ -89,7 +90,10 @@ class NovaLongVideo(io.ComfyNode):
             negative = None if s.negative is None else conditioning_embeds(s.negative, text_dim, f"segment {i} negative")
             plan_segments.append(Segment(conditioning_embeds(s.positive, text_dim, f"segment {i} positive"), s.frames,
                                          negative, s.motion_flow, s.fps))
+        regen = noise_mask_tokens(latents, model, DEFAULT_THRESHOLD, 0)
         plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=latent_samples(latents, model),
-                              window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames))
+                              window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
+                              prefix_mask=regen)
         scaled = run_plan(model, plan, seed)
-        return io.NodeOutput(make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps))
+        latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
+        return io.NodeOutput(latent if regen is None else keep_given_tokens(latent, latents["samples"], regen, model))

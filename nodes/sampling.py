@@ -15,6 +15,7 @@ from ..nova.sampling import SamplerSettings, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
+from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, feather_decoded, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
@@ -69,15 +70,16 @@ def require_sampler(sampler) -> None:
 
 
 def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_flow: float, fps: float,
-                prefix_latent=None) -> GenerationPlan:
-    """The plan for ``add`` new latent frames after the (optional) given ones; checks everything."""
+                prefix_latent=None, prefix_mask=None) -> GenerationPlan:
+    """The plan for ``add`` new latent frames after the (optional) given ones, first repainting the
+    tokens of the given frames that ``prefix_mask`` marks (nodes/masks.py); checks everything."""
     require_sampler(sampler)
     cfg = model.config
     prefix = latent_samples(prefix_latent, model)
     pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
-    return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix)
+    return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix, prefix_mask=prefix_mask)
 
 
 def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
@@ -117,10 +119,14 @@ class NovaARFrameStep(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None) -> io.NodeOutput:
-        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents)
-        scaled = run_plan(model, plan, seed)
-        return io.NodeOutput(make_latent(scaled, model, model.host.intermediate_device(), fps))
+    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None,
+                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0) -> io.NodeOutput:
+        regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
+        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen)
+        latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
+        if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
+            latent = keep_given_tokens(latent, latents["samples"], regen, model)
+        return io.NodeOutput(latent)
 
 
 class NovaGenerate(io.ComfyNode):
@@ -157,22 +163,34 @@ class NovaGenerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None) -> io.NodeOutput:
+    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
+                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0) -> io.NodeOutput:
         from .vae import check_images, decode_latent, encode_images
 
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
         new_generator(seed)  # checks the seed
+        if mask is not None and start_image is None:
+            raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
         # Everything is checked on a plan before the start image is encoded (the same plan, with no
-        # given frame standing in for the encoded one).
-        image = None if start_image is None else check_images(start_image)[:1]
+        # given frame standing in for the encoded ones).
+        whole = mask is not None and model.config.is_video_model  # a clip to repaint, not a first frame
+        image = None if start_image is None else check_images(start_image)
+        image = image if image is None or whole else image[:1]
         plan_frames(model, positive, negative, sampler, total, motion_flow, fps)
-        prefix = None
+        prefix = regen = None
         if image is not None:
             h, w = model.config.image_size
             prefix = encode_images(vae, image, w, h, "crop")
-        plan = plan_frames(model, positive, negative, sampler, total - (prefix is not None), motion_flow, fps, prefix)
+        n_prefix = 0 if prefix is None else prefix["samples"].shape[2]
+        if mask is not None:
+            regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask")
+        if total < n_prefix:
+            raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
+        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen)
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
+        if regen is not None:
+            latent = keep_given_tokens(latent, prefix["samples"], regen, model)
         images = decode_latent(vae, latent)
         if regen is not None and feather:
             images = feather_decoded(images, latent, start_image, int(feather), vae.vae.temporal_ratio)

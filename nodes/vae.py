@@ -12,6 +12,7 @@ from ..nova.images import center_crop_box
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
+from .masks import MAX_FEATHER, feather_decoded
 from .types import NovaVaeType
 
 log = logging.getLogger("nova")
@@ -147,8 +148,10 @@ class NovaVAEDecode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, vae, latents, fps=12.0, tile_latents=5) -> io.NodeOutput:
+    def execute(cls, vae, latents, fps=12.0, tile_latents=5, source=None, feather=0) -> io.NodeOutput:
         from ..nova.media import check_fps
 
         images = decode_latent(vae, latents, int(tile_latents))
+        if source is not None and feather:
+            images = feather_decoded(images, latents, source, int(feather), vae.vae.temporal_ratio)
         return io.NodeOutput(images, check_fps(latents.get("nova_fps", fps)))

@@ -38,12 +38,24 @@ def _checked_inputs(args):
         raise InputError("--window = 1; use at least 2 latent frames (or 0 for the whole video).")
     if args.image and args.video:
         raise InputError("pass either --image (a first frame) or --video (a clip to continue), not both.")
+    if args.mask and (bool(args.image) == bool(args.video) or len(args.prompt) != 1):
+        raise InputError("--mask repaints one --image or one --video (not both) under one --prompt.")
+    if not 0 <= args.mask_threshold < 1:
+        raise InputError(f"--mask-threshold = {args.mask_threshold}; expected a value in [0, 1).")
+    for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
+        if value < 0:
+            raise InputError(f"{name} = {value}; expected an integer >= 0.")
     image = read_frames(args.image, "--image")[0] if args.image else None
     clip = read_frames(args.video, "--video") if args.video else None
-    return device, image, clip
+    mask = None
+    if args.mask:
+        from .masks import mask_from_rgb
+
+        mask = mask_from_rgb(read_frames(args.mask, "--mask"), args.mask)
+    return device, image, clip, mask
 
 
-def _checked_checkpoint(args):
+def _checked_checkpoint(args, clip=None):
     """The checkpoint folder and its transformer config (read without loading any weights), and
     the latent frames to make; the frame counts are checked against the output here."""
     from .config import load_config
@@ -56,16 +68,23 @@ def _checked_checkpoint(args):
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     video = config.is_video_model
     long_video = len(args.prompt) > 1 or args.window or args.loop or args.video
-    if not video and long_video:
+    if not video and long_video and not args.mask:
         raise InputError("--window/--loop/--video and several --prompt need a video checkpoint.")
-    latents = latents_for_frames(args.frames) if video else 1
+    if args.mask:  # the given frames are repainted, then continued up to --frames (default: no more)
+        given = 1 if clip is None or not video else 1 + (len(clip) - 1) // 4
+        latents = given if not args.frames else (latents_for_frames(args.frames) if video else 1)
+        if latents < given:
+            raise InputError(f"--frames {args.frames} is shorter than the {given} latent frames of the given clip.")
+        long_video = False
+    else:
+        latents = latents_for_frames(args.frames or 33) if video else 1
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
     return folder, config, latents, bool(long_video)
 
 
 def _generate(args) -> int:
-    device, image, clip = _checked_inputs(args)
-    folder, config, latents, long_video = _checked_checkpoint(args)
+    device, image, clip, mask = _checked_inputs(args)
+    folder, config, latents, long_video = _checked_checkpoint(args, clip)
 
     import torch
 
@@ -78,6 +97,8 @@ def _generate(args) -> int:
         from .fast import Accel
 
         pipe.accel = Accel.plain()
+    if args.mask:
+        return _generate_masked(pipe, args, image, clip, mask, latents, t0)
     path = " on the reference path" if args.reference else ""
     name = str(dtype).replace("torch.", "")
     print(f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {latents} latent frame(s){path}", file=sys.stderr)
@@ -119,6 +140,29 @@ def _long_video(pipe, args, latents, image, clip, generator):
                           blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel)
     with progress_bar(plan.ticks) as bar:
         return plan.run(generator, bar)
+
+
+def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
+    """--mask: repaint --image or --video under the mask (nova/masks.py), then continue up to --frames."""
+    import torch
+
+    from .masks import masked_prefix
+    from .pipeline import progress_bar
+    from .plan import GenerationPlan
+    from .sampling import SamplerSettings
+
+    source = {"video": clip} if clip is not None else {"image": image}
+    prefix, regen, blend = masked_prefix(pipe, mask, threshold=args.mask_threshold, grow=args.mask_grow, feather=args.feather, **source)
+    settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
+    segment = pipe.segment(args.prompt[0], latents - prefix.shape[2], args.negative_prompt or "", args.motion_flow, args.fps,
+                           settings.guidance_scale > 1)
+    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel, prefix_mask=regen)
+    print(f"repainting {int(regen.any(dim=1).sum())} of {prefix.shape[2]} latent frame(s) under {args.mask}", file=sys.stderr)
+    with progress_bar(plan.ticks) as bar:
+        result = plan.run(torch.Generator().manual_seed(args.seed), bar)
+    pipe.save(result, args.out, fps=args.fps, blend=blend)
+    print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
+    return 0
 
 
 def _make_tiny(args) -> int:

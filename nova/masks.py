@@ -3,7 +3,7 @@ the outpainting canvas, and the feathered blend of decoded frames with their sou
 
 NOVA predicts a frame as sets of tokens around the ones already known, so any region can be
 regenerated without training: the tokens outside the mask are fixed to the given latents and the
-rest are predicted in NOVA's set order (:func:`nova.video.generate_video`, ``prefix_mask``).
+rest are predicted in NOVA's set order (:class:`nova.plan.GenerationPlan`, ``prefix_mask``).
 
 Convention (ComfyUI's): mask value 1 = regenerate, 0 = keep.
 
@@ -102,7 +102,7 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
         raise InputError(f"mask threshold = {threshold!r}; expected a value in [0, 1).")
     if not isinstance(grow, (int, np.integer)) or grow < 0:
         raise InputError(f"mask grow = {grow!r}; expected an integer >= 0 (tokens).")
-    from .pipeline import center_crop_box  # the crop images get
+    from .images import center_crop_box  # the crop images get
 
     ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
     frames = per_latent_frame(as_mask_frames(mask, name), latent_frames, ratio, name)
@@ -261,7 +261,8 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     token mask [N, L], a :class:`FeatherBlend` or None). The frames to repaint are an image (uint8
     HxWx3), a clip (uint8 frames) or latents; they are encoded to the posterior mean, so the seed
     draws what plain generation draws."""
-    from .pipeline import _as_prefix, fit_image
+    from .images import fit_image
+    from .latents import as_prefix
 
     given = [k for k, v in (("image", image), ("video", video), ("latents", latents)) if v is not None]
     if len(given) != 1:
@@ -270,7 +271,7 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
         raise InputError("inpainting an image or clip needs the VAE; load the pipeline with load_vae=True.")
     source = None
     if latents is not None:
-        prefix = _as_prefix(latents)
+        prefix = as_prefix(latents)
     elif image is not None:
         h, w = pipe.config.image_size
         source = torch.from_numpy(np.array(fit_image(image, h, w))).float().sub(127.5).div(127.5).permute(2, 0, 1)[None]

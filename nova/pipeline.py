@@ -210,6 +210,10 @@ class NovaPipeline:
         output_type: str = "pil",
         fps: float = 12,
         callback=None,
+        mask=None,
+        mask_threshold: float = 0.5,
+        mask_grow: int = 0,
+        mask_feather: int = 0,
     ) -> NovaPipelineOutput:
         """The official arguments and defaults. ``spatiotemporal_guidance_scale`` has no effect on
         NOVA checkpoints (the official code's third pass equals the conditional one; a warning
@@ -263,6 +267,13 @@ class NovaPipeline:
         if settings.guidance_scale > 1:
             negative = self._negative(negative_prompt, negative_prompt_embeds, batch)
         segment = Segment(cond.repeat(n), 0, None if negative is None else negative.repeat(n), flows, fpss)
+        prefix_mask = blend = None
+        if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/masks.py)
+            from .masks import masked_prefix
+
+            prefix, prefix_mask, blend = masked_prefix(self, mask, image=image, latents=latents, threshold=mask_threshold,
+                                                       grow=mask_grow, feather=mask_feather)
+            image = None  # encoded (posterior mean) with its mask
         n_given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
         segment = dataclasses.replace(segment, frames=max_latent_length - n_given)
         if segment.frames < 0:
@@ -270,7 +281,8 @@ class NovaPipeline:
         generator = generator if generator is not None else new_generator()
         if image is not None:  # the posterior sample comes before anything else draws from the generator
             prefix = self.encode_image(image, generator).unsqueeze(2)
-        plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=prefix, accel=self.accel)
+        plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=prefix, accel=self.accel,
+                              prefix_mask=prefix_mask)
         with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
             def on_progress(p):
                 bar(p)
@@ -278,7 +290,7 @@ class NovaPipeline:
                     callback(p)
 
             out = plan.run(generator, on_progress)
-        return self._output(out, output_type)
+        return self._output(out, output_type, blend)
 
     def _negative(self, negative_prompt, negative_embeds, batch: int) -> Optional[PromptEmbeds]:
         """None means the learned null embedding (what the empty prompt encodes to)."""

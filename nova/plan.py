@@ -34,6 +34,7 @@ import torch
 
 from .errors import InputError, NumericalError
 from .fast import Accel, FastPlan
+from .masks import check_token_mask, known_first
 from .sampling import (
     Guidance,
     Progress,
@@ -150,8 +151,10 @@ def check_embeds(embeds, name: str, text_dim: int) -> PromptEmbeds:
 
 class GenerationPlan:
     """One generation: ``segments`` one after another, after the optional ``prefix`` latents
-    ([B, C, N, h, w], transformer scale, returned unchanged), then ``loop_frames`` frames that lead
-    back to the first frame. Every argument is checked here, before anything runs."""
+    ([B, C, N, h, w], transformer scale, returned unchanged, except the tokens ``prefix_mask``
+    (bool [N, L], :func:`nova.masks.token_mask`) marks: those are regenerated, for inpainting and
+    outpainting), then ``loop_frames`` frames that lead back to the first frame. Every argument is
+    checked here, before anything runs."""
 
     def __init__(
         self,
@@ -165,6 +168,7 @@ class GenerationPlan:
         loop_frames: int = 0,
         accel: Optional[Accel] = None,
         time_positions: Optional[Sequence[float]] = None,
+        prefix_mask: Optional[torch.Tensor] = None,
     ):
         if not isinstance(settings, SamplerSettings):
             raise InputError(f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler).")
@@ -174,6 +178,9 @@ class GenerationPlan:
         self.batch = len(self.segments[0].positive)
         self.prefix = self._check_prefix(prefix, cfg)
         self.n_prefix = 0 if self.prefix is None else self.prefix.shape[2]
+        self.prefix_mask = None
+        if prefix_mask is not None:
+            self.prefix_mask = check_token_mask(prefix_mask, self.n_prefix, cfg.num_image_tokens)
         self.window = _count("window", window, 2, allow_none=True) if window else None
         self.blend_frames = _count("blend_frames", blend_frames, 0)
         self.loop_frames = _count("loop_frames", loop_frames, 0)
@@ -198,7 +205,7 @@ class GenerationPlan:
         self.guidance = Guidance(settings)
         self.scheduler = prepare_scheduler(scheduler, settings)  # a private copy: the template is shared
         self.counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
-        self.ticks = sum(len(self.frame_counts(t)) for t in range(self.n_prefix, self.total))
+        self.ticks = sum(len(self.frame_counts(t)) for t in range(self.total) if self.samples(t))
         self._fast: Optional[FastPlan] = None
 
     # -- checks -----------------------------------------------------------------------------
@@ -246,15 +253,25 @@ class GenerationPlan:
         return prefix.expand(self.batch, -1, -1, -1, -1) if prefix.shape[0] != self.batch else prefix
 
     # -- what the plan owns --------------------------------------------------------------------
+    def samples(self, t: int) -> bool:
+        """Whether frame ``t`` is sampled (a new frame, or a given one with tokens to repaint)."""
+        if t >= self.n_prefix:
+            return True
+        return self.prefix_mask is not None and bool(self.prefix_mask[t].any())
+
     def frame_counts(self, t: int) -> List[int]:
-        """Tokens predicted at each set step of frame ``t`` (loop frames have some tokens fixed)."""
+        """Tokens predicted at each set step of frame ``t`` (loop frames and repainted given frames
+        have some tokens fixed)."""
         known = self.known_tokens(t)
         if not known:
             return self.counts
         return mask_schedule(self.settings.num_inference_steps, self.model.config.num_image_tokens - known)
 
     def known_tokens(self, t: int) -> int:
-        """Tokens of loop frame ``t`` copied from the first frame (0 outside the loop)."""
+        """Tokens of frame ``t`` that are kept: the unmasked ones of a repainted given frame, those
+        a loop frame copies from the first frame; 0 for other frames."""
+        if t < self.n_prefix:
+            return 0 if self.prefix_mask is None else int((~self.prefix_mask[t]).sum())
         first_loop = self.total - self.loop_frames
         if t < first_loop:
             return 0
@@ -317,20 +334,24 @@ class GenerationPlan:
         with torch.inference_mode():
             for t in range(self.total):
                 spatial_ctx = cache.context_for(frames, t, contexts[t], window)
-                if t < self.n_prefix:
+                if not self.samples(t):
                     frames.append(self.prefix[:, :, t].to(device=model.device, dtype=torch.float32))
                     continue
                 if order is None:
                     order = draw_token_order(generator, self.batch, cfg.num_image_tokens, model.device)
-                counts, known = self.frame_counts(t), self.known_tokens(t)
+                counts, known, frame_order = self.frame_counts(t), self.known_tokens(t), order
+                if t < self.n_prefix:  # a masked given frame: keep its unmasked tokens, predict the rest
+                    frame_order, known = known_first(order, self.prefix_mask[t])
 
                 def on_step(step, latent, _t=t, _n=len(counts)):
                     done[0] += 1
                     if callback is not None:
                         callback(Progress(_t, self.total, step + 1, _n, latent, done[0], self.ticks))
 
-                target = frames[0] if known else None
-                x = sample_frame(model, spatial_ctx, order, counts, self.guidance, self.scheduler, generator, on_step, target, known, fast)
+                target = None
+                if known:
+                    target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
+                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator, on_step, target, known, fast)
                 if not torch.isfinite(x).all():
                     raise NumericalError(
                         f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. " + _advice(model.dtype)

@@ -190,7 +190,6 @@ def nodes(tmp_path_factory, tiny_video):
     from pack import load_pack
 
     load_pack()
-    from comfyui_nova.nodes import host
     from comfyui_nova.nodes.loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
     from comfyui_nova.nodes.sampling import NovaSetSampler
     from comfyui_nova.nodes.text import NovaTextEncode
@@ -198,14 +197,11 @@ def nodes(tmp_path_factory, tiny_video):
     base = tmp_path_factory.mktemp("models")
     (base / "nova").mkdir()
     os.symlink(tiny_video, base / "nova" / "nova-tiny-video")
-    fallback = host.FallbackHost()
-    fallback.models_dirs = [str(base)]
-    previous = host.get_host()
-    host.set_host(fallback)
-    te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
-    yield {"model": NovaCheckpointLoader.execute("nova-tiny-video")[0], "vae": NovaVAELoader.execute("nova-tiny-video")[0],
-           "cond": NovaTextEncode.execute(te, "a swan")[0], "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
-    host.set_host(previous)
+    with pytest.MonkeyPatch.context() as mp:  # the fallback host finds its model folders here
+        mp.setenv("NOVA_MODELS_DIR", str(base))
+        te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
+        yield {"model": NovaCheckpointLoader.execute("nova-tiny-video")[0], "vae": NovaVAELoader.execute("nova-tiny-video")[0],
+               "cond": NovaTextEncode.execute(te, "a swan")[0], "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
 
 
 def test_ar_step_honours_noise_mask_at_any_size(nodes):
