@@ -117,6 +117,11 @@ def media(tmp_path_factory):
     (["--video", "junk.mp4"], "x.mp4", "--video .*junk.mp4: not a readable video"),
     (["--video", "sound.wav"], "x.mp4", "--video .*sound.wav: has no video stream"),
     (["--image", "ok.png", "--video", "ok.png"], "x.mp4", "either --image .* or --video"),
+    (["--image", "ok.png", "--mask", "missing.png"], "x.mp4", "--mask .*missing.png: no such file"),
+    (["--image", "ok.png", "--mask", "junk.png"], "x.mp4", "--mask .*junk.png: not a readable image"),
+    (["--mask", "ok.png"], "x.mp4", "--mask repaints one --image or one --video"),
+    (["--image", "ok.png", "--mask", "ok.png", "--mask-threshold", "1.5"], "x.mp4", "--mask-threshold = 1.5"),
+    (["--image", "ok.png", "--mask", "ok.png", "--feather", "-1"], "x.mp4", "--feather = -1"),
 ])
 def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
     import re
