@@ -142,3 +142,17 @@ def test_workflows_use_only_core_and_nova_nodes():
         with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
             for node in json.load(f).values():
                 assert node["class_type"] in core or node["class_type"].startswith("NOVA")
+
+
+def test_run_workflow_says_when_it_falls_back_to_random_weights(tmp_path, tiny_image, capsys, monkeypatch):
+    """Without the workflow's checkpoints, the tool says loudly that its output is noise."""
+    import run_workflow
+
+    (tmp_path / "models" / "nova").mkdir(parents=True)
+    os.symlink(tiny_image, tmp_path / "models" / "nova" / "nova-tiny-image")  # so no checkpoint is written
+    monkeypatch.setenv("NOVA_MODELS_DIR", "")  # restored after the test (the tool sets it)
+    rc = run_workflow.main([os.path.join(API_DIR, "nova_text_to_image.json"), "--models", str(tmp_path / "models"),
+                            "--input", str(tmp_path / "input"), "--out", str(tmp_path / "output")])
+    captured = capsys.readouterr()
+    assert rc == 0 and "random weights: the video is noise" in captured.err and "NOTICE" in captured.err
+    assert [p for p in captured.out.split() if p.endswith(".png")]
