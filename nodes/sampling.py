@@ -8,7 +8,6 @@ gives the new frames the official time positions of a video as long as the resul
 
 from __future__ import annotations
 
-
 from ..nova.errors import InputError
 from ..nova.plan import GenerationPlan, Segment
 from ..nova.sampling import SamplerSettings, new_generator
