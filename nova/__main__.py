@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_make_tiny)
+    from .batch import add_parser as add_batch_parser  # `batch`: nova/batch.py
+
+    add_batch_parser(sub)
     return parser
 
 

@@ -223,13 +223,17 @@ def _rank_log(out: str, rank: int) -> List[logging.Handler]:
 @dataclasses.dataclass
 class _Prepared:
     """A unit ready to sample: its generator (already used for the image posterior, if any),
-    per-segment contexts [passes, Lc, D], prefix latents [1, C, N, h, w] and segment lengths."""
+    per-segment prompt features, the negative's (None: the learned null embedding), motion and fps,
+    prefix latents [1, C, N, h, w] and segment lengths."""
 
     unit: Unit
     path: str
     generator: torch.Generator
     settings: Any
-    contexts: List[torch.Tensor]
+    positives: List[Any]  # nova.text_encoder.PromptEmbeds, one per segment
+    negative: Optional[Any]
+    motion_flow: float
+    fps: float
     sizes: tuple
     prefix: Optional[torch.Tensor]
     truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
@@ -291,7 +295,7 @@ class _Worker:
 
     def _prepare(self, unit: Unit) -> _Prepared:
         from .media import read_frames
-        from .sampling import Guidance, SamplerSettings, build_context, new_generator
+        from .sampling import SamplerSettings, new_generator
         from .vae_frames import latents_for_frames
 
         item, o = unit.item, unit.item.options
@@ -321,13 +325,12 @@ class _Worker:
                              f"after the {latents - new} given; raise frames (now {o['frames']}).")
         n = len(item.prompts)
         sizes = tuple(new // n + (1 if i < new % n else 0) for i in range(n))
-        guidance = Guidance(settings)
         negative = o["negative_prompt"]
-        neg = self.embeds[negative] if negative and guidance.passes > 1 else None
-        contexts = [build_context(self.pipe.transformer, guidance, self.embeds[p], neg, [o["motion_flow"]], [o["fps"]])
-                    for p in item.prompts]
+        neg = self.embeds[negative] if negative and settings.guidance_scale > 1 else None
+        positives = [self.embeds[p] for p in item.prompts]
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
-        return _Prepared(unit, path, generator, settings, contexts, sizes, prefix, truncated, regen, blend)
+        return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"], sizes, prefix, truncated,
+                         regen, blend)
 
     def _masked_prefix(self, item: Item):
         """As ``generate --mask``: the image or clip (posterior mean) with the tokens to repaint."""
@@ -343,18 +346,22 @@ class _Worker:
         return masked_prefix(self.pipe, mask, threshold=o["mask_threshold"], grow=o["mask_grow"], feather=o["feather"], **source)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
-        from .video import Segment, generate_video
+        from .plan import GenerationPlan, Segment
+        from .text_encoder import PromptEmbeds
 
         o = group[0].unit.item.options
-        # contexts [passes, Lc, D] per sample -> [passes * B, Lc, D], pass-major like Guidance.text_batches
-        segments = [Segment(torch.stack([p.contexts[k] for p in group], 1).flatten(0, 1), size)
+        negatives = [p.negative for p in group]
+        if any(n is None for n in negatives) and not all(n is None for n in negatives):
+            raise InputError("a batch mixes samples with and without a negative prompt; they need separate batches.")
+        negative = None if negatives[0] is None else PromptEmbeds.cat(negatives)
+        flows, fpss = [p.motion_flow for p in group], [p.fps for p in group]
+        segments = [Segment(PromptEmbeds.cat([p.positives[k] for p in group]), size, negative, flows, fpss)
                     for k, size in enumerate(group[0].sizes)]
         prefix = None if group[0].prefix is None else torch.cat([p.prefix for p in group])
-        return generate_video(
-            self.pipe.transformer, self.pipe.scheduler, segments, len(group), group[0].settings,
-            [p.generator for p in group], prefix=prefix, window=o["window"] or None, blend_frames=o["blend"],
-            loop_frames=o["loop"], accel=self.pipe.accel, prefix_mask=group[0].regen,
-        )
+        plan = GenerationPlan(self.pipe.transformer, self.pipe.scheduler, group[0].settings, segments, prefix=prefix,
+                              window=o["window"] or None, blend_frames=o["blend"], loop_frames=o["loop"], accel=self.pipe.accel,
+                              prefix_mask=group[0].regen)
+        return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:
         t0 = time.time()

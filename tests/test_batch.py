@@ -148,22 +148,22 @@ def manifest_sha(path):
 
 def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe):
     from nova.fast import Accel
-    from nova.sampling import Guidance, SamplerSettings, build_context, new_generator
-    from nova.video import Segment, generate_video
+    from nova.plan import GenerationPlan, Segment
+    from nova.sampling import SamplerSettings, new_generator
+    from nova.text_encoder import PromptEmbeds
 
     pipe = tiny_video_pipe
     settings = SamplerSettings(4, 2, 5.0)
-    guidance = Guidance(settings)
-    ctx = [build_context(pipe.transformer, guidance, pipe.encode_prompt([p]), None, [5.0], [12.0]) for p in PROMPTS[:2]]
-    both = torch.stack(ctx, 1).flatten(0, 1)
+    embeds = [pipe.encode_prompt([p]) for p in PROMPTS[:2]]
+    both = PromptEmbeds.cat(embeds)
     for accel in (Accel(), Accel.plain()):
-        def sample(context, gens, batch, accel=accel):
-            return generate_video(pipe.transformer, pipe.scheduler, [Segment(context, 2)], batch, settings, gens, accel=accel)
+        def sample(prompts, gens, accel=accel):
+            return GenerationPlan(pipe.transformer, pipe.scheduler, settings, [Segment(prompts, 2)], accel=accel).run(gens)
 
-        pair = sample(both, [new_generator(7), new_generator(8)], 2)
+        pair = sample(both, [new_generator(7), new_generator(8)])
         for i, seed in enumerate((7, 8)):
-            alone = sample(ctx[i], new_generator(seed), 1)
-            assert torch.equal(sample(ctx[i], [new_generator(seed)], 1), alone)  # a list of one draws the same
+            alone = sample(embeds[i], new_generator(seed))
+            assert torch.equal(sample(embeds[i], [new_generator(seed)]), alone)  # a list of one draws the same
             assert_latents_close(pair[i : i + 1], alone, flow_matching=False)
         assert not torch.allclose(pair[0], pair[1])
 
