@@ -13,7 +13,7 @@ from conftest import ROOT
 def test_web_logic():
     r = subprocess.run(["node", "--test", os.path.join(ROOT, "tests", "web")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "# fail 0" in r.stdout and "# pass 5" in r.stdout
+    assert "# fail 0" in r.stdout and "# pass 6" in r.stdout
 
 
 def test_web_directory_ships_only_entry_modules():

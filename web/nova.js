@@ -1,7 +1,7 @@
 // ComfyUI-NOVA frontend: shows under the NOVA sampling/encode nodes what their settings mean
 // (frame counts, seconds, cropping), recomputed live as widgets change.
 import { app } from "../../scripts/app.js";
-import { describeNode } from "./nova_logic.js";
+import { SEED_NODES, describeNode, foldSavedSeed } from "./nova_logic.js";
 
 const NODES = new Set(["NOVAGenerate", "NOVAARFrameStep", "NOVAVAEEncode"]);
 
@@ -10,6 +10,19 @@ function widgetValues(node) {
   for (const w of node.widgets ?? []) values[w.name] = w.value;
   return values;
 }
+
+app.registerExtension({
+  name: "comfyui-nova.seeds",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!SEED_NODES.has(nodeData.name)) return;
+    const configure = nodeType.prototype.configure;
+    nodeType.prototype.configure = function (info) {
+      const names = (this.widgets ?? []).map((w) => w.name);
+      const folded = foldSavedSeed(names, info?.widgets_values);
+      return configure.call(this, folded ? { ...info, widgets_values: folded } : info);
+    };
+  },
+});
 
 app.registerExtension({
   name: "comfyui-nova.info",

@@ -63,3 +63,25 @@ export function describeNode(nodeType, values) {
       return null;
   }
 }
+
+// Seeds: only the low 32 bits change a NOVA video (the CPU generator, as in the official code),
+// so the seed widgets stop at 2**32 - 1. Workflows saved when they ran to 2**64 - 1 keep loading:
+// a larger stored seed is replaced by seed mod 2**32, which gives the very same video.
+export const SEED_RANGE = 2 ** 32;
+export const SEED_NODES = new Set(["NOVAGenerate", "NOVAARFrameStep", "NOVALongVideo"]);
+
+export function foldSeed(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < SEED_RANGE) return value;
+  return value % SEED_RANGE;
+}
+
+// widgets_values of a saved node -> a copy with the seed folded (null when nothing changes).
+export function foldSavedSeed(widgetNames, widgetsValues) {
+  const index = widgetNames.indexOf("seed");
+  if (index < 0 || !Array.isArray(widgetsValues) || index >= widgetsValues.length) return null;
+  const folded = foldSeed(widgetsValues[index]);
+  if (folded === widgetsValues[index]) return null;
+  const copy = widgetsValues.slice();
+  copy[index] = folded;
+  return copy;
+}

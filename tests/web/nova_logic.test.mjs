@@ -32,3 +32,17 @@ test("describeNode dispatches by node id", () => {
   assert.equal(describeNode("NOVAGenerate", { frames: 9, fps: 12 }).text, "9 frames = 3 latents, 0.75 s at 12 fps");
   assert.equal(describeNode("KSampler", {}), null);
 });
+
+test("seeds saved above 2**32 fold to the seed that gives the same video", async () => {
+  const { SEED_RANGE, foldSavedSeed, foldSeed } = await import("../../web/nova_logic.js");
+  assert.equal(foldSeed(5), 5);
+  assert.equal(foldSeed(SEED_RANGE - 1), SEED_RANGE - 1);
+  assert.equal(foldSeed(SEED_RANGE + 7), 7);
+  assert.equal(foldSeed(2 ** 52 + 2 ** 40 + 3), 3); // (the frontend holds seeds as doubles)
+  const names = ["latent_frames", "seed", "control_after_generate", "motion_flow"];
+  const saved = [8, SEED_RANGE * 3 + 42, "randomize", 5];
+  assert.deepEqual(foldSavedSeed(names, saved), [8, 42, "randomize", 5]);
+  assert.equal(saved[1], SEED_RANGE * 3 + 42); // the saved values are not mutated
+  assert.equal(foldSavedSeed(names, [8, 42, "fixed", 5]), null);
+  assert.equal(foldSavedSeed(["text"], ["a prompt"]), null);
+});
