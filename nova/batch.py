@@ -130,7 +130,7 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     log.info("%d of %d outputs already done; this process makes %d in %d batches", len(done), total, todo, len(mine))
     bar = None
     if world.main:
-        from .progress import ProgressBar
+        from .batch_progress import ProgressBar
 
         bar = ProgressBar(manifest_path, total, len(done), "videos" if config.is_video_model else "images").start()
     texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}

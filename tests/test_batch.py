@@ -287,7 +287,7 @@ def test_image_to_video_batched_like_alone(tiny_video, tiny_video_pipe, tmp_path
 
 
 def test_progress_line_follows_the_manifest(tmp_path):
-    from nova.progress import ProgressBar
+    from nova.batch_progress import ProgressBar
 
     path = str(tmp_path / manifest.NAME)
     manifest.append(path, {"kind": "run", "args": {}})
