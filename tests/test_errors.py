@@ -239,7 +239,8 @@ def test_tokenizer_that_fails_only_at_the_first_prompt(broken):
     # come out as no tokens at all (the null prompt) without a word of warning.
     data["model"] = {"type": "WordLevel", "vocab": {"<|endoftext|>": 0}, "unk_token": "[UNK]"}
     path.write_text(json.dumps(data))
-    with pytest.raises(CheckpointError, match=r"ckpt.tokenizer: the tokenizer turns text into no tokens"):
+    # (tokenizers < 0.21 raises at the probe prompt instead of returning no tokens: both are caught)
+    with pytest.raises(CheckpointError, match=r"ckpt.tokenizer: the tokenizer (turns text into no tokens|files do not work)"):
         _load(broken)
 
 
