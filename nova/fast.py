@@ -37,6 +37,10 @@ class Accel:
     fused_head: bool = True  # head as plain tensor ops, AdaLN modulations of all steps in one product
     prune_last_block: bool = True  # the spatial encoder's last block on predicted tokens only
     cuda_graphs: bool = True  # capture the diffusion loop (CUDA only)
+    # The fused head's per-step work as Triton kernels (nova/triton_head.py; CUDA with triton, or
+    # TRITON_INTERPRET=1). OFF by default: not yet measured on a GPU (issue 15); turn it on by
+    # default only once bench/gpu_run.sh shows it faster with the same latents.
+    triton_head: bool = False
 
     @classmethod
     def plain(cls) -> "Accel":
@@ -100,9 +104,9 @@ class HeadPlan:
     tokens are the same in every guidance pass, so they are embedded once and broadcast.
     """
 
-    def __init__(self, model, timesteps: torch.Tensor, fused: bool):
+    def __init__(self, model, timesteps: torch.Tensor, fused: bool, triton: bool = False):
         dec = model.image_decoder
-        self.fused = fused
+        self.fused, self.kernels = fused, None  # kernels: a TritonHead, when asked for and usable
         if not fused:
             return
         device, dtype = model.device, model.dtype
@@ -131,6 +135,10 @@ class HeadPlan:
             for b in dec.blocks
         ]
         self.out = (get(dec.head.bias), get(dec.head.weight).t().contiguous())
+        if triton:
+            from . import triton_head  # (imports triton only when it can run)
+
+            self.kernels = triton_head.load(self)
 
     def modulations(self, cond_proj: torch.Tensor, passes: int, budget: int = 1 << 28):
         """Yields, per diffusion step, the (1 + scale, shift, gate) of each block and (1 + scale,
@@ -148,6 +156,8 @@ class HeadPlan:
     def __call__(self, tokens: torch.Tensor, mods: tuple) -> torch.Tensor:
         """Head output for ``tokens`` [B, n, ppC] (float32) under one step's modulations, as
         [passes, B, n, ppC] in the model's dtype."""
+        if self.kernels is not None:
+            return self.kernels(tokens, mods)
         width, d = (self.width,), self.width
         passes, (b, n, ppc) = mods[0].shape[0], tokens.shape
         x = torch.addmm(self.embed[0], tokens.reshape(b * n, ppc).to(self.embed[1].dtype), self.embed[1])
@@ -174,7 +184,7 @@ class FastPlan:
     def build(cls, model, sched, accel: Optional[Accel], guidance) -> "FastPlan":
         accel = accel or Accel()
         steps = StepPlan.build(sched) if accel.token_loop and guidance.renorm >= 1 else None
-        head = HeadPlan(model, steps.timesteps, accel.fused_head) if steps is not None else None
+        head = HeadPlan(model, steps.timesteps, accel.fused_head, accel.triton_head) if steps is not None else None
         graphed = None
         if steps is not None and accel.cuda_graphs and GraphedLoop.usable(model, head, guidance):
             graphed = GraphedLoop(model, steps, head, guidance)
@@ -218,7 +228,11 @@ def denoise_tokens(model, plan: StepPlan, head: HeadPlan, cond_proj, x_tokens, s
     for i, mods in enumerate(head.modulations(cond_proj, passes)):
         if cut is not None and i >= cut:
             passes, mods = 1, [m[:1] for m in mods]
-        out = head(x_tokens, mods).float()  # [passes, B, n, ppC]
+        out = head(x_tokens, mods)  # [passes, B, n, ppC]
+        if head.kernels is not None and passes <= 2:  # guidance and scheduler step in one kernel
+            x_tokens = head.kernels.step(out, x_tokens, step_noise[i], plan.coeffs[i], guidance.scale)
+            continue
+        out = out.float()
         if passes == 2:
             eps = torch.lerp(out[1], out[0], guidance.scale)  # uncond + scale * (cond - uncond)
         else:
