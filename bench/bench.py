@@ -32,6 +32,7 @@ from official import head_to_head, official_runner  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build, load  # noqa: E402
 from report import markdown  # noqa: E402
 
+from nova import triton_head  # noqa: E402  (imports triton only when used)
 from nova.fast import Accel, FastPlan  # noqa: E402
 from nova.plan import GenerationPlan, Segment  # noqa: E402
 from nova.sampling import SamplerSettings, new_generator  # noqa: E402
@@ -93,10 +94,15 @@ def run(args) -> dict:
                                  "peak_gb": report["text_encode"]["peak_gb"]}
         report["stages"] = stages
     print("stages", json.dumps(stages), flush=True)
-    if args.demo and not args.quick:  # the official demo's 128/100 setting, fast path only
+    if args.demo and not args.quick:  # the official demo's 128/100 setting, fast path (and the Triton head)
         demo = SamplerSettings(128, 100, 7.0)
         dt, _ = timed(lambda: generate(model, sched, embeds, latents, demo, Accel()), device)
         report["demo_128_100_seconds"] = round(dt, 2)
+        if triton_head.usable(device) and device.type == "cuda":
+            with_triton = dataclasses.replace(Accel(), triton_head=True)
+            generate(model, sched, embeds, 1, demo, with_triton)  # warm-up: compile, capture
+            dt, _ = timed(lambda: generate(model, sched, embeds, latents, demo, with_triton), device)
+            report["demo_128_100_triton_head_seconds"] = round(dt, 2)
 
     print("demo", report.get("demo_128_100_seconds"), flush=True)
     if args.official:
@@ -124,6 +130,10 @@ def end_to_end(model, sched, settings, embeds, sample, device, args):
     if not args.quick:
         if device.type == "cuda":
             variants["fast, no CUDA graphs"] = Accel(cuda_graphs=False)
+        if triton_head.usable(device):  # (off by default until these rows show it faster, same latents)
+            variants["fast + Triton head"] = dataclasses.replace(Accel(), triton_head=True)
+            if device.type == "cuda":
+                variants["fast + Triton head, no CUDA graphs"] = Accel(cuda_graphs=False, triton_head=True)
         variants.update({
             "fast, last block on all rows": dataclasses.replace(Accel(), prune_last_block=False),
             "fast, head as modules": dataclasses.replace(Accel(), fused_head=False),  # (CUDA graphs need the fused head)

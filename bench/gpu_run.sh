@@ -1,16 +1,42 @@
 #!/usr/bin/env bash
-# The GPU benchmark as one prepared run on a lent machine (no network there):
-# diffusers (and importlib_metadata) travel as wheels in .whl/, an official NOVA checkout's
-# diffnext/ in .official/ for the baseline. Results land in $OUT (and bench/results/ when run here).
-# PRESET picks the model (gpu-osp480, gpu-sdxl1024); BENCH_ARGS adds options, e.g.
-# "--quick --floor --rounds 2" (short run with the kernel floor).
+# Every GPU figure of issue 15 as one prepared run on a lent machine (no network there):
+#   bash bench/gpu_run.sh                       # all parts, in this order:
+#     osp480   33 x 480 x 768 at 64/25 and 128/100 (--demo): plain, fast, each switch, the Triton
+#              head rows (when triton imports), stages, kernel floor, official pipeline alternately
+#     sdxl1024 1024 x 1024 text-to-image at its default steps, against the official pipeline
+#     profile  torch.profiler summaries of osp480: CUDA graphs on, off, and the Triton head
+#   PARTS="osp480" bash bench/gpu_run.sh        # some parts only (one command stays under 10 min)
+# diffusers (and importlib_metadata, triton if the machine lacks it) travel as wheels in .whl/, an
+# official NOVA checkout's diffnext/ in .official/ for the baseline (carry both). Results land in
+# $OUT (bench/results/ when run here): <preset>.json/.md/.log, profile-*.md/.json.
+# BENCH_ARGS adds bench.py options to both presets, e.g. "--rounds 2".
 set -uo pipefail
 OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+PARTS=${PARTS:-osp480 sdxl1024 profile}
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 nvidia-smi -L
 python3 -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)"
+python3 -c "import triton; print('triton', triton.__version__)" || echo "triton missing: no Triton-head rows (put its wheel in .whl/)"
 export PYTHONUNBUFFERED=1
-PRESET=${PRESET:-gpu-osp480}
-python3 bench/bench.py --preset "$PRESET" --long --repeat 1 --official .official --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/$PRESET.log"
+OFFICIAL=()
+[ -d .official ] && OFFICIAL=(--official .official) || echo ".official missing: no official baseline"
+for part in $PARTS; do
+  start=$SECONDS
+  case $part in
+    osp480)
+      python3 bench/bench.py --preset gpu-osp480 --demo --long --repeat 1 --rounds 2 "${OFFICIAL[@]}" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-osp480.log" ;;
+    sdxl1024)
+      python3 bench/bench.py --preset gpu-sdxl1024 --quick --floor --repeat 1 --rounds 2 "${OFFICIAL[@]}" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-sdxl1024.log" ;;
+    profile)
+      python3 bench/profile_run.py --preset gpu-osp480 --out "$OUT" 2>&1 | tail -n 60
+      python3 bench/profile_run.py --preset gpu-osp480 --no-graphs --out "$OUT" 2>&1 | tail -n 60
+      if python3 -c "import triton" 2>/dev/null; then
+        python3 bench/profile_run.py --preset gpu-osp480 --triton-head --out "$OUT" 2>&1 | tail -n 60
+      fi ;;
+    *) echo "unknown part $part (osp480, sdxl1024, profile)"; exit 2 ;;
+  esac
+  echo "== $part: $((SECONDS - start)) s"
+done

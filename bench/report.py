@@ -36,6 +36,8 @@ def markdown(r: dict) -> str:
             lines.append(f"| {name} | {v['seconds']} | {v['measured_seconds']} | {100 * v['seconds'] / v['measured_seconds']:.0f}% | {ops} |")
     if "demo_128_100_seconds" in r:
         lines += ["", f"Official demo setting (128/100, cfg 7), fast path: {r['demo_128_100_seconds']} s."]
+        if "demo_128_100_triton_head_seconds" in r:
+            lines[-1] += f" With the Triton head: {r['demo_128_100_triton_head_seconds']} s."
     if r.get("stages"):
         lines += ["", "## Stages (instrumented run, fast path without CUDA graphs)", "",
                   "Peak memory: on CUDA the most allocated while the stage ran, weights included; on CPU only the process's "

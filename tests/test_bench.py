@@ -68,3 +68,17 @@ def test_precision_study_runs_every_golden_case_in_each_mode(tmp_path):
     # bf16 storage moves the sampled latents past the golden tolerances: the study must see it
     assert not all(r["within"] for r in report["golden"]["bf16 weights"])
     assert (tmp_path / "cpu-precision.md").read_text().count("| bf16 weights |") == runs
+
+
+def test_profile_summary_of_a_checkpoint(tmp_path):
+    import profile_run
+
+    folder = os.path.join(HERE, "golden", "t2v_tiny")
+    s = profile_run.main(["--checkpoint", folder, "--steps", "2", "2", "--latents", "2", "--out", str(tmp_path)])
+    assert set(s["stages"]) == {"temporal step", "spatial encoder", "diffusion head loop"}
+    assert s["stages"]["spatial encoder"]["calls"] == 2 * 2  # set steps x latents
+    assert all(v["ms"] > 0 for v in s["stages"].values())
+    assert s["set_steps"] == 4 and s["launches"] > 0 and s["launches_per_set_step"] == round(s["launches"] / 4, 1)
+    assert s["top"] and all(r["ms"] > 0 and r["name"].startswith("aten::") for r in s["top"])
+    text = (tmp_path / "profile-t2v_tiny.md").read_text()
+    assert "| spatial encoder |" in text and "per set step" in text and "not applicable" in text
