@@ -1,8 +1,8 @@
 """The diffusion head's per-step work as a few fused Triton kernels (issue 15, item 2).
 
-The eager fused head (:class:`nova.fast.HeadPlan`) runs ~7 small operations per block and ~28 per
+The eager fused head (:class:`nova.fast.HeadPlan`) runs ~7 small operations per block and ~30 per
 diffusion step; here a step is 4 kernels per block plus 4 (patch embed, final AdaLN, output
-linear, guidance + scheduler step):
+linear, guidance + scheduler step): 16 for the 3-block heads.
 
 - AdaLN-modulate + LayerNorm:              ``layer_norm(x) * (1 + scale) + shift``
 - fc1 + SiLU (and the plain linears):      ``silu(h @ w1 + b1)``
