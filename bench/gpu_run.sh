@@ -10,6 +10,8 @@
 # official NOVA checkout's diffnext/ in .official/ for the baseline (carry both). Results land in
 # $OUT (bench/results/ when run here): <preset>.json/.md/.log, profile-*.md/.json.
 # BENCH_ARGS adds bench.py options to both presets, e.g. "--rounds 2".
+# SMOKE=1 checks this script's plumbing on a CPU in a minute: the golden tiny checkpoints at 2/2
+# steps instead of the presets (no 128/100, long video or official runs).
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
@@ -17,24 +19,29 @@ PARTS=${PARTS:-osp480 sdxl1024 profile}
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
-nvidia-smi -L
+nvidia-smi -L || echo "no nvidia-smi"
 python3 -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)"
 python3 -c "import triton; print('triton', triton.__version__)" || echo "triton missing: no Triton-head rows (put its wheel in .whl/)"
 export PYTHONUNBUFFERED=1
 OFFICIAL=()
 [ -d .official ] && OFFICIAL=(--official .official) || echo ".official missing: no official baseline"
+OSP=(--preset gpu-osp480 --demo --long) SDXL=(--preset gpu-sdxl1024) PROFILE=(--preset gpu-osp480)
+if [ "${SMOKE:-0}" = 1 ]; then
+  OFFICIAL=() OSP=(--checkpoint tests/golden/t2v_tiny --steps 2 2) SDXL=(--checkpoint tests/golden/t2i_tiny --steps 2 2)
+  PROFILE=(--checkpoint tests/golden/t2v_tiny --steps 2 2)
+fi
 for part in $PARTS; do
   start=$SECONDS
   case $part in
     osp480)
-      python3 bench/bench.py --preset gpu-osp480 --demo --long --repeat 1 --rounds 2 "${OFFICIAL[@]}" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-osp480.log" ;;
+      python3 bench/bench.py "${OSP[@]}" --repeat 1 --rounds 2 "${OFFICIAL[@]}" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-osp480.log" ;;
     sdxl1024)
-      python3 bench/bench.py --preset gpu-sdxl1024 --quick --floor --repeat 1 --rounds 2 "${OFFICIAL[@]}" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-sdxl1024.log" ;;
+      python3 bench/bench.py "${SDXL[@]}" --quick --floor --repeat 1 --rounds 2 "${OFFICIAL[@]}" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-sdxl1024.log" ;;
     profile)
-      python3 bench/profile_run.py --preset gpu-osp480 --out "$OUT" 2>&1 | tail -n 60
-      python3 bench/profile_run.py --preset gpu-osp480 --no-graphs --out "$OUT" 2>&1 | tail -n 60
+      python3 bench/profile_run.py "${PROFILE[@]}" --out "$OUT" 2>&1 | tail -n 60
+      python3 bench/profile_run.py "${PROFILE[@]}" --no-graphs --out "$OUT" 2>&1 | tail -n 60
       if python3 -c "import triton" 2>/dev/null; then
-        python3 bench/profile_run.py --preset gpu-osp480 --triton-head --out "$OUT" 2>&1 | tail -n 60
+        python3 bench/profile_run.py "${PROFILE[@]}" --triton-head --out "$OUT" 2>&1 | tail -n 60
       fi ;;
     *) echo "unknown part $part (osp480, sdxl1024, profile)"; exit 2 ;;
   esac

@@ -90,12 +90,7 @@ def test_whole_head_matches_the_eager_head(golden_pipes):
         torch.testing.assert_close(fused(x, mods), eager(x, mods), rtol=1e-5, atol=1e-5)
 
 
-# Every golden run but t2v_tiny's "t2v": the interpreter is slow, and "t2v_neg_batch" takes the
-# same path (two guidance passes, DDPM noise) with a batch of two and a negative prompt.
-RUNS = [p for p in golden_runs() if p.id != "t2v_tiny-t2v"]
-
-
-@pytest.mark.parametrize("case,run", RUNS)
+@pytest.mark.parametrize("case,run", golden_runs())
 def test_sampler_with_the_triton_head_matches_plain(golden_pipes, monkeypatch, case, run):
     _, _, expected = golden_case(case)
     pipe = golden_pipes[case]
