@@ -27,6 +27,7 @@ from .plan import GenerationPlan, Segment, per_sample
 from .sampling import SamplerSettings, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .vae import NovaVAE
+from .vae_frames import frames_kept
 from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
 
 log = logging.getLogger("nova")
@@ -170,14 +171,15 @@ class NovaPipeline:
         each frame center-cropped and resized to the checkpoint's size."""
         if self.vae is None:
             raise InputError("encoding a clip needs the VAE; load the pipeline with load_vae=True.")
+        frames = list(frames)[:max_frames]
+        if not self.vae.temporal and len(frames) > 1:
+            raise InputError(f"a clip of {len(frames)} frames was given to an image checkpoint, which encodes one "
+                             "frame; pass one image (or a 1-frame clip), or use a video checkpoint.")
         h, w = self.config.image_size
-        frames = [fit_image(f, h, w) for f in list(frames)[:max_frames]]
-        ratio = self.vae.temporal_ratio
-        keep = 1 + ratio * ((len(frames) - 1) // ratio)
-        x = torch.from_numpy(np.stack(frames[:keep])).float().sub(127.5).div(127.5).permute(3, 0, 1, 2).unsqueeze(0)
-        if not self.vae.temporal:
-            return self.vae.encode(x.squeeze(2).transpose(0, 1), sample=False).unsqueeze(2).transpose(0, 2)[:, :, :1]
-        return self.vae.encode(x, sample=False)
+        keep = frames_kept(len(frames), self.vae.temporal_ratio)
+        frames = [fit_image(f, h, w) for f in frames[:keep]]
+        x = torch.from_numpy(np.stack(frames)).float().sub(127.5).div(127.5).permute(3, 0, 1, 2).unsqueeze(0)
+        return self.vae.encode(x, sample=False)  # an image VAE encodes [1, 3, 1, H, W] frame by frame
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         if self.vae is None:

@@ -9,6 +9,12 @@ def frames_for_latents(num_latents: int, ratio: int = 4) -> int:
     return 1 + ratio * (num_latents - 1) if num_latents > 0 else 0
 
 
+def frames_kept(num_frames: int, ratio: int = 4) -> int:
+    """The leading frames of a clip of ``num_frames`` that the video VAE encodes (1 + ratio*k);
+    the rest are dropped."""
+    return 1 + ratio * ((num_frames - 1) // ratio) if num_frames > 0 else 0
+
+
 def latents_for_frames(num_frames: int, ratio: int = 4) -> int:
     if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % ratio:
         raise InputError(

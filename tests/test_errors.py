@@ -253,3 +253,21 @@ def test_tokenizer_that_raises_at_the_first_prompt(broken, monkeypatch):
     monkeypatch.setattr(PreTrainedTokenizerFast, "__call__", fail)
     with pytest.raises(CheckpointError, match=r"ckpt.tokenizer: the tokenizer files do not work .*Missing \[UNK\]"):
         _load(broken)
+
+
+# -- review 1: a clip given to an image checkpoint -------------------------------------------------
+def test_image_checkpoint_refuses_a_clip_of_several_frames(tiny_image):
+    from nova import NovaPipeline
+    from nova.masks import masked_prefix
+
+    pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
+    clip = [np.full((64, 64, 3), 40 * t, np.uint8) for t in range(3)]
+    with pytest.raises(InputError, match="a clip of 3 frames was given to an image checkpoint"):
+        pipe.encode_video(clip)
+    with pytest.raises(InputError, match="a clip of 3 frames"):
+        masked_prefix(pipe, np.ones((64, 64)), video=clip)
+    # one frame is one image: the posterior mean of encoding it as an image
+    one = pipe.encode_video(clip[1:2])
+    x = torch.from_numpy(clip[1]).float().sub(127.5).div(127.5).permute(2, 0, 1)[None]
+    assert one.shape == (1, pipe.vae.latent_channels, 1, 8, 8)
+    assert torch.equal(one[:, :, 0], pipe.vae.encode(x, sample=False))
