@@ -40,6 +40,9 @@ def _checked_inputs(args):
         raise InputError("pass either --image (a first frame) or --video (a clip to continue), not both.")
     if args.mask and (bool(args.image) == bool(args.video) or len(args.prompt) != 1):
         raise InputError("--mask repaints one --image or one --video (not both) under one --prompt.")
+    if args.mask and (args.window or args.blend or args.loop):
+        raise InputError(f"--mask with --window {args.window} / --blend {args.blend} / --loop {args.loop}: a masked "
+                         "generation is one segment over all frames; leave --window, --blend and --loop at 0.")
     if not 0 <= args.mask_threshold < 1:
         raise InputError(f"--mask-threshold = {args.mask_threshold}; expected a value in [0, 1).")
     for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
@@ -62,16 +65,17 @@ def _checked_checkpoint(args, clip=None):
     from .errors import InputError
     from .loading import resolve_checkpoint
     from .media import check_output
-    from .vae_frames import frames_for_latents, latents_for_frames
+    from .vae_frames import frames_for_latents, frames_kept, latents_for_frames
 
     folder = resolve_checkpoint(args.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     video = config.is_video_model
     long_video = len(args.prompt) > 1 or args.window or args.loop or args.video
-    if not video and long_video and not args.mask:
-        raise InputError("--window/--loop/--video and several --prompt need a video checkpoint.")
+    if not video and long_video:
+        raise InputError("--window/--loop/--video and several --prompt need a video checkpoint"
+                         f" ({folder} is an image checkpoint); with --mask, repaint an --image instead.")
     if args.mask:  # the given frames are repainted, then continued up to --frames (default: no more)
-        given = 1 if clip is None or not video else 1 + (len(clip) - 1) // 4
+        given = 1 if clip is None else latents_for_frames(frames_kept(len(clip)))
         latents = given if not args.frames else (latents_for_frames(args.frames) if video else 1)
         if latents < given:
             raise InputError(f"--frames {args.frames} is shorter than the {given} latent frames of the given clip.")

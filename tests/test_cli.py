@@ -122,6 +122,10 @@ def media(tmp_path_factory):
     (["--mask", "ok.png"], "x.mp4", "--mask repaints one --image or one --video"),
     (["--image", "ok.png", "--mask", "ok.png", "--mask-threshold", "1.5"], "x.mp4", "--mask-threshold = 1.5"),
     (["--image", "ok.png", "--mask", "ok.png", "--feather", "-1"], "x.mp4", "--feather = -1"),
+    # review 7: a masked generation is one segment; these were silently ignored
+    (["--image", "ok.png", "--mask", "ok.png", "--loop", "2"], "x.mp4", "--mask with --window 0 / --blend 0 / --loop 2"),
+    (["--image", "ok.png", "--mask", "ok.png", "--window", "3"], "x.mp4", "--mask with --window 3 "),
+    (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
 ])
 def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
     import re
@@ -132,6 +136,18 @@ def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(match, lines[0]), err
     assert not os.path.exists(media / "x.mp4")
+
+
+def test_cli_mask_video_on_an_image_checkpoint(tiny_image, media, no_load, capsys, monkeypatch):
+    """Review 1: --mask --video on an image checkpoint was let through and crashed in the VAE."""
+    from nova.media import VideoWriter
+
+    monkeypatch.chdir(media)
+    with VideoWriter(str(media / "clip3.mp4"), 12.0) as writer:
+        writer.write(np.zeros((3, 64, 64, 3), np.uint8))
+    rc, err = _cli(["--model", tiny_image, "--prompt", "a fox", "--video", "clip3.mp4", "--mask", "ok.png", "--out", "x.png"], capsys)
+    assert rc == 2 and "need a video checkpoint" in err and "nova-tiny-image is an image checkpoint" in err, err
+    assert len(err.strip().splitlines()) == 1 and not os.path.exists(media / "x.png")
 
 
 def test_cli_permission_errors(tiny_video, media, no_load, capsys, monkeypatch):
