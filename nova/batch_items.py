@@ -178,9 +178,12 @@ def unit_seed(run_seed: int, item: Item, sample: int) -> int:
 
 def batch_key(item: Item) -> tuple:
     """What the samples of one forward must share: every option that is not per sample, the
-    segment count, and whether the video starts from an image."""
-    shared = tuple((o.key, item.options[o.key]) for o in OPTIONS if not o.per_sample)
-    return shared + (("segments", len(item.prompts)), ("image", item.options["image"] is not None))
+    segment count, whether the video starts from an image, and whether a negative prompt is used
+    (a batch guides all its samples with negative prompts or all with the learned null embedding)."""
+    o = item.options
+    shared = tuple((opt.key, o[opt.key]) for opt in OPTIONS if not opt.per_sample)
+    negative = bool(o["negative_prompt"]) and o["cfg"] > 1  # as the worker decides (batch._Worker._prepare)
+    return shared + (("segments", len(item.prompts)), ("image", o["image"] is not None), ("negative", negative))
 
 
 def plan_batches(items: Sequence[Item], samples: int, batch_size: int, run_seed: int) -> List[List[Unit]]:

@@ -324,3 +324,20 @@ def test_masked_items_match_the_pipeline(tiny_image, tmp_path, monkeypatch):
         expected = pipe(PROMPTS[0], image=_png(tmp_path / "src.png"), mask=torch.from_numpy(mask[..., 0] / 255.0)[None].float(),
                         num_inference_steps=4, num_diffusion_steps=2, generator=new_generator(seeds[name]), output_type="latent").images
         assert_latents_close(seen[name], expected, flow_matching=True)
+
+
+def test_units_with_and_without_a_negative_prompt_are_batched_apart(tiny_image, tmp_path, caplog):
+    """Review 3: a mix was planned into one batch, whose forward always failed and was rerun one
+    unit at a time."""
+    lines = [json.dumps({"prompt": PROMPTS[0], "negative_prompt": "blurry"}), json.dumps({"prompt": PROMPTS[1]}),
+             json.dumps({"prompt": PROMPTS[2], "negative_prompt": "dark"}),
+             json.dumps({"prompt": PROMPTS[3], "negative_prompt": "ignored without guidance", "cfg": 1.0}),
+             json.dumps({"prompt": PROMPTS[4], "cfg": 1.0})]
+    prompts = _write(tmp_path / "neg.jsonl", lines)
+    items = read_items(str(prompts), {o.key: o.default for o in OPTIONS})
+    plan = plan_batches(items, 1, 4, 0)
+    assert [[u.item.index for u in b] for b in plan] == [[0, 2], [1], [3, 4]]
+    with caplog.at_level("WARNING", logger="nova"):
+        summary = run(_job(tiny_image, prompts, tmp_path / "out", batch_size=4, **FAST))
+    assert summary.exit_code == 0 and summary.done == 5
+    assert not [r.message for r in caplog.records if "failed" in r.message], caplog.text
