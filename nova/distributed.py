@@ -24,19 +24,11 @@ def launched() -> bool:
 
 
 def pick_device(requested: Optional[str], local_rank: int) -> torch.device:
-    """``requested`` (cpu, cuda, cuda:N, mps or None for the best available), with the local
-    rank's GPU when the index is left open."""
-    if requested is None:
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            requested = "mps"
-        else:
-            requested = "cpu"
-    try:
-        device = torch.device(requested)
-    except RuntimeError as exc:
-        raise InputError(f"--device {requested!r}: {exc}; use cpu, cuda, cuda:N or mps.") from None
+    """``requested`` (cpu, cuda, cuda:N, mps or None for the best available), checked to exist on
+    this machine, with the local rank's GPU when the index is left open."""
+    from .pipeline import check_device, default_device
+
+    device = check_device(requested) if requested else default_device()
     if device.type == "cuda" and device.index is None:
         if local_rank >= torch.cuda.device_count():
             raise InputError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
