@@ -89,17 +89,19 @@ def run(job: BatchJob) -> BatchSummary:
     """Run (or resume) a batch job in this process, as one rank of the launcher's process group."""
     if job.dtype not in DTYPES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
-    world = World.start(job.device)
-    out = os.path.abspath(job.out)
-    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
-    handlers = _rank_log(out, world.rank)
-    try:
+    world, handlers = None, []
+    try:  # whatever fails from here on (even the output folder), the process group is closed
+        world = World.start(job.device)
+        out = os.path.abspath(job.out)
+        os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+        handlers = _rank_log(out, world.rank)
         return _run(job, world, out)
     finally:
         for handler in handlers:
             log.removeHandler(handler)
             handler.close()
-        world.close()
+        if world is not None:
+            world.close()
 
 
 def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
@@ -129,15 +131,15 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     todo = sum(len(b) for b in mine)
     log.info("%d of %d outputs already done; this process makes %d in %d batches", len(done), total, todo, len(mine))
     bar = None
-    if world.main:
-        from .batch_progress import ProgressBar
+    try:  # the progress thread stops however this ends
+        if world.main:
+            from .batch_progress import ProgressBar
 
-        bar = ProgressBar(manifest_path, total, len(done), "videos" if config.is_video_model else "images").start()
-    texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
-    embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
-                              config.text_token_dim, DTYPES[job.dtype])
-    worker = _Worker(pipe, job, out, world, embeds, manifest_path)
-    try:
+            bar = ProgressBar(manifest_path, total, len(done), "videos" if config.is_video_model else "images").start()
+        texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
+        embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
+                                  config.text_token_dim, DTYPES[job.dtype])
+        worker = _Worker(pipe, job, out, world, embeds, manifest_path)
         for batch in mine:
             worker.run(batch)
         world.barrier()  # every process finishes before any exits (a launcher stops the rest at the first exit)
