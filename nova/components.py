@@ -67,4 +67,4 @@ def load_scheduler(folder: str):
         scheduler.set_timesteps(2)
     except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError, ZeroDivisionError, RuntimeError) as exc:
         raise ConfigError(f"{path}: the scheduler config is not usable ({type(exc).__name__}: {exc}).") from exc
-    return getattr(diffusers, name).from_config(config)
+    return scheduler  # (every run sets its own timesteps first)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from numbers import Integral, Real
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 
@@ -83,13 +83,13 @@ class _TemporalCache:
         self.state: Optional[TemporalState] = None
         self.context = None
         self.inputs: List[int] = []  # frame indices read by slots 1..
-        self._anchors: Dict[int, tuple] = {}
+        self._anchor_of: Optional[tuple] = None  # (context, the first slot's output and state) for the last context
 
     def _anchor(self, context):
-        key = id(context)
-        if key not in self._anchors:
-            self._anchors = {key: temporal_step(self.model, TemporalState(), None, context, self.guidance, self.positions[0], self.batch)}
-        return self._anchors[key]
+        if self._anchor_of is None or self._anchor_of[0] is not context:
+            step = temporal_step(self.model, TemporalState(), None, context, self.guidance, self.positions[0], self.batch)
+            self._anchor_of = (context, step)
+        return self._anchor_of[1]
 
     def context_for(self, frames: List[torch.Tensor], t: int, context, window: Optional[int]) -> torch.Tensor:
         """Spatial context for frame ``t`` given the frames so far."""

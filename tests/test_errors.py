@@ -271,3 +271,43 @@ def test_image_checkpoint_refuses_a_clip_of_several_frames(tiny_image):
     x = torch.from_numpy(clip[1]).float().sub(127.5).div(127.5).permute(2, 0, 1)[None]
     assert one.shape == (1, pipe.vae.latent_channels, 1, 8, 8)
     assert torch.equal(one[:, :, 0], pipe.vae.encode(x, sample=False))
+
+
+# -- review 13: cleanups that change no output ----------------------------------------------------
+def test_the_checked_scheduler_is_the_one_returned(tiny_video, monkeypatch):
+    import os
+
+    import diffusers
+
+    from nova.components import load_scheduler
+
+    folder = os.path.join(tiny_video, "scheduler")
+    with open(os.path.join(folder, "scheduler_config.json")) as f:
+        kind = getattr(diffusers, json.load(f)["_class_name"])
+    made, real = [], kind.from_config
+
+    def counted(cls, *args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(kind, "from_config", classmethod(counted))
+    scheduler = load_scheduler(folder)
+    assert len(made) == 1 and made[0] is scheduler
+
+
+def test_the_temporal_anchor_is_kept_per_context_object(monkeypatch):
+    """The anchor was cached under id(context) without holding the context: a new context at a
+    freed one's address got the old context's anchor."""
+    from nova import plan
+
+    class Context:
+        def __init__(self, name):
+            self.name = name
+
+    monkeypatch.setattr(plan, "temporal_step", lambda model, state, prev, context, *rest: ("anchor of " + context.name, state))
+    cache = plan._TemporalCache(None, None, 1, [0.0])
+    first = Context("a")
+    assert cache._anchor(first)[0] == "anchor of a"
+    assert cache._anchor(first) is cache._anchor(first)  # reused while the context stays the same
+    del first
+    assert cache._anchor(Context("b"))[0] == "anchor of b"
