@@ -27,8 +27,8 @@ from .plan import GenerationPlan, Segment, per_sample
 from .sampling import SamplerSettings, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .vae import NovaVAE
-from .vae_frames import frames_kept
 from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
+from .vae_frames import frames_kept
 
 log = logging.getLogger("nova")
 
