@@ -11,7 +11,7 @@ from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
 from .sampling import MAX_LATENTS, MAX_SEED, SEED_TIP, require_sampler, run_plan
-from .masks import DEFAULT_THRESHOLD, keep_given_tokens, noise_mask_tokens
+from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, noise_mask_tokens
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
 
@@ -96,4 +96,6 @@ class NovaLongVideo(io.ComfyNode):
                               prefix_mask=regen)
         scaled = run_plan(model, plan, seed)
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
-        return io.NodeOutput(latent if regen is None else keep_given_tokens(latent, latents["samples"], regen, model))
+        if regen is None:
+            return io.NodeOutput(carry_repainted(latent, latents))
+        return io.NodeOutput(keep_given_tokens(latent, latents["samples"], regen, model))

@@ -6,6 +6,7 @@ area to generate. The rules live in :mod:`nova.masks`; masks and latents are nev
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -15,6 +16,7 @@ from ..nova.errors import InputError
 from .compat import io
 from .handles import NovaModel
 
+log = logging.getLogger("nova")
 DEFAULT_THRESHOLD = masks.DEFAULT_THRESHOLD
 # LATENT key set by a masked AR Frame Step: bool [N, gh, gw], the tokens of the first N frames it
 # regenerated (NOVA VAE Decode's feather reads it). The noise_mask itself is not passed on: a
@@ -64,6 +66,15 @@ def keep_given_tokens(latent: dict, given: torch.Tensor, regen: torch.Tensor, mo
     return {**latent, "samples": out, REPAINTED: regen.view(-1, gh, gw).cpu()}
 
 
+def carry_repainted(latent: dict, given: Optional[dict]) -> dict:
+    """A step without a mask continues the given frames, which stay the output's first frames: the
+    tokens an earlier step repainted in them are still the repainted ones, so NOVA VAE Decode's
+    feather must still find them (``REPAINTED``)."""
+    if given is None or given.get(REPAINTED) is None:
+        return latent
+    return {**latent, REPAINTED: given[REPAINTED]}
+
+
 def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, radius: int, ratio: int) -> torch.Tensor:
     """Blend IMAGE frames decoded from a repainted LATENT ([B * frames, H, W, 3]) with the source
     frames (IMAGE, center-cropped and resized to H x W as NOVA VAE Encode does) at the mask edge:
@@ -72,7 +83,11 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
     from .vae import fit_frames
 
     grid = latent.get(REPAINTED)
-    if grid is None or not radius:
+    if not radius:
+        return images
+    if grid is None:
+        log.warning("NOVA feather %d: these latents carry no repainted area (%s), so the plain decode is returned. "
+                    "Feather the output of an AR Frame Step that repainted under a noise_mask.", radius, REPAINTED)
         return images
     h, w = images.shape[1:3]
     weights = masks.feather_weights(masks.grid_region(grid, (h, w), ratio), int(radius))[..., None]  # [F, H, W, 1]

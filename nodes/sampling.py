@@ -14,7 +14,7 @@ from ..nova.sampling import SamplerSettings, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
-from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, feather_decoded, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
+from .masks import DEFAULT_THRESHOLD, MAX_FEATHER, carry_repainted, feather_decoded, keep_given_tokens, mask_inputs, noise_mask_tokens, token_mask
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
@@ -125,6 +125,8 @@ class NovaARFrameStep(io.ComfyNode):
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
+        else:
+            latent = carry_repainted(latent, latents)
         return io.NodeOutput(latent)
 
 

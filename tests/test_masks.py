@@ -246,6 +246,25 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
         NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0, mask=pixel[:, 0])
 
 
+def test_chained_step_keeps_the_repainted_area_for_the_feather(nodes, caplog):
+    from comfyui_nova.nodes.sampling import NovaARFrameStep
+    from comfyui_nova.nodes.vae import NovaVAEDecode, NovaVAEEncode
+
+    clip = torch.rand(9, 64, 96, 3)
+    given = NovaVAEEncode.execute(nodes["vae"], clip, 96, 64, "crop")[0]
+    mask = torch.zeros(1, 64, 96)
+    mask[:, :, 48:] = 1
+    args = (nodes["model"], nodes["cond"], nodes["sampler"])
+    repainted = NovaARFrameStep.execute(*args, 0, 4, 5.0, 12.0, latents={**given, "noise_mask": mask})[0]
+    chained = NovaARFrameStep.execute(*args, 1, 5, 5.0, 12.0, latents=repainted)[0]
+    assert torch.equal(chained["nova_repainted"], repainted["nova_repainted"])
+    frames, _ = NovaVAEDecode.execute(nodes["vae"], chained, 12.0, 5, source=clip, feather=4)
+    assert frames.shape[0] == 13 and torch.equal(frames[:9, :, :48], clip[:, :, :48])  # feathered, not the plain decode
+    with caplog.at_level("WARNING", logger="nova"):
+        plain, _ = NovaVAEDecode.execute(nodes["vae"], given, 12.0, 5, source=clip, feather=4)
+    assert "no repainted area" in caplog.text and not torch.equal(plain[:, :, :48], clip[:, :, :48])
+
+
 # -- CLI -----------------------------------------------------------------------------------------
 
 def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):
