@@ -189,6 +189,9 @@ class NovaGenerate(io.ComfyNode):
         if total < n_prefix:
             raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
         plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen)
+        if plan.ticks == 0:
+            raise InputError(f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
+                             "an area to repaint. Connect a mask, or raise frames to continue start_image.")
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:
             latent = keep_given_tokens(latent, prefix["samples"], regen, model)

@@ -242,6 +242,8 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
     assert torch.equal(latents["samples"], s)
     with pytest.raises(InputError, match="noise_mask has 4 frames"):
         NovaARFrameStep.execute(*args, latents={**given, "noise_mask": pixel[:4]})
+    with pytest.raises(InputError, match="nothing to generate"):  # frames = the given latent frame, no mask
+        NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 1, 4, 5.0, 12.0, start_image=clip[:1])
     with pytest.raises(InputError, match="mask needs start_image"):
         NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0, mask=pixel[:, 0])
 
