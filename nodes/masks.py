@@ -78,8 +78,8 @@ def carry_repainted(latent: dict, given: Optional[dict]) -> dict:
 def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, radius: int, ratio: int) -> torch.Tensor:
     """Blend IMAGE frames decoded from a repainted LATENT ([B * frames, H, W, 3]) with the source
     frames (IMAGE, center-cropped and resized to H x W as NOVA VAE Encode does) at the mask edge:
-    pixels outside the mask become the source's, the blend ramps up over ``radius`` pixels inside
-    it (:func:`nova.masks.feather_weights`). Latents without a repainted area pass unchanged."""
+    pixels outside the regenerated tokens (the mask rounded out to 16-px cells, after mask_grow) become
+    the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.masks.feather_weights`). Latents without a repainted area pass unchanged."""
     from .vae import fit_frames
 
     grid = latent.get(REPAINTED)

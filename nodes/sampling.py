@@ -153,8 +153,9 @@ class NovaGenerate(io.ComfyNode):
                               "editor). One mask or one per frame; start_image is then used whole (an image or a 1 + 4k clip)."),
                 *mask_inputs(),
                 io.Int.Input("feather", default=0, min=0, max=MAX_FEATHER, optional=True,
-                             tooltip="With a mask: blend the result into start_image over this many pixels inside the mask "
-                                     "edge; pixels outside the mask are then start_image's exactly. 0 = the plain decode."),
+                             tooltip="With a mask: blend the result into start_image over this many pixels inside the edge of the "
+                                     "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
+                                     "those tokens are then start_image's exactly. 0 = the plain decode."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),

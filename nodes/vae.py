@@ -141,8 +141,9 @@ class NovaVAEDecode(io.ComfyNode):
                              "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."),
                 io.Image.Input("source", optional=True, tooltip="Repainted latents: the frames that were encoded, to blend the result into."),
                 io.Int.Input("feather", default=0, min=0, max=MAX_FEATHER, optional=True,
-                             tooltip="With source and repainted latents: blend over this many pixels inside the mask edge; "
-                                     "pixels outside the mask are then the source's exactly. 0 = the plain decode."),
+                             tooltip="With source and repainted latents: blend over this many pixels inside the edge of the "
+                                     "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
+                                     "those tokens are then the source's exactly. 0 = the plain decode."),
             ],
             outputs=[io.Image.Output(display_name="frames"), io.Float.Output(display_name="fps")],
         )

@@ -160,8 +160,9 @@ def grid_region(grid: torch.Tensor, size: Tuple[int, int], ratio: int) -> torch.
 
 
 def feather_weights(region: torch.Tensor, radius: int) -> torch.Tensor:
-    """Weight of the generated pixels: 0 outside ``region`` [F, H, W], rising inside it over
-    ``radius`` pixels from its edge to 1 (the image border is no edge)."""
+    """Weight of the generated pixels: 0 outside ``region`` [F, H, W] (the regenerated tokens'
+    pixels, :func:`pixel_region`: the mask rounded out to 16-px cells, after ``grow``; not the pixel
+    mask), rising inside it over ``radius`` pixels from its edge to 1 (the image border is no edge)."""
     if radius < 0:
         raise InputError(f"feather = {radius}; expected pixels >= 0.")
     inside = (region > 0.5).float()[:, None]

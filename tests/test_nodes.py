@@ -68,6 +68,20 @@ def test_schemas_are_pinned():
     assert seen == PINNED
 
 
+def test_feather_is_described_by_the_regenerated_tokens():
+    """The feather's exact region is the regenerated tokens (16-px cells, after mask_grow), not the pixel mask."""
+    from pack import ROOT
+
+    for node in (NovaGenerate, NovaVAEDecode):
+        schema = node.define_schema()
+        tip = next(i for i in schema.inputs if i.id == "feather").tooltip
+        assert "regenerated tokens" in tip and "mask_grow" in tip and "outside the mask" not in tip
+        for page in (f"{schema.node_id}.md", f"{schema.node_id}/zh.md"):
+            text = open(os.path.join(ROOT, "web", "docs", page), encoding="utf-8").read()
+            row = next(line for line in text.splitlines() if line.startswith("| `feather`"))
+            assert "mask_grow" in row and "outside the mask" not in row
+
+
 def test_seed_widgets_control_after_generate():
     for node in (NovaARFrameStep, NovaGenerate):
         seed = next(i for i in node.define_schema().inputs if i.id == "seed")
