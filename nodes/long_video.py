@@ -96,6 +96,6 @@ class NovaLongVideo(io.ComfyNode):
                               prefix_mask=regen)
         scaled = run_plan(model, plan, seed)
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
-        if regen is None:
-            return io.NodeOutput(carry_repainted(latent, latents))
-        return io.NodeOutput(keep_given_tokens(latent, latents["samples"], regen, model))
+        if regen is not None:
+            latent = keep_given_tokens(latent, latents["samples"], regen, model)
+        return io.NodeOutput(carry_repainted(latent, latents))

@@ -22,6 +22,9 @@ DEFAULT_THRESHOLD = masks.DEFAULT_THRESHOLD
 # regenerated (NOVA VAE Decode's feather reads it). The noise_mask itself is not passed on: a
 # chained step continues the video instead of repainting it again.
 REPAINTED = "nova_repainted"
+# LATENT key set by NOVA VAE Encode: its resize mode ('crop', 'stretch', 'none'), so masks and the
+# feather's source are fitted to the latents' frames the way those frames were.
+RESIZE = "nova_resize"
 MAX_GROW = 64
 MAX_FEATHER = 256
 
@@ -36,9 +39,10 @@ def mask_inputs():
     ]
 
 
-def token_mask(mask, model: NovaModel, latent_frames: int, threshold: float, grow: int, name: str) -> torch.Tensor:
+def token_mask(mask, model: NovaModel, latent_frames: int, threshold: float, grow: int, name: str,
+               resize: str = "crop") -> torch.Tensor:
     """A MASK / noise_mask (pixel or latent size, 1 or per-frame) -> bool [T, L] (True = regenerate)."""
-    return masks.token_mask(mask, model.config, latent_frames, float(threshold), int(grow), name=name)
+    return masks.token_mask(mask, model.config, latent_frames, float(threshold), int(grow), name=name, resize=resize)
 
 
 def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float, grow: int) -> Optional[torch.Tensor]:
@@ -47,7 +51,13 @@ def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float
         return None
     samples = latent["samples"]
     frames = samples.shape[2] if samples.dim() == 5 else 1
-    return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask")
+    return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask", resize_of(latent))
+
+
+def resize_of(latent: dict) -> str:
+    """How a LATENT's frames were fitted to the checkpoint's size (NOVA VAE Encode's resize; 'crop'
+    when unknown: the CLI, the pipeline and NOVA Generate crop)."""
+    return latent.get(RESIZE) or "crop"
 
 
 def keep_given_tokens(latent: dict, given: torch.Tensor, regen: torch.Tensor, model: NovaModel) -> dict:
@@ -67,17 +77,18 @@ def keep_given_tokens(latent: dict, given: torch.Tensor, regen: torch.Tensor, mo
 
 
 def carry_repainted(latent: dict, given: Optional[dict]) -> dict:
-    """A step without a mask continues the given frames, which stay the output's first frames: the
-    tokens an earlier step repainted in them are still the repainted ones, so NOVA VAE Decode's
-    feather must still find them (``REPAINTED``)."""
-    if given is None or given.get(REPAINTED) is None:
+    """The given frames stay the output's first frames, so what the LATENT says about them carries
+    over: the tokens an earlier step repainted (``REPAINTED``, for NOVA VAE Decode's feather; unless
+    this step repainted) and how they were fitted (``RESIZE``)."""
+    if given is None:
         return latent
-    return {**latent, REPAINTED: given[REPAINTED]}
+    carried = {k: given[k] for k in (REPAINTED, RESIZE) if given.get(k) is not None and latent.get(k) is None}
+    return {**latent, **carried} if carried else latent
 
 
 def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, radius: int, ratio: int) -> torch.Tensor:
     """Blend IMAGE frames decoded from a repainted LATENT ([B * frames, H, W, 3]) with the source
-    frames (IMAGE, center-cropped and resized to H x W as NOVA VAE Encode does) at the mask edge:
+    frames (IMAGE, fitted to H x W as NOVA VAE Encode did: the LATENT's ``RESIZE``) at the mask edge:
     pixels outside the regenerated tokens (the mask rounded out to 16-px cells, after mask_grow) become
     the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.masks.feather_weights`). Latents without a repainted area pass unchanged."""
     from .vae import fit_frames
@@ -96,7 +107,7 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
         raise InputError(f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the frames that were encoded.")
     source = source[:f, :, :, :3]
     if tuple(source.shape[1:3]) != (h, w):
-        source = (fit_frames(source, w, h, "crop") + 1) / 2
+        source = (fit_frames(source, w, h, resize_of(latent)) + 1) / 2
         source = source.movedim(1, -1)
     source = source.to(images)
     per_item = images.shape[0] // latent["samples"].shape[0]

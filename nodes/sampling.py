@@ -125,8 +125,7 @@ class NovaARFrameStep(io.ComfyNode):
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
-        else:
-            latent = carry_repainted(latent, latents)
+        latent = carry_repainted(latent, latents)
         return io.NodeOutput(latent)
 
 

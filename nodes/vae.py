@@ -7,16 +7,17 @@ import logging
 import torch
 from torch.nn import functional as F
 
+from ..nova import masks
 from ..nova.errors import InputError
 from ..nova.images import center_crop_box
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
-from .masks import MAX_FEATHER, feather_decoded
+from .masks import MAX_FEATHER, RESIZE, feather_decoded
 from .types import NovaVaeType
 
 log = logging.getLogger("nova")
-RESIZE_MODES = ["crop", "stretch", "none"]
+RESIZE_MODES = list(masks.RESIZE_MODES)
 
 
 def check_images(images) -> torch.Tensor:
@@ -72,7 +73,7 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     else:
         mean, _ = vae.moments(pixels)
         mean = mean.unsqueeze(2)
-    return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space}
+    return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space, RESIZE: mode}
 
 
 def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
@@ -111,7 +112,8 @@ class NovaVAEEncode(io.ComfyNode):
                 io.Image.Input("image", tooltip="An image, or video frames (1 + 4k frames for the video VAE)."),
                 io.Int.Input("width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
                 io.Int.Input("height", default=480, min=64, max=4096, step=8, tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
-                io.Combo.Input("resize", options=RESIZE_MODES, default="crop", tooltip="crop: center-crop to the aspect ratio, then resize (official demo)."),
+                io.Combo.Input("resize", options=RESIZE_MODES, default="crop", tooltip="crop: center-crop to the aspect ratio, then resize (official demo). "
+                               "The latents remember it: a noise_mask and the feather's source are fitted the same way."),
             ],
             outputs=[io.Latent.Output(display_name="latents")],
         )

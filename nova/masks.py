@@ -14,7 +14,8 @@ The pixel -> token rule (:func:`token_mask`):
    encoded from may have up to 3 more, the frames encoding dropped). A latent frame takes the
    maximum over the video frames it encodes: latent 0 is frame 0, latent t is frames 4t-3 .. 4t.
 2. Size. Any resolution: a mask whose aspect ratio differs from the checkpoint's is center-cropped
-   to it, as NOVA VAE Encode ('crop'), the CLI and ``NovaPipeline`` crop images. It must keep at
+   to it, as NOVA VAE Encode ('crop'), the CLI and ``NovaPipeline`` crop images; for latents
+   encoded with resize 'stretch' it is stretched (not cropped) like its frames were. It must keep at
    least one pixel per token in each direction (a token is ``8 * patch`` = 16 pixels square).
 3. A token is regenerated if any mask pixel it covers (partly covered pixels included) is above
    ``threshold`` (default 0.5, so antialiased brush edges do not count).
@@ -34,6 +35,7 @@ from .errors import InputError
 
 DEFAULT_THRESHOLD = 0.5
 FILLS = ("edge", "gray", "black")
+RESIZE_MODES = ("crop", "stretch", "none")  # how the frames were fitted to the checkpoint's size
 
 
 def as_mask_frames(mask, name: str = "mask") -> torch.Tensor:
@@ -95,9 +97,12 @@ def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: s
 
 
 def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRESHOLD, grow: int = 0,
-               ratio: Optional[int] = None, name: str = "mask") -> torch.Tensor:
+               ratio: Optional[int] = None, name: str = "mask", resize: str = "crop") -> torch.Tensor:
     """Pixel mask (any resolution, 1 / per-latent / per-video frame) -> bool [T, L] (True =
-    regenerate; L tokens in the transformer's row-major order). See the module docstring."""
+    regenerate; L tokens in the transformer's row-major order). ``resize``: how the latents' frames
+    were fitted ('stretch': the mask is stretched too, not cropped). See the module docstring."""
+    if resize not in RESIZE_MODES:
+        raise InputError(f"resize '{resize}' is not one of {list(RESIZE_MODES)}.")
     if not 0 <= float(threshold) < 1:
         raise InputError(f"mask threshold = {threshold!r}; expected a value in [0, 1).")
     if not isinstance(grow, (int, np.integer)) or grow < 0:
@@ -109,11 +114,13 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
     given = f"{frames.shape[2]}x{frames.shape[1]}"
     height, width = config.image_size
     gh, gw = config.image_base_size
-    top, bottom, left, right = center_crop_box(frames.shape[1], frames.shape[2], height, width)
-    frames = frames[:, top:bottom, left:right]
+    if resize != "stretch":
+        top, bottom, left, right = center_crop_box(frames.shape[1], frames.shape[2], height, width)
+        frames = frames[:, top:bottom, left:right]
     if frames.shape[1] < gh or frames.shape[2] < gw:
+        fitted = "stretched" if resize == "stretch" else f"cropped to the {width}x{height} aspect ratio"
         raise InputError(
-            f"{name} is {given} (cropped to the {width}x{height} aspect ratio: {frames.shape[2]}x{frames.shape[1]}); "
+            f"{name} is {given} ({fitted}: {frames.shape[2]}x{frames.shape[1]}); "
             f"it cannot be mapped to the {gw}x{gh} token grid. Give at least {gw}x{gh} pixels: the latent size "
             f"{config.latent_size[1]}x{config.latent_size[0]} or the image size {width}x{height}."
         )

@@ -267,6 +267,25 @@ def test_chained_step_keeps_the_repainted_area_for_the_feather(nodes, caplog):
     assert "no repainted area" in caplog.text and not torch.equal(plain[:, :, :48], clip[:, :, :48])
 
 
+def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
+    from comfyui_nova.nodes.masks import feather_decoded, noise_mask_tokens
+    from comfyui_nova.nodes.vae import NovaVAEEncode, fit_frames
+
+    tokens = torch.zeros(4, 6, dtype=torch.bool)
+    tokens[:, 5] = True  # the right column of tokens
+    wide = tokens.float().repeat_interleave(16, 0).repeat_interleave(32, 1)[None]  # 192x64: twice as wide
+    assert torch.equal(token_mask(wide, tiny_video_pipe.config, 1, resize="stretch")[0], tokens.flatten())
+    assert token_mask(wide, tiny_video_pipe.config, 1).sum() == 0  # cropped: the right quarter is cut off
+    image = torch.rand(1, 64, 192, 3)
+    stretched = NovaVAEEncode.execute(nodes["vae"], image, 96, 64, "stretch")[0]
+    assert stretched["nova_resize"] == "stretch"
+    assert torch.equal(noise_mask_tokens({**stretched, "noise_mask": wide}, nodes["model"], 0.5, 0)[0], tokens.flatten())
+    decoded = torch.rand(1, 64, 96, 3)
+    out = feather_decoded(decoded, {**stretched, "nova_repainted": tokens[None]}, image, 4, 4)
+    source = (fit_frames(image, 96, 64, "stretch") + 1).movedim(1, -1) / 2
+    assert torch.allclose(out[:, :, :80], source[:, :, :80]) and torch.equal(out[:, :, 84:], decoded[:, :, 84:])
+
+
 # -- CLI -----------------------------------------------------------------------------------------
 
 def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):
