@@ -40,9 +40,10 @@ def mask_inputs():
 
 
 def token_mask(mask, model: NovaModel, latent_frames: int, threshold: float, grow: int, name: str,
-               resize: str = "crop") -> torch.Tensor:
+               resize: str = "crop", clip_frames: Optional[int] = None) -> torch.Tensor:
     """A MASK / noise_mask (pixel or latent size, 1 or per-frame) -> bool [T, L] (True = regenerate)."""
-    return masks.token_mask(mask, model.config, latent_frames, float(threshold), int(grow), name=name, resize=resize)
+    return masks.token_mask(mask, model.config, latent_frames, float(threshold), int(grow), name=name, resize=resize,
+                            clip_frames=clip_frames)
 
 
 def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float, grow: int) -> Optional[torch.Tensor]:

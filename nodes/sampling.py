@@ -185,7 +185,7 @@ class NovaGenerate(io.ComfyNode):
             prefix = encode_images(vae, image, w, h, "crop")
         n_prefix = 0 if prefix is None else prefix["samples"].shape[2]
         if mask is not None:
-            regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask")
+            regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask", clip_frames=image.shape[0])
         if total < n_prefix:
             raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
         plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen)

@@ -11,7 +11,9 @@ The pixel -> token rule (:func:`token_mask`):
 
 1. Frames. A mask has 1 frame (used for every frame), one per latent frame, or one per video frame
    (``1 + 4(T - 1)`` for T latents of the video VAE; a mask as long as the clip the latents were
-   encoded from may have up to 3 more, the frames encoding dropped). A latent frame takes the
+   encoded from may have up to 3 more, the frames encoding dropped; for a single latent frame only
+   when the caller knows that clip's length, else a batch of masks for one image is refused rather
+   than silently cut to its first mask). A latent frame takes the
    maximum over the video frames it encodes: latent 0 is frame 0, latent t is frames 4t-3 .. 4t.
 2. Size. Any resolution: a mask whose aspect ratio differs from the checkpoint's is center-cropped
    to it, as NOVA VAE Encode ('crop'), the CLI and ``NovaPipeline`` crop images; for latents
@@ -76,31 +78,39 @@ def video_frames(latent_frames: int, ratio: int) -> int:
     return 1 + ratio * (latent_frames - 1)
 
 
-def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: str = "mask") -> torch.Tensor:
-    """[M, H, W] -> [T, H, W] by rule 1 of the module docstring."""
+def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: str = "mask",
+                     clip_frames: Optional[int] = None) -> torch.Tensor:
+    """[M, H, W] -> [T, H, W] by rule 1 of the module docstring (``clip_frames``: the length of the
+    clip the latents were encoded from, when known)."""
     m, frames = mask.shape[0], video_frames(latent_frames, ratio)
     if m == latent_frames:
         return mask
     if m == 1:
         return mask.expand(latent_frames, -1, -1)
-    if frames <= m < frames + ratio:  # a clip's mask: the frames VAE encoding dropped (1 + 4k kept) go too
+    # A clip's mask: the frames VAE encoding dropped (1 + 4k kept) go too. One latent frame is also
+    # what one image encodes to, so there the extra masks are dropped only for a clip that long.
+    from_clip = latent_frames > 1 or (clip_frames is not None and m <= clip_frames)
+    if frames <= m < frames + ratio and from_clip:
         mask = mask[:frames]
         m = frames
     if m == frames:
         groups = [mask[:1]] + [mask[ratio * t - ratio + 1 : ratio * t + 1] for t in range(1, latent_frames)]
         return torch.stack([g.amax(dim=0) for g in groups])
     allowed = sorted({1, latent_frames, frames})
+    hint = " (one latent frame takes one mask; a batch of masks for one image is not cut to its first)" if frames == 1 else ""
     raise InputError(
         f"{name} has {m} frames; the latents have {latent_frames} latent frame(s) = {frames} video frame(s). "
-        f"Give {' or '.join(map(str, allowed))} mask frame(s)."
+        f"Give {' or '.join(map(str, allowed))} mask frame(s){hint}."
     )
 
 
 def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRESHOLD, grow: int = 0,
-               ratio: Optional[int] = None, name: str = "mask", resize: str = "crop") -> torch.Tensor:
+               ratio: Optional[int] = None, name: str = "mask", resize: str = "crop",
+               clip_frames: Optional[int] = None) -> torch.Tensor:
     """Pixel mask (any resolution, 1 / per-latent / per-video frame) -> bool [T, L] (True =
     regenerate; L tokens in the transformer's row-major order). ``resize``: how the latents' frames
-    were fitted ('stretch': the mask is stretched too, not cropped). See the module docstring."""
+    were fitted ('stretch': the mask is stretched too, not cropped); ``clip_frames``: the length of
+    the clip they were encoded from, when known (rule 1). See the module docstring."""
     if resize not in RESIZE_MODES:
         raise InputError(f"resize '{resize}' is not one of {list(RESIZE_MODES)}.")
     if not 0 <= float(threshold) < 1:
@@ -110,7 +120,7 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
     from .images import center_crop_box  # the crop images get
 
     ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
-    frames = per_latent_frame(as_mask_frames(mask, name), latent_frames, ratio, name)
+    frames = per_latent_frame(as_mask_frames(mask, name), latent_frames, ratio, name, clip_frames)
     given = f"{frames.shape[2]}x{frames.shape[1]}"
     height, width = config.image_size
     gh, gw = config.image_base_size
@@ -290,7 +300,8 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
         h, w = pipe.config.image_size
         kept = [fit_image(f, h, w) for f in list(video)[: video_frames(prefix.shape[2], pipe.vae.temporal_ratio)]]
         source = torch.from_numpy(np.stack(kept)).float().sub(127.5).div(127.5).permute(3, 0, 1, 2)[None]
-    regen = token_mask(mask, pipe.config, prefix.shape[2], threshold, grow)
+    clip_frames = None if video is None else len(video)
+    regen = token_mask(mask, pipe.config, prefix.shape[2], threshold, grow, clip_frames=clip_frames)
     if not feather:
         return prefix, regen, None
     if source is None:

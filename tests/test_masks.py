@@ -70,6 +70,13 @@ def test_frames_of_a_mask(tiny_video_pipe):
     assert torch.equal(token_mask(video[:3], cfg, 3)[1], regen[0])  # 3 frames = one per latent
     assert torch.equal(token_mask(video[4:5], cfg, 3), regen[1:2].expand(3, -1))  # 1 frame = all frames
     assert torch.equal(token_mask(torch.cat([video, video[:2]]), cfg, 3), regen)  # clip of 11: 9 were encoded
+    # one latent frame: a batch of per-image masks is refused, not cut to its first mask ...
+    with pytest.raises(InputError, match="has 3 frames.*Give 1 mask frame.*not cut to its first"):
+        token_mask(video[3:6], cfg, 1)
+    # ... unless the latents are known to come from a clip that long (4 frames encode to 1 latent)
+    assert torch.equal(token_mask(video[4:7], cfg, 1, clip_frames=4), token_mask(video[4], cfg, 1))
+    with pytest.raises(InputError, match="has 3 frames"):
+        token_mask(video[4:7], cfg, 1, clip_frames=2)
 
 
 @pytest.mark.parametrize("mask, match", [
