@@ -11,7 +11,7 @@ from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
 from .sampling import MAX_LATENTS, MAX_SEED, SEED_TIP, require_sampler, run_plan
-from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, noise_mask_tokens
+from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, mask_inputs, noise_mask_tokens
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
 
@@ -71,12 +71,14 @@ class NovaLongVideo(io.ComfyNode):
                 io.Int.Input("loop_frames", default=0, min=0, max=64, tooltip="Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no loop)."),
                 io.Latent.Input("latents", optional=True, tooltip="A video to continue (its frames are kept unchanged; with a noise_mask, "
                                 "its white area is first repainted under the first segment's prompt)."),
+                *mask_inputs(),
             ],
             outputs=[io.Latent.Output(display_name="latents")],
         )
 
     @classmethod
-    def execute(cls, model, sampler, segments, seed, window=9, blend_frames=0, loop_frames=0, latents=None) -> io.NodeOutput:
+    def execute(cls, model, sampler, segments, seed, window=9, blend_frames=0, loop_frames=0, latents=None,
+                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0) -> io.NodeOutput:
         require_sampler(sampler)
         if not segments:
             raise InputError("segments are empty; connect NOVA Segment.")
@@ -90,7 +92,7 @@ class NovaLongVideo(io.ComfyNode):
             negative = None if s.negative is None else conditioning_embeds(s.negative, text_dim, f"segment {i} negative")
             plan_segments.append(Segment(conditioning_embeds(s.positive, text_dim, f"segment {i} positive"), s.frames,
                                          negative, s.motion_flow, s.fps))
-        regen = noise_mask_tokens(latents, model, DEFAULT_THRESHOLD, 0)
+        regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
         plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=latent_samples(latents, model),
                               window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
                               prefix_mask=regen)

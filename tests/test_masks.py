@@ -293,6 +293,21 @@ def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     assert torch.allclose(out[:, :, :80], source[:, :, :80]) and torch.equal(out[:, :, 84:], decoded[:, :, 84:])
 
 
+def test_long_video_takes_the_mask_rule(nodes):
+    from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
+    from comfyui_nova.nodes.vae import NovaVAEEncode
+
+    given = NovaVAEEncode.execute(nodes["vae"], torch.rand(5, 64, 96, 3), 96, 64, "crop")[0]
+    mask = torch.zeros(1, 64, 96)
+    mask[:, 16:32, 48:64] = 0.4  # one token, below the default threshold
+    segs = NovaSegment.execute(nodes["cond"], 1, 5.0, 12.0)[0]
+    out = NovaLongVideo.execute(nodes["model"], nodes["sampler"], segs, 4, window=3, latents={**given, "noise_mask": mask},
+                                mask_threshold=0.3, mask_grow=1)[0]
+    expected = torch.zeros(4, 6, dtype=torch.bool)
+    expected[0:3, 2:5] = True  # the token (1, 3), grown by one
+    assert out["samples"].shape[2] == 3 and torch.equal(out["nova_repainted"], expected.expand(2, -1, -1))
+
+
 # -- CLI -----------------------------------------------------------------------------------------
 
 def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):

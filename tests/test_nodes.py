@@ -41,7 +41,7 @@ PINNED = {
                      ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("previous", "NOVA_SEGMENTS", None, None, None, True)], ["NOVA_SEGMENTS"]),
     "NOVALongVideo": ([("model", "NOVA_MODEL", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False), ("segments", "NOVA_SEGMENTS", None, None, None, False),
                        ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
-                       ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True)], ["LATENT"]),
+                       ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True), *MASK_INPUTS], ["LATENT"]),
     "NOVAOutpaintCanvas": ([("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False), ("height", "INT", 480, 64, 4096, False),
                             ("zoom", "FLOAT", 1.0, 0.05, 1.0, False), ("x", "FLOAT", 0.5, 0.0, 1.0, False), ("y", "FLOAT", 0.5, 0.0, 1.0, False),
                             ("fill", "COMBO", "edge", None, None, False)], ["IMAGE", "MASK"]),
