@@ -102,7 +102,7 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
                     "Feather the output of an AR Frame Step that repainted under a noise_mask.", radius, REPAINTED)
         return images
     h, w = images.shape[1:3]
-    weights = masks.feather_weights(masks.grid_region(grid, (h, w), ratio), int(radius))[..., None]  # [F, H, W, 1]
+    weights = masks.grid_feather_weights(grid, (h, w), ratio, int(radius))[..., None]  # [F, H, W, 1]
     f = weights.shape[0]
     if source.shape[0] < f:
         raise InputError(f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the frames that were encoded.")

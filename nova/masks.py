@@ -34,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import InputError
+from .vae_frames import frames_for_latents
 
 DEFAULT_THRESHOLD = 0.5
 FILLS = ("edge", "gray", "black")
@@ -74,15 +75,11 @@ def as_mask_frames(mask, name: str = "mask") -> torch.Tensor:
     return m.clamp(0, 1)
 
 
-def video_frames(latent_frames: int, ratio: int) -> int:
-    return 1 + ratio * (latent_frames - 1)
-
-
 def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: str = "mask",
                      clip_frames: Optional[int] = None) -> torch.Tensor:
     """[M, H, W] -> [T, H, W] by rule 1 of the module docstring (``clip_frames``: the length of the
     clip the latents were encoded from, when known)."""
-    m, frames = mask.shape[0], video_frames(latent_frames, ratio)
+    m, frames = mask.shape[0], frames_for_latents(latent_frames, ratio)
     if m == latent_frames:
         return mask
     if m == 1:
@@ -171,9 +168,26 @@ def pixel_region(regen: torch.Tensor, config, ratio: Optional[int] = None) -> to
 
 def grid_region(grid: torch.Tensor, size: Tuple[int, int], ratio: int) -> torch.Tensor:
     """Token mask as a grid [T, gh, gw] -> float [F, H, W] pixels (see :func:`pixel_region`)."""
-    pixels = F.interpolate(grid.float()[:, None], size=size, mode="nearest")[:, 0]
-    index = [0] + [1 + (f - 1) // ratio for f in range(1, video_frames(grid.shape[0], ratio))]
-    return pixels[index]
+    return _latent_pixels(grid, size)[latent_of_frames(grid.shape[0], ratio)]
+
+
+def latent_of_frames(latent_frames: int, ratio: int) -> torch.Tensor:
+    """For each video frame of ``latent_frames`` latents, the latent that encodes it."""
+    frames = torch.arange(frames_for_latents(latent_frames, ratio))
+    return (frames + ratio - 1) // ratio
+
+
+def _latent_pixels(grid: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(grid.float()[:, None], size=size, mode="nearest")[:, 0]
+
+
+def grid_feather_weights(grid: torch.Tensor, size: Tuple[int, int], ratio: int, radius: int) -> torch.Tensor:
+    """``feather_weights(grid_region(grid, size, ratio), radius)``, computed once per distinct token
+    region instead of once per video frame (the frames of a latent, and often all latents, share one
+    region; the erosions cost radius full-resolution passes each)."""
+    regions, which = torch.unique(grid.flatten(1), dim=0, return_inverse=True)
+    weights = feather_weights(_latent_pixels(regions.view(-1, *grid.shape[1:]), size), radius)
+    return weights[which[latent_of_frames(grid.shape[0], ratio)]]
 
 
 def feather_weights(region: torch.Tensor, radius: int) -> torch.Tensor:
@@ -298,7 +312,7 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     else:
         prefix = pipe.encode_video(video)
         h, w = pipe.config.image_size
-        kept = [fit_image(f, h, w) for f in list(video)[: video_frames(prefix.shape[2], pipe.vae.temporal_ratio)]]
+        kept = [fit_image(f, h, w) for f in list(video)[: frames_for_latents(prefix.shape[2], pipe.vae.temporal_ratio)]]
         source = torch.from_numpy(np.stack(kept)).float().sub(127.5).div(127.5).permute(3, 0, 1, 2)[None]
     clip_frames = None if video is None else len(video)
     regen = token_mask(mask, pipe.config, prefix.shape[2], threshold, grow, clip_frames=clip_frames)
@@ -306,6 +320,7 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
         return prefix, regen, None
     if source is None:
         source = pipe.decode_latents(prefix[:1])
-    weights = feather_weights(pixel_region(regen, pipe.config), int(feather))
+    ratio = 4 if pipe.config.is_video_model else 1
+    weights = grid_feather_weights(regen.view(-1, *pipe.config.image_base_size), tuple(pipe.config.image_size), ratio, int(feather))
     return prefix, regen, FeatherBlend(source, weights)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nova.errors import InputError
-from nova.masks import feather_weights, outpaint_canvas, pixel_region, place, token_mask
+from nova.masks import feather_weights, grid_feather_weights, grid_region, outpaint_canvas, pixel_region, place, token_mask
 
 FAST = dict(num_inference_steps=4, num_diffusion_steps=2)
 
@@ -188,6 +188,18 @@ def test_outpaint_canvas_places_a_4x3_clip_in_768x480():
     assert gray[:, :, -1].eq(0.5).all() and gray[:, -1].eq(0.5).all()
     with pytest.raises(InputError, match="fill"):
         outpaint_canvas(frames, 64, 96, fill="noise")
+
+
+def test_feather_weights_once_per_region_equal_the_per_frame_ones():
+    torch.manual_seed(0)
+    grid = torch.rand(5, 4, 6) > 0.6
+    grid[3] = grid[1]  # repeated regions are computed once
+    for ratio, radius in ((4, 0), (4, 3), (4, 20), (1, 5)):
+        old = feather_weights(grid_region(grid, (64, 96), ratio), radius)
+        new = grid_feather_weights(grid, (64, 96), ratio, radius)
+        assert new.shape == (1 + ratio * 4, 64, 96) and torch.equal(new, old)
+    with pytest.raises(InputError, match="feather = -1"):
+        grid_feather_weights(grid, (64, 96), 4, -1)
 
 
 # -- nodes ---------------------------------------------------------------------------------------
