@@ -10,7 +10,7 @@ from ..nova.errors import InputError
 from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
-from .sampling import MAX_LATENTS, MAX_SEED, SEED_TIP, require_sampler, run_plan
+from .sampling import MAX_LATENTS, UI_MAX_SEED, SEED_TIP, require_sampler, run_plan
 from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, mask_inputs, noise_mask_tokens
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
@@ -65,7 +65,7 @@ class NovaLongVideo(io.ComfyNode):
                 NovaModelType.Input("model"),
                 NovaSamplerType.Input("sampler"),
                 NovaSegmentsType.Input("segments"),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
+                io.Int.Input("seed", default=0, min=0, max=UI_MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
                 io.Int.Input("window", default=9, min=0, max=MAX_LATENTS, tooltip="Latent frames of temporal context (9 = the training length). 0 = the whole video (official; memory grows)."),
                 io.Int.Input("blend_frames", default=0, min=0, max=64, tooltip="Frames over which each new segment's prompt fades in from the previous one (0 = switch at once)."),
                 io.Int.Input("loop_frames", default=0, min=0, max=64, tooltip="Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no loop)."),

@@ -19,8 +19,9 @@ from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
 MAX_LATENTS = 256
-# Only the low 32 bits of a seed change the result on the CPU generator (as in the official code).
-MAX_SEED = 2**32 - 1
+# The seed widgets' range. Only the low 32 bits of a seed change the result on the CPU generator (as in the
+# official code); the engine itself accepts up to nova.sampling.MAX_SEED (2**64 - 1).
+UI_MAX_SEED = 2**32 - 1
 SEED_TIP = ("Random seed, drawn on the CPU generator as the official pipeline does. Only 32 bits matter there "
             "(seed and seed + 2**32 give the same video), so the range stops at 2**32 - 1.")
 # The official T2V demo's settings (scripts/app_nova_t2v.py); NovaPipeline keeps the call defaults 64/25/5.
@@ -57,7 +58,7 @@ class NovaSetSampler(io.ComfyNode):
 
 def _frame_inputs():
     return [
-        io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
+        io.Int.Input("seed", default=0, min=0, max=UI_MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
         io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion (video checkpoints; official default 5)."),
         io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
     ]
