@@ -25,6 +25,9 @@ REPAINTED = "nova_repainted"
 # LATENT key set by NOVA VAE Encode: its resize mode ('crop', 'stretch', 'none'), so masks and the
 # feather's source are fitted to the latents' frames the way those frames were.
 RESIZE = "nova_resize"
+# LATENT key set by NOVA VAE Encode: how many frames it was given, so a noise_mask as long as that
+# clip is accepted even where encoding kept a single latent frame (nova.masks rule 1).
+ENCODED_FRAMES = "nova_encoded_frames"
 MAX_GROW = 64
 MAX_FEATHER = 256
 
@@ -52,7 +55,8 @@ def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float
         return None
     samples = latent["samples"]
     frames = samples.shape[2] if samples.dim() == 5 else 1
-    return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask", resize_of(latent))
+    return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask", resize_of(latent),
+                      latent.get(ENCODED_FRAMES))
 
 
 def resize_of(latent: dict) -> str:

@@ -13,7 +13,7 @@ from ..nova.images import center_crop_box
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
-from .masks import MAX_FEATHER, RESIZE, feather_decoded
+from .masks import ENCODED_FRAMES, MAX_FEATHER, RESIZE, feather_decoded
 from .types import NovaVaeType
 
 log = logging.getLogger("nova")
@@ -73,7 +73,8 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     else:
         mean, _ = vae.moments(pixels)
         mean = mean.unsqueeze(2)
-    return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space, RESIZE: mode}
+    return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space, RESIZE: mode,
+            ENCODED_FRAMES: int(pixels.shape[0])}
 
 
 def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:

@@ -289,6 +289,7 @@ def test_chained_step_keeps_the_repainted_area_for_the_feather(nodes, caplog):
 def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     from comfyui_nova.nodes.masks import feather_decoded, noise_mask_tokens
     from comfyui_nova.nodes.vae import NovaVAEEncode, fit_frames
+    from comfyui_nova.nova.errors import InputError as PackInputError  # the pack's copy of the engine
 
     tokens = torch.zeros(4, 6, dtype=torch.bool)
     tokens[:, 5] = True  # the right column of tokens
@@ -299,6 +300,14 @@ def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     stretched = NovaVAEEncode.execute(nodes["vae"], image, 96, 64, "stretch")[0]
     assert stretched["nova_resize"] == "stretch"
     assert torch.equal(noise_mask_tokens({**stretched, "noise_mask": wide}, nodes["model"], 0.5, 0)[0], tokens.flatten())
+    # a 4-frame clip encodes to one latent frame: its 4 masks are accepted (the first one counts), 4 masks for one image are not
+    clip = NovaVAEEncode.execute(nodes["vae"], torch.rand(4, 64, 96, 3), 96, 64, "crop")[0]
+    masks4 = torch.zeros(4, 64, 96)
+    masks4[0, :, 80:] = 1
+    assert torch.equal(noise_mask_tokens({**clip, "noise_mask": masks4}, nodes["model"], 0.5, 0)[0], tokens.flatten())
+    one = NovaVAEEncode.execute(nodes["vae"], torch.rand(1, 64, 96, 3), 96, 64, "crop")[0]
+    with pytest.raises(PackInputError, match="has 4 frames"):
+        noise_mask_tokens({**one, "noise_mask": masks4}, nodes["model"], 0.5, 0)
     decoded = torch.rand(1, 64, 96, 3)
     out = feather_decoded(decoded, {**stretched, "nova_repainted": tokens[None]}, image, 4, 4)
     source = (fit_frames(image, 96, 64, "stretch") + 1).movedim(1, -1) / 2
