@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from ..nova import masks
 from ..nova.errors import InputError
 from ..nova.images import center_crop_box
+from ..nova.vae_frames import frames_kept
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
@@ -66,7 +67,7 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     host.load(handle.patcher, vae.encode_memory_bytes(pixels.shape[0], height, width))
     if vae.temporal:
         n = pixels.shape[0]
-        keep = 1 + vae.temporal_ratio * ((n - 1) // vae.temporal_ratio)
+        keep = frames_kept(n, vae.temporal_ratio)
         if keep != n:
             log.warning("NOVA VAE Encode: %d frames -> using the first %d (the 3D VAE needs 1 + %dk).", n, keep, vae.temporal_ratio)
         mean, _ = vae.moments(pixels[:keep].movedim(0, 1).unsqueeze(0))

@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import InputError
-from .vae_frames import frames_for_latents
+from .vae_frames import frames_for_latents, frames_kept
 
 DEFAULT_THRESHOLD = 0.5
 FILLS = ("edge", "gray", "black")
@@ -87,7 +87,7 @@ def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: s
     # A clip's mask: the frames VAE encoding dropped (1 + 4k kept) go too. One latent frame is also
     # what one image encodes to, so there the extra masks are dropped only for a clip that long.
     from_clip = latent_frames > 1 or (clip_frames is not None and m <= clip_frames)
-    if frames <= m < frames + ratio and from_clip:
+    if frames_kept(m, ratio) == frames and from_clip:
         mask = mask[:frames]
         m = frames
     if m == frames:
