@@ -95,7 +95,8 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
     """Blend IMAGE frames decoded from a repainted LATENT ([B * frames, H, W, 3]) with the source
     frames (IMAGE, fitted to H x W as NOVA VAE Encode did: the LATENT's ``RESIZE``) at the mask edge:
     pixels outside the regenerated tokens (the mask rounded out to 16-px cells, after mask_grow) become
-    the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.masks.feather_weights`). Latents without a repainted area pass unchanged."""
+    the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.masks.feather_weights`).
+    Latents without a repainted area pass unchanged (with a warning when a feather was asked for)."""
     from .vae import fit_frames
 
     grid = latent.get(REPAINTED)

@@ -321,6 +321,7 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     if source is None:
         source = pipe.decode_latents(prefix[:1])
     ratio = 4 if pipe.config.is_video_model else 1
-    weights = grid_feather_weights(regen.view(-1, *pipe.config.image_base_size), tuple(pipe.config.image_size), ratio, int(feather))
+    grid = regen.view(-1, *pipe.config.image_base_size)
+    weights = grid_feather_weights(grid, tuple(pipe.config.image_size), ratio, int(feather))
     return prefix, regen, FeatherBlend(source, weights)
 
