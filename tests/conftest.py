@@ -13,6 +13,13 @@ GOLDEN = os.path.join(ROOT, "tests", "golden")
 CASES = ("t2v_tiny", "t2i_tiny")
 
 
+def edit_json(path, **changes):
+    """Update keys of a JSON file in a test's copy of a checkpoint."""
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
 def golden_case(name):
     folder = os.path.join(GOLDEN, name)
     with open(os.path.join(folder, "case.json"), encoding="utf-8") as f:

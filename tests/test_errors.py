@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import edit_json
 from nova.errors import CheckpointError, ConfigError, InputError, NumericalError, WeightsError
 from nova.images import fit_image, to_rgb8
 from nova.media import read_frames
@@ -188,12 +189,6 @@ def broken(tmp_path, tiny_video):
     return folder
 
 
-def _edit_json(path, **changes):
-    data = json.loads(path.read_text())
-    data.update(changes)
-    path.write_text(json.dumps(data))
-
-
 def _load(folder):
     from nova import NovaPipeline
 
@@ -209,7 +204,7 @@ def _load(folder):
     ("vae", "config.json", dict(scaling_factor="0.18"), r"vae.config.json: key 'scaling_factor' = '0.18'"),
 ])
 def test_config_with_wrong_types(broken, component, file, changes, match):
-    _edit_json(broken / component / file, **changes)
+    edit_json(broken / component / file, **changes)
     with pytest.raises(ConfigError, match=match):
         _load(broken)
 

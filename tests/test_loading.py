@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import GOLDEN
+from conftest import GOLDEN, edit_json
 from nova import NovaPipeline
 from nova.components import load_transformer
 from nova.errors import CheckpointError, ConfigError, WeightsError
@@ -24,12 +24,6 @@ def ckpt(tmp_path):
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)
     return dst
-
-
-def _edit_json(path, **changes):
-    data = json.loads(path.read_text())
-    data.update(changes)
-    path.write_text(json.dumps(data))
 
 
 def test_checkpoint_code_is_never_executed(ckpt):
@@ -50,7 +44,7 @@ def test_pickle_weights_are_refused(ckpt, component, stem):
 
 
 def test_unknown_arch(ckpt):
-    _edit_json(ckpt / "transformer" / "config.json", arch=["vit_d2w128", "resnet50", "mlp_d2w96"])
+    edit_json(ckpt / "transformer" / "config.json", arch=["vit_d2w128", "resnet50", "mlp_d2w96"])
     with pytest.raises(ConfigError, match=r"config\.json.*arch\[1\].*'resnet50'"):
         load_transformer(str(ckpt / "transformer"))
 
@@ -65,20 +59,20 @@ def test_missing_config_key(ckpt):
 
 
 def test_sizes_that_do_not_divide(ckpt):
-    _edit_json(ckpt / "transformer" / "config.json", image_size=[60, 96])
+    edit_json(ckpt / "transformer" / "config.json", image_size=[60, 96])
     with pytest.raises(ConfigError, match="not divisible"):
         load_transformer(str(ckpt / "transformer"))
 
 
 def test_width_without_heads(ckpt):
-    _edit_json(ckpt / "transformer" / "config.json", arch=["vit_d2w32", "vit_d4w32", "mlp_d2w96"])
+    edit_json(ckpt / "transformer" / "config.json", arch=["vit_d2w32", "vit_d4w32", "mlp_d2w96"])
     with pytest.raises(ConfigError, match="multiple of 64"):
         load_transformer(str(ckpt / "transformer"))
 
 
 def test_wrong_tensor_shape(ckpt):
     # A config whose mixer rank differs from the weights: shapes disagree, nothing loads.
-    _edit_json(ckpt / "transformer" / "config.json", video_mixer_rank=4)
+    edit_json(ckpt / "transformer" / "config.json", video_mixer_rank=4)
     with pytest.raises(WeightsError, match=r"wrong shape \(2\).*video_encoder\.mixer"):
         load_transformer(str(ckpt / "transformer"))
 
@@ -116,7 +110,7 @@ def test_missing_shard(ckpt, tmp_path):
 
 
 def test_unknown_vae_class(ckpt):
-    _edit_json(ckpt / "vae" / "config.json", _class_name="AutoencoderKLWan")
+    edit_json(ckpt / "vae" / "config.json", _class_name="AutoencoderKLWan")
     with pytest.raises(ConfigError, match=r"vae/config\.json.*AutoencoderKLWan"):
         load_vae(str(ckpt / "vae"))
 
@@ -147,6 +141,6 @@ def test_hub_cache_layout_resolves(tmp_path):
 
 
 def test_not_a_nova_checkpoint(ckpt):
-    _edit_json(ckpt / "model_index.json", _class_name="StableDiffusionPipeline")
+    edit_json(ckpt / "model_index.json", _class_name="StableDiffusionPipeline")
     with pytest.raises(CheckpointError, match="not a NOVA checkpoint"):
         NovaPipeline.from_pretrained(str(ckpt), device="cpu")
