@@ -13,7 +13,9 @@
 - On CUDA, each set step's whole diffusion loop is captured once per token-count bucket as a CUDA
   graph and replayed (the head is launch-bound: tiny tensors, 25 x 64 x 9 times per video).
 
-:class:`Accel` switches each of these; ``Accel.plain()`` is the reference path.
+:class:`Accel` switches each of these; ``Accel.plain()`` is the reference path. It also carries the
+spatial encoder's modes (nova/spatial_kernels.py): the attention kernel, and the opt-in modes that
+change the latents (SageAttention, fp8 matmuls), which are never on by default.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch.nn import functional as F
 
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
+from .spatial_kernels import LOSSY_ATTENTION, SpatialKernels, check_attention, encode_image
 
 log = logging.getLogger("nova")
 
@@ -41,10 +44,29 @@ class Accel:
     # TRITON_INTERPRET=1). OFF by default: not yet measured on a GPU (issue 15); turn it on by
     # default only once bench/gpu_run.sh shows it faster with the same latents.
     triton_head: bool = False
+    # The spatial encoder's attention kernel: "auto" (PyTorch picks), one SDPA kernel ("flash",
+    # "cudnn", "efficient", "math"), or "sage" (SageAttention: other latents, opt-in only).
+    attention: str = "auto"
+    fp8_matmuls: bool = False  # the spatial encoder's linears as fp8 products: other latents, opt-in only
+
+    def __post_init__(self):
+        check_attention(self.attention)
 
     @classmethod
     def plain(cls) -> "Accel":
         return cls(False, False, False, False)
+
+    @property
+    def exact(self) -> bool:
+        """False for the modes that change the latents (SageAttention, fp8 matmuls)."""
+        return self.attention not in LOSSY_ATTENTION and not self.fp8_matmuls
+
+    def describe(self) -> str:
+        """The spatial encoder's mode in words, for logs and reports."""
+        parts = [] if self.attention == "auto" else [f"attention {self.attention}"]
+        parts += ["fp8 matmuls"] if self.fp8_matmuls else []
+        text = ", ".join(parts) or "default kernels"
+        return text if self.exact else text + " (changes the latents)"
 
 
 class StepPlan:
@@ -173,12 +195,14 @@ class HeadPlan:
 
 @dataclasses.dataclass(frozen=True)
 class FastPlan:
-    """What one video's frames share: the scheduler steps, the prepared head, the pruning switch."""
+    """What one video's frames share: the scheduler steps, the prepared head, the pruning switch,
+    the spatial encoder's kernels (``None``: the eager default)."""
 
     steps: Optional[StepPlan]
     head: Optional[HeadPlan]
     prune_last_block: bool
     graphed: Optional[GraphedLoop] = None
+    encoder: Optional[SpatialKernels] = None
 
     @classmethod
     def build(cls, model, sched, accel: Optional[Accel], guidance) -> "FastPlan":
@@ -188,7 +212,14 @@ class FastPlan:
         graphed = None
         if steps is not None and accel.cuda_graphs and GraphedLoop.usable(model, head, guidance):
             graphed = GraphedLoop(model, steps, head, guidance)
-        return cls(steps, head, accel.prune_last_block, graphed)
+        encoder = SpatialKernels.build(model, accel.attention, accel.fp8_matmuls)
+        if not accel.exact:
+            log.warning("NOVA: spatial encoder with %s.", accel.describe())
+        return cls(steps, head, accel.prune_last_block, graphed, encoder)
+
+    def encode_image(self, model, *args, **kwargs) -> torch.Tensor:
+        """The spatial encoder (``model.encode_image``) under this plan's kernels."""
+        return encode_image(self.encoder, model, *args, **kwargs)
 
     def denoise(self, model, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:
         if self.graphed is not None:

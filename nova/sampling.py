@@ -278,9 +278,9 @@ def sample_frame(
         unknown = unknown * (1 - pred_mask)
         pass_ids = pred_ids.repeat(guidance.passes, 1, 1)
         if fast.prune_last_block:
-            z_pred = model.encode_image(guidance.expand(tokens), context, known_ids, out_ids=pass_ids)
+            z_pred = fast.encode_image(model, guidance.expand(tokens), context, known_ids, out_ids=pass_ids)
         else:
-            z = model.encode_image(guidance.expand(tokens), context, known_ids)
+            z = fast.encode_image(model, guidance.expand(tokens), context, known_ids)
             z_pred = z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
         known_ids = torch.cat([known_ids, pass_ids], dim=1)
         noise = draw_per_sample(generator, batch, lambda g, n: torch.empty((n, *x.shape[1:]), device=g.device).normal_(generator=g)).to(device)

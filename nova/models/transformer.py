@@ -15,7 +15,7 @@ from torch import nn
 from ..config import NovaConfig
 from .diffusion_mlp import DiffusionMLP
 from .embeddings import MaskEmbed, MotionEmbed, Rotary3D, TextEmbed, VideoPosEmbed, space_embed_2d, timestep_embed
-from .vit import KV, AdaLayerNorm, VisionTransformer
+from .vit import EAGER, KV, AdaLayerNorm, VisionTransformer
 
 
 class NovaTransformer(nn.Module):
@@ -135,12 +135,13 @@ class NovaTransformer(nn.Module):
         rot_known = self.image_rope.rotation(pos.gather(1, known_ids.expand(-1, -1, 3)), pad=n_ctx)
         return rot_known, rot_all
 
-    def encode_image(self, tokens: torch.Tensor, context: torch.Tensor, known_ids: torch.Tensor, out_ids=None) -> torch.Tensor:
-        """Spatial encoder features of every token, or of the ``out_ids`` [B, n, 1] tokens."""
+    def encode_image(self, tokens: torch.Tensor, context: torch.Tensor, known_ids: torch.Tensor, out_ids=None, kernels=EAGER) -> torch.Tensor:
+        """Spatial encoder features of every token, or of the ``out_ids`` [B, n, 1] tokens
+        (``kernels``: how its blocks compute, see nova/spatial_kernels.py)."""
         rot_known, rot_all = self.image_rotations(known_ids, context.shape[1])
         if self.image_rope is None:
             tokens = tokens + self.image_space_embed()
-        return self.image_encoder.forward_masked(tokens, context, known_ids, rot_known, rot_all, out_ids)
+        return self.image_encoder.forward_masked(tokens, context, known_ids, rot_known, rot_all, out_ids, kernels)
 
     def head_condition(self, z: torch.Tensor) -> torch.Tensor:
         """The diffusion head's condition projection; constant across diffusion steps."""

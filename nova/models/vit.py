@@ -13,6 +13,21 @@ from .embeddings import PatchEmbed, Rotary3D
 KV = Tuple[torch.Tensor, torch.Tensor]
 
 
+class EagerKernels:
+    """How a block computes its linear layers and attention: here, as the modules say. The
+    spatial encoder's speed modes (nova/spatial_kernels.py) pass another object with the same two
+    methods; it travels as an argument, so the module holds no mode."""
+
+    def linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return layer(x)
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+EAGER = EagerKernels()
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, ops=nn):
         super().__init__()
@@ -20,19 +35,19 @@ class Attention(nn.Module):
         self.qkv = ops.Linear(dim, dim * 3)
         self.proj = ops.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None, rows=None):
+    def forward(self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None, rows=None, kernels=EAGER):
         """Returns (output, (k, v)); ``past`` K/V (already rotated) are prepended to this step's.
         ``rows`` [B, n]: compute the output of these rows only (keys/values still use all)."""
         b, n, _ = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = kernels.linear(self.qkv, x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rot is not None:
             q, k = Rotary3D.apply(q, rot), Rotary3D.apply(k, rot)
         if rows is not None:
             q = q.gather(2, rows[:, None, :, None].expand(-1, self.num_heads, -1, self.head_dim))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).flatten(2)), (k, v)
+        out = kernels.attention(q, k, v)
+        return kernels.linear(self.proj, out.transpose(1, 2).flatten(2)), (k, v)
 
 
 class MLP(nn.Module):
@@ -41,8 +56,8 @@ class MLP(nn.Module):
         self.fc1 = ops.Linear(dim, dim * ratio)
         self.fc2 = ops.Linear(dim * ratio, dim)
 
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
+    def forward(self, x, kernels=EAGER):
+        return kernels.linear(self.fc2, F.gelu(kernels.linear(self.fc1, x)))
 
 
 class Block(nn.Module):
@@ -55,12 +70,12 @@ class Block(nn.Module):
         self.norm2 = ops.LayerNorm(dim)
         self.mlp = MLP(dim, ops=ops)
 
-    def forward(self, x, rot=None, past: Optional[KV] = None, rows=None):
-        h, kv = self.attn(x, rot, past, rows)
+    def forward(self, x, rot=None, past: Optional[KV] = None, rows=None, kernels=EAGER):
+        h, kv = self.attn(x, rot, past, rows, kernels)
         if rows is not None:
             x = x.gather(1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         x = self.norm1(h) + x
-        return self.norm2(self.mlp(x)) + x, kv
+        return self.norm2(self.mlp(x, kernels)) + x, kv
 
 
 class AdaLayerNorm(nn.Module):
@@ -116,23 +131,24 @@ class VisionTransformer(nn.Module):
         rot_known: Optional[torch.Tensor] = None,
         rot_all: Optional[torch.Tensor] = None,
         out_ids: Optional[torch.Tensor] = None,
+        kernels=EAGER,
     ) -> torch.Tensor:
         """Set-by-set image encoder: the first half sees [context; known tokens], the second half
         sees [context; all tokens] (unknown ones as the mask token). ``known_ids`` is [B, K, 1].
         With ``out_ids`` [B, n, 1] only those tokens' features are returned, and the last block
-        computes only them."""
+        computes only them. ``kernels``: how the blocks compute (:class:`EagerKernels`)."""
         n_ctx = context.shape[1]
         index = known_ids.expand(-1, -1, tokens.shape[-1])
         x = torch.cat([context, tokens.gather(1, index)], dim=1)
         blocks = list(self.blocks)  # (slicing an nn.ModuleList builds a new module every call)
         for blk in blocks[: self.encoder_depth]:
-            x = blk(x, rot_known)[0]
+            x = blk(x, rot_known, kernels=kernels)[0]
         context, known = x[:, :n_ctx], x[:, n_ctx:]
         x = torch.cat([context, tokens.to(known.dtype).scatter(1, index, known)], dim=1)
         last = len(blocks) - 1
         for i, blk in enumerate(blocks[self.encoder_depth :], start=self.encoder_depth):
             if out_ids is not None and i == last:
-                return self.norm(blk(x, rot_all, rows=out_ids[..., 0] + n_ctx)[0])
-            x = blk(x, rot_all)[0]
+                return self.norm(blk(x, rot_all, rows=out_ids[..., 0] + n_ctx, kernels=kernels)[0])
+            x = blk(x, rot_all, kernels=kernels)[0]
         x = x[:, n_ctx:]
         return self.norm(x if out_ids is None else x.gather(1, out_ids.expand(-1, -1, x.shape[-1])))

@@ -1,0 +1,207 @@
+"""How the spatial encoder computes: its attention backend and its linear layers (issue 15, items
+3 and 4). The spatial encoder is 97% of a video's FLOPs, so this is where the speed modes act.
+
+Exact modes (same latents as the default, up to the rounding of another attention kernel):
+- ``attention="auto"``: PyTorch picks the SDPA kernel (the default).
+- ``attention="flash" | "cudnn" | "efficient" | "math"``: that SDPA kernel only. Which is fastest
+  for NOVA's shapes is measured by bench/gpu_run.sh; a kernel that cannot run on the device,
+  dtype or head size is refused before sampling starts.
+
+Optional modes that change the latents (never the default; bench/speed_modes.py reports by how
+much):
+- ``attention="sage"``: SageAttention (8-bit Q/K), when the user has installed ``sageattention``.
+  It is imported only when chosen.
+- ``fp8_matmuls=True``: every linear layer of the spatial encoder's blocks as an fp8 (e4m3)
+  matrix product, ``torch._scaled_mm``: weights quantized once per run with a scale per output
+  channel, activations per token at each call; float32 accumulation. Hopper and Ada GPUs run it
+  on their fp8 tensor cores (Ada with one scale per tensor: its cuBLAS has no row-wise scales);
+  the CPU runs the same arithmetic, slowly (the tests and the difference report use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import InputError
+from .models.vit import EAGER
+
+EXACT_ATTENTION = ("auto", "flash", "cudnn", "efficient", "math")
+LOSSY_ATTENTION = ("sage",)
+ATTENTION_CHOICES = EXACT_ATTENTION + LOSSY_ATTENTION
+_BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
+FP8 = getattr(torch, "float8_e4m3fn", None)
+_FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+def check_attention(name: str) -> str:
+    if name not in ATTENTION_CHOICES:
+        raise InputError(f"attention = {name!r}; expected one of {', '.join(ATTENTION_CHOICES)} "
+                         "(auto lets PyTorch choose; sage needs the sageattention package and changes the latents).")
+    return name
+
+
+# -- fp8 matrix products ------------------------------------------------------------------------
+def quantize_rows(x: torch.Tensor, rowwise: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``x`` [M, K] as float8_e4m3fn and its float32 scale ([M, 1], or one scale when not
+    ``rowwise``): ``x ~= q * scale``, each row's (or the tensor's) largest magnitude mapped to 448."""
+    xf = x.float()
+    amax = xf.abs().amax(dim=-1, keepdim=True) if rowwise else xf.abs().amax()
+    scale = amax.clamp(min=1e-12) / _FP8_MAX
+    return (xf / scale).to(FP8), scale
+
+
+def fp8_rowwise_supported(device: torch.device) -> bool:
+    """Row-wise scales need the CPU kernel or CUDA compute capability >= 9.0 (Hopper)."""
+    return device.type != "cuda" or torch.cuda.get_device_capability(device) >= (9, 0)
+
+
+def check_fp8_device(device: torch.device) -> None:
+    if FP8 is None or not hasattr(torch, "_scaled_mm"):
+        raise InputError(f"fp8 matmuls need PyTorch with float8 and torch._scaled_mm (this is {torch.__version__}); "
+                         "upgrade PyTorch or turn fp8 matmuls off.")
+    if device.type == "cuda":
+        cap = torch.cuda.get_device_capability(device)
+        if cap < (8, 9):
+            raise InputError(f"fp8 matmuls need an Ada or Hopper GPU (compute capability 8.9 or newer); "
+                             f"{torch.cuda.get_device_name(device)} is {cap[0]}.{cap[1]}. Turn fp8 matmuls off.")
+    elif device.type != "cpu":
+        raise InputError(f"fp8 matmuls run on CUDA (Ada/Hopper) and, slowly, on the CPU; not on {device.type}. "
+                         "Turn fp8 matmuls off.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fp8Linear:
+    """One linear layer's weight in fp8: ``weight_t`` [K, N] (column-major, as _scaled_mm wants
+    its second operand), its float32 scale ([1, N], or one), the bias in the compute dtype."""
+
+    weight_t: torch.Tensor
+    scale: torch.Tensor
+    bias: Optional[torch.Tensor]
+    rowwise: bool
+
+    @classmethod
+    def prepare(cls, layer: nn.Module, device, dtype, rowwise: bool) -> "Fp8Linear":
+        w = layer.weight.to(device=device, dtype=torch.float32)  # (a host may keep it elsewhere)
+        q, scale = quantize_rows(w, rowwise)
+        bias = None if layer.bias is None else layer.bias.to(device=device, dtype=dtype)
+        return cls(q.t(), scale.reshape(1, -1) if rowwise else scale, bias, rowwise)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        lead, k = x.shape[:-1], x.shape[-1]
+        rows = x.reshape(-1, k)
+        m = rows.shape[0]
+        pad = -m % 16  # cuBLASLt's fp8 products need every dimension a multiple of 16
+        if pad:
+            rows = F.pad(rows, (0, 0, 0, pad))
+        q, scale = quantize_rows(rows, self.rowwise)
+        out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=self.scale, out_dtype=x.dtype)
+        out = out[:m] if pad else out
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*lead, out.shape[-1])
+
+
+# -- the kernels object the blocks call ---------------------------------------------------------
+class SpatialKernels:
+    """The spatial encoder's linear layers and attention for one run (see the module docstring).
+    Built by :meth:`build`; the default mode is ``None`` there (the blocks' eager kernels)."""
+
+    def __init__(self, attention: str, fp8: Optional[Dict[nn.Module, Fp8Linear]], sage=None):
+        self.attention_name, self.fp8, self._sage = attention, fp8, sage
+
+    @classmethod
+    def build(cls, model, attention: str = "auto", fp8_matmuls: bool = False) -> Optional["SpatialKernels"]:
+        check_attention(attention)
+        if attention == "auto" and not fp8_matmuls:
+            return None
+        device, dtype = model.device, model.dtype
+        sage = None
+        if attention == "sage":
+            sage = load_sage(device, dtype)
+        elif attention != "auto":
+            head_dim = model.config.image_encoder.width // model.config.image_encoder.heads
+            check_sdpa_backend(attention, device, dtype, head_dim)
+        fp8 = None
+        if fp8_matmuls:
+            check_fp8_device(device)
+            rowwise = fp8_rowwise_supported(device)
+            fp8 = {}
+            for blk in model.image_encoder.blocks:
+                for layer in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2):
+                    fp8[layer] = Fp8Linear.prepare(layer, device, dtype, rowwise)
+        return cls(attention, fp8, sage)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the latents are the default mode's (up to another attention kernel's rounding)."""
+        return self.fp8 is None and self.attention_name in EXACT_ATTENTION
+
+    def linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        prepared = None if self.fp8 is None else self.fp8.get(layer)
+        return layer(x) if prepared is None else prepared(x)
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self._sage is not None:
+            return self._sage(q, k, v, tensor_layout="HND", is_causal=False)
+        return F.scaled_dot_product_attention(q, k, v)
+
+    def scope(self):
+        """The context to run the encoder in: the chosen SDPA kernel, if one was chosen."""
+        return sdpa_scope(self.attention_name)
+
+    def encode(self, model, *args, **kwargs) -> torch.Tensor:
+        with self.scope():
+            return model.encode_image(*args, kernels=self, **kwargs)
+
+
+def encode_image(kernels: Optional[SpatialKernels], model, *args, **kwargs) -> torch.Tensor:
+    """``model.encode_image`` under ``kernels`` (``None``: the eager default)."""
+    if kernels is None:
+        return model.encode_image(*args, kernels=EAGER, **kwargs)
+    return kernels.encode(model, *args, **kwargs)
+
+
+def sdpa_scope(name: str):
+    if name not in _BACKENDS:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel  # (PyTorch >= 2.3)
+
+    return sdpa_kernel([getattr(SDPBackend, _BACKENDS[name])])
+
+
+def check_sdpa_backend(name: str, device: torch.device, dtype: torch.dtype, head_dim: int) -> None:
+    """Refuse, before sampling, an SDPA kernel that cannot take this device, dtype and head size
+    (PyTorch would fail at the first set step)."""
+    q = torch.zeros(1, 1, 16, head_dim, device=device, dtype=dtype)
+    try:
+        with sdpa_scope(name):
+            F.scaled_dot_product_attention(q, q, q)
+    except (RuntimeError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"attention = {name!r} cannot run here ({device.type}, {str(dtype).replace('torch.', '')}, "
+                         f"head size {head_dim}): {reason}. Choose 'auto' (PyTorch picks a kernel that can).") from None
+
+
+def load_sage(device: torch.device, dtype: torch.dtype):
+    """SageAttention's ``sageattn``, imported now (never unless chosen), or a clear error."""
+    try:
+        module = importlib.import_module("sageattention")
+    except ImportError as exc:
+        raise InputError(f"attention = 'sage' needs the sageattention package, which is not importable here ({exc}). "
+                         "Install it into this Python (pip install sageattention) or choose 'auto'.") from None
+    fn = getattr(module, "sageattn", None)
+    if fn is None:
+        raise InputError("the installed sageattention package has no sageattn function; update it or choose 'auto'.")
+    if device.type != "cuda":
+        raise InputError(f"attention = 'sage' (SageAttention) runs on CUDA GPUs only; this model is on {device.type}. "
+                         "Choose 'auto'.")
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise InputError(f"attention = 'sage' needs the model in float16 or bfloat16, not {str(dtype).replace('torch.', '')}.")
+    return fn

@@ -1,0 +1,171 @@
+"""The spatial encoder's modes (nova/spatial_kernels.py): the exact ones keep the golden latents,
+the opt-in ones (fp8 matmuls, SageAttention) are routed where they claim and refused clearly where
+they cannot run, and SageAttention is never imported unless chosen."""
+
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import golden_case, golden_runs
+from nova.errors import InputError
+from nova.fast import Accel, FastPlan
+from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
+from nova.spatial_kernels import Fp8Linear, SpatialKernels, quantize_rows
+from tolerances import assert_latents_close
+
+ONE_RUN_PER_CASE = [p for p in golden_runs() if p.values[1]["name"] in ("t2v", "t2i")]
+
+
+def _latents(pipe, case, run, accel):
+    _, _, expected = golden_case(case)
+    kw = {k: v for k, v in run.items() if k not in ("name", "seed", "image")}
+    if run.get("image"):
+        kw["image"] = expected[f"{run['name']}.image"].numpy()
+    pipe.accel = accel
+    try:
+        out = pipe(**kw, generator=torch.Generator().manual_seed(run["seed"]), output_type="latent")
+    finally:
+        pipe.accel = Accel()
+    return out.frames if out.frames is not None else out.images
+
+
+@pytest.mark.parametrize("attention", ["math", "flash"])
+@pytest.mark.parametrize("case,run", ONE_RUN_PER_CASE)
+def test_exact_attention_kernels_keep_the_golden_latents(golden_pipes, case, run, attention):
+    pipe = golden_pipes[case]
+    _, _, expected = golden_case(case)
+    out = _latents(pipe, case, run, Accel(attention=attention))
+    assert_latents_close(out, expected[f"{run['name']}.latents"], flow_matching=case == "t2i_tiny")
+
+
+def test_attention_kernel_that_cannot_run_is_refused_before_sampling(golden_pipes):
+    model = golden_pipes["t2v_tiny"].transformer  # CPU, float32: no memory-efficient or cuDNN kernel
+    with pytest.raises(InputError, match=r"attention = 'efficient' cannot run here \(cpu, float32.*Choose 'auto'"):
+        SpatialKernels.build(model, attention="efficient")
+
+
+def test_unknown_attention_lists_the_choices():
+    with pytest.raises(InputError, match="attention = 'xformers'; expected one of auto, flash, cudnn, efficient, math, sage"):
+        Accel(attention="xformers")
+
+
+def test_default_mode_builds_no_kernels_and_is_exact(golden_pipes):
+    pipe = golden_pipes["t2v_tiny"]
+    sched = prepare_scheduler(pipe.scheduler, SamplerSettings(4, 2))
+    plan = FastPlan.build(pipe.transformer, sched, Accel(), Guidance(SamplerSettings(4, 2)))
+    assert plan.encoder is None and Accel().exact
+    assert not Accel(fp8_matmuls=True).exact and not Accel(attention="sage").exact
+    assert Accel(attention="cudnn").exact
+    assert Accel(attention="sage", fp8_matmuls=True).describe() == "attention sage, fp8 matmuls (changes the latents)"
+
+
+# -- fp8 -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rowwise", [True, False])
+def test_fp8_linear_is_the_dequantized_product(rowwise):
+    """torch._scaled_mm with our scales computes (q_x * s_x) @ (q_w * s_w)^T + b in float32."""
+    gen = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(64, 48)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 2, 48)[:, None])
+    x = torch.randn(3, 7, 64, generator=gen) * 3  # 21 rows: padded to 32 inside
+    fp8 = Fp8Linear.prepare(layer, "cpu", torch.float32, rowwise)
+    out = fp8(x)
+    qx, sx = quantize_rows(x.reshape(-1, 64), rowwise)
+    qw, sw = quantize_rows(layer.weight.detach(), rowwise)
+    ref = (qx.float() * sx) @ (qw.float() * sw).t() + layer.bias.detach()
+    torch.testing.assert_close(out.reshape(-1, 48), ref, rtol=1e-5, atol=1e-5)
+    exact = layer(x).detach()
+    rel = float((out - exact).norm() / exact.norm())
+    assert 1e-4 < rel < 0.08  # e4m3 has 3 mantissa bits: a few percent, never exact
+    assert fp8.weight_t.dtype == torch.float8_e4m3fn and fp8.weight_t.shape == (64, 48)
+
+
+def test_fp8_pad_rows_do_not_change_real_rows():
+    layer = torch.nn.Linear(32, 16)
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(1))
+    fp8 = Fp8Linear.prepare(layer, "cpu", torch.float32, rowwise=True)
+    torch.testing.assert_close(fp8(x)[:3], fp8(x[:3]), rtol=0, atol=0)
+
+
+def test_fp8_mode_covers_every_block_linear_and_leaves_the_weights(golden_pipes):
+    pipe = golden_pipes["t2v_tiny"]
+    model = pipe.transformer
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kernels = SpatialKernels.build(model, fp8_matmuls=True)
+    blocks = model.image_encoder.blocks
+    assert len(kernels.fp8) == 4 * len(blocks)
+    assert all(layer in kernels.fp8 for b in blocks for layer in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2))
+    case, run = ONE_RUN_PER_CASE[0].values
+    exact = _latents(pipe, case, run, Accel())
+    lossy = _latents(pipe, case, run, Accel(fp8_matmuls=True))
+    assert lossy.shape == exact.shape and torch.isfinite(lossy).all()
+    assert float((lossy - exact).abs().mean() / exact.std()) > 1e-3  # it really ran in fp8
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fp8_refused_where_it_cannot_run(golden_pipes, monkeypatch):
+    import nova.spatial_kernels as sk
+
+    monkeypatch.setattr(sk, "FP8", None)
+    with pytest.raises(InputError, match="fp8 matmuls need PyTorch with float8"):
+        SpatialKernels.build(golden_pipes["t2v_tiny"].transformer, fp8_matmuls=True)
+    with pytest.raises(InputError, match="not on mps"):
+        monkeypatch.setattr(sk, "FP8", torch.float8_e4m3fn)
+        sk.check_fp8_device(torch.device("mps"))
+
+
+# -- SageAttention ---------------------------------------------------------------------------
+FAKE_SAGE = '''
+import torch.nn.functional as F
+CALLS = []
+def sageattn(q, k, v, tensor_layout="HND", is_causal=False):
+    CALLS.append((tuple(q.shape), tensor_layout, is_causal))
+    return F.scaled_dot_product_attention(q, k, v)
+'''
+
+
+@pytest.fixture
+def fake_sage(tmp_path, monkeypatch):
+    """A stand-in ``sageattention`` on the import path (the real one needs CUDA)."""
+    (tmp_path / "sageattention.py").write_text(FAKE_SAGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sageattention", raising=False)
+    yield tmp_path
+    sys.modules.pop("sageattention", None)
+
+
+def test_sage_is_never_imported_unless_chosen(golden_pipes, fake_sage):
+    pipe = golden_pipes["t2v_tiny"]
+    case, run = ONE_RUN_PER_CASE[0].values
+    for accel in (Accel(), Accel(attention="math"), Accel(fp8_matmuls=True), Accel.plain()):
+        _latents(pipe, case, run, accel)
+    assert "sageattention" not in sys.modules
+
+
+def test_sage_routes_every_spatial_attention(golden_pipes, fake_sage):
+    import importlib
+
+    sage = importlib.import_module("sageattention")
+    model = golden_pipes["t2v_tiny"].transformer
+    kernels = SpatialKernels("sage", None, sage=sage.sageattn)
+    gen = torch.Generator().manual_seed(0)
+    cfg = model.config
+    tokens = torch.randn(2, cfg.num_image_tokens, model.image_encoder.dim, generator=gen)
+    context = torch.randn(2, 5, model.image_encoder.dim, generator=gen)
+    known = torch.arange(3).reshape(1, 3, 1).expand(2, -1, -1)
+    out = kernels.encode(model, tokens, context, known)
+    ref = model.encode_image(tokens, context, known)
+    torch.testing.assert_close(out, ref)  # the stand-in computes SDPA: same features
+    assert len(sage.CALLS) == len(model.image_encoder.blocks)
+    assert all(layout == "HND" and not causal for _, layout, causal in sage.CALLS)
+
+
+def test_sage_refused_on_cpu_and_when_missing(golden_pipes, fake_sage, monkeypatch):
+    model = golden_pipes["t2v_tiny"].transformer
+    with pytest.raises(InputError, match="runs on CUDA GPUs only; this model is on cpu"):
+        SpatialKernels.build(model, attention="sage")
+    monkeypatch.setitem(sys.modules, "sageattention", None)  # import fails as if not installed
+    with pytest.raises(InputError, match=r"needs the sageattention package.*pip install sageattention"):
+        SpatialKernels.build(model, attention="sage")
