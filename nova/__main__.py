@@ -86,9 +86,24 @@ def _checked_checkpoint(args, clip=None):
     return folder, config, latents, bool(long_video)
 
 
+def _checked_speed_mode(args, device):
+    """The speed mode of --reference, --attention and --fp8-matmuls; what can be checked without
+    the model is (the device for fp8 and SageAttention, SageAttention's import)."""
+    from .fast import Accel
+    from .spatial_kernels import check_fp8_device, load_sage
+
+    accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls)
+    if accel.fp8_matmuls:
+        check_fp8_device(device)
+    if accel.attention == "sage":
+        load_sage(device, None)
+    return accel
+
+
 def _generate(args) -> int:
     device, image, clip, mask = _checked_inputs(args)
     folder, config, latents, long_video = _checked_checkpoint(args, clip)
+    accel = _checked_speed_mode(args, device)
 
     import torch
 
@@ -97,13 +112,11 @@ def _generate(args) -> int:
     dtype = auto_dtype(device) if args.dtype == "auto" else getattr(torch, DTYPES[args.dtype])
     t0 = time.time()
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device, vae_dtype=torch.float32)
-    if args.reference:
-        from .fast import Accel
-
-        pipe.accel = Accel.plain()
+    pipe.accel = accel
     if args.mask:
         return _generate_masked(pipe, args, image, clip, mask, latents, t0)
     path = " on the reference path" if args.reference else ""
+    path += "" if accel.describe() == "default kernels" else f", spatial encoder with {accel.describe()}"
     name = str(dtype).replace("torch.", "")
     print(f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {latents} latent frame(s){path}", file=sys.stderr)
     t0 = time.time()
@@ -178,6 +191,8 @@ def _make_tiny(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .spatial_kernels import add_speed_arguments
+
     parser = argparse.ArgumentParser(prog="nova", description="NOVA video/image generation")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto = bf16 where the device supports it (CUDA), else fp32")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: best available)")
     gen.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower; the fast path matches it within rounding)")
+    add_speed_arguments(gen)
     gen.add_argument("--out", required=True, help="output file: .mp4, .webp, .gif or .png")
     gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
     gen.set_defaults(func=_generate)

@@ -62,6 +62,8 @@ class BatchJob:
     device: Optional[str] = None
     reference: bool = False
     options: Dict[str, Any] = dataclasses.field(default_factory=lambda: {o.key: o.default for o in OPTIONS})
+    attention: str = "auto"  # the spatial encoder's mode (nova/spatial_kernels.py)
+    fp8_matmuls: bool = False
 
     def identity(self) -> dict:
         """What decides the outputs: a rerun in the same folder must repeat it (batch size and
@@ -69,8 +71,13 @@ class BatchJob:
         with open(self.prompts, "rb") as f:
             prompts_sha256 = hashlib.sha256(f.read()).hexdigest()
         model = os.path.abspath(self.model) if os.path.isdir(self.model) else self.model
+        speed = {}  # (only when set: the identities of earlier runs stay as they were)
+        if self.attention != "auto":
+            speed["attention"] = self.attention
+        if self.fp8_matmuls:
+            speed["fp8_matmuls"] = True
         return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
-                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **self.options}
+                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **self.options, **speed}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +96,9 @@ def run(job: BatchJob) -> BatchSummary:
     """Run (or resume) a batch job in this process, as one rank of the launcher's process group."""
     if job.dtype not in DTYPES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
+    from .fast import Accel
+
+    Accel.choose(job.reference, job.attention, job.fp8_matmuls)  # (a bad mode fails before any process starts)
     world, handlers = None, []
     try:  # whatever fails from here on (even the output folder), the process group is closed
         world = World.start(job.device)
@@ -202,8 +212,7 @@ def _load_pipeline(folder: str, job: BatchJob, device):
 
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=DTYPES[job.dtype], device=device,
                                         vae_dtype=torch.float32, load_text_encoder=False)
-    if job.reference:
-        pipe.accel = Accel.plain()
+    pipe.accel = Accel.choose(job.reference, job.attention, job.fp8_matmuls)
     return pipe
 
 
@@ -428,6 +437,8 @@ def _sha256(path: str):
 # -- command line ------------------------------------------------------------------------------
 def add_parser(sub) -> None:
     """The ``batch`` subcommand of ``python -m nova``."""
+    from .spatial_kernels import add_speed_arguments
+
     p = sub.add_parser("batch", help="prompts x samples into a folder: resumable, one process or many (torchrun)",
                        description="Generate every prompt of a file --samples times into --out: resumable, in one "
                                    "process or many under torchrun / accelerate launch. The generation options below "
@@ -444,6 +455,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available; GPU of the local rank)")
     p.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower)")
+    add_speed_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -453,7 +465,7 @@ def job_from_args(args) -> BatchJob:
         if options[key]:
             options[key] = os.path.abspath(options[key])
     return BatchJob(args.model, args.prompts, args.out, args.samples, args.batch_size, args.seed, args.layout,
-                    args.dtype, args.device, args.reference, options)
+                    args.dtype, args.device, args.reference, options, args.attention, args.fp8_matmuls)
 
 
 def main(args) -> int:

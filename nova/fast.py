@@ -27,6 +27,7 @@ from typing import List, Optional
 import torch
 from torch.nn import functional as F
 
+from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
 from .spatial_kernels import LOSSY_ATTENTION, SpatialKernels, check_attention, encode_image
@@ -55,6 +56,16 @@ class Accel:
     @classmethod
     def plain(cls) -> "Accel":
         return cls(False, False, False, False)
+
+    @classmethod
+    def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False) -> "Accel":
+        """What a front end's options ask for: the fast path (or the reference path) with the
+        spatial encoder's mode."""
+        check_attention(attention)
+        if reference and (fp8_matmuls or attention in LOSSY_ATTENTION):
+            raise InputError("the reference path is the official algorithm; it takes no speed mode that changes the "
+                             "latents (SageAttention, fp8 matmuls). Drop one of the two.")
+        return dataclasses.replace(cls.plain() if reference else cls(), attention=attention, fp8_matmuls=bool(fp8_matmuls))
 
     @property
     def exact(self) -> bool:

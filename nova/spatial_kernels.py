@@ -40,6 +40,15 @@ FP8 = getattr(torch, "float8_e4m3fn", None)
 _FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
+def add_speed_arguments(parser) -> None:
+    """--attention and --fp8-matmuls (generate and batch)."""
+    parser.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
+                        help="the spatial encoder's attention kernel: auto (PyTorch picks), flash, cudnn, efficient, math "
+                             "(same latents up to rounding), or sage (SageAttention if installed; CUDA; other latents)")
+    parser.add_argument("--fp8-matmuls", action="store_true",
+                        help="the spatial encoder's linear layers as fp8 products (Ada/Hopper GPUs; faster, other latents)")
+
+
 def check_attention(name: str) -> str:
     if name not in ATTENTION_CHOICES:
         raise InputError(f"attention = {name!r}; expected one of {', '.join(ATTENTION_CHOICES)} "
@@ -184,13 +193,14 @@ def check_sdpa_backend(name: str, device: torch.device, dtype: torch.dtype, head
         with sdpa_scope(name):
             F.scaled_dot_product_attention(q, q, q)
     except (RuntimeError, ImportError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise InputError(f"attention = {name!r} cannot run here ({device.type}, {str(dtype).replace('torch.', '')}, "
                          f"head size {head_dim}): {reason}. Choose 'auto' (PyTorch picks a kernel that can).") from None
 
 
-def load_sage(device: torch.device, dtype: torch.dtype):
-    """SageAttention's ``sageattn``, imported now (never unless chosen), or a clear error."""
+def load_sage(device: torch.device, dtype: Optional[torch.dtype]):
+    """SageAttention's ``sageattn``, imported now (never unless chosen), or a clear error
+    (``dtype`` None: not known yet, not checked)."""
     try:
         module = importlib.import_module("sageattention")
     except ImportError as exc:
@@ -202,6 +212,6 @@ def load_sage(device: torch.device, dtype: torch.dtype):
     if device.type != "cuda":
         raise InputError(f"attention = 'sage' (SageAttention) runs on CUDA GPUs only; this model is on {device.type}. "
                          "Choose 'auto'.")
-    if dtype not in (torch.float16, torch.bfloat16):
+    if dtype is not None and dtype not in (torch.float16, torch.bfloat16):
         raise InputError(f"attention = 'sage' needs the model in float16 or bfloat16, not {str(dtype).replace('torch.', '')}.")
     return fn

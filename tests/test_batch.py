@@ -396,3 +396,16 @@ def test_early_failures_close_the_process_group_and_the_progress_thread(tiny_ima
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_speed_mode_is_part_of_the_run_identity(tmp_path):
+    """A mode that changes the latents changes which files a rerun may keep; the default adds
+    nothing (the identities of runs made before the modes existed stay valid)."""
+    prompts = _write(tmp_path / "p.txt", PROMPTS[:1])
+    default = _job("m", prompts, tmp_path / "out").identity()
+    assert "attention" not in default and "fp8_matmuls" not in default
+    lossy = _job("m", prompts, tmp_path / "out", fp8_matmuls=True, attention="math").identity()
+    assert lossy == {**default, "attention": "math", "fp8_matmuls": True}
+    with pytest.raises(InputError, match="takes no speed mode that changes the latents"):
+        run(_job("m", prompts, tmp_path / "out", fp8_matmuls=True, reference=True))
+    assert not (tmp_path / "out").exists()  # refused before any folder is made

@@ -46,6 +46,24 @@ def test_image_model_writes_png(tmp_path):
         assert np.abs(np.asarray(im.convert("RGB"), dtype=np.int16) - fast).max() <= 1
 
 
+def test_cli_speed_modes(tmp_path):
+    """--attention math keeps the picture; --fp8-matmuls runs, says it changes the latents."""
+    assert _run(["make-tiny", "timg", "--preset", "image"], tmp_path).returncode == 0
+    base = ["generate", "--model", "timg", "--prompt", "a fox", "--steps", "4", "--diffusion-steps", "2"]
+    from PIL import Image
+
+    pictures = {}
+    for name, extra in (("default", []), ("math", ["--attention", "math"]), ("fp8", ["--fp8-matmuls"])):
+        r = _run([*base, *extra, "--out", f"{name}.png"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        with Image.open(tmp_path / f"{name}.png") as im:
+            pictures[name] = np.asarray(im.convert("RGB"), dtype=np.int16)
+        if name == "fp8":
+            assert "spatial encoder with fp8 matmuls (changes the latents)" in r.stderr, r.stderr
+    assert np.abs(pictures["math"] - pictures["default"]).max() <= 1
+    assert np.abs(pictures["fp8"] - pictures["default"]).mean() > 0.1  # (other latents)
+
+
 def test_cli_reports_bad_frames(tmp_path):
     assert _run(["make-tiny", "tiny"], tmp_path).returncode == 0
     r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--frames", "10", "--out", "x.mp4"], tmp_path)
@@ -126,6 +144,9 @@ def media(tmp_path_factory):
     (["--image", "ok.png", "--mask", "ok.png", "--loop", "2"], "x.mp4", "--mask with --window 0 / --blend 0 / --loop 2"),
     (["--image", "ok.png", "--mask", "ok.png", "--window", "3"], "x.mp4", "--mask with --window 3 "),
     (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
+    # issue 15: speed modes that cannot run, or that contradict --reference
+    (["--fp8-matmuls", "--reference"], "x.mp4", "the reference path is the official algorithm; it takes no speed mode"),
+    (["--attention", "sage"], "x.mp4", "needs the sageattention package|runs on CUDA GPUs only"),
 ])
 def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
     import re
