@@ -5,6 +5,7 @@ from .long_video import NovaLongVideo, NovaSegment
 from .loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
 from .masks import NovaOutpaintCanvas
 from .sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler
+from .speed import NovaSpeedMode
 from .text import NovaTextEncode
 from .vae import NovaVAEDecode, NovaVAEEncode
 
@@ -14,6 +15,7 @@ NODES = [
     NovaVAELoader,
     NovaTextEncode,
     NovaSetSampler,
+    NovaSpeedMode,
     NovaARFrameStep,
     NovaGenerate,
     NovaVAEEncode,

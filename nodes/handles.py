@@ -26,6 +26,7 @@ class NovaModel:
     latent_shift: float = 0.0
     latent_format: str = "sd15"  # latent2rgb preview factors
     latent_space: str = ""  # nova.vae.latent_space_id of the checkpoint's VAE (LATENT "nova_latent_format")
+    accel: Any = None  # nova.fast.Accel from NOVA Speed Mode (None: the default fast path)
 
     @property
     def transformer(self):

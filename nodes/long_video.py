@@ -95,7 +95,7 @@ class NovaLongVideo(io.ComfyNode):
         regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
         plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=latent_samples(latents, model),
                               window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
-                              prefix_mask=regen)
+                              prefix_mask=regen, accel=model.accel)
         scaled = run_plan(model, plan, seed)
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
         if regen is not None:

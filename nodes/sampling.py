@@ -80,7 +80,8 @@ def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_
     pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
-    return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix, prefix_mask=prefix_mask)
+    return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix, prefix_mask=prefix_mask,
+                          accel=model.accel)
 
 
 def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):

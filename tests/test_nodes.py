@@ -12,6 +12,7 @@ load_pack()
 from comfyui_nova.nodes import NODES  # noqa: E402
 from comfyui_nova.nodes.loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader  # noqa: E402
 from comfyui_nova.nodes.sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler  # noqa: E402
+from comfyui_nova.nodes.speed import NovaSpeedMode  # noqa: E402
 from comfyui_nova.nodes.text import NovaTextEncode  # noqa: E402
 from comfyui_nova.nodes.vae import NovaVAEDecode, NovaVAEEncode  # noqa: E402
 from comfyui_nova.nova.errors import CheckpointError, InputError  # noqa: E402
@@ -45,6 +46,8 @@ PINNED = {
     "NOVAOutpaintCanvas": ([("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False), ("height", "INT", 480, 64, 4096, False),
                             ("zoom", "FLOAT", 1.0, 0.05, 1.0, False), ("x", "FLOAT", 0.5, 0.0, 1.0, False), ("y", "FLOAT", 0.5, 0.0, 1.0, False),
                             ("fill", "COMBO", "edge", None, None, False)], ["IMAGE", "MASK"]),
+    "NOVASpeedMode": ([("model", "NOVA_MODEL", None, None, None, False), ("attention", "COMBO", "auto", None, None, False),
+                       ("fp8_matmuls", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
     "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
                        ("tile_latents", "INT", 5, 2, 64, False), ("source", "IMAGE", None, None, None, True), ("feather", "INT", 0, 0, 256, True)], ["IMAGE", "FLOAT"]),
 }
@@ -221,6 +224,31 @@ def test_generate_equals_the_chain(comfy):
     enc = NovaVAEEncode.execute(comfy["vae"], image, 96, 64, "crop")[0]
     c2 = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 5, 5.0, 12.0, latents=enc)[0]
     assert torch.equal(l2["samples"], c2["samples"])
+
+
+def test_speed_mode_node(comfy, tmp_path, monkeypatch):
+    """A new handle with the mode (the input handle is untouched); exact modes keep the latents,
+    fp8 changes them; what cannot run here is refused at the node, naming the fix."""
+    model = comfy["model"]
+    run = lambda m: NovaARFrameStep.execute(m, comfy["cond"], comfy["sampler"], 2, 3, 5.0, 12.0)[0]["samples"]  # noqa: E731
+    base = run(model)
+    math = NovaSpeedMode.execute(model, "math", False)[0]
+    fp8 = NovaSpeedMode.execute(model, "auto", True)[0]
+    assert model.accel is None and math.accel.attention == "math" and fp8.accel.fp8_matmuls
+    assert math.patcher is model.patcher  # same weights, nothing reloaded
+    torch.testing.assert_close(run(math), base, rtol=0, atol=1e-4 * float(base.std()))
+    assert float((run(fp8) - base).abs().mean() / base.std()) > 1e-3
+    from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
+
+    long = NovaLongVideo.execute(fp8, comfy["sampler"], NovaSegment.execute(comfy["cond"], 2, 5.0, 12.0)[0], 3, 0)[0]["samples"]
+    torch.testing.assert_close(long, run(fp8))  # Long Video honours the mode too
+    with pytest.raises(InputError, match=r"attention = 'efficient' cannot run here \(cpu, float32"):
+        NovaSpeedMode.execute(model, "efficient", False)
+    monkeypatch.setitem(__import__("sys").modules, "sageattention", None)
+    with pytest.raises(InputError, match="pip install sageattention"):
+        NovaSpeedMode.execute(model, "sage", False)
+    with pytest.raises(InputError, match="connect NOVA Checkpoint Loader"):
+        NovaSpeedMode.execute("not a model", "auto", False)
 
 
 def test_sampler_settings_are_validated():

@@ -1,0 +1,53 @@
+"""NOVA Speed Mode: how the spatial encoder (97% of a video's FLOPs) computes, as a model -> model
+node placed between the checkpoint loader and the samplers (nova/spatial_kernels.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..nova.errors import InputError
+from ..nova.fast import Accel
+from ..nova.spatial_kernels import ATTENTION_CHOICES, check_fp8_device, check_sdpa_backend, load_sage
+from .compat import io
+from .handles import NovaModel
+from .types import NovaModelType
+
+ATTENTION_TIP = ("The spatial encoder's attention kernel. auto: PyTorch picks (default). flash / cudnn / efficient / "
+                 "math: that SDPA kernel only (same video up to rounding; refused where it cannot run). sage: "
+                 "SageAttention, if installed (CUDA only; faster, a slightly different video).")
+FP8_TIP = ("Run the spatial encoder's linear layers as fp8 matrix products (Ada and Hopper GPUs: RTX 40xx, L4/L40, "
+           "H100/H200). Faster, a slightly different video; never on by default.")
+
+
+class NovaSpeedMode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NOVASpeedMode",
+            display_name="NOVA Speed Mode",
+            category="NOVA",
+            description="Chooses how the spatial encoder computes for every sampler fed by this model: the attention "
+                        "kernel, and the opt-in modes that trade exactness for speed (SageAttention, fp8 matmuls).",
+            inputs=[
+                NovaModelType.Input("model"),
+                io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", tooltip=ATTENTION_TIP),
+                io.Boolean.Input("fp8_matmuls", default=False, tooltip=FP8_TIP),
+            ],
+            outputs=[NovaModelType.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, model, attention="auto", fp8_matmuls=False) -> io.NodeOutput:
+        if not isinstance(model, NovaModel):
+            raise InputError(f"model is a {type(model).__name__}; connect NOVA Checkpoint Loader.")
+        accel = Accel.choose(False, attention, bool(fp8_matmuls))
+        device = model.transformer.device  # where it will compute (the host's load device)
+        if accel.fp8_matmuls:
+            check_fp8_device(device)
+        if accel.attention == "sage":
+            load_sage(device, model.transformer.dtype)
+        elif accel.attention != "auto":
+            enc = model.config.image_encoder
+            check_sdpa_backend(accel.attention, device, model.transformer.dtype, enc.width // enc.heads)
+        # a new handle over the same weights: the input handle is cached by ComfyUI and stays as it was
+        return io.NodeOutput(dataclasses.replace(model, accel=accel))
