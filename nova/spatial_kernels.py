@@ -110,7 +110,12 @@ class Fp8Linear:
         if pad:
             rows = F.pad(rows, (0, 0, 0, pad))
         q, scale = quantize_rows(rows, self.rowwise)
-        out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=self.scale, out_dtype=x.dtype)
+        scale_b = self.scale
+        if not self.rowwise and q.device.type == "cpu":
+            # The same per-tensor scales, spelled per row and column: the CPU's per-tensor kernel
+            # is ~10x slower (it seems to rebuild itself for every scale value).
+            scale, scale_b = scale.expand(q.shape[0], 1).contiguous(), scale_b.expand(1, self.weight_t.shape[1]).contiguous()
+        out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=scale_b, out_dtype=x.dtype)
         out = out[:m] if pad else out
         if self.bias is not None:
             out = out + self.bias
@@ -158,7 +163,8 @@ class SpatialKernels:
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self._sage is not None:
-            return self._sage(q, k, v, tensor_layout="HND", is_causal=False)
+            # (sageattn subtracts the keys' mean in place: it gets a copy, ours stay as computed)
+            return self._sage(q, k.clone(), v, tensor_layout="HND", is_causal=False)
         return F.scaled_dot_product_attention(q, k, v)
 
     def scope(self):

@@ -82,3 +82,22 @@ def test_profile_summary_of_a_checkpoint(tmp_path):
     assert s["top"] and all(r["ms"] > 0 and r["name"].startswith("aten::") for r in s["top"])
     text = (tmp_path / "profile-t2v_tiny.md").read_text()
     assert "| spatial encoder |" in text and "per set step" in text and "not applicable" in text
+
+
+def test_speed_modes_report(tmp_path):
+    """bench/speed_modes.py: every mode this CPU can run, against the default and its chaos floor."""
+    import subprocess
+
+    script = os.path.join(os.path.dirname(HERE), "bench", "speed_modes.py")
+    subprocess.run([sys.executable, script, "--preset", "cpu-mid", "--steps", "2", "2", "--repeat", "1", "--no-golden",
+                    "--out", str(tmp_path)], check=True, capture_output=True, text=True)
+    report = json.loads((tmp_path / "speed-modes-cpu.json").read_text())
+    rows = report["preset"]["rows"]
+    assert rows["default"]["max_over_std"] == 0.0 and "default, one weight nudged by 1 ulp (chaos floor)" in rows
+    assert rows["attention math"]["mean_over_std"] < 1e-3  # exact up to rounding
+    fp8 = rows["fp8 matmuls (row-wise scales)"]
+    assert fp8["mean_over_std"] > 1e-4 and fp8["seconds"] > 0  # a real, reported difference
+    assert "fp8 matmuls (per-tensor scales, as on Ada)" in rows
+    assert "attention efficient" in report["preset"]["not_run"] and "SageAttention" in report["preset"]["not_run"]
+    text = (tmp_path / "speed-modes-cpu.md").read_text()
+    assert "| fp8 matmuls (row-wise scales) |" in text and "chaos floor" in text
