@@ -69,6 +69,8 @@ def modes(model):
             out.append((f"attention {name}", Accel(attention=name), contextlib.nullcontext))
         except Exception as exc:  # noqa: BLE001 (the reason goes into the report)
             skipped[f"attention {name}"] = str(exc)
+    # (compilation happens in the warm-up run, whose time the report gives)
+    out.append(("compiled blocks (torch.compile)", Accel(compile_encoder=True), contextlib.nullcontext))
     try:
         spatial_kernels.check_fp8_device(device)
         rowwise = spatial_kernels.fp8_rowwise_supported(device)
@@ -104,10 +106,10 @@ def measure(model, sample, device, repeat: int) -> dict:
     found, skipped = modes(model)
     for label, accel, scope in found:
         with scope():
-            sample(accel, 1)
+            t_first, _ = timed(lambda: sample(accel, 1), device)  # warm-up (and compilation)
             reset_peak(device)
             dt, out = timed(lambda: sample(accel, None), device, repeat=repeat)
-        rows[label] = {"seconds": round(dt, 3), "speedup": round(t_ref / dt, 2), "peak_gb": round(peak_bytes(device) / 2**30, 2),
+        rows[label] = {"seconds": round(dt, 3), "warm_up_seconds": round(t_first, 2), "speedup": round(t_ref / dt, 2), "peak_gb": round(peak_bytes(device) / 2**30, 2),
                        **diff(out, ref)}
         print(label, rows[label], flush=True)
     return {"rows": rows, "not_run": skipped}
@@ -171,12 +173,12 @@ def markdown(report: dict) -> str:
         sections.append((f"{p['preset']} (random weights, {p['latents']} latents, {p['steps'][0]}/{p['steps'][1]} steps)", p, True))
     for title, section, timed_rows in sections:
         # (the tiny golden runs take milliseconds: their times are noise, only their differences count)
-        head = "| mode | max / std | mean / std |" + (" seconds | speed-up | peak GB |" if timed_rows else "")
+        head = "| mode | max / std | mean / std |" + (" seconds | speed-up | peak GB | warm-up s (1 latent, with compilation) |" if timed_rows else "")
         lines += [f"## {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
         for label, row in section["rows"].items():
             line = f"| {label} | {row['max_over_std']:.3g} | {row['mean_over_std']:.3g} |"
             if timed_rows:
-                line += f" {row.get('seconds', '')} | {row.get('speedup', '')} | {row.get('peak_gb', '')} |"
+                line += f" {row.get('seconds', '')} | {row.get('speedup', '')} | {row.get('peak_gb', '')} | {row.get('warm_up_seconds', '')} |"
             lines.append(line)
         not_run.update(section["not_run"])
         lines.append("")

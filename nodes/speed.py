@@ -15,6 +15,9 @@ from .types import NovaModelType
 ATTENTION_TIP = ("The spatial encoder's attention kernel. auto: PyTorch picks (default). flash / cudnn / efficient / "
                  "math: that SDPA kernel only (same video up to rounding; refused where it cannot run). sage: "
                  "SageAttention, if installed (CUDA only; faster, a slightly different video).")
+COMPILE_TIP = ("Run the spatial encoder's blocks through torch.compile: fused normalization and activation kernels, "
+               "the same video up to rounding. The first run waits for the compilation (about a minute; once per "
+               "ComfyUI session). Exact attention modes only (not with sage or fp8_matmuls).")
 FP8_TIP = ("Run the spatial encoder's linear layers as fp8 matrix products (Ada and Hopper GPUs: RTX 40xx, L4/L40, "
            "H100/H200). Faster, a slightly different video; never on by default.")
 
@@ -27,20 +30,22 @@ class NovaSpeedMode(io.ComfyNode):
             display_name="NOVA Speed Mode",
             category="NOVA",
             description="Chooses how the spatial encoder computes for every sampler fed by this model: the attention "
-                        "kernel, and the opt-in modes that trade exactness for speed (SageAttention, fp8 matmuls).",
+                        "kernel, torch.compile, and the opt-in modes that trade exactness for speed (SageAttention, "
+                        "fp8 matmuls).",
             inputs=[
                 NovaModelType.Input("model"),
                 io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", tooltip=ATTENTION_TIP),
                 io.Boolean.Input("fp8_matmuls", default=False, tooltip=FP8_TIP),
+                io.Boolean.Input("compile", default=False, tooltip=COMPILE_TIP),
             ],
             outputs=[NovaModelType.Output(display_name="model")],
         )
 
     @classmethod
-    def execute(cls, model, attention="auto", fp8_matmuls=False) -> io.NodeOutput:
+    def execute(cls, model, attention="auto", fp8_matmuls=False, compile=False) -> io.NodeOutput:  # noqa: A002 (the widget's name)
         if not isinstance(model, NovaModel):
             raise InputError(f"model is a {type(model).__name__}; connect NOVA Checkpoint Loader.")
-        accel = Accel.choose(False, attention, bool(fp8_matmuls))
+        accel = Accel.choose(False, attention, bool(fp8_matmuls), bool(compile))
         device = model.transformer.device  # where it will compute (the host's load device)
         if accel.fp8_matmuls:
             check_fp8_device(device)

@@ -87,12 +87,12 @@ def _checked_checkpoint(args, clip=None):
 
 
 def _checked_speed_mode(args, device):
-    """The speed mode of --reference, --attention and --fp8-matmuls; what can be checked without
+    """The speed mode of --reference, --attention, --fp8-matmuls and --compile; what can be checked without
     the model is (the device for fp8 and SageAttention, SageAttention's import)."""
     from .fast import Accel
     from .spatial_kernels import check_fp8_device, load_sage
 
-    accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls)
+    accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls, args.compile_encoder)
     if accel.fp8_matmuls:
         check_fp8_device(device)
     if accel.attention == "sage":

@@ -64,6 +64,7 @@ class BatchJob:
     options: Dict[str, Any] = dataclasses.field(default_factory=lambda: {o.key: o.default for o in OPTIONS})
     attention: str = "auto"  # the spatial encoder's mode (nova/spatial_kernels.py)
     fp8_matmuls: bool = False
+    compile_encoder: bool = False  # (same latents up to rounding: not part of the run's identity)
 
     def identity(self) -> dict:
         """What decides the outputs: a rerun in the same folder must repeat it (batch size and
@@ -98,7 +99,7 @@ def run(job: BatchJob) -> BatchSummary:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
     from .fast import Accel
 
-    Accel.choose(job.reference, job.attention, job.fp8_matmuls)  # (a bad mode fails before any process starts)
+    Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
     world, handlers = None, []
     try:  # whatever fails from here on (even the output folder), the process group is closed
         world = World.start(job.device)
@@ -212,7 +213,7 @@ def _load_pipeline(folder: str, job: BatchJob, device):
 
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=DTYPES[job.dtype], device=device,
                                         vae_dtype=torch.float32, load_text_encoder=False)
-    pipe.accel = Accel.choose(job.reference, job.attention, job.fp8_matmuls)
+    pipe.accel = Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)
     return pipe
 
 
@@ -465,7 +466,8 @@ def job_from_args(args) -> BatchJob:
         if options[key]:
             options[key] = os.path.abspath(options[key])
     return BatchJob(args.model, args.prompts, args.out, args.samples, args.batch_size, args.seed, args.layout,
-                    args.dtype, args.device, args.reference, options, args.attention, args.fp8_matmuls)
+                    args.dtype, args.device, args.reference, options, args.attention, args.fp8_matmuls,
+                    args.compile_encoder)
 
 
 def main(args) -> int:

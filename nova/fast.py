@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
-from .spatial_kernels import LOSSY_ATTENTION, SpatialKernels, check_attention, encode_image
+from .spatial_kernels import LOSSY_ATTENTION, SpatialKernels, check_mode, encode_image
 
 log = logging.getLogger("nova")
 
@@ -49,23 +49,25 @@ class Accel:
     # "cudnn", "efficient", "math"), or "sage" (SageAttention: other latents, opt-in only).
     attention: str = "auto"
     fp8_matmuls: bool = False  # the spatial encoder's linears as fp8 products: other latents, opt-in only
+    compile_encoder: bool = False  # the spatial encoder's blocks through torch.compile (exact modes only)
 
     def __post_init__(self):
-        check_attention(self.attention)
+        check_mode(self.attention, self.fp8_matmuls, self.compile_encoder)
 
     @classmethod
     def plain(cls) -> "Accel":
         return cls(False, False, False, False)
 
     @classmethod
-    def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False) -> "Accel":
+    def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False,
+               compile_encoder: bool = False) -> "Accel":
         """What a front end's options ask for: the fast path (or the reference path) with the
         spatial encoder's mode."""
-        check_attention(attention)
         if reference and (fp8_matmuls or attention in LOSSY_ATTENTION):
             raise InputError("the reference path is the official algorithm; it takes no speed mode that changes the "
                              "latents (SageAttention, fp8 matmuls). Drop one of the two.")
-        return dataclasses.replace(cls.plain() if reference else cls(), attention=attention, fp8_matmuls=bool(fp8_matmuls))
+        return dataclasses.replace(cls.plain() if reference else cls(), attention=attention, fp8_matmuls=bool(fp8_matmuls),
+                                   compile_encoder=bool(compile_encoder))
 
     @property
     def exact(self) -> bool:
@@ -76,6 +78,7 @@ class Accel:
         """The spatial encoder's mode in words, for logs and reports."""
         parts = [] if self.attention == "auto" else [f"attention {self.attention}"]
         parts += ["fp8 matmuls"] if self.fp8_matmuls else []
+        parts += ["compiled blocks"] if self.compile_encoder else []
         text = ", ".join(parts) or "default kernels"
         return text if self.exact else text + " (changes the latents)"
 
@@ -223,7 +226,7 @@ class FastPlan:
         graphed = None
         if steps is not None and accel.cuda_graphs and GraphedLoop.usable(model, head, guidance):
             graphed = GraphedLoop(model, steps, head, guidance)
-        encoder = SpatialKernels.build(model, accel.attention, accel.fp8_matmuls)
+        encoder = SpatialKernels.build(model, accel.attention, accel.fp8_matmuls, accel.compile_encoder)
         if not accel.exact:
             log.warning("NOVA: spatial encoder with %s.", accel.describe())
         return cls(steps, head, accel.prune_last_block, graphed, encoder)

@@ -7,6 +7,10 @@ Exact modes (same latents as the default, up to the rounding of another attentio
   for NOVA's shapes is measured by bench/gpu_run.sh; a kernel that cannot run on the device,
   dtype or head size is refused before sampling starts.
 
+- ``compile_encoder=True``: the blocks through ``torch.compile`` (Inductor fuses the LayerNorms,
+  GELU and bias adds into the products' neighbours). Same arithmetic, other rounding; the first
+  set steps of a run wait for the compilation (once per process and token-count shape family).
+
 Optional modes that change the latents (never the default; bench/speed_modes.py reports by how
 much):
 - ``attention="sage"``: SageAttention (8-bit Q/K), when the user has installed ``sageattention``.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 from typing import Dict, Optional, Tuple
 
@@ -41,12 +46,15 @@ _FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
 def add_speed_arguments(parser) -> None:
-    """--attention and --fp8-matmuls (generate and batch)."""
+    """--attention, --fp8-matmuls and --compile (generate and batch)."""
     parser.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
                         help="the spatial encoder's attention kernel: auto (PyTorch picks), flash, cudnn, efficient, math "
                              "(same latents up to rounding), or sage (SageAttention if installed; CUDA; other latents)")
     parser.add_argument("--fp8-matmuls", action="store_true",
                         help="the spatial encoder's linear layers as fp8 products (Ada/Hopper GPUs; faster, other latents)")
+    parser.add_argument("--compile", action="store_true", dest="compile_encoder",
+                        help="the spatial encoder's blocks through torch.compile (same latents up to rounding; the first "
+                             "set steps wait for the compilation; not with --fp8-matmuls or --attention sage)")
 
 
 def check_attention(name: str) -> str:
@@ -54,6 +62,13 @@ def check_attention(name: str) -> str:
         raise InputError(f"attention = {name!r}; expected one of {', '.join(ATTENTION_CHOICES)} "
                          "(auto lets PyTorch choose; sage needs the sageattention package and changes the latents).")
     return name
+
+
+def check_mode(attention: str, fp8_matmuls: bool, compile_encoder: bool) -> None:
+    check_attention(attention)
+    if compile_encoder and (fp8_matmuls or attention in LOSSY_ATTENTION):
+        raise InputError("compiling the encoder works with the exact modes only (attention auto, flash, cudnn, efficient, "
+                         "math); turn off fp8 matmuls and SageAttention, or compilation.")
 
 
 # -- fp8 matrix products ------------------------------------------------------------------------
@@ -127,13 +142,13 @@ class SpatialKernels:
     """The spatial encoder's linear layers and attention for one run (see the module docstring).
     Built by :meth:`build`; the default mode is ``None`` there (the blocks' eager kernels)."""
 
-    def __init__(self, attention: str, fp8: Optional[Dict[nn.Module, Fp8Linear]], sage=None):
-        self.attention_name, self.fp8, self._sage = attention, fp8, sage
+    def __init__(self, attention: str, fp8: Optional[Dict[nn.Module, Fp8Linear]], sage=None, compiled: bool = False):
+        self.attention_name, self.fp8, self._sage, self.compiled = attention, fp8, sage, compiled
 
     @classmethod
-    def build(cls, model, attention: str = "auto", fp8_matmuls: bool = False) -> Optional["SpatialKernels"]:
-        check_attention(attention)
-        if attention == "auto" and not fp8_matmuls:
+    def build(cls, model, attention: str = "auto", fp8_matmuls: bool = False, compile_encoder: bool = False) -> Optional["SpatialKernels"]:
+        check_mode(attention, fp8_matmuls, compile_encoder)
+        if attention == "auto" and not fp8_matmuls and not compile_encoder:
             return None
         device, dtype = model.device, model.dtype
         sage = None
@@ -150,12 +165,17 @@ class SpatialKernels:
             for blk in model.image_encoder.blocks:
                 for layer in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2):
                     fp8[layer] = Fp8Linear.prepare(layer, device, dtype, rowwise)
-        return cls(attention, fp8, sage)
+        return cls(attention, fp8, sage, compile_encoder)
 
     @property
     def exact(self) -> bool:
         """Whether the latents are the default mode's (up to another attention kernel's rounding)."""
         return self.fp8 is None and self.attention_name in EXACT_ATTENTION
+
+    def block(self, blk: nn.Module, x: torch.Tensor, rot, rows=None) -> torch.Tensor:
+        if self.compiled:
+            return compiled_block()(blk, x, rot, rows, self)
+        return blk(x, rot, rows=rows, kernels=self)[0]
 
     def linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         prepared = None if self.fp8 is None else self.fp8.get(layer)
@@ -174,6 +194,18 @@ class SpatialKernels:
     def encode(self, model, *args, **kwargs) -> torch.Tensor:
         with self.scope():
             return model.encode_image(*args, kernels=self, **kwargs)
+
+
+def _run_block(blk, x, rot, rows, kernels):
+    return blk(x, rot, rows=rows, kernels=kernels)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_block():
+    """``_run_block`` through torch.compile, built once per process: every block of every model
+    shares its graphs (the weights are inputs, not constants), and shapes that vary from set step
+    to set step become dynamic after the first change instead of compiling again."""
+    return torch.compile(_run_block)
 
 
 def encode_image(kernels: Optional[SpatialKernels], model, *args, **kwargs) -> torch.Tensor:

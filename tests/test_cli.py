@@ -147,6 +147,7 @@ def media(tmp_path_factory):
     # issue 15: speed modes that cannot run, or that contradict --reference
     (["--fp8-matmuls", "--reference"], "x.mp4", "the reference path is the official algorithm; it takes no speed mode"),
     (["--attention", "sage"], "x.mp4", "needs the sageattention package|runs on CUDA GPUs only"),
+    (["--compile", "--fp8-matmuls"], "x.mp4", "compiling the encoder works with the exact modes only"),
 ])
 def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
     import re

@@ -47,7 +47,7 @@ PINNED = {
                             ("zoom", "FLOAT", 1.0, 0.05, 1.0, False), ("x", "FLOAT", 0.5, 0.0, 1.0, False), ("y", "FLOAT", 0.5, 0.0, 1.0, False),
                             ("fill", "COMBO", "edge", None, None, False)], ["IMAGE", "MASK"]),
     "NOVASpeedMode": ([("model", "NOVA_MODEL", None, None, None, False), ("attention", "COMBO", "auto", None, None, False),
-                       ("fp8_matmuls", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
+                       ("fp8_matmuls", "BOOLEAN", False, None, None, False), ("compile", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
     "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
                        ("tile_latents", "INT", 5, 2, 64, False), ("source", "IMAGE", None, None, None, True), ("feather", "INT", 0, 0, 256, True)], ["IMAGE", "FLOAT"]),
 }

@@ -40,6 +40,25 @@ def test_exact_attention_kernels_keep_the_golden_latents(golden_pipes, case, run
     assert_latents_close(out, expected[f"{run['name']}.latents"], flow_matching=case == "t2i_tiny")
 
 
+def test_compiled_blocks_keep_the_golden_latents(golden_pipes):
+    """torch.compile of the blocks (Inductor's C++ backend here): one case, since the first
+    compilation takes ~30 s on two cores; the graphs are shared by every later call."""
+    case, run = next(p.values for p in ONE_RUN_PER_CASE if p.values[0] == "t2i_tiny")
+    _, _, expected = golden_case(case)
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    out = _latents(golden_pipes[case], case, run, Accel(compile_encoder=True))
+    assert_latents_close(out, expected[f"{run['name']}.latents"], flow_matching=True)
+    assert counters["stats"]["unique_graphs"] > graphs or graphs > 0  # the blocks did run compiled
+
+
+@pytest.mark.parametrize("kw", [dict(fp8_matmuls=True), dict(attention="sage")])
+def test_compile_only_with_exact_modes(kw):
+    with pytest.raises(InputError, match="compiling the encoder works with the exact modes only"):
+        Accel(compile_encoder=True, **kw)
+
+
 def test_attention_kernel_that_cannot_run_is_refused_before_sampling(golden_pipes):
     model = golden_pipes["t2v_tiny"].transformer  # CPU, float32: no memory-efficient or cuDNN kernel
     with pytest.raises(InputError, match=r"attention = 'efficient' cannot run here \(cpu, float32.*Choose 'auto'"):

@@ -14,9 +14,12 @@ KV = Tuple[torch.Tensor, torch.Tensor]
 
 
 class EagerKernels:
-    """How a block computes its linear layers and attention: here, as the modules say. The
-    spatial encoder's speed modes (nova/spatial_kernels.py) pass another object with the same two
+    """How the spatial encoder runs a block, its linear layers and its attention: here, as the
+    modules say. Its speed modes (nova/spatial_kernels.py) pass another object with the same three
     methods; it travels as an argument, so the module holds no mode."""
+
+    def block(self, blk: nn.Module, x: torch.Tensor, rot, rows=None) -> torch.Tensor:
+        return blk(x, rot, rows=rows, kernels=self)[0]
 
     def linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return layer(x)
@@ -142,13 +145,13 @@ class VisionTransformer(nn.Module):
         x = torch.cat([context, tokens.gather(1, index)], dim=1)
         blocks = list(self.blocks)  # (slicing an nn.ModuleList builds a new module every call)
         for blk in blocks[: self.encoder_depth]:
-            x = blk(x, rot_known, kernels=kernels)[0]
+            x = kernels.block(blk, x, rot_known)
         context, known = x[:, :n_ctx], x[:, n_ctx:]
         x = torch.cat([context, tokens.to(known.dtype).scatter(1, index, known)], dim=1)
         last = len(blocks) - 1
         for i, blk in enumerate(blocks[self.encoder_depth :], start=self.encoder_depth):
             if out_ids is not None and i == last:
-                return self.norm(blk(x, rot_all, rows=out_ids[..., 0] + n_ctx, kernels=kernels)[0])
-            x = blk(x, rot_all, kernels=kernels)[0]
+                return self.norm(kernels.block(blk, x, rot_all, rows=out_ids[..., 0] + n_ctx))
+            x = kernels.block(blk, x, rot_all)
         x = x[:, n_ctx:]
         return self.norm(x if out_ids is None else x.gather(1, out_ids.expand(-1, -1, x.shape[-1])))
