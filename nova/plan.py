@@ -294,14 +294,18 @@ class GenerationPlan:
         """Bytes sampling needs beyond the weights (what a host should keep free), from the config:
         the spatial encoder's activations for one set step (every token of the context, the video
         tokens and the image tokens; a block holds q, k, v, the attention output, the 4x MLP hidden
-        and residuals: about 16 widths per token) plus the temporal K/V cache of the frames kept."""
+        and residuals: about 16 widths per token) plus the temporal K/V cache of the frames kept (and
+        the fp8 copy of the spatial encoder's linear weights in that mode: 12 width^2 bytes a block)."""
         cfg = self.model.config
         width, size = cfg.image_encoder.width, torch.finfo(self.model.dtype).bits // 8
         video_tokens = cfg.video_base_size[1] * cfg.video_base_size[2]
         context_tokens = cfg.text_token_len + 2
         activations = self.rows * (context_tokens + video_tokens + cfg.num_image_tokens) * width * size * 16
         kv_cache = 2 * cfg.video_encoder.depth * self.rows * (self.slots * video_tokens + context_tokens) * width * size
-        return int(activations + kv_cache)
+        fp8_weights = 0
+        if self.accel is not None and self.accel.fp8_matmuls:  # the spatial encoder's linears, 1 byte a weight
+            fp8_weights = cfg.image_encoder.depth * 12 * width * width
+        return int(activations + kv_cache + fp8_weights)
 
     # -- the run -------------------------------------------------------------------------------
     def contexts(self) -> List[torch.Tensor]:

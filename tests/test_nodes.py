@@ -354,3 +354,14 @@ def test_memory_estimate_comes_from_the_plan(comfy):
 
     plan = plan_frames(comfy["model"], comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0)
     assert loads == [plan.memory_bytes()] and plan.memory_bytes() > 0
+
+
+def test_memory_estimate_counts_the_fp8_weights(comfy):
+    """fp8 matmuls keep an fp8 copy of the spatial encoder's linear weights while sampling."""
+    from comfyui_nova.nodes.sampling import plan_frames
+
+    fp8 = NovaSpeedMode.execute(comfy["model"], "auto", True)[0]
+    base = plan_frames(comfy["model"], comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0).memory_bytes()
+    extra = plan_frames(fp8, comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0).memory_bytes() - base
+    blocks = fp8.transformer.image_encoder.blocks
+    assert extra == sum(layer.weight.numel() for b in blocks for layer in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2))
