@@ -202,10 +202,12 @@ def _run_block(blk, x, rot, rows, kernels):
 
 @functools.lru_cache(maxsize=None)
 def compiled_block():
-    """``_run_block`` through torch.compile, built once per process: every block of every model
-    shares its graphs (the weights are inputs, not constants), and shapes that vary from set step
-    to set step become dynamic after the first change instead of compiling again."""
-    return torch.compile(_run_block)
+    """``_run_block`` through torch.compile, built once per process: every block of a model shares
+    its graphs (the weights are inputs, not constants), and every size is symbolic (the token
+    counts change at every set step), so a model compiles about two graphs once. PyTorch keeps 8
+    per function by default: a process that compiles more than ~4 model configurations runs the
+    later ones eagerly (same results), with PyTorch's recompile-limit warning."""
+    return torch.compile(_run_block, dynamic=True)
 
 
 def encode_image(kernels: Optional[SpatialKernels], model, *args, **kwargs) -> torch.Tensor:
