@@ -7,7 +7,8 @@ import dataclasses
 
 from ..nova.errors import InputError
 from ..nova.fast import Accel
-from ..nova.spatial_kernels import ATTENTION_CHOICES, check_fp8_device, check_sdpa_backend, load_sage
+from ..nova.spatial_kernels import check_runnable, head_dim
+from ..nova.speed_options import ATTENTION_CHOICES
 from .compat import io
 from .handles import NovaModel
 from .types import NovaModelType
@@ -46,13 +47,8 @@ class NovaSpeedMode(io.ComfyNode):
         if not isinstance(model, NovaModel):
             raise InputError(f"model is a {type(model).__name__}; connect NOVA Checkpoint Loader.")
         accel = Accel.choose(False, attention, bool(fp8_matmuls), bool(compile))
-        device = model.transformer.device  # where it will compute (the host's load device)
-        if accel.fp8_matmuls:
-            check_fp8_device(device)
-        if accel.attention == "sage":
-            load_sage(device, model.transformer.dtype)
-        elif accel.attention != "auto":
-            enc = model.config.image_encoder
-            check_sdpa_backend(accel.attention, device, model.transformer.dtype, enc.width // enc.heads)
+        transformer = model.transformer  # (computes on the host's load device)
+        check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, transformer.device, transformer.dtype,
+                       head_dim(model.config))
         # a new handle over the same weights: the input handle is cached by ComfyUI and stays as it was
         return io.NodeOutput(dataclasses.replace(model, accel=accel))

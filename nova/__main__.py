@@ -86,30 +86,27 @@ def _checked_checkpoint(args, clip=None):
     return folder, config, latents, bool(long_video)
 
 
-def _checked_speed_mode(args, device):
-    """The speed mode of --reference, --attention, --fp8-matmuls and --compile; what can be checked without
-    the model is (the device for fp8 and SageAttention, SageAttention's import)."""
+def _checked_speed_mode(args, device, dtype, config):
+    """The speed mode of --reference, --attention, --fp8-matmuls and --compile, checked against the
+    device, the dtype and the checkpoint's head size before the weights load."""
     from .fast import Accel
-    from .spatial_kernels import check_fp8_device, load_sage
+    from .spatial_kernels import check_runnable, head_dim
 
     accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls, args.compile_encoder)
-    if accel.fp8_matmuls:
-        check_fp8_device(device)
-    if accel.attention == "sage":
-        load_sage(device, None)
+    check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype, head_dim(config))
     return accel
 
 
 def _generate(args) -> int:
     device, image, clip, mask = _checked_inputs(args)
     folder, config, latents, long_video = _checked_checkpoint(args, clip)
-    accel = _checked_speed_mode(args, device)
 
     import torch
 
     from .pipeline import NovaPipeline, auto_dtype
 
     dtype = auto_dtype(device) if args.dtype == "auto" else getattr(torch, DTYPES[args.dtype])
+    accel = _checked_speed_mode(args, device, dtype, config)
     t0 = time.time()
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device, vae_dtype=torch.float32)
     pipe.accel = accel
@@ -191,7 +188,7 @@ def _make_tiny(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .spatial_kernels import add_speed_arguments
+    from .speed_options import add_speed_arguments
 
     parser = argparse.ArgumentParser(prog="nova", description="NOVA video/image generation")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

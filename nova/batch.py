@@ -118,10 +118,12 @@ def run(job: BatchJob) -> BatchSummary:
 def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     from .config import load_config
     from .loading import resolve_checkpoint
+    from .spatial_kernels import check_runnable, head_dim
 
     items = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
+    check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, DTYPES[job.dtype], head_dim(config))
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
@@ -438,7 +440,7 @@ def _sha256(path: str):
 # -- command line ------------------------------------------------------------------------------
 def add_parser(sub) -> None:
     """The ``batch`` subcommand of ``python -m nova``."""
-    from .spatial_kernels import add_speed_arguments
+    from .speed_options import add_speed_arguments
 
     p = sub.add_parser("batch", help="prompts x samples into a folder: resumable, one process or many (torchrun)",
                        description="Generate every prompt of a file --samples times into --out: resumable, in one "

@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
-from .spatial_kernels import LOSSY_ATTENTION, SpatialKernels, check_mode, encode_image
+from .spatial_kernels import SpatialKernels, encode_image
+from .speed_options import LOSSY_ATTENTION, check_mode
 
 log = logging.getLogger("nova")
 

@@ -28,6 +28,8 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import importlib.util
+import os
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -36,39 +38,11 @@ from torch.nn import functional as F
 
 from .errors import InputError
 from .models.vit import EAGER
+from .speed_options import ATTENTION_CHOICES, EXACT_ATTENTION, LOSSY_ATTENTION, check_attention, check_mode  # noqa: F401
 
-EXACT_ATTENTION = ("auto", "flash", "cudnn", "efficient", "math")
-LOSSY_ATTENTION = ("sage",)
-ATTENTION_CHOICES = EXACT_ATTENTION + LOSSY_ATTENTION
 _BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
 FP8 = getattr(torch, "float8_e4m3fn", None)
 _FP8_MAX = 448.0  # largest finite float8_e4m3fn
-
-
-def add_speed_arguments(parser) -> None:
-    """--attention, --fp8-matmuls and --compile (generate and batch)."""
-    parser.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
-                        help="the spatial encoder's attention kernel: auto (PyTorch picks), flash, cudnn, efficient, math "
-                             "(same latents up to rounding), or sage (SageAttention if installed; CUDA; other latents)")
-    parser.add_argument("--fp8-matmuls", action="store_true",
-                        help="the spatial encoder's linear layers as fp8 products (Ada/Hopper GPUs; faster, other latents)")
-    parser.add_argument("--compile", action="store_true", dest="compile_encoder",
-                        help="the spatial encoder's blocks through torch.compile (same latents up to rounding; the first "
-                             "set steps wait for the compilation; not with --fp8-matmuls or --attention sage)")
-
-
-def check_attention(name: str) -> str:
-    if name not in ATTENTION_CHOICES:
-        raise InputError(f"attention = {name!r}; expected one of {', '.join(ATTENTION_CHOICES)} "
-                         "(auto lets PyTorch choose; sage needs the sageattention package and changes the latents).")
-    return name
-
-
-def check_mode(attention: str, fp8_matmuls: bool, compile_encoder: bool) -> None:
-    check_attention(attention)
-    if compile_encoder and (fp8_matmuls or attention in LOSSY_ATTENTION):
-        raise InputError("compiling the encoder works with the exact modes only (attention auto, flash, cudnn, efficient, "
-                         "math); turn off fp8 matmuls and SageAttention, or compilation.")
 
 
 # -- fp8 matrix products ------------------------------------------------------------------------
@@ -112,6 +86,10 @@ class Fp8Linear:
 
     @classmethod
     def prepare(cls, layer: nn.Module, device, dtype, rowwise: bool) -> "Fp8Linear":
+        n, k = layer.weight.shape
+        if torch.device(device).type == "cuda" and (n % 16 or k % 16):
+            raise InputError(f"fp8 matmuls need layer sizes that are multiples of 16 on CUDA; this model has a "
+                             f"{k} -> {n} linear layer. Turn fp8 matmuls off.")
         w = layer.weight.to(device=device, dtype=torch.float32)  # (a host may keep it elsewhere)
         q, scale = quantize_rows(w, rowwise)
         bias = None if layer.bias is None else layer.bias.to(device=device, dtype=dtype)
@@ -119,19 +97,15 @@ class Fp8Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         lead, k = x.shape[:-1], x.shape[-1]
-        rows = x.reshape(-1, k)
-        m = rows.shape[0]
-        pad = -m % 16  # cuBLASLt's fp8 products need every dimension a multiple of 16
-        if pad:
-            rows = F.pad(rows, (0, 0, 0, pad))
-        q, scale = quantize_rows(rows, self.rowwise)
+        q, scale = quantize_rows(x.reshape(-1, k), self.rowwise)
         scale_b = self.scale
         if not self.rowwise and q.device.type == "cpu":
             # The same per-tensor scales, spelled per row and column: the CPU's per-tensor kernel
             # is ~10x slower (it seems to rebuild itself for every scale value).
             scale, scale_b = scale.expand(q.shape[0], 1).contiguous(), scale_b.expand(1, self.weight_t.shape[1]).contiguous()
-        out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=scale_b, out_dtype=x.dtype)
-        out = out[:m] if pad else out
+        # CUDA's row-wise kernel writes bfloat16 only (fp16/fp32 models convert back)
+        out_dtype = torch.bfloat16 if self.rowwise and q.device.type == "cuda" else x.dtype
+        out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=scale_b, out_dtype=out_dtype).to(x.dtype)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*lead, out.shape[-1])
@@ -147,19 +121,12 @@ class SpatialKernels:
 
     @classmethod
     def build(cls, model, attention: str = "auto", fp8_matmuls: bool = False, compile_encoder: bool = False) -> Optional["SpatialKernels"]:
-        check_mode(attention, fp8_matmuls, compile_encoder)
         if attention == "auto" and not fp8_matmuls and not compile_encoder:
             return None
         device, dtype = model.device, model.dtype
-        sage = None
-        if attention == "sage":
-            sage = load_sage(device, dtype)
-        elif attention != "auto":
-            head_dim = model.config.image_encoder.width // model.config.image_encoder.heads
-            check_sdpa_backend(attention, device, dtype, head_dim)
+        sage = check_runnable(attention, fp8_matmuls, compile_encoder, device, dtype, head_dim(model.config))
         fp8 = None
         if fp8_matmuls:
-            check_fp8_device(device)
             rowwise = fp8_rowwise_supported(device)
             fp8 = {}
             for blk in model.image_encoder.blocks:
@@ -196,8 +163,50 @@ class SpatialKernels:
             return model.encode_image(*args, kernels=self, **kwargs)
 
 
+def head_dim(config) -> int:
+    return config.image_encoder.width // config.image_encoder.heads
+
+
+def check_runnable(attention: str, fp8_matmuls: bool, compile_encoder: bool, device, dtype, head_size: int):
+    """Every check of a mode that the device, dtype and attention head size decide (front ends call
+    it before loading weights); returns SageAttention's function when it is chosen."""
+    check_mode(attention, fp8_matmuls, compile_encoder)
+    device = torch.device(device)
+    sage = None
+    if attention == "sage":
+        sage = load_sage(device, dtype)
+    elif attention != "auto":
+        check_sdpa_backend(attention, device, dtype, head_size)
+    if fp8_matmuls:
+        check_fp8_device(device)
+    if compile_encoder:
+        check_compile(device)
+    return sage
+
+
+def check_compile(device: torch.device) -> None:
+    """Refuse, before sampling, a torch.compile that cannot build kernels for ``device``: Inductor
+    needs Triton for CUDA and a C++ compiler for the CPU."""
+    if device.type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            raise InputError("compiling the encoder on CUDA needs Triton, which is not installed in this Python "
+                             "(pip install triton; on Windows: triton-windows). Turn compilation off.")
+    elif device.type == "cpu":
+        import shutil
+
+        compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++", "cl"]
+        if not any(c and shutil.which(c) for c in compilers):
+            raise InputError("compiling the encoder on the CPU needs a C++ compiler (g++, clang++ or MSVC's cl) on the "
+                             "PATH, or CXX set to one. Turn compilation off.")
+    else:
+        raise InputError(f"compiling the encoder runs on CUDA and the CPU, not on {device.type}. Turn compilation off.")
+
+
 def _run_block(blk, x, rot, rows, kernels):
-    return blk(x, rot, rows=rows, kernels=kernels)[0]
+    # The SDPA kernel is chosen inside the compiled function: a choice made outside is baked into
+    # the first graph and never checked again.
+    with sdpa_scope(kernels.attention_name):
+        return blk(x, rot, rows=rows, kernels=kernels)[0]
 
 
 @functools.lru_cache(maxsize=None)

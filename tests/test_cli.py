@@ -148,6 +148,7 @@ def media(tmp_path_factory):
     (["--fp8-matmuls", "--reference"], "x.mp4", "the reference path is the official algorithm; it takes no speed mode"),
     (["--attention", "sage"], "x.mp4", "needs the sageattention package|runs on CUDA GPUs only"),
     (["--compile", "--fp8-matmuls"], "x.mp4", "compiling the encoder works with the exact modes only"),
+    (["--attention", "efficient"], "x.mp4", r"attention = 'efficient' cannot run here \(cpu, float32, head size"),
 ])
 def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
     import re
