@@ -102,7 +102,8 @@ class Fp8Linear:
         if not self.rowwise and q.device.type == "cpu":
             # The same per-tensor scales, spelled per row and column: the CPU's per-tensor kernel
             # is ~10x slower (it seems to rebuild itself for every scale value).
-            scale, scale_b = scale.expand(q.shape[0], 1).contiguous(), scale_b.expand(1, self.weight_t.shape[1]).contiguous()
+            # (repeat, not expand: the kernel wants unit strides, even for a single row)
+            scale, scale_b = scale.reshape(1, 1).repeat(q.shape[0], 1), scale_b.reshape(1, 1).repeat(1, self.weight_t.shape[1])
         # CUDA's row-wise kernel writes bfloat16 only (fp16/fp32 models convert back)
         out_dtype = torch.bfloat16 if self.rowwise and q.device.type == "cuda" else x.dtype
         out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=scale_b, out_dtype=out_dtype).to(x.dtype)

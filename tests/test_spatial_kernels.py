@@ -96,14 +96,15 @@ def test_default_mode_builds_no_kernels_and_is_exact(golden_pipes):
 
 
 # -- fp8 -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rows", [21, 1])  # (one row: the last block's single predicted token)
 @pytest.mark.parametrize("rowwise", [True, False])
-def test_fp8_linear_is_the_dequantized_product(rowwise):
+def test_fp8_linear_is_the_dequantized_product(rowwise, rows):
     """torch._scaled_mm with our scales computes (q_x * s_x) @ (q_w * s_w)^T + b in float32."""
     gen = torch.Generator().manual_seed(0)
     layer = torch.nn.Linear(64, 48)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 2, 48)[:, None])
-    x = torch.randn(3, 7, 64, generator=gen) * 3  # 21 rows: padded to 32 inside
+    x = torch.randn(rows, 1, 64, generator=gen) * 3
     fp8 = Fp8Linear.prepare(layer, "cpu", torch.float32, rowwise)
     out = fp8(x)
     qx, sx = quantize_rows(x.reshape(-1, 64), rowwise)
