@@ -330,9 +330,9 @@ class _Worker:
             latents = latents_for_frames(o["frames"] or 33) if self.video else 1
             prefix = None
             if o["video"]:
-                prefix = self.pipe.encode_video(_read(read_frames, o["video"], "video"))
+                prefix = self.pipe.encode_video(read_frames(o["video"], "video"))
             elif o["image"]:  # the posterior draw comes first from the unit's generator, as in the pipeline
-                prefix = self.pipe.encode_image(_read(read_frames, o["image"], "image")[0], generator).unsqueeze(2)
+                prefix = self.pipe.encode_image(read_frames(o["image"], "image")[0], generator).unsqueeze(2)
         new = latents - (0 if prefix is None else prefix.shape[2])
         if new < len(item.prompts) and regen is None:
             raise InputError(f"{len(item.prompts)} prompt(s) need at least {len(item.prompts)} new latent frames "
@@ -354,9 +354,9 @@ class _Worker:
         o = item.options
         if bool(o["image"]) == bool(o["video"]) or len(item.prompts) > 1 or o["window"] or o["blend"] or o["loop"]:
             raise InputError("mask repaints one image or one video (not both) under one prompt, without window/blend/loop.")
-        source = ({"video": _read(read_frames, o["video"], "video")} if o["video"]
-                  else {"image": _read(read_frames, o["image"], "image")[0]})
-        mask = mask_from_rgb(_read(read_frames, o["mask"], "mask"), o["mask"])
+        source = ({"video": read_frames(o["video"], "video")} if o["video"]
+                  else {"image": read_frames(o["image"], "image")[0]})
+        mask = mask_from_rgb(read_frames(o["mask"], "mask"), o["mask"])
         return masked_prefix(self.pipe, mask, threshold=o["mask_threshold"], grow=o["mask_grow"], feather=o["feather"], **source)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
@@ -420,13 +420,6 @@ class _Worker:
             "kind": "failed", "item": unit.item.index, "sample": unit.sample, "seed": unit.seed,
             "prompt": unit.item.prompt, "line": unit.item.line, "error": error, "rank": self.world.rank,
         })
-
-
-def _read(read_frames, path: str, what: str):
-    try:
-        return read_frames(path)
-    except Exception as exc:  # PIL/PyAV raise their own types for missing or broken files
-        raise InputError(f"{what} {path}: cannot be read ({type(exc).__name__}: {exc}).") from None
 
 
 def _sha256(path: str):

@@ -224,7 +224,7 @@ def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path
     records = manifest.read(str(tmp_path / "out" / manifest.NAME))
     errors = {k[0]: r["error"] for k, r in manifest.failed(records).items()}
     assert sorted(errors) == [1, 2, 3, 4]
-    assert "missing.png" in errors[1] and "cannot be read" in errors[1]
+    assert "image " in errors[1] and "missing.png: no such file" in errors[1] and "InputError" not in errors[1]
     assert "1 + 4k" in errors[2]
     assert "line 4" in errors[3] and "not valid JSON" in errors[3]
     assert "'stepz'" in errors[4]
