@@ -43,7 +43,9 @@ from .errors import InputError, NovaError
 from .layouts import LAYOUTS, check_collisions, check_layout, output_path, side_files
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PARTIAL = ".partial"  # temporary outputs, per rank; removed at every start
+# Temporary outputs, per rank; removed at every start. (Not VideoWriter's own temp file beside the
+# target: a rank killed outright, as torchrun does, would leave it among the outputs for good.)
+PARTIAL = ".partial"
 log = logging.getLogger("nova.batch")
 
 
