@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -24,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import peak_bytes, reset_peak, timed  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build  # noqa: E402
 
-from nova import spatial_kernels  # noqa: E402
+from nova import spatial_kernels, triton_head  # noqa: E402
+from nova.errors import InputError  # noqa: E402
 from nova.fast import Accel  # noqa: E402
 from nova.plan import GenerationPlan, Segment  # noqa: E402
 from nova.sampling import SamplerSettings, new_generator  # noqa: E402
@@ -57,35 +59,33 @@ def nudged(model):
             w.copy_(saved)
 
 
-def modes(model):
-    """(label, Accel, context) of every mode to measure on this model's device; unusable ones
+def modes(model, combos: bool = True):
+    """(label, Accel, context) of every mode to measure on this model's device (on CUDA with
+    Triton, also with the Triton head: the fastest combinations); the modes that cannot run here
     are reported with the reason instead."""
     device, dtype = model.device, model.dtype
-    head_dim = model.config.image_encoder.width // model.config.image_encoder.heads
+    rowwise = spatial_kernels.fp8_rowwise_supported(device)
+    none = contextlib.nullcontext
+    candidates = [(f"attention {name}", Accel(attention=name), none) for name in ("flash", "cudnn", "efficient", "math")]
+    candidates += [
+        ("compiled blocks (torch.compile)", Accel(compile_encoder=True), none),  # (compiles in the warm-up run)
+        (f"fp8 matmuls ({'row-wise' if rowwise else 'per-tensor'} scales)", Accel(fp8_matmuls=True), none),
+        *([("fp8 matmuls (per-tensor scales, as on Ada)", Accel(fp8_matmuls=True), tensorwise_fp8)] if rowwise else []),
+        ("SageAttention", Accel(attention="sage"), none),
+        ("SageAttention + fp8 matmuls", Accel(attention="sage", fp8_matmuls=True), none),
+    ]
+    if combos and device.type == "cuda" and triton_head.usable(device):
+        candidates += [(f"Triton head + {label}", dataclasses.replace(accel, triton_head=True), scope)
+                       for label, accel, scope in [("default kernels", Accel(), none), *candidates]
+                       if not label.startswith("attention ") and "as on Ada" not in label]
     out, skipped = [], {}
-    for name in ("flash", "cudnn", "efficient", "math"):
+    for label, accel, scope in candidates:
         try:
-            spatial_kernels.check_sdpa_backend(name, device, dtype, head_dim)
-            out.append((f"attention {name}", Accel(attention=name), contextlib.nullcontext))
-        except Exception as exc:  # noqa: BLE001 (the reason goes into the report)
-            skipped[f"attention {name}"] = str(exc)
-    # (compilation happens in the warm-up run, whose time the report gives)
-    out.append(("compiled blocks (torch.compile)", Accel(compile_encoder=True), contextlib.nullcontext))
-    try:
-        spatial_kernels.check_fp8_device(device)
-        rowwise = spatial_kernels.fp8_rowwise_supported(device)
-        out.append((f"fp8 matmuls ({'row-wise' if rowwise else 'per-tensor'} scales)", Accel(fp8_matmuls=True), contextlib.nullcontext))
-        if rowwise:
-            out.append(("fp8 matmuls (per-tensor scales, as on Ada)", Accel(fp8_matmuls=True), tensorwise_fp8))
-    except Exception as exc:  # noqa: BLE001
-        skipped["fp8 matmuls"] = str(exc)
-    try:
-        spatial_kernels.load_sage(device, dtype)
-        out.append(("SageAttention", Accel(attention="sage"), contextlib.nullcontext))
-        if any(label.startswith("fp8") for label, _, _ in out):
-            out.append(("SageAttention + fp8 matmuls", Accel(attention="sage", fp8_matmuls=True), contextlib.nullcontext))
-    except Exception as exc:  # noqa: BLE001
-        skipped["SageAttention"] = str(exc)
+            spatial_kernels.check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype,
+                                           spatial_kernels.head_dim(model.config))
+            out.append((label, accel, scope))
+        except InputError as exc:  # (the reason goes into the report)
+            skipped[label] = str(exc)
     return out, skipped
 
 
@@ -95,18 +95,19 @@ def diff(out: torch.Tensor, ref: torch.Tensor) -> dict:
     return {"max_over_std": float(d.max() / std), "mean_over_std": float(d.mean() / std)}
 
 
-def measure(model, sample, device, repeat: int) -> dict:
-    """Every mode against the default (and the default's chaos floor) for one sampling function."""
+def measure(model, sample, device, repeat: int, combos: bool = True, fresh_compile: bool = True) -> dict:
+    """Every mode against the default (and the default's chaos floor) for one sampling function;
+    ``fresh_compile``: compile anew (a new model), so that the warm-up time includes it."""
     sample(Accel(), 1)  # warm-up
     reset_peak(device)
     t_ref, ref = timed(lambda: sample(Accel(), None), device, repeat=repeat)
     rows = {"default": {"seconds": round(t_ref, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2), "max_over_std": 0.0, "mean_over_std": 0.0}}
     with nudged(model):
         rows["default, one weight nudged by 1 ulp (chaos floor)"] = diff(sample(Accel(), None), ref)
-    found, skipped = modes(model)
+    found, skipped = modes(model, combos)
     for label, accel, scope in found:
-        if accel.compile_encoder:  # compile afresh for each model: its time is reported, and the process's
-            torch._dynamo.reset()  # recompile limit is not reached by the models measured before
+        if accel.compile_encoder and fresh_compile:  # the time of a first compilation is reported, and
+            torch._dynamo.reset()  # the process's recompile limit is not reached by the models measured before
         with scope():
             t_first, _ = timed(lambda: sample(accel, 1), device)  # warm-up (and compilation)
             reset_peak(device)
@@ -140,7 +141,8 @@ def golden(device) -> dict:
                 return out.frames if out.frames is not None else out.images
 
             print(f"golden {case}/{run['name']}", flush=True)
-            results[f"{case}/{run['name']}"] = measure(pipe.transformer, sample, device, repeat=1)
+            first = run is runs[0]  # (a case's runs share its model and compiled graphs)
+            results[f"{case}/{run['name']}"] = measure(pipe.transformer, sample, device, repeat=1, combos=False, fresh_compile=first)
         pipe.accel = Accel()
     return results
 
