@@ -14,6 +14,9 @@ def markdown(r: dict) -> str:
              f"- command: `{r['command']}`", "", "## End to end (latents, text encoder excluded)", "",
              "| path | seconds | peak GB | max abs diff vs plain / std | mean abs diff vs plain / std |", "|---|---|---|---|---|"]
     for name, v in r["end_to_end"].items():
+        if "failed" in v:
+            lines.append(f"| {name} | failed: {v['failed']} | | | |")
+            continue
         mean = v.get("mean_diff_vs_plain_over_std")
         lines.append(f"| {name} | {v['seconds']} | {v['peak_gb']} | {v['max_diff_vs_plain_over_std']:.2e} | "
                      f"{'-' if mean is None else f'{mean:.2e}'} |")
@@ -36,8 +39,11 @@ def markdown(r: dict) -> str:
             lines.append(f"| {name} | {v['seconds']} | {v['measured_seconds']} | {100 * v['seconds'] / v['measured_seconds']:.0f}% | {ops} |")
     if "demo_128_100_seconds" in r:
         lines += ["", f"Official demo setting (128/100, cfg 7), fast path: {r['demo_128_100_seconds']} s."]
-        if "demo_128_100_triton_head_seconds" in r:
-            lines[-1] += f" With the Triton head: {r['demo_128_100_triton_head_seconds']} s."
+        for key, words in (("triton_head", "With the Triton head"), ("triton_head_compiled", "With the Triton head and compiled blocks")):
+            if f"demo_128_100_{key}_seconds" in r:
+                lines[-1] += f" {words}: {r[f'demo_128_100_{key}_seconds']} s."
+            elif f"demo_128_100_{key}_failed" in r:
+                lines[-1] += f" {words}: failed ({r[f'demo_128_100_{key}_failed']})."
     if r.get("stages"):
         lines += ["", "## Stages (instrumented run, fast path without CUDA graphs)", "",
                   "Peak memory: on CUDA the most allocated while the stage ran, weights included; on CPU only the process's "

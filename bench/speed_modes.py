@@ -108,12 +108,17 @@ def measure(model, sample, device, repeat: int, combos: bool = True, fresh_compi
     for label, accel, scope in found:
         if accel.compile_encoder and fresh_compile:  # the time of a first compilation is reported, and
             torch._dynamo.reset()  # the process's recompile limit is not reached by the models measured before
-        with scope():
-            t_first, _ = timed(lambda: sample(accel, 1), device)  # warm-up (and compilation)
-            reset_peak(device)
-            dt, out = timed(lambda: sample(accel, None), device, repeat=repeat)
-        rows[label] = {"seconds": round(dt, 3), "warm_up_seconds": round(t_first, 2), "speedup": round(t_ref / dt, 2), "peak_gb": round(peak_bytes(device) / 2**30, 2),
-                       **diff(out, ref)}
+        try:  # (one failing mode must not cost the other rows of a one-shot GPU run)
+            with scope():
+                t_first, _ = timed(lambda: sample(accel, 1), device)  # warm-up (and compilation)
+                reset_peak(device)
+                dt, out = timed(lambda: sample(accel, None), device, repeat=repeat)
+        except Exception as exc:  # noqa: BLE001 (reported as the mode's result)
+            skipped[label] = f"failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            print(label, skipped[label], flush=True)
+            continue
+        rows[label] = {"seconds": round(dt, 3), "warm_up_seconds": round(t_first, 2), "speedup": round(t_ref / dt, 2),
+                       "peak_gb": round(peak_bytes(device) / 2**30, 2), **diff(out, ref)}
         print(label, rows[label], flush=True)
     return {"rows": rows, "not_run": skipped}
 
@@ -187,7 +192,7 @@ def markdown(report: dict) -> str:
         not_run.update(section["not_run"])
         lines.append("")
     if not_run:
-        lines += ["## Not run on this machine", ""] + [f"- {k}: {v}" for k, v in not_run.items()] + [""]
+        lines += ["## Not run on this machine, or failed", ""] + [f"- {k}: {v}" for k, v in not_run.items()] + [""]
     return "\n".join(lines)
 
 
