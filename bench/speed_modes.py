@@ -82,7 +82,7 @@ def modes(model, combos: bool = True):
     for label, accel, scope in candidates:
         try:
             spatial_kernels.check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype,
-                                           spatial_kernels.head_dim(model.config))
+                                           model.config)
             out.append((label, accel, scope))
         except InputError as exc:  # (the reason goes into the report)
             skipped[label] = str(exc)

@@ -7,7 +7,7 @@ import dataclasses
 
 from ..nova.errors import InputError
 from ..nova.fast import Accel
-from ..nova.spatial_kernels import check_runnable, head_dim
+from ..nova.spatial_kernels import check_runnable
 from ..nova.speed_options import ATTENTION_CHOICES
 from .compat import io
 from .handles import NovaModel
@@ -49,6 +49,6 @@ class NovaSpeedMode(io.ComfyNode):
         accel = Accel.choose(False, attention, bool(fp8_matmuls), bool(compile))
         transformer = model.transformer  # (computes on the host's load device)
         check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, transformer.device, transformer.dtype,
-                       head_dim(model.config))
+                       model.config)
         # a new handle over the same weights: the input handle is cached by ComfyUI and stays as it was
         return io.NodeOutput(dataclasses.replace(model, accel=accel))

@@ -90,10 +90,10 @@ def _checked_speed_mode(args, device, dtype, config):
     """The speed mode of --reference, --attention, --fp8-matmuls and --compile, checked against the
     device, the dtype and the checkpoint's head size before the weights load."""
     from .fast import Accel
-    from .spatial_kernels import check_runnable, head_dim
+    from .spatial_kernels import check_runnable
 
     accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls, args.compile_encoder)
-    check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype, head_dim(config))
+    check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype, config)
     return accel
 
 

@@ -120,12 +120,12 @@ def run(job: BatchJob) -> BatchSummary:
 def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     from .config import load_config
     from .loading import resolve_checkpoint
-    from .spatial_kernels import check_runnable, head_dim
+    from .spatial_kernels import check_runnable
 
     items = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
-    check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, DTYPES[job.dtype], head_dim(config))
+    check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, DTYPES[job.dtype], config)
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
-from .spatial_kernels import SpatialKernels, encode_image
+from .spatial_kernels import SpatialKernels
 from .speed_options import LOSSY_ATTENTION, check_mode
 
 log = logging.getLogger("nova")
@@ -234,7 +234,9 @@ class FastPlan:
 
     def encode_image(self, model, *args, **kwargs) -> torch.Tensor:
         """The spatial encoder (``model.encode_image``) under this plan's kernels."""
-        return encode_image(self.encoder, model, *args, **kwargs)
+        if self.encoder is None:
+            return model.encode_image(*args, **kwargs)
+        return self.encoder.encode(model, *args, **kwargs)
 
     def denoise(self, model, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:
         if self.graphed is not None:

@@ -30,6 +30,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import shutil
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -37,8 +38,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import InputError
-from .models.vit import EAGER
-from .speed_options import ATTENTION_CHOICES, EXACT_ATTENTION, LOSSY_ATTENTION, check_attention, check_mode  # noqa: F401
+from .models.vit import EagerKernels
+from .speed_options import check_mode
 
 _BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
 FP8 = getattr(torch, "float8_e4m3fn", None)
@@ -113,9 +114,10 @@ class Fp8Linear:
 
 
 # -- the kernels object the blocks call ---------------------------------------------------------
-class SpatialKernels:
-    """The spatial encoder's linear layers and attention for one run (see the module docstring).
-    Built by :meth:`build`; the default mode is ``None`` there (the blocks' eager kernels)."""
+class SpatialKernels(EagerKernels):
+    """The spatial encoder's blocks, linear layers and attention for one run (see the module
+    docstring); what a mode leaves alone runs as :class:`EagerKernels` does. Built by
+    :meth:`build`; the default mode is ``None`` there (the blocks' eager kernels)."""
 
     def __init__(self, attention: str, fp8: Optional[Dict[nn.Module, Fp8Linear]], sage=None, compiled: bool = False):
         self.attention_name, self.fp8, self._sage, self.compiled = attention, fp8, sage, compiled
@@ -125,7 +127,7 @@ class SpatialKernels:
         if attention == "auto" and not fp8_matmuls and not compile_encoder:
             return None
         device, dtype = model.device, model.dtype
-        sage = check_runnable(attention, fp8_matmuls, compile_encoder, device, dtype, head_dim(model.config))
+        sage = check_runnable(attention, fp8_matmuls, compile_encoder, device, dtype, model.config)
         fp8 = None
         if fp8_matmuls:
             rowwise = fp8_rowwise_supported(device)
@@ -135,49 +137,37 @@ class SpatialKernels:
                     fp8[layer] = Fp8Linear.prepare(layer, device, dtype, rowwise)
         return cls(attention, fp8, sage, compile_encoder)
 
-    @property
-    def exact(self) -> bool:
-        """Whether the latents are the default mode's (up to another attention kernel's rounding)."""
-        return self.fp8 is None and self.attention_name in EXACT_ATTENTION
-
     def block(self, blk: nn.Module, x: torch.Tensor, rot, rows=None) -> torch.Tensor:
         if self.compiled:
             return compiled_block()(blk, x, rot, rows, self)
-        return blk(x, rot, rows=rows, kernels=self)[0]
+        return super().block(blk, x, rot, rows)
 
     def linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         prepared = None if self.fp8 is None else self.fp8.get(layer)
-        return layer(x) if prepared is None else prepared(x)
+        return super().linear(layer, x) if prepared is None else prepared(x)
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self._sage is not None:
             # (sageattn subtracts the keys' mean in place: it gets a copy, ours stay as computed)
             return self._sage(q, k.clone(), v, tensor_layout="HND", is_causal=False)
-        return F.scaled_dot_product_attention(q, k, v)
-
-    def scope(self):
-        """The context to run the encoder in: the chosen SDPA kernel, if one was chosen."""
-        return sdpa_scope(self.attention_name)
+        return super().attention(q, k, v)
 
     def encode(self, model, *args, **kwargs) -> torch.Tensor:
-        with self.scope():
+        """``model.encode_image`` under these kernels (and the chosen SDPA kernel, if one was)."""
+        with sdpa_scope(self.attention_name):
             return model.encode_image(*args, kernels=self, **kwargs)
 
 
-def head_dim(config) -> int:
-    return config.image_encoder.width // config.image_encoder.heads
-
-
-def check_runnable(attention: str, fp8_matmuls: bool, compile_encoder: bool, device, dtype, head_size: int):
-    """Every check of a mode that the device, dtype and attention head size decide (front ends call
-    it before loading weights); returns SageAttention's function when it is chosen."""
+def check_runnable(attention: str, fp8_matmuls: bool, compile_encoder: bool, device, dtype, config):
+    """Every check of a mode that the device, dtype and the checkpoint's attention head size decide
+    (front ends call it before loading weights); returns SageAttention's function when it is chosen."""
     check_mode(attention, fp8_matmuls, compile_encoder)
     device = torch.device(device)
     sage = None
     if attention == "sage":
         sage = load_sage(device, dtype)
     elif attention != "auto":
-        check_sdpa_backend(attention, device, dtype, head_size)
+        check_sdpa_backend(attention, device, dtype, config.image_encoder.width // config.image_encoder.heads)
     if fp8_matmuls:
         check_fp8_device(device)
     if compile_encoder:
@@ -193,8 +183,6 @@ def check_compile(device: torch.device) -> None:
             raise InputError("compiling the encoder on CUDA needs Triton, which is not installed in this Python "
                              "(pip install triton; on Windows: triton-windows). Turn compilation off.")
     elif device.type == "cpu":
-        import shutil
-
         compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++", "cl"]
         if not any(c and shutil.which(c) for c in compilers):
             raise InputError("compiling the encoder on the CPU needs a C++ compiler (g++, clang++ or MSVC's cl) on the "
@@ -220,13 +208,6 @@ def compiled_block():
     return torch.compile(_run_block, dynamic=True)
 
 
-def encode_image(kernels: Optional[SpatialKernels], model, *args, **kwargs) -> torch.Tensor:
-    """``model.encode_image`` under ``kernels`` (``None``: the eager default)."""
-    if kernels is None:
-        return model.encode_image(*args, kernels=EAGER, **kwargs)
-    return kernels.encode(model, *args, **kwargs)
-
-
 def sdpa_scope(name: str):
     if name not in _BACKENDS:
         return contextlib.nullcontext()
@@ -248,9 +229,8 @@ def check_sdpa_backend(name: str, device: torch.device, dtype: torch.dtype, head
                          f"head size {head_dim}): {reason}. Choose 'auto' (PyTorch picks a kernel that can).") from None
 
 
-def load_sage(device: torch.device, dtype: Optional[torch.dtype]):
-    """SageAttention's ``sageattn``, imported now (never unless chosen), or a clear error
-    (``dtype`` None: not known yet, not checked)."""
+def load_sage(device: torch.device, dtype: torch.dtype):
+    """SageAttention's ``sageattn``, imported now (never unless chosen), or a clear error."""
     try:
         module = importlib.import_module("sageattention")
     except ImportError as exc:
@@ -262,6 +242,6 @@ def load_sage(device: torch.device, dtype: Optional[torch.dtype]):
     if device.type != "cuda":
         raise InputError(f"attention = 'sage' (SageAttention) runs on CUDA GPUs only; this model is on {device.type}. "
                          "Choose 'auto'.")
-    if dtype is not None and dtype not in (torch.float16, torch.bfloat16):
+    if dtype not in (torch.float16, torch.bfloat16):
         raise InputError(f"attention = 'sage' needs the model in float16 or bfloat16, not {str(dtype).replace('torch.', '')}.")
     return fn

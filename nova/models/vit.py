@@ -15,8 +15,8 @@ KV = Tuple[torch.Tensor, torch.Tensor]
 
 class EagerKernels:
     """How the spatial encoder runs a block, its linear layers and its attention: here, as the
-    modules say. Its speed modes (nova/spatial_kernels.py) pass another object with the same three
-    methods; it travels as an argument, so the module holds no mode."""
+    modules say. Its speed modes (nova/spatial_kernels.py) pass a subclass that overrides what the
+    mode changes; it travels as an argument, so the module holds no mode."""
 
     def block(self, blk: nn.Module, x: torch.Tensor, rot, rows=None) -> torch.Tensor:
         return blk(x, rot, rows=rows, kernels=self)[0]
