@@ -21,6 +21,7 @@ change the latents (SageAttention, fp8 matmuls), which are never on by default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import List, Optional
 
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
+from .set_step import StepBuffers, make_runner, set_step
 from .spatial_kernels import SpatialKernels
 from .speed_options import LOSSY_ATTENTION, check_mode
 
@@ -51,13 +53,16 @@ class Accel:
     attention: str = "auto"
     fp8_matmuls: bool = False  # the spatial encoder's linears as fp8 products: other latents, opt-in only
     compile_encoder: bool = False  # the spatial encoder's blocks through torch.compile (exact modes only)
+    # Whole set steps on fixed buffers, replayed as CUDA graphs on CUDA (nova/set_step.py), for runs
+    # that sample more than one frame (a graph pays off when its shape comes round again).
+    step_graphs: bool = True
 
     def __post_init__(self):
         check_mode(self.attention, self.fp8_matmuls, self.compile_encoder)
 
     @classmethod
     def plain(cls) -> "Accel":
-        return cls(False, False, False, False)
+        return cls(False, False, False, False, step_graphs=False)
 
     @classmethod
     def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False,
@@ -218,9 +223,12 @@ class FastPlan:
     prune_last_block: bool
     graphed: Optional[GraphedLoop] = None
     encoder: Optional[SpatialKernels] = None
+    runner: Optional[StepBuffers] = None  # whole set steps on fixed buffers (nova/set_step.py)
 
     @classmethod
-    def build(cls, model, sched, accel: Optional[Accel], guidance) -> "FastPlan":
+    def build(cls, model, sched, accel: Optional[Accel], guidance, frames: int = 1) -> "FastPlan":
+        """``frames``: how many frames the run samples (set-step graphs are built when more than one
+        frame shares the schedule)."""
         accel = accel or Accel()
         steps = StepPlan.build(sched) if accel.token_loop and guidance.renorm >= 1 else None
         head = HeadPlan(model, steps.timesteps, accel.fused_head, accel.triton_head) if steps is not None else None
@@ -230,7 +238,12 @@ class FastPlan:
         encoder = SpatialKernels.build(model, accel.attention, accel.fp8_matmuls, accel.compile_encoder)
         if not accel.exact:
             log.warning("NOVA: spatial encoder with %s.", accel.describe())
-        return cls(steps, head, accel.prune_last_block, graphed, encoder)
+        plan = cls(steps, head, accel.prune_last_block, graphed, encoder)
+        if steps is not None and head.fused and accel.step_graphs and frames > 1:
+            runner = make_runner(model, functools.partial(set_step, model, plan, guidance))
+            plan = dataclasses.replace(plan, runner=runner)
+            # (the step reads the plan it is built from: the replaced copy has the same fields)
+        return plan
 
     def encode_image(self, model, *args, **kwargs) -> torch.Tensor:
         """The spatial encoder (``model.encode_image``) under this plan's kernels."""
@@ -245,6 +258,10 @@ class FastPlan:
             except RuntimeError as exc:  # capture can fail on unusual setups: stay correct, go eager
                 log.warning("NOVA: CUDA graph capture failed (%s); using the eager diffusion loop.", exc)
                 object.__setattr__(self, "graphed", None)
+        return self.denoise_eager(model, cond_proj, x_tokens, step_noise, guidance)
+
+    def denoise_eager(self, model, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:
+        """The diffusion loop as plain tensor operations (what a set-step graph records)."""
         return denoise_tokens(model, self.steps, self.head, cond_proj, x_tokens, step_noise, guidance)
 
 

@@ -282,7 +282,8 @@ class GenerationPlan:
         """The fast path's prepared state (built once, on first use: it reads the weights where
         the host put them)."""
         if self._fast is None:
-            self._fast = FastPlan.build(self.model, self.scheduler, self.accel, self.guidance)
+            sampled = sum(self.samples(t) for t in range(self.total))
+            self._fast = FastPlan.build(self.model, self.scheduler, self.accel, self.guidance, frames=sampled)
         return self._fast
 
     @property

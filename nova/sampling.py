@@ -27,6 +27,7 @@ from .fast import FastPlan, draw_step_noise
 from .models.embeddings import patchify, unpatchify
 from .models.vit import KV
 from .rng import Generators, draw_per_sample
+from .set_step import pick_noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +270,9 @@ def sample_frame(
         known_ids = order[:, :num_known].repeat(guidance.passes, 1, 1)
         mask_pos = num_known
     steps = fast.steps
+    if fast.runner is not None:
+        return _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
+                                   mask_pos)
     ppc = cfg.patch_size**2 * cfg.image_dim
     for step, n in enumerate(counts):
         tokens = model.image_tokens(x, unknown)
@@ -295,6 +299,26 @@ def sample_frame(
             sample = _denoise(model, sched, z_pred, noise, pred_ids, guidance, generator)
             sample = patchify(sample, cfg.patch_size) * pred_mask
             x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+        if on_step is not None:
+            on_step(step, x)
+    return x
+
+
+def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids, mask_pos):
+    """:func:`sample_frame`'s set steps through the plan's set-step runner (nova/set_step.py): the
+    same draws in the same order, the same operations, no wait for the GPU between set steps."""
+    batch, device, p = order.shape[0], model.device, model.config.patch_size
+    draw_device = generator.device if isinstance(generator, torch.Generator) else generator[0].device
+    order_drawn = order.to(draw_device)  # (once per frame: the noise is picked where it is drawn)
+    for step, n in enumerate(counts):
+        pred_ids = order[:, mask_pos : mask_pos + n]
+        noise = draw_per_sample(generator, batch, lambda g, k: torch.empty((k, *x.shape[1:]), device=g.device).normal_(generator=g))
+        drawn = [noise] + [d for d in draw_step_noise(fast.steps, x.shape, generator) if d is not None]
+        picked = pick_noise(drawn, order_drawn[:, mask_pos : mask_pos + n], p, device)
+        mask_pos += n
+        x = fast.runner(x, unknown, context, known_ids, pred_ids, picked)
+        unknown = unknown * (1 - torch.zeros_like(unknown).scatter_(1, pred_ids, 1))
+        known_ids = torch.cat([known_ids, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
         if on_step is not None:
             on_step(step, x)
     return x

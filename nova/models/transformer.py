@@ -7,6 +7,7 @@ their state explicitly.
 
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -16,6 +17,13 @@ from ..config import NovaConfig
 from .diffusion_mlp import DiffusionMLP
 from .embeddings import MaskEmbed, MotionEmbed, Rotary3D, TextEmbed, VideoPosEmbed, space_embed_2d, timestep_embed
 from .vit import EAGER, KV, AdaLayerNorm, VisionTransformer
+
+
+@functools.lru_cache(maxsize=16)
+def _image_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """The image tokens' rotary coordinates on ``device``, made once: a set step replayed as a CUDA
+    graph cannot copy them from the CPU. Callers must not modify it in place."""
+    return Rotary3D.grid(1, h, w).to(device)
 
 
 class NovaTransformer(nn.Module):
@@ -130,7 +138,7 @@ class NovaTransformer(nn.Module):
         if self.image_rope is None:
             return None, None
         h, w = self.config.image_base_size
-        pos = Rotary3D.grid(1, h, w).to(self.device).unsqueeze(0).expand(known_ids.shape[0], -1, -1)
+        pos = _image_grid(h, w, self.device).unsqueeze(0).expand(known_ids.shape[0], -1, -1)
         rot_all = self.image_rope.rotation(pos, pad=n_ctx)
         rot_known = self.image_rope.rotation(pos.gather(1, known_ids.expand(-1, -1, 3)), pad=n_ctx)
         return rot_known, rot_all
