@@ -20,11 +20,13 @@ Items, in order (each is skipped, with the reason, when its estimate would pass 
   1. default: 33 x 480 x 768 at 64/25, bf16, batch 1, random weights at the osp480 size, text
      encoder excluded; the default path (set steps as CUDA graphs) and the per-step path before
      it (``Accel(step_graphs=False)``) timed alternately, 2 rounds
-  2. profile of one latent frame on each path: time by stage, kernels per set step, GPU idle
-  3. every speed mode on top of the default, its time and its latents against the default's
-  4. the official demo setting, 128/100 at cfg 7
+  2. the official demo setting, 128/100 at cfg 7
+  3. a profile of one latent frame on the default path: time by stage, kernels per set step,
+     GPU idle between kernels
+  4. every speed mode on top of the default, its time and its latents against the default's
   5. the official pipeline (``.official``) and the default timed alternately, 2 rounds
-  6. sdxl1024 text-to-image at 64/25 against the official pipeline
+  6. the same profile on the per-step path
+  7. sdxl1024 text-to-image at 64/25 against the official pipeline
 Results are written after every item to ``<out>/gpu-check.json`` and ``gpu-check.md``, so a run
 cut short still leaves what it measured.
 """
@@ -232,9 +234,15 @@ def run(args) -> dict:
             return res
 
         check.item("default vs per-step path", 40 if not args.smoke else 5, default_vs_per_step)
-        for name, accel in (("profile: default", DEFAULT), ("profile: per-step path", PER_STEP)):
-            check.item(name, 25 if not args.smoke else 5, lambda a=accel: profile_frame(model, ddpm, embeds, settings, a, device))
         base = check.report["items"]["default vs per-step path"].get("best", {}).get("default", 10.0)
+        demo = SamplerSettings(*demo_steps, 7.0)
+        check.item("128/100 (cfg 7)", 6 * base, lambda: {"seconds": round(timed(
+            lambda: generate(model, ddpm, embeds, latents, demo, DEFAULT), device)[0], 3)})
+
+        def profile(accel):
+            return lambda: profile_frame(model, ddpm, embeds, settings, accel, device)
+
+        check.item("profile: default", 25 if not args.smoke else 5, profile(DEFAULT))
         for name, accel in MODES.items():
             def mode(accel=accel):
                 generate(model, ddpm, embeds, 1, settings, accel)  # warm-up: compile, autotune
@@ -246,11 +254,9 @@ def run(args) -> dict:
                 return res
 
             check.item("mode: " + name, 3 * base + (30 if "compile" in name else 5), mode)
-        demo = SamplerSettings(*demo_steps, 7.0)
-        check.item("128/100 (cfg 7)", 6 * base, lambda: {"seconds": round(timed(
-            lambda: generate(model, ddpm, embeds, latents, demo, DEFAULT), device)[0], 3)})
         check.item("official vs default (osp480)", 10 * base,
                    lambda: official_pair(model, embeds, ddpm, device, latents, settings, rounds))
+        check.item("profile: per-step path", 25 if not args.smoke else 5, profile(PER_STEP))
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
