@@ -93,8 +93,8 @@ def random_embeds(model, device) -> PromptEmbeds:
 class Check:
     """The run's report, written after every item."""
 
-    def __init__(self, out: str, deadline: float, meta: dict):
-        self.out, self.deadline, self.start = out, deadline, time.monotonic()
+    def __init__(self, out: str, deadline: float, meta: dict, only=()):
+        self.out, self.deadline, self.start, self.only = out, deadline, time.monotonic(), only
         self.report = {**meta, "items": {}}
         os.makedirs(out, exist_ok=True)
 
@@ -102,6 +102,8 @@ class Check:
         return self.deadline - (time.monotonic() - self.start)
 
     def item(self, name: str, estimate: float, fn):
+        if self.only and not any(name.startswith(k) for k in self.only):
+            return
         if self.left() < estimate:
             self.report["items"][name] = {"skipped": f"needs about {estimate:.0f} s, {self.left():.0f} s left"}
         else:
@@ -203,7 +205,7 @@ def run(args) -> dict:
     dtype = torch.float32 if args.smoke else torch.bfloat16
     video_cfg, image_cfg = (MID, {**MID, "video_base_size": [1, 4, 6]}) if args.smoke else (OSP480, SDXL1024)
     latents, steps, demo_steps = (3, (6, 4), (8, 6)) if args.smoke else (9, (64, 25), (128, 100))
-    rounds = 1 if args.smoke else 2
+    rounds = 1 if args.smoke else args.rounds
     meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu"),
             "torch": torch.__version__, "dtype": str(dtype).replace("torch.", ""), "latents": latents, "steps": list(steps),
             "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke,
@@ -214,7 +216,8 @@ def run(args) -> dict:
         meta["triton"] = triton.__version__
     except ImportError:
         meta["triton"] = None
-    check = Check(args.out, args.deadline, meta)
+    only = tuple(k.strip() for k in args.only.split(",") if k.strip()) if args.only else ()
+    check = Check(args.out, args.deadline, meta, only)
     meta["matmul_peak_tflops"] = round(matmul_peak(device, dtype), 1)
     ddpm = diffusers.DDPMScheduler.from_config(DDPM)
     with torch.inference_mode():
@@ -234,7 +237,7 @@ def run(args) -> dict:
             return res
 
         check.item("default vs per-step path", 40 if not args.smoke else 5, default_vs_per_step)
-        base = check.report["items"]["default vs per-step path"].get("best", {}).get("default", 10.0)
+        base = check.report["items"].get("default vs per-step path", {}).get("best", {}).get("default", 10.0)
         demo = SamplerSettings(*demo_steps, 7.0)
         check.item("128/100 (cfg 7)", 6 * base, lambda: {"seconds": round(timed(
             lambda: generate(model, ddpm, embeds, latents, demo, DEFAULT), device)[0], 3)})
@@ -308,6 +311,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deadline", type=float, default=480, help="seconds; items that would pass it are skipped")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (checks the script end to end)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the timed pairs")
+    parser.add_argument("--only", default="", help="comma-separated item names (their beginnings) to run, e.g. "
+                        "'default,128/100,sdxl1024'; the rest are left out")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():

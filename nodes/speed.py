@@ -1,5 +1,8 @@
 """NOVA Speed Mode: how the spatial encoder (97% of a video's FLOPs) computes, as a model -> model
-node placed between the checkpoint loader and the samplers (nova/spatial_kernels.py)."""
+node placed between the checkpoint loader and the samplers (nova/spatial_kernels.py).
+
+Deprecated: no mode beyond the default was faster on a GPU (nova/speed_options.py), so the node is
+hidden from the node list; saved workflows still load, and run when it is left at its defaults."""
 
 from __future__ import annotations
 
@@ -30,9 +33,10 @@ class NovaSpeedMode(io.ComfyNode):
             node_id="NOVASpeedMode",
             display_name="NOVA Speed Mode",
             category="NOVA",
-            description="Chooses how the spatial encoder computes for every sampler fed by this model: the attention "
-                        "kernel, torch.compile, and the opt-in modes that trade exactness for speed (SageAttention, "
-                        "fp8 matmuls).",
+            description="Deprecated: every mode it offered was slower than the default on an H200 (2026-12-04), so "
+                        "only its defaults run (attention auto, no fp8, no compile). Remove it from the workflow; the "
+                        "default path is the fastest measured.",
+            is_deprecated=True,
             inputs=[
                 NovaModelType.Input("model"),
                 io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", tooltip=ATTENTION_TIP),

@@ -31,9 +31,9 @@ from torch.nn import functional as F
 from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
-from .set_step import StepBuffers, make_runner, set_step
+from .set_step import StepBuffers, encode_step, make_runner
 from .spatial_kernels import SpatialKernels
-from .speed_options import LOSSY_ATTENTION, check_mode
+from .speed_options import LOSSY_ATTENTION, check_mode, check_offered
 
 log = logging.getLogger("nova")
 
@@ -45,8 +45,8 @@ class Accel:
     prune_last_block: bool = True  # the spatial encoder's last block on predicted tokens only
     cuda_graphs: bool = True  # capture the diffusion loop (CUDA only)
     # The fused head's per-step work as Triton kernels (nova/triton_head.py; CUDA with triton, or
-    # TRITON_INTERPRET=1). OFF by default: not yet measured on a GPU (issue 15); turn it on by
-    # default only once bench/gpu_run.sh shows it faster with the same latents.
+    # TRITON_INTERPRET=1). Off: slower than the default on an H200 (bench/results/gpu-check-h200.md);
+    # kept for bench/gpu_check.py, to be turned on only once a GPU run shows it faster.
     triton_head: bool = False
     # The spatial encoder's attention kernel: "auto" (PyTorch picks), one SDPA kernel ("flash",
     # "cudnn", "efficient", "math"), or "sage" (SageAttention: other latents, opt-in only).
@@ -68,7 +68,8 @@ class Accel:
     def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False,
                compile_encoder: bool = False) -> "Accel":
         """What a front end's options ask for: the fast path (or the reference path) with the
-        spatial encoder's mode."""
+        spatial encoder's mode, refused unless it is offered (nova/speed_options.py)."""
+        check_offered(attention, fp8_matmuls, compile_encoder)
         if reference and (fp8_matmuls or attention in LOSSY_ATTENTION):
             raise InputError("the reference path is the official algorithm; it takes no speed mode that changes the "
                              "latents (SageAttention, fp8 matmuls). Drop one of the two.")
@@ -240,7 +241,7 @@ class FastPlan:
             log.warning("NOVA: spatial encoder with %s.", accel.describe())
         plan = cls(steps, head, accel.prune_last_block, graphed, encoder)
         if steps is not None and head.fused and accel.step_graphs and frames > 1:
-            runner = make_runner(model, functools.partial(set_step, model, plan, guidance))
+            runner = make_runner(model, functools.partial(encode_step, model, plan, guidance))
             plan = dataclasses.replace(plan, runner=runner)
             # (the step reads the plan it is built from: the replaced copy has the same fields)
         return plan
@@ -261,7 +262,7 @@ class FastPlan:
         return self.denoise_eager(model, cond_proj, x_tokens, step_noise, guidance)
 
     def denoise_eager(self, model, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:
-        """The diffusion loop as plain tensor operations (what a set-step graph records)."""
+        """The diffusion loop as plain tensor operations."""
         return denoise_tokens(model, self.steps, self.head, cond_proj, x_tokens, step_noise, guidance)
 
 
@@ -329,10 +330,13 @@ class GraphedLoop:
         ppc, width = dims
         x_in = torch.zeros(batch, n, ppc, device=device)
         cond_in = torch.zeros(batch * passes, n, width, device=device, dtype=self.model.dtype)
-        noise_in = [torch.zeros(batch, n, ppc, device=device) if d else None for d in self.plan.draws_noise]
+        draws = sum(self.plan.draws_noise)
+        noise_in = torch.zeros(draws, batch, n, ppc, device=device) if draws else None  # every step's, stacked
 
         def body():
-            return denoise_tokens(self.model, self.plan, self.head, cond_in, x_in, noise_in, self.guidance)
+            drawn = iter(noise_in.unbind(0) if draws else ())
+            step_noise = [next(drawn) if d else None for d in self.plan.draws_noise]
+            return denoise_tokens(self.model, self.plan, self.head, cond_in, x_in, step_noise, self.guidance)
 
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
@@ -353,8 +357,7 @@ class GraphedLoop:
         graph, x_in, cond_in, noise_in, out = self.graphs[key]
         x_in.copy_(self._pad(x_tokens, padded))
         cond_in.copy_(self._pad(cond_proj, padded))
-        for buf, noise in zip(noise_in, step_noise):
-            if buf is not None:
-                buf.copy_(self._pad(noise, padded))
+        if noise_in is not None:
+            noise_in[:, :, :n].copy_(torch.stack([d for d in step_noise if d is not None]))
         graph.replay()
         return out[:, :n].clone()

@@ -27,7 +27,7 @@ from .fast import FastPlan, draw_step_noise
 from .models.embeddings import patchify, unpatchify
 from .models.vit import KV
 from .rng import Generators, draw_per_sample
-from .set_step import pick_noise
+from .set_step import pick_noise, scatter_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,9 +314,12 @@ def _sample_frame_steps(model, context, order, counts, guidance, generator, on_s
         pred_ids = order[:, mask_pos : mask_pos + n]
         noise = draw_per_sample(generator, batch, lambda g, k: torch.empty((k, *x.shape[1:]), device=g.device).normal_(generator=g))
         drawn = [noise] + [d for d in draw_step_noise(fast.steps, x.shape, generator) if d is not None]
-        picked = pick_noise(drawn, order_drawn[:, mask_pos : mask_pos + n], p, device)
+        picked = pick_noise(drawn, order_drawn[:, mask_pos : mask_pos + n], p, device).unbind(0)
         mask_pos += n
-        x = fast.runner(x, unknown, context, known_ids, pred_ids, picked)
+        cond = fast.runner(x, unknown, context, known_ids, pred_ids)
+        rest = iter(picked[1:])
+        step_noise = [next(rest) if d else None for d in fast.steps.draws_noise]
+        x = scatter_tokens(x, pred_ids, fast.denoise(model, cond, picked[0], step_noise, guidance), model.config)
         unknown = unknown * (1 - torch.zeros_like(unknown).scatter_(1, pred_ids, 1))
         known_ids = torch.cat([known_ids, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
         if on_step is not None:

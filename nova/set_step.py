@@ -1,11 +1,14 @@
 """One set step of the fast path on fixed buffers, and its replay as CUDA graphs.
 
-A set step embeds the partial latent, runs the spatial encoder (its last block on the predicted
-tokens only), the diffusion loop on those tokens, and scatters them into the latent. Its shapes
-depend only on the known-token count K and the predicted count n, which the mask schedule fixes:
-the same (K, n) comes round once per frame. So each shape is captured once as a CUDA graph and
-replayed for every later frame: one launch in place of ~500 encoder kernels and the head's
-~25 x 20 small ops, with no Python between them and nothing that waits for the GPU.
+A set step embeds the partial latent and runs the spatial encoder (its last block on the predicted
+tokens only) up to the diffusion head's condition; the diffusion loop then denoises those tokens
+and they are scattered into the latent. The spatial half's shapes depend only on the known-token
+count K and the predicted count n, which the mask schedule fixes: the same (K, n) comes round once
+per frame. So each shape is captured once as a CUDA graph and replayed for every later frame: one
+launch in place of ~500 kernels, with no Python between them. The diffusion loop has its own graphs
+(nova/fast.py's GraphedLoop), one per bucket of n, which a frame's set steps share: a capture costs
+about as much CPU time as running the step eagerly, so fewer, shared graphs cost less to capture.
+Nothing between two set steps waits for the GPU.
 
 The interface is :class:`StepBuffers`: it keeps one set of input buffers per shape, copies a
 step's inputs into them and runs the step on them. :class:`GraphedSteps` (CUDA) captures the step
@@ -120,16 +123,13 @@ class GraphedSteps(StepBuffers):
         return out.clone()
 
 
-def set_step(model, fast, guidance, x, unknown, context, known_ids, pred_ids, noise):
-    """One set step of the fast path; returns the latent with the ``pred_ids`` tokens sampled.
+def encode_step(model, fast, guidance, x, unknown, context, known_ids, pred_ids):
+    """The spatial half of one set step: the diffusion head's condition for the ``pred_ids`` tokens,
+    [P*B, n, D] (what the diffusion loop then denoises, see :meth:`nova.fast.FastPlan.denoise`).
 
     ``x`` [B, C, h, w] float32 the latent so far, ``unknown`` [B, L, 1] the tokens not yet sampled
     (this step's included), ``context`` [P*B, Lc, D] the frame's spatial context, ``known_ids``
-    [P*B, K, 1] and ``pred_ids`` [B, n, 1] the known and the predicted tokens, ``noise``
-    [1 + S, B, n, ppC]: the start noise of the predicted tokens, then the scheduler's variance
-    noise of each step that draws some (see :func:`pick_noise`)."""
-    cfg = model.config
-    p = cfg.patch_size
+    [P*B, K, 1] and ``pred_ids`` [B, n, 1] the known and the predicted tokens."""
     tokens = guidance.expand(model.image_tokens(x, unknown))
     pass_ids = pred_ids.repeat(guidance.passes, 1, 1)
     if fast.prune_last_block:
@@ -137,11 +137,14 @@ def set_step(model, fast, guidance, x, unknown, context, known_ids, pred_ids, no
     else:
         z = fast.encode_image(model, tokens, context, known_ids)
         z_pred = z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
-    drawn = iter(noise[1:].unbind(0))
-    step_noise = [next(drawn) if d else None for d in fast.steps.draws_noise]
-    sample = fast.denoise_eager(model, model.head_condition(z_pred), noise[0], step_noise, guidance)
-    ids = pred_ids.expand(-1, -1, sample.shape[-1])
-    return unpatchify(patchify(x, p).scatter(1, ids, sample), p, cfg.image_dim, cfg.image_base_size)
+    return model.head_condition(z_pred)
+
+
+def scatter_tokens(x: torch.Tensor, ids: torch.Tensor, sample: torch.Tensor, cfg) -> torch.Tensor:
+    """``x`` [B, C, h, w] with the ``ids`` [B, n, 1] tokens replaced by ``sample`` [B, n, ppC]."""
+    p = cfg.patch_size
+    full = patchify(x, p).scatter(1, ids.expand(-1, -1, sample.shape[-1]), sample)
+    return unpatchify(full, p, cfg.image_dim, cfg.image_base_size)
 
 
 def pick_noise(full: Sequence[torch.Tensor], ids: torch.Tensor, patch: int, device: torch.device) -> torch.Tensor:

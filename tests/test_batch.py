@@ -406,6 +406,6 @@ def test_speed_mode_is_part_of_the_run_identity(tmp_path):
     assert "attention" not in default and "fp8_matmuls" not in default
     lossy = _job("m", prompts, tmp_path / "out", fp8_matmuls=True, attention="math").identity()
     assert lossy == {**default, "attention": "math", "fp8_matmuls": True}
-    with pytest.raises(InputError, match="takes no speed mode that changes the latents"):
+    with pytest.raises(InputError, match="fp8 matmuls is not offered"):
         run(_job("m", prompts, tmp_path / "out", fp8_matmuls=True, reference=True))
     assert not (tmp_path / "out").exists()  # refused before any folder is made
