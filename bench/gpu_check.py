@@ -218,7 +218,7 @@ def run(args) -> dict:
         meta["triton"] = None
     only = tuple(k.strip() for k in args.only.split(",") if k.strip()) if args.only else ()
     check = Check(args.out, args.deadline, meta, only)
-    meta["matmul_peak_tflops"] = round(matmul_peak(device, dtype), 1)
+    check.report["matmul_peak_tflops"] = round(matmul_peak(device, dtype), 1)
     ddpm = diffusers.DDPMScheduler.from_config(DDPM)
     with torch.inference_mode():
         model = random_model(video_cfg, device, dtype)

@@ -4,7 +4,7 @@ one weight is nudged by one float32 ulp (a DDPM sampler with random weights can 
 rounding difference; a mode's difference means little unless it is well above that floor).
 
     python bench/speed_modes.py                          # CPU: golden cases + cpu-mid model
-    python bench/speed_modes.py --preset gpu-osp480      # on a GPU (bench/gpu_run.sh runs it)
+    python bench/speed_modes.py --preset gpu-osp480      # on a GPU (bench/gpu_check.py times every mode)
 
 Writes speed-modes-<device kind>.json/.md to --out (bench/results/).
 """

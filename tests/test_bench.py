@@ -101,3 +101,24 @@ def test_speed_modes_report(tmp_path):
     assert "attention efficient" in report["preset"]["not_run"] and "SageAttention" in report["preset"]["not_run"]
     text = (tmp_path / "speed-modes-cpu.md").read_text()
     assert "| fp8 matmuls (row-wise scales) |" in text and "chaos floor" in text
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """bench/gpu_check.py --smoke: every item runs or reports why not, and the report is written."""
+    import subprocess
+
+    script = os.path.join(os.path.dirname(HERE), "bench", "gpu_check.py")
+    subprocess.run([sys.executable, script, "--smoke", "--out", str(tmp_path)], check=True, capture_output=True, text=True)
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    items = report["items"]
+    main = items["default vs per-step path"]
+    assert main["latents_max_diff_over_std"] == 0.0 and set(main["best"]) == {"default", "per-step path (before)"}
+    assert items["128/100 (cfg 7)"]["seconds"] > 0
+    assert items["profile: default"]["set_steps"] > 0 and items["profile: per-step path"]["set_steps"] > 0
+    modes = [k for k in items if k.startswith("mode: ")]
+    assert len(modes) == 9 and all("seconds" in items[k] or "failed" in items[k] for k in modes)
+    assert items["mode: fp8_matmuls"]["latents_max_diff_over_std"] > 0  # a real, reported difference
+    for name in ("official vs default (osp480)", "sdxl1024: official vs default"):
+        assert "best" in items[name] or "failed" in items[name]
+    text = (tmp_path / "gpu-check.md").read_text()
+    assert "| fp8_matmuls |" in text and "Default / before" in text
