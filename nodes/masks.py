@@ -13,6 +13,7 @@ import torch
 
 from ..nova import masks
 from ..nova.errors import InputError
+from ..nova.pixels import fit_frames
 from .compat import io
 from .handles import NovaModel
 
@@ -97,7 +98,6 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
     pixels outside the regenerated tokens (the mask rounded out to 16-px cells, after mask_grow) become
     the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.masks.feather_weights`).
     Latents without a repainted area pass unchanged (with a warning when a feather was asked for)."""
-    from .vae import fit_frames
 
     grid = latent.get(REPAINTED)
     if not radius:

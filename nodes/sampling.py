@@ -169,7 +169,8 @@ class NovaGenerate(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
                 mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0) -> io.NodeOutput:
-        from .vae import check_images, decode_latent, encode_images
+        from ..nova.pixels import check_images
+        from .vae import decode_latent, encode_images
 
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")

@@ -14,7 +14,8 @@ import os
 import sys
 import time
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+from .dtypes import DTYPE_NAMES, torch_dtype
+
 
 
 def _checked_inputs(args):
@@ -105,7 +106,7 @@ def _generate(args) -> int:
 
     from .pipeline import NovaPipeline, auto_dtype
 
-    dtype = auto_dtype(device) if args.dtype == "auto" else getattr(torch, DTYPES[args.dtype])
+    dtype = auto_dtype(device) if args.dtype == "auto" else torch_dtype(args.dtype)
     accel = _checked_speed_mode(args, device, dtype, config)
     t0 = time.time()
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device, vae_dtype=torch.float32)
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fps", type=float, default=12.0)
     gen.add_argument("--seed", type=int, default=0,
                      help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
-    gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPES), default="auto",
+    gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPE_NAMES), default="auto",
                      help="auto = bf16 where the device supports it (CUDA), else fp32")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: best available)")
     gen.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower; the fast path matches it within rounding)")
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_make_tiny)
-    from .batch import add_parser as add_batch_parser  # `batch`: nova/batch.py
+    from .batch_cli import add_parser as add_batch_parser  # `batch`: nova/batch_cli.py, nova/batch.py
 
     add_batch_parser(sub)
     return parser

@@ -39,10 +39,10 @@ import torch
 from . import embed_cache, manifest
 from .batch_items import OPTIONS, PATH_KEYS, Item, Unit, plan_batches, read_items, share
 from .distributed import World
+from .dtypes import DTYPE_NAMES, torch_dtype
 from .errors import InputError, NovaError
 from .layouts import LAYOUTS, check_collisions, check_layout, output_path, side_files
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Temporary outputs, per rank; removed at every start. (Not VideoWriter's own temp file beside the
 # target: a rank killed outright, as torchrun does, would leave it among the outputs for good.)
 PARTIAL = ".partial"
@@ -97,8 +97,8 @@ class BatchSummary:
 
 def run(job: BatchJob) -> BatchSummary:
     """Run (or resume) a batch job in this process, as one rank of the launcher's process group."""
-    if job.dtype not in DTYPES:
-        raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
+    if job.dtype not in DTYPE_NAMES:
+        raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
     from .fast import Accel
 
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
@@ -125,7 +125,7 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     items = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
-    check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, DTYPES[job.dtype], config)
+    check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
@@ -153,7 +153,7 @@ def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
             bar = ProgressBar(manifest_path, total, len(done), "videos" if config.is_video_model else "images").start()
         texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
         embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
-                                  config.text_token_dim, DTYPES[job.dtype])
+                                  config.text_token_dim, torch_dtype(job.dtype))
         worker = _Worker(pipe, job, out, world, embeds, manifest_path)
         for batch in mine:
             worker.run(batch)
@@ -175,7 +175,7 @@ def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: Ba
     manifest.repair(manifest_path)
     shutil.rmtree(os.path.join(out, PARTIAL), ignore_errors=True)
     embed_cache.discard_partial(os.path.join(out, embed_cache.NAME))
-    _encode_prompts(folder, items, out, config.text_token_len, DTYPES[job.dtype], world.device)
+    _encode_prompts(folder, items, out, config.text_token_len, torch_dtype(job.dtype), world.device)
     manifest.append(manifest_path, {
         "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -215,7 +215,7 @@ def _load_pipeline(folder: str, job: BatchJob, device):
     from .fast import Accel
     from .pipeline import NovaPipeline
 
-    pipe = NovaPipeline.from_pretrained(folder, torch_dtype=DTYPES[job.dtype], device=device,
+    pipe = NovaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device,
                                         vae_dtype=torch.float32, load_text_encoder=False)
     pipe.accel = Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)
     return pipe
@@ -433,48 +433,3 @@ def _sha256(path: str):
 
 
 # -- command line ------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    """The ``batch`` subcommand of ``python -m nova``."""
-    from .speed_options import add_speed_arguments
-
-    p = sub.add_parser("batch", help="prompts x samples into a folder: resumable, one process or many (torchrun)",
-                       description="Generate every prompt of a file --samples times into --out: resumable, in one "
-                                   "process or many under torchrun / accelerate launch. The generation options below "
-                                   "are the defaults of every prompt; a JSONL line may set its own.")
-    p.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
-    p.add_argument("--prompts", required=True, help="text file (one prompt a line) or .jsonl (one object a line)")
-    p.add_argument("--out", required=True, help="output folder (shared by all processes); holds manifest.jsonl")
-    p.add_argument("--samples", type=int, default=1, help="samples per prompt")
-    p.add_argument("--batch-size", type=int, default=1, help="samples per forward pass (same videos, more throughput on GPUs)")
-    p.add_argument("--seed", type=int, default=0, help="run seed; each sample's seed derives from it, the item and the sample")
-    p.add_argument("--layout", choices=LAYOUTS, default="default", help="file names: default, vbench, geneval")
-    for option in OPTIONS:
-        p.add_argument(option.flag, type=option.type, default=option.default, help=option.help)
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available; GPU of the local rank)")
-    p.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower)")
-    add_speed_arguments(p)
-    p.set_defaults(func=main)
-
-
-def job_from_args(args) -> BatchJob:
-    options = {o.key: getattr(args, o.key) for o in OPTIONS}
-    for key in PATH_KEYS:
-        if options[key]:
-            options[key] = os.path.abspath(options[key])
-    return BatchJob(args.model, args.prompts, args.out, args.samples, args.batch_size, args.seed, args.layout,
-                    args.dtype, args.device, args.reference, options, args.attention, args.fp8_matmuls,
-                    args.compile_encoder)
-
-
-def main(args) -> int:
-    import sys
-
-    summary = run(job_from_args(args))
-    if os.environ.get("RANK", "0") == "0":
-        print(f"{summary.done} of {summary.total} outputs in {args.out}", file=sys.stderr)
-        for (item, sample), error in sorted(summary.failed.items()):
-            print(f"failed: item {item} sample {sample}: {error}", file=sys.stderr)
-        if summary.missing:
-            print(f"{summary.missing} outputs missing (a process stopped early); rerun the same command", file=sys.stderr)
-    return summary.exit_code

@@ -288,7 +288,8 @@ def test_chained_step_keeps_the_repainted_area_for_the_feather(nodes, caplog):
 
 def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     from comfyui_nova.nodes.masks import feather_decoded, noise_mask_tokens
-    from comfyui_nova.nodes.vae import NovaVAEEncode, fit_frames
+    from comfyui_nova.nodes.vae import NovaVAEEncode
+    from comfyui_nova.nova.pixels import fit_frames
     from comfyui_nova.nova.errors import InputError as PackInputError  # the pack's copy of the engine
 
     tokens = torch.zeros(4, 6, dtype=torch.bool)

@@ -18,30 +18,50 @@ def _module_name(path):
 
 def nova_imports():
     """module -> the nova modules it imports (every import statement, lazy ones in functions too)."""
+    return pack_imports(("nova",))
+
+
+def pack_imports(packages=("nova", "nodes")):
+    """module -> the pack's modules it imports, over the given top-level packages of the pack (a
+    relative import reaching above a package is resolved against the pack's root)."""
+    found = {}
+    for path in _sources(packages):
+        name = _module_name(path)
+        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+        found[name] = [(mod, names) for mod, names in _imports(path, package) if mod.split(".")[0] in packages]
     graph = {}
-    for folder, _, files in os.walk(NOVA):
-        for f in files:
-            if not f.endswith(".py"):
-                continue
-            path = os.path.join(folder, f)
-            name = _module_name(path)
-            package = name if f == "__init__.py" else name.rsplit(".", 1)[0]
-            targets = set()
-            for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
-                if isinstance(node, ast.ImportFrom):
-                    if node.level:
-                        base = package.split(".")
-                        base = base[: len(base) - (node.level - 1)]
-                        mod = ".".join(base + ([node.module] if node.module else []))
-                    else:
-                        mod = node.module or ""
-                    if mod.startswith("nova"):
-                        targets.add(mod)
-                        targets.update(f"{mod}.{a.name}" for a in node.names)  # `from . import x`
-                elif isinstance(node, ast.Import):
-                    targets.update(a.name for a in node.names if a.name.startswith("nova"))
-            graph[name] = targets
-    return {m: {t for t in ts if t in graph and t != m} for m, ts in graph.items()}
+    for name, imports in found.items():
+        targets = set()
+        for mod, names in imports:
+            submodules = {f"{mod}.{n}" for n in names} & found.keys()  # `from . import x`: the module x
+            targets |= submodules if submodules else {mod}
+        graph[name] = {t for t in targets if t in found and t != name}
+    return graph
+
+
+def _sources(packages):
+    for top in packages:
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            yield from (os.path.join(folder, f) for f in sorted(files) if f.endswith(".py"))
+
+
+def _imports(path, package):
+    """(absolute module, names) of every import statement in a file; relative imports resolved
+    against ``package`` (one reaching above the pack's root resolves to a name starting with '.')."""
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                if node.level - 1 > len(base):
+                    yield "." + (node.module or ""), [a.name for a in node.names]
+                    continue
+                base = base[: len(base) - (node.level - 1)]
+                yield ".".join(base + ([node.module] if node.module else [])), [a.name for a in node.names]
+            else:
+                yield node.module or "", [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, []
 
 
 def find_cycle(graph):
@@ -74,6 +94,52 @@ def test_no_import_cycle_in_nova():
     assert "nova.plan" in graph and "nova.sampling" in graph["nova.plan"]  # the walker sees imports
     assert find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]  # and the finder finds cycles
     assert find_cycle(graph) is None
+
+
+def test_no_import_cycle_in_the_pack():
+    """nova/ and nodes/ together: no two modules import each other, directly or around a loop."""
+    graph = pack_imports()
+    assert "nodes.vae" in graph and "nova.pixels" in graph["nodes.vae"]
+    assert find_cycle(graph) is None
+
+
+HOST_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "server", "nodes", "folder_paths",
+                "execution", "latent_preview", "node_helpers"}
+
+
+def test_nova_never_imports_comfyui():
+    """The engine stands alone (a plain package and CLI): no ComfyUI module, no import of the pack's
+    nodes/ (relative imports reaching above nova/ included)."""
+    offenders = []
+    for path in _sources(("nova",)):
+        name = _module_name(path)
+        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+        for mod, _ in _imports(path, package):
+            top = mod.split(".")[0]
+            if mod.startswith(".") or top in HOST_MODULES:
+                offenders.append(f"{os.path.relpath(path, ROOT)} imports {mod or '.'}")
+    assert not offenders, offenders
+
+
+def test_the_rule_sees_a_host_import(tmp_path):
+    """The scanner itself: an absolute, a relative one reaching the pack's nodes/, and a lazy import."""
+    src = tmp_path / "probe.py"
+    src.write_text("import comfy.model_management\nfrom ..nodes import x\ndef f():\n    from server import PromptServer\n")
+    found = [m for m, _ in _imports(str(src), "nova")]
+    assert found == ["comfy.model_management", "nodes", "server"]
+
+
+def test_building_the_cli_parser_imports_no_torch():
+    """`python -m nova --help` answers at once: the parser (generate, batch, make-tiny) is built
+    without importing torch, diffusers or transformers."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from nova.__main__ import build_parser; build_parser(); "
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; print(heavy); "
+            "sys.exit(1 if heavy else 0)")
+    r = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_two_threads_on_one_pipeline_give_the_sequential_results(tiny_video_pipe):
