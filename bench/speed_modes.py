@@ -1,4 +1,4 @@
-"""How much each spatial-encoder mode (nova/spatial_kernels.py) changes the latents, and how fast
+"""How much each spatial-encoder mode (nova/speed/spatial_kernels.py) changes the latents, and how fast
 it is, against the default mode — beside the chaos floor: how much the default itself moves when
 one weight is nudged by one float32 ulp (a DDPM sampler with random weights can amplify any
 rounding difference; a mode's difference means little unless it is well above that floor).

@@ -1,7 +1,7 @@
 """NOVA Speed Mode: how the spatial encoder (97% of a video's FLOPs) computes, as a model -> model
-node placed between the checkpoint loader and the samplers (nova/spatial_kernels.py).
+node placed between the checkpoint loader and the samplers (nova/speed/spatial_kernels.py).
 
-Deprecated: no mode beyond the default was faster on a GPU (nova/speed_options.py), so the node is
+Deprecated: no mode beyond the default was faster on a GPU (nova/speed/options.py), so the node is
 hidden from the node list; saved workflows still load, and run when it is left at its defaults."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dataclasses
 
 from ..nova.errors import InputError
 from ..nova.fast import Accel
-from ..nova.spatial_kernels import check_runnable
-from ..nova.speed_options import ATTENTION_CHOICES
+from ..nova.speed.spatial_kernels import check_runnable
+from ..nova.speed.options import ATTENTION_CHOICES
 from .compat import io
 from .handles import NovaModel
 from .types import NovaModelType

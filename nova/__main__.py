@@ -91,7 +91,7 @@ def _checked_speed_mode(args, device, dtype, config):
     """The speed mode of --reference, --attention, --fp8-matmuls and --compile, checked against the
     device, the dtype and the checkpoint's head size before the weights load."""
     from .fast import Accel
-    from .spatial_kernels import check_runnable
+    from .speed.spatial_kernels import check_runnable
 
     accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls, args.compile_encoder)
     check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype, config)
@@ -189,7 +189,7 @@ def _make_tiny(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .speed_options import add_speed_arguments
+    from .speed.options import add_speed_arguments
 
     parser = argparse.ArgumentParser(prog="nova", description="NOVA video/image generation")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

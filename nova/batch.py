@@ -64,7 +64,7 @@ class BatchJob:
     device: Optional[str] = None
     reference: bool = False
     options: Dict[str, Any] = dataclasses.field(default_factory=lambda: {o.key: o.default for o in OPTIONS})
-    attention: str = "auto"  # the spatial encoder's mode (nova/spatial_kernels.py)
+    attention: str = "auto"  # the spatial encoder's mode (nova/speed/spatial_kernels.py)
     fp8_matmuls: bool = False
     compile_encoder: bool = False  # (same latents up to rounding: not part of the run's identity)
 
@@ -120,7 +120,7 @@ def run(job: BatchJob) -> BatchSummary:
 def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
     from .config import load_config
     from .loading import resolve_checkpoint
-    from .spatial_kernels import check_runnable
+    from .speed.spatial_kernels import check_runnable
 
     items = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)

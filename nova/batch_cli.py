@@ -13,7 +13,7 @@ from .layouts import LAYOUTS
 
 def add_parser(sub) -> None:
     """The ``batch`` subcommand of ``python -m nova``."""
-    from .speed_options import add_speed_arguments
+    from .speed.options import add_speed_arguments
 
     p = sub.add_parser("batch", help="prompts x samples into a folder: resumable, one process or many (torchrun)",
                        description="Generate every prompt of a file --samples times into --out: resumable, in one "

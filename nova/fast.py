@@ -14,7 +14,7 @@
   graph and replayed (the head is launch-bound: tiny tensors, 25 x 64 x 9 times per video).
 
 :class:`Accel` switches each of these; ``Accel.plain()`` is the reference path. It also carries the
-spatial encoder's modes (nova/spatial_kernels.py): the attention kernel, and the opt-in modes that
+spatial encoder's modes (nova/speed/spatial_kernels.py): the attention kernel, and the opt-in modes that
 change the latents (SageAttention, fp8 matmuls), which are never on by default.
 """
 
@@ -32,8 +32,8 @@ from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
 from .set_step import StepBuffers, encode_step, make_runner
-from .spatial_kernels import SpatialKernels
-from .speed_options import LOSSY_ATTENTION, check_mode, check_offered
+from .speed.spatial_kernels import SpatialKernels
+from .speed.options import LOSSY_ATTENTION, check_mode, check_offered
 
 log = logging.getLogger("nova")
 
@@ -44,7 +44,7 @@ class Accel:
     fused_head: bool = True  # head as plain tensor ops, AdaLN modulations of all steps in one product
     prune_last_block: bool = True  # the spatial encoder's last block on predicted tokens only
     cuda_graphs: bool = True  # capture the diffusion loop (CUDA only)
-    # The fused head's per-step work as Triton kernels (nova/triton_head.py; CUDA with triton, or
+    # The fused head's per-step work as Triton kernels (nova/speed/triton_head.py; CUDA with triton, or
     # TRITON_INTERPRET=1). Off: slower than the default on an H200 (bench/results/gpu-check-h200.md);
     # kept for bench/gpu_check.py, to be turned on only once a GPU run shows it faster.
     triton_head: bool = False
@@ -68,7 +68,7 @@ class Accel:
     def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False,
                compile_encoder: bool = False) -> "Accel":
         """What a front end's options ask for: the fast path (or the reference path) with the
-        spatial encoder's mode, refused unless it is offered (nova/speed_options.py)."""
+        spatial encoder's mode, refused unless it is offered (nova/speed/options.py)."""
         check_offered(attention, fp8_matmuls, compile_encoder)
         if reference and (fp8_matmuls or attention in LOSSY_ATTENTION):
             raise InputError("the reference path is the official algorithm; it takes no speed mode that changes the "
@@ -179,7 +179,7 @@ class HeadPlan:
         ]
         self.out = (get(dec.head.bias), get(dec.head.weight).t().contiguous())
         if triton:
-            from . import triton_head  # (imports triton only when it can run)
+            from .speed import triton_head  # (imports triton only when it can run)
 
             self.kernels = triton_head.load(self)
 

@@ -1,4 +1,4 @@
-"""The spatial encoder's modes (nova/spatial_kernels.py): the exact ones keep the golden latents,
+"""The spatial encoder's modes (nova/speed/spatial_kernels.py): the exact ones keep the golden latents,
 the opt-in ones (fp8 matmuls, SageAttention) are routed where they claim and refused clearly where
 they cannot run, and SageAttention is never imported unless chosen."""
 
@@ -12,7 +12,7 @@ from conftest import golden_case, golden_runs
 from nova.errors import InputError
 from nova.fast import Accel, FastPlan
 from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
-from nova.spatial_kernels import Fp8Linear, SpatialKernels, quantize_rows
+from nova.speed.spatial_kernels import Fp8Product, SpatialKernels, quantize_rows
 from tolerances import assert_latents_close
 
 ONE_RUN_PER_CASE = [p for p in golden_runs() if p.values[1]["name"] in ("t2v", "t2i")]
@@ -62,7 +62,7 @@ def test_compile_refused_where_it_cannot_build(golden_pipes, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="needs a C\\+\\+ compiler .* Turn compilation off"):
         SpatialKernels.build(model, compile_encoder=True)
-    from nova.spatial_kernels import check_compile
+    from nova.speed.spatial_kernels import check_compile
 
     with pytest.raises(InputError, match="not on mps"):
         check_compile(torch.device("mps"))
@@ -105,7 +105,7 @@ def test_fp8_linear_is_the_dequantized_product(rowwise, rows):
     with torch.no_grad():
         layer.weight.copy_(torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 2, 48)[:, None])
     x = torch.randn(rows, 1, 64, generator=gen) * 3
-    fp8 = Fp8Linear.prepare(layer, "cpu", torch.float32, rowwise)
+    fp8 = Fp8Product.prepare(layer, "cpu", torch.float32, rowwise)
     out = fp8(x)
     qx, sx = quantize_rows(x.reshape(-1, 64), rowwise)
     qw, sw = quantize_rows(layer.weight.detach(), rowwise)
@@ -120,7 +120,7 @@ def test_fp8_linear_is_the_dequantized_product(rowwise, rows):
 def test_fp8_pad_rows_do_not_change_real_rows():
     layer = torch.nn.Linear(32, 16)
     x = torch.randn(5, 32, generator=torch.Generator().manual_seed(1))
-    fp8 = Fp8Linear.prepare(layer, "cpu", torch.float32, rowwise=True)
+    fp8 = Fp8Product.prepare(layer, "cpu", torch.float32, rowwise=True)
     torch.testing.assert_close(fp8(x)[:3], fp8(x[:3]), rtol=0, atol=0)
 
 
@@ -141,7 +141,7 @@ def test_fp8_mode_covers_every_block_linear_and_leaves_the_weights(golden_pipes)
 
 
 def test_fp8_refused_where_it_cannot_run(golden_pipes, monkeypatch):
-    import nova.spatial_kernels as sk
+    import nova.speed.spatial_kernels as sk
 
     monkeypatch.setattr(sk, "FP8", None)
     with pytest.raises(InputError, match="fp8 matmuls need PyTorch with float8"):

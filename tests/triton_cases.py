@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import golden_case, golden_runs
-from nova import triton_head
+from nova.speed import triton_head
 from nova.fast import Accel, HeadPlan, StepPlan
 from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
 from tolerances import assert_latents_close

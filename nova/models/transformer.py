@@ -145,7 +145,7 @@ class NovaTransformer(nn.Module):
 
     def encode_image(self, tokens: torch.Tensor, context: torch.Tensor, known_ids: torch.Tensor, out_ids=None, kernels=EAGER) -> torch.Tensor:
         """Spatial encoder features of every token, or of the ``out_ids`` [B, n, 1] tokens
-        (``kernels``: how its blocks compute, see nova/spatial_kernels.py)."""
+        (``kernels``: how its blocks compute, see nova/speed/spatial_kernels.py)."""
         rot_known, rot_all = self.image_rotations(known_ids, context.shape[1])
         if self.image_rope is None:
             tokens = tokens + self.image_space_embed()

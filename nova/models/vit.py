@@ -15,7 +15,7 @@ KV = Tuple[torch.Tensor, torch.Tensor]
 
 class EagerKernels:
     """How the spatial encoder runs a block, its linear layers and its attention: here, as the
-    modules say. Its speed modes (nova/spatial_kernels.py) pass a subclass that overrides what the
+    modules say. Its speed modes (nova/speed/spatial_kernels.py) pass a subclass that overrides what the
     mode changes; it travels as an argument, so the module holds no mode."""
 
     def block(self, blk: nn.Module, x: torch.Tensor, rot, rows=None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The diffusion head's per-step work as a few fused Triton kernels (issue 15, item 2).
+"""The diffusion head's per-step work as a few fused Triton kernels (off: slower than the default
+on an H200, see nova/speed/options.py).
 
 The eager fused head (:class:`nova.fast.HeadPlan`) runs ~7 small operations per block and ~30 per
 diffusion step; here a step is 4 kernels per block plus 4 (patch embed, final AdaLN, output

@@ -1,5 +1,6 @@
-"""How the spatial encoder computes: its attention backend and its linear layers (issue 15, items
-3 and 4). The spatial encoder is 97% of a video's FLOPs, so this is where the speed modes act.
+"""How the spatial encoder computes: its attention backend and its linear layers. The spatial
+encoder is 97% of a video's FLOPs, so this is where the speed modes act. None of them is offered to
+users while no GPU run shows it faster than the default (nova/speed/options.py).
 
 Exact modes (same latents as the default, up to the rounding of another attention kernel):
 - ``attention="auto"``: PyTorch picks the SDPA kernel (the default).
@@ -37,9 +38,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import InputError
-from .models.vit import EagerKernels
-from .speed_options import check_mode
+from ..errors import InputError
+from ..models.vit import EagerKernels
+from .options import check_mode
 
 _BACKENDS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
 FP8 = getattr(torch, "float8_e4m3fn", None)
@@ -76,7 +77,7 @@ def check_fp8_device(device: torch.device) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Fp8Linear:
+class Fp8Product:
     """One linear layer's weight in fp8: ``weight_t`` [K, N] (column-major, as _scaled_mm wants
     its second operand), its float32 scale ([1, N], or one), the bias in the compute dtype."""
 
@@ -86,7 +87,7 @@ class Fp8Linear:
     rowwise: bool
 
     @classmethod
-    def prepare(cls, layer: nn.Module, device, dtype, rowwise: bool) -> "Fp8Linear":
+    def prepare(cls, layer: nn.Module, device, dtype, rowwise: bool) -> "Fp8Product":
         n, k = layer.weight.shape
         if torch.device(device).type == "cuda" and (n % 16 or k % 16):
             raise InputError(f"fp8 matmuls need layer sizes that are multiples of 16 on CUDA; this model has a "
@@ -119,7 +120,7 @@ class SpatialKernels(EagerKernels):
     docstring); what a mode leaves alone runs as :class:`EagerKernels` does. Built by
     :meth:`build`; the default mode is ``None`` there (the blocks' eager kernels)."""
 
-    def __init__(self, attention: str, fp8: Optional[Dict[nn.Module, Fp8Linear]], sage=None, compiled: bool = False):
+    def __init__(self, attention: str, fp8: Optional[Dict[nn.Module, Fp8Product]], sage=None, compiled: bool = False):
         self.attention_name, self.fp8, self._sage, self.compiled = attention, fp8, sage, compiled
 
     @classmethod
@@ -134,7 +135,7 @@ class SpatialKernels(EagerKernels):
             fp8 = {}
             for blk in model.image_encoder.blocks:
                 for layer in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2):
-                    fp8[layer] = Fp8Linear.prepare(layer, device, dtype, rowwise)
+                    fp8[layer] = Fp8Product.prepare(layer, device, dtype, rowwise)
         return cls(attention, fp8, sage, compile_encoder)
 
     def block(self, blk: nn.Module, x: torch.Tensor, rot, rows=None) -> torch.Tensor:

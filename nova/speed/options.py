@@ -1,9 +1,9 @@
 """The spatial encoder's speed modes as front ends name them (no torch import: the CLI builds its
-parser from these). What each mode does is in nova/spatial_kernels.py."""
+parser from these). What each mode does is in nova/speed/spatial_kernels.py."""
 
 from __future__ import annotations
 
-from .errors import InputError
+from ..errors import InputError
 
 EXACT_ATTENTION = ("auto", "flash", "cudnn", "efficient", "math")
 LOSSY_ATTENTION = ("sage",)
