@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import peak_bytes, reset_peak, timed  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build  # noqa: E402
 
-from nova import spatial_kernels, triton_head  # noqa: E402
+from nova.speed import spatial_kernels, triton_head  # noqa: E402
 from nova.errors import InputError  # noqa: E402
 from nova.fast import Accel  # noqa: E402
 from nova.plan import GenerationPlan, Segment  # noqa: E402
