@@ -100,7 +100,10 @@ def test_torchrun_two_processes_match_one(tiny_video, tmp_path):
     for name in sorted(names):
         assert lines["one"][name]["seed"] == lines["two"][name]["seed"]
         a, b = _mp4_frames(tmp_path / "one" / name), _mp4_frames(tmp_path / "two" / name)
-        assert a.shape == (1, 64, 96, 3) and np.array_equal(a, b), name
+        # torchrun runs each process with one thread, this process with several: BLAS may sum in
+        # another order, so the frames agree within rounding, not bit for bit
+        assert a.shape == (1, 64, 96, 3), name
+        assert_frames_close(a, b)
     assert os.path.isfile(tmp_path / "two" / "logs" / "rank-1.log")
     # different seeds per sample: the two samples of a prompt differ
     assert not np.array_equal(_mp4_frames(tmp_path / "one" / "00000-0.mp4"), _mp4_frames(tmp_path / "one" / "00000-1.mp4"))
