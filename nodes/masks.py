@@ -28,8 +28,8 @@ RESIZE = "nova_resize"
 # LATENT key set by NOVA VAE Encode: how many frames it was given, so a noise_mask as long as that
 # clip is accepted even where encoding kept a single latent frame (nova.masks rule 1).
 ENCODED_FRAMES = "nova_encoded_frames"
-MAX_GROW = 64
-MAX_FEATHER = 256
+MAX_GROW = masks.MAX_GROW
+MAX_FEATHER = masks.MAX_FEATHER
 
 
 def mask_inputs():

@@ -1,8 +1,9 @@
 """Command line: ``nova generate ...`` (or ``python -m nova generate ...``) and ``nova make-tiny DIR``.
 
 Everything that can be checked is checked before the model loads: the output file (extension,
-writable, a PNG gets one frame), fps, the seed, the device, the sampler settings, the window,
-blend and loop, and --image/--video are read. An error prints one line and exits with status 2;
+writable, a PNG gets one frame), the options (nova/checks.py, shared with ``nova batch``), the
+seed, the device, the checkpoint's config, and --image/--video/--mask (headers first, then the
+frames the generation uses) against it. An error prints one line and exits with status 2;
 ``--debug`` shows the traceback instead.
 """
 
@@ -17,56 +18,25 @@ import time
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def _checked_inputs(args):
-    """The checks that need no checkpoint, and the input frames. Returns (device, image, clip)."""
-    from .errors import InputError
-    from .media import check_fps, check_output, read_frames
-    from .pipeline import check_device, default_device
-    from .sampling import SamplerSettings, check_seed
-
-    check_output(args.out)
-    check_fps(args.fps)
-    check_seed(args.seed)
-    device = check_device(args.device) if args.device else default_device()
-    SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
-    if args.motion_flow < 0 or args.motion_flow != args.motion_flow:
-        raise InputError(f"--motion-flow = {args.motion_flow}; expected a number >= 0 (official default 5).")
-    for name, value, low in (("--window", args.window, 0), ("--blend", args.blend, 0), ("--loop", args.loop, 0)):
-        if value < low:
-            raise InputError(f"{name} = {value}; expected an integer >= {low}.")
-    if args.window == 1:
-        raise InputError("--window = 1; use at least 2 latent frames (or 0 for the whole video).")
-    if args.image and args.video:
-        raise InputError("pass either --image (a first frame) or --video (a clip to continue), not both.")
-    if args.mask and (bool(args.image) == bool(args.video) or len(args.prompt) != 1):
-        raise InputError("--mask repaints one --image or one --video (not both) under one --prompt.")
-    if args.mask and (args.window or args.blend or args.loop):
-        raise InputError(f"--mask with --window {args.window} / --blend {args.blend} / --loop {args.loop}: a masked "
-                         "generation is one segment over all frames; leave --window, --blend and --loop at 0.")
-    if not 0 <= args.mask_threshold < 1:
-        raise InputError(f"--mask-threshold = {args.mask_threshold}; expected a value in [0, 1).")
-    for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
-        if value < 0:
-            raise InputError(f"{name} = {value}; expected an integer >= 0.")
-    image = read_frames(args.image, "--image")[0] if args.image else None
-    clip = read_frames(args.video, "--video") if args.video else None
-    mask = None
-    if args.mask:
-        from .masks import mask_from_rgb
-
-        mask = mask_from_rgb(read_frames(args.mask, "--mask"), args.mask)
-    return device, image, clip, mask
-
-
-def _checked_checkpoint(args, clip=None):
-    """The checkpoint folder and its transformer config (read without loading any weights), and
-    the latent frames to make; the frame counts are checked against the output here."""
+def _checked_request(args):
+    """Everything knowable before any weights load: the output file, the options (nova/checks.py,
+    the same rules as ``nova batch``), the device, the checkpoint's config, and the input files'
+    headers and frames against it. Returns (device, folder, config, latents, long_video, image,
+    clip, mask)."""
+    from . import checks
     from .config import load_config
     from .errors import InputError
     from .loading import resolve_checkpoint
     from .media import check_output
+    from .pipeline import check_device, default_device
+    from .sampling import check_seed
     from .vae_frames import frames_for_latents, frames_kept, latents_for_frames
 
+    options = vars(args)
+    check_output(args.out)
+    checks.check_options(options, prompts=len(args.prompt))
+    check_seed(args.seed)
+    device = check_device(args.device) if args.device else default_device()
     folder = resolve_checkpoint(args.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     video = config.is_video_model
@@ -74,16 +44,16 @@ def _checked_checkpoint(args, clip=None):
     if not video and long_video:
         raise InputError("--window/--loop/--video and several --prompt need a video checkpoint"
                          f" ({folder} is an image checkpoint); with --mask, repaint an --image instead.")
-    if args.mask:  # the given frames are repainted, then continued up to --frames (default: no more)
+    image, clip, mask = checks.read_media(options, video)
+    clip_frames = None if clip is None else len(clip)
+    latents = checks.plan_latents(options, video, len(args.prompt), clip_frames)
+    if mask is not None:
         given = 1 if clip is None else latents_for_frames(frames_kept(len(clip)))
-        latents = given if not args.frames else (latents_for_frames(args.frames) if video else 1)
-        if latents < given:
-            raise InputError(f"--frames {args.frames} is shorter than the {given} latent frames of the given clip.")
+        checks.check_mask(options, config, mask, given, clip_frames)
         long_video = False
-    else:
-        latents = latents_for_frames(args.frames or 33) if video else 1
+    checks.warn_about_steps(args.steps, config)
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
-    return folder, config, latents, bool(long_video)
+    return device, folder, config, latents, bool(long_video), image, clip, mask
 
 
 def _checked_speed_mode(args, device, dtype, config):
@@ -98,8 +68,7 @@ def _checked_speed_mode(args, device, dtype, config):
 
 
 def _generate(args) -> int:
-    device, image, clip, mask = _checked_inputs(args)
-    folder, config, latents, long_video = _checked_checkpoint(args, clip)
+    device, folder, config, latents, long_video, image, clip, mask = _checked_request(args)
 
     import torch
 
@@ -134,7 +103,6 @@ def _generate(args) -> int:
 
 def _long_video(pipe, args, latents, image, clip, generator):
     """Several prompts, a window, a loop or a clip to continue: one plan over segments."""
-    from .errors import InputError
     from .pipeline import progress_bar
     from .plan import GenerationPlan
     from .sampling import SamplerSettings
@@ -144,9 +112,7 @@ def _long_video(pipe, args, latents, image, clip, generator):
     prefix = pipe.encode_video(clip) if clip is not None else None
     if image is not None:
         prefix = pipe.encode_image(image, generator).unsqueeze(2)
-    new = latents - (0 if prefix is None else prefix.shape[2])
-    if new < len(prompts):
-        raise InputError(f"{len(prompts)} prompts need at least {len(prompts)} new latent frames; raise --frames.")
+    new = latents - (0 if prefix is None else prefix.shape[2])  # (at least one per prompt: nova/checks.py)
     sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
     guided = settings.guidance_scale > 1
     segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]

@@ -111,7 +111,25 @@ def media(tmp_path_factory):
             c.mux(packet)
     (folder / "file.txt").write_text("x")
     (folder / "dir.mp4").mkdir()
+    from nova.media import write_video
+
+    write_video(np.zeros((9, 64, 96, 3), np.uint8), str(folder / "clip9.mp4"))
+    write_video(np.full((12, 64, 96, 3), 255, np.uint8), str(folder / "mask12.mp4"))
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(folder / "tiny.png")
+    (folder / "bomb.png").write_bytes(_png_header(20000, 20000))
     return folder
+
+
+def _png_header(width, height):
+    """A PNG whose header claims width x height pixels (and holds none)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize("extra,out,match", [
@@ -144,6 +162,23 @@ def media(tmp_path_factory):
     (["--image", "ok.png", "--mask", "ok.png", "--loop", "2"], "x.mp4", "--mask with --window 0 / --blend 0 / --loop 2"),
     (["--image", "ok.png", "--mask", "ok.png", "--window", "3"], "x.mp4", "--mask with --window 3 "),
     (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
+    # silently wrong before: 0 frames made 33, a tiny fps became 24 (MP4) or overflowed after the work (GIF)
+    (["--frames", "0"], "x.mp4", "frames = 0; the video VAE needs 1 \\+ 4k"),
+    (["--fps", "0.0004"], "x.mp4", r"fps = 0.0004; expected 0.1 .. 240"),
+    (["--fps", "0.001"], "x.gif", r"fps = 0.001; expected 0.1 .. 240"),
+    (["--fps", "1000"], "x.mp4", r"fps = 1000.0; expected 0.1 .. 240"),
+    # absurd values that ran for hours, and inputs that were refused only after the weights loaded
+    (["--image", "ok.png", "--mask", "ok.png", "--mask-grow", "1000000000"], "x.mp4",
+     r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
+    (["--image", "ok.png", "--mask", "ok.png", "--feather", "1000000000"], "x.mp4",
+     r"--feather = 1000000000; expected an integer in \[0, 256\]"),
+    (["--image", "ok.png", "--mask", "tiny.png"], "x.mp4", "tiny.png is 2x2 .* cannot be mapped to the .* token grid"),
+    (["--video", "clip9.mp4", "--mask", "mask12.mp4"], "x.mp4", "mask12.mp4: has more frames than the 9 of --video"),
+    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4", r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
+    (["--prompt", "b", "--prompt", "c", "--frames", "5"], "x.mp4", "3 prompt\\(s\\) need at least 3 new latent frames"),
+    ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
+    (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
+    (["--image", "ok.png", "--mask", "bomb.png"], "x.mp4", "--mask .*bomb.png: .*give at most 8192x8192 pixels"),
     # issue 15: speed modes that cannot run, or that contradict --reference
     (["--fp8-matmuls", "--reference"], "x.mp4", "the reference path is the official algorithm; it takes no speed mode"),
     (["--attention", "sage"], "x.mp4", "needs the sageattention package|runs on CUDA GPUs only"),
