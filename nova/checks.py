@@ -112,7 +112,7 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
                          f"{DEFAULT_FRAMES if frames is None else frames} makes {latents}: nothing is left to generate; "
                          f"raise {name('frames')} or give a shorter clip.")
     new = latents - given
-    if new < prompts and (prompts > 1 or video_model):
+    if new < prompts:  # (the given frames alone: nothing would be generated)
         raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
                          f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")
     return latents
