@@ -153,16 +153,34 @@ def _make_tiny(args) -> int:
     return 0
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default (not for required ones, flags, or no default)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if action.required or default is None or default is False or default == argparse.SUPPRESS or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .speed_options import add_speed_arguments
 
-    parser = argparse.ArgumentParser(prog="nova", description="NOVA video/image generation")
+    parser = _Parser(prog="nova", description="NOVA video/image generation")
+    parser.add_argument("--version", action="version", version=f"nova {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gen = sub.add_parser("generate", help="generate a video (.mp4/.webp/.gif) or an image (.png)")
     gen.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
     gen.add_argument("--prompt", required=True, action="append", help="repeat for a video with one segment per prompt")
-    gen.add_argument("--negative-prompt", default=None)
+    gen.add_argument("--negative-prompt", default=None, help="what to steer away from (with --cfg > 1)")
     gen.add_argument("--image", default=None, help="first frame for image-to-video (cropped/resized to fit)")
     gen.add_argument("--frames", type=int, default=None, help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
                      "default 33, with --mask the length of the given clip")
@@ -176,10 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
     gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
     gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
-    gen.add_argument("--diffusion-steps", type=int, default=25)
-    gen.add_argument("--cfg", type=float, default=5.0)
-    gen.add_argument("--motion-flow", type=float, default=5.0)
-    gen.add_argument("--fps", type=float, default=12.0)
+    gen.add_argument("--diffusion-steps", type=int, default=25, help="diffusion steps per set step")
+    gen.add_argument("--cfg", type=float, default=5.0, help="guidance scale (1 = none)")
+    gen.add_argument("--motion-flow", type=float, default=5.0, help="motion flow (more = more motion)")
+    gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 0.1 .. 240")
     gen.add_argument("--seed", type=int, default=0,
                      help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
     gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPES), default="auto",
@@ -191,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")
-    tiny.add_argument("dir")
-    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("dir", help="a new or empty folder")
+    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video", help="which checkpoint to imitate")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=_make_tiny)
     from .batch import add_parser as add_batch_parser  # `batch`: nova/batch.py
 

@@ -251,3 +251,51 @@ def test_cli_one_line_and_a_progress_bar_from_any_directory(tmp_path):
     assert r.returncode == 0 and r.stdout == "", r.stderr
     assert "NOVA: frame 2/2 done, 6/6 set steps" in r.stderr and "ETA" in r.stderr and "Loading weights" not in r.stderr
     assert [line for line in r.stderr.splitlines() if not line.strip()] == []  # no blank lines
+
+
+def test_make_tiny_refuses_a_folder_that_holds_anything(tiny_video, tmp_path, capsys):
+    import hashlib
+
+    weights = os.path.join(tiny_video, "transformer", "diffusion_pytorch_model.safetensors")
+    with open(weights, "rb") as f:
+        before = hashlib.sha256(f.read()).hexdigest()
+    assert cli.main(["make-tiny", tiny_video, "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tiny_video}: exists and is not an empty folder" in err, err
+    with open(weights, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == before
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["make-tiny", str(tmp_path / "empty"), "--preset", "image"]) == 0
+
+
+def test_more_steps_than_tokens_says_so(tiny_video, media, no_load, capsys, monkeypatch, caplog):
+    """The tiny checkpoint's frames have 24 tokens: --steps 64 runs 24 set steps, and says so
+    (before the weights load)."""
+    import logging
+
+    monkeypatch.chdir(media)
+    with caplog.at_level(logging.WARNING, logger="nova"):
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            _cli(["--model", tiny_video, "--prompt", "a fox", "--steps", "64", "--out", "x.mp4"], capsys)
+        assert "--steps 64: a frame of this checkpoint has 24 tokens, so 24 set steps run per frame." in caplog.text
+        caplog.clear()
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            _cli(["--model", tiny_video, "--prompt", "a fox", "--steps", "24", "--out", "x.mp4"], capsys)
+        assert "set steps run" not in caplog.text
+
+
+def test_version_and_defaults_in_every_help(capsys):
+    import argparse
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"nova {__import__('nova').__version__}"
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            default = action.default
+            if not action.option_strings or action.required or default is None or default is False or default == argparse.SUPPRESS:
+                continue
+            assert f"(default: {default})" in text, (name, action.dest)
