@@ -164,7 +164,10 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1000))
             # H.264 with yuv420p needs even sizes: frames are padded by repeating the last row/column.
             self._stream.width, self._stream.height = w + w % 2, h + h % 2
-            self._stream.pix_fmt, self._stream.options = "yuv420p", {"crf": "18"}
+            # One encoder thread: x264's choices with several depend on how its threads are scheduled,
+            # so the same frames gave other bytes (and pixels) on a busy machine.
+            self._stream.pix_fmt, self._stream.options = "yuv420p", {"crf": "18", "threads": "1"}
+            self._stream.codec_context.thread_count = 1
         ph, pw = self._stream.height, self._stream.width
         if frames.shape[1:3] != (ph, pw):
             frames = np.pad(frames, ((0, 0), (0, ph - frames.shape[1]), (0, pw - frames.shape[2]), (0, 0)), mode="edge")
