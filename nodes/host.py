@@ -19,10 +19,11 @@ from typing import Callable, List, Optional, Protocol
 
 import torch
 
+from ..nova.dtypes import DTYPE_NAMES, torch_dtype
+
 log = logging.getLogger("nova")
 
 DTYPE_CHOICES = ["auto", "bf16", "fp16", "fp32"]
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 class HostedModule(torch.nn.Module):
@@ -121,8 +122,8 @@ class FallbackHost:
         return torch.device("cpu")
 
     def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype:
-        if choice in _DTYPES:
-            return _DTYPES[choice]
+        if choice in DTYPE_NAMES:
+            return torch_dtype(choice)
         from ..nova.pipeline import auto_dtype
 
         return auto_dtype(device)
@@ -174,8 +175,8 @@ class ComfyHost:
         return self.mm.intermediate_device()
 
     def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype:
-        if choice in _DTYPES:
-            return _DTYPES[choice]
+        if choice in DTYPE_NAMES:
+            return torch_dtype(choice)
         mm = self.mm
         if kind == "vae":
             return mm.vae_dtype(device, [torch.bfloat16, torch.float32])

@@ -15,7 +15,7 @@ from ..nova import masks
 from ..nova.errors import InputError
 from ..nova.pixels import fit_frames
 from .compat import io
-from .handles import NovaModel
+from .handles import NovaModel, latent_tensor
 
 log = logging.getLogger("nova")
 DEFAULT_THRESHOLD = masks.DEFAULT_THRESHOLD
@@ -29,8 +29,8 @@ RESIZE = "nova_resize"
 # LATENT key set by NOVA VAE Encode: how many frames it was given, so a noise_mask as long as that
 # clip is accepted even where encoding kept a single latent frame (nova.masks rule 1).
 ENCODED_FRAMES = "nova_encoded_frames"
-MAX_GROW = 64
-MAX_FEATHER = 256
+MAX_GROW = masks.MAX_GROW
+MAX_FEATHER = masks.MAX_FEATHER
 
 
 def mask_inputs():
@@ -52,10 +52,11 @@ def token_mask(mask, model: NovaModel, latent_frames: int, threshold: float, gro
 
 def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float, grow: int) -> Optional[torch.Tensor]:
     """The token mask of a LATENT's ``noise_mask`` (None without one)."""
-    if latent is None or latent.get("noise_mask") is None:
+    if latent is None:
         return None
-    samples = latent["samples"]
-    frames = samples.shape[2] if samples.dim() == 5 else 1
+    frames = latent_tensor(latent).shape[2]  # (a bare tensor or a dict without samples is named here)
+    if latent.get("noise_mask") is None:
+        return None
     return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask", resize_of(latent),
                       latent.get(ENCODED_FRAMES))
 

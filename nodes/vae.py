@@ -63,6 +63,10 @@ def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
     return torch.cat(out)
 
 
+# VAE Encode's width/height: what the widgets allow is what an API workflow may send.
+MIN_SIZE, MAX_SIZE, SIZE_STEP = 64, 4096, 8
+
+
 class NovaVAEEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -74,8 +78,10 @@ class NovaVAEEncode(io.ComfyNode):
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Image.Input("image", tooltip="An image, or video frames (1 + 4k frames for the video VAE)."),
-                io.Int.Input("width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
-                io.Int.Input("height", default=480, min=64, max=4096, step=8, tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
+                io.Int.Input("width", default=768, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
+                io.Int.Input("height", default=480, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
                 io.Combo.Input("resize", options=RESIZE_MODES, default="crop", tooltip="crop: center-crop to the aspect ratio, then resize (official demo). "
                                "The latents remember it: a noise_mask and the feather's source are fitted the same way."),
             ],
@@ -86,7 +92,11 @@ class NovaVAEEncode(io.ComfyNode):
     def execute(cls, vae, image, width, height, resize="crop") -> io.NodeOutput:
         if resize not in RESIZE_MODES:
             raise InputError(f"resize '{resize}' is not one of {RESIZE_MODES}.")
-        return io.NodeOutput(encode_images(vae, image, int(width), int(height), resize))
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIZE <= value <= MAX_SIZE or value % SIZE_STEP:
+                raise InputError(f"{name} = {value!r}; expected a multiple of {SIZE_STEP} in [{MIN_SIZE}, {MAX_SIZE}] "
+                                 "(the checkpoint's size: osp480 768x480, sdxl1024 1024x1024).")
+        return io.NodeOutput(encode_images(vae, image, width, height, resize))
 
 
 class NovaVAEDecode(io.ComfyNode):

@@ -1,8 +1,9 @@
 """Command line: ``nova generate ...`` (or ``python -m nova generate ...``) and ``nova make-tiny DIR``.
 
 Everything that can be checked is checked before the model loads: the output file (extension,
-writable, a PNG gets one frame), fps, the seed, the device, the sampler settings, the window,
-blend and loop, and --image/--video are read. An error prints one line and exits with status 2;
+writable, a PNG gets one frame), the options (nova/checks.py, shared with ``nova batch``), the
+seed, the device, the checkpoint's config, and --image/--video/--mask (headers first, then the
+frames the generation uses) against it. An error prints one line and exits with status 2;
 ``--debug`` shows the traceback instead.
 """
 
@@ -18,56 +19,25 @@ from .dtypes import DTYPE_NAMES, torch_dtype
 
 
 
-def _checked_inputs(args):
-    """The checks that need no checkpoint, and the input frames. Returns (device, image, clip)."""
-    from .errors import InputError
-    from .media import check_fps, check_output, read_frames
-    from .pipeline import check_device, default_device
-    from .sampling import SamplerSettings, check_seed
-
-    check_output(args.out)
-    check_fps(args.fps)
-    check_seed(args.seed)
-    device = check_device(args.device) if args.device else default_device()
-    SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
-    if args.motion_flow < 0 or args.motion_flow != args.motion_flow:
-        raise InputError(f"--motion-flow = {args.motion_flow}; expected a number >= 0 (official default 5).")
-    for name, value, low in (("--window", args.window, 0), ("--blend", args.blend, 0), ("--loop", args.loop, 0)):
-        if value < low:
-            raise InputError(f"{name} = {value}; expected an integer >= {low}.")
-    if args.window == 1:
-        raise InputError("--window = 1; use at least 2 latent frames (or 0 for the whole video).")
-    if args.image and args.video:
-        raise InputError("pass either --image (a first frame) or --video (a clip to continue), not both.")
-    if args.mask and (bool(args.image) == bool(args.video) or len(args.prompt) != 1):
-        raise InputError("--mask repaints one --image or one --video (not both) under one --prompt.")
-    if args.mask and (args.window or args.blend or args.loop):
-        raise InputError(f"--mask with --window {args.window} / --blend {args.blend} / --loop {args.loop}: a masked "
-                         "generation is one segment over all frames; leave --window, --blend and --loop at 0.")
-    if not 0 <= args.mask_threshold < 1:
-        raise InputError(f"--mask-threshold = {args.mask_threshold}; expected a value in [0, 1).")
-    for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
-        if value < 0:
-            raise InputError(f"{name} = {value}; expected an integer >= 0.")
-    image = read_frames(args.image, "--image")[0] if args.image else None
-    clip = read_frames(args.video, "--video") if args.video else None
-    mask = None
-    if args.mask:
-        from .masks import mask_from_rgb
-
-        mask = mask_from_rgb(read_frames(args.mask, "--mask"), args.mask)
-    return device, image, clip, mask
-
-
-def _checked_checkpoint(args, clip=None):
-    """The checkpoint folder and its transformer config (read without loading any weights), and
-    the latent frames to make; the frame counts are checked against the output here."""
+def _checked_request(args):
+    """Everything knowable before any weights load: the output file, the options (nova/checks.py,
+    the same rules as ``nova batch``), the device, the checkpoint's config, and the input files'
+    headers and frames against it. Returns (device, folder, config, latents, long_video, image,
+    clip, mask)."""
+    from . import checks
     from .config import load_config
     from .errors import InputError
     from .loading import resolve_checkpoint
     from .media import check_output
+    from .pipeline import check_device, default_device
+    from .sampling import check_seed
     from .vae_frames import frames_for_latents, frames_kept, latents_for_frames
 
+    options = vars(args)
+    check_output(args.out)
+    checks.check_options(options, prompts=len(args.prompt))
+    check_seed(args.seed)
+    device = check_device(args.device) if args.device else default_device()
     folder = resolve_checkpoint(args.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     video = config.is_video_model
@@ -75,16 +45,16 @@ def _checked_checkpoint(args, clip=None):
     if not video and long_video:
         raise InputError("--window/--loop/--video and several --prompt need a video checkpoint"
                          f" ({folder} is an image checkpoint); with --mask, repaint an --image instead.")
-    if args.mask:  # the given frames are repainted, then continued up to --frames (default: no more)
+    image, clip, mask = checks.read_media(options, video)
+    clip_frames = None if clip is None else len(clip)
+    latents = checks.plan_latents(options, video, len(args.prompt), clip_frames)
+    if mask is not None:
         given = 1 if clip is None else latents_for_frames(frames_kept(len(clip)))
-        latents = given if not args.frames else (latents_for_frames(args.frames) if video else 1)
-        if latents < given:
-            raise InputError(f"--frames {args.frames} is shorter than the {given} latent frames of the given clip.")
+        checks.check_mask(options, config, mask, given, clip_frames)
         long_video = False
-    else:
-        latents = latents_for_frames(args.frames or 33) if video else 1
+    checks.warn_about_steps(args.steps, config)
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
-    return folder, config, latents, bool(long_video)
+    return device, folder, config, latents, bool(long_video), image, clip, mask
 
 
 def _checked_speed_mode(args, device, dtype, config):
@@ -99,8 +69,7 @@ def _checked_speed_mode(args, device, dtype, config):
 
 
 def _generate(args) -> int:
-    device, image, clip, mask = _checked_inputs(args)
-    folder, config, latents, long_video = _checked_checkpoint(args, clip)
+    device, folder, config, latents, long_video, image, clip, mask = _checked_request(args)
 
     import torch
 
@@ -135,7 +104,6 @@ def _generate(args) -> int:
 
 def _long_video(pipe, args, latents, image, clip, generator):
     """Several prompts, a window, a loop or a clip to continue: one plan over segments."""
-    from .errors import InputError
     from .pipeline import progress_bar
     from .plan import GenerationPlan
     from .sampling import SamplerSettings
@@ -145,9 +113,7 @@ def _long_video(pipe, args, latents, image, clip, generator):
     prefix = pipe.encode_video(clip) if clip is not None else None
     if image is not None:
         prefix = pipe.encode_image(image, generator).unsqueeze(2)
-    new = latents - (0 if prefix is None else prefix.shape[2])
-    if new < len(prompts):
-        raise InputError(f"{len(prompts)} prompts need at least {len(prompts)} new latent frames; raise --frames.")
+    new = latents - (0 if prefix is None else prefix.shape[2])  # (at least one per prompt: nova/checks.py)
     sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
     guided = settings.guidance_scale > 1
     segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]
@@ -188,16 +154,34 @@ def _make_tiny(args) -> int:
     return 0
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default (not for required ones, flags, or no default)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if action.required or default is None or default is False or default == argparse.SUPPRESS or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .speed.options import add_speed_arguments
 
-    parser = argparse.ArgumentParser(prog="nova", description="NOVA video/image generation")
+    parser = _Parser(prog="nova", description="NOVA video/image generation")
+    parser.add_argument("--version", action="version", version=f"nova {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     gen = sub.add_parser("generate", help="generate a video (.mp4/.webp/.gif) or an image (.png)")
     gen.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
     gen.add_argument("--prompt", required=True, action="append", help="repeat for a video with one segment per prompt")
-    gen.add_argument("--negative-prompt", default=None)
+    gen.add_argument("--negative-prompt", default=None, help="what to steer away from (with --cfg > 1)")
     gen.add_argument("--image", default=None, help="first frame for image-to-video (cropped/resized to fit)")
     gen.add_argument("--frames", type=int, default=None, help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
                      "default 33, with --mask the length of the given clip")
@@ -211,10 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
     gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
     gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
-    gen.add_argument("--diffusion-steps", type=int, default=25)
-    gen.add_argument("--cfg", type=float, default=5.0)
-    gen.add_argument("--motion-flow", type=float, default=5.0)
-    gen.add_argument("--fps", type=float, default=12.0)
+    gen.add_argument("--diffusion-steps", type=int, default=25, help="diffusion steps per set step")
+    gen.add_argument("--cfg", type=float, default=5.0, help="guidance scale (1 = none)")
+    gen.add_argument("--motion-flow", type=float, default=5.0, help="motion flow (more = more motion)")
+    gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 0.1 .. 240")
     gen.add_argument("--seed", type=int, default=0,
                      help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
     gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPE_NAMES), default="auto",
@@ -226,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")
-    tiny.add_argument("dir")
-    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("dir", help="a new or empty folder")
+    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video", help="which checkpoint to imitate")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=_make_tiny)
     from .batch_cli import add_parser as add_batch_parser  # `batch`: nova/batch_cli.py, nova/batch.py
 

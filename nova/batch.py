@@ -68,19 +68,44 @@ class BatchJob:
     fp8_matmuls: bool = False
     compile_encoder: bool = False  # (same latents up to rounding: not part of the run's identity)
 
-    def identity(self) -> dict:
+    def identity(self, folder: Optional[str] = None) -> dict:
         """What decides the outputs: a rerun in the same folder must repeat it (batch size and
-        device may change: they do not change which video a unit gets)."""
+        device may change: they do not change which video a unit gets). ``folder``: the resolved
+        checkpoint, whose weights (their safetensors headers) are part of it."""
         with open(self.prompts, "rb") as f:
             prompts_sha256 = hashlib.sha256(f.read()).hexdigest()
         model = os.path.abspath(self.model) if os.path.isdir(self.model) else self.model
+        weights = {} if folder is None else {"weights_sha256": weights_digest(folder)}
         speed = {}  # (only when set: the identities of earlier runs stay as they were)
         if self.attention != "auto":
             speed["attention"] = self.attention
         if self.fp8_matmuls:
             speed["fp8_matmuls"] = True
         return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
-                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **self.options, **speed}
+                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **self.options, **speed,
+                **weights}
+
+
+def weights_digest(folder: str, samples: int = 16, sample_bytes: int = 1 << 16) -> str:
+    """sha256 over every safetensors file of the checkpoint: its name, size and header (tensor
+    names, shapes, dtypes, offsets) and ``samples`` evenly spaced slices of its data (a fine-tune
+    keeps the header, not the values). Other weights in the folder give another digest, reading
+    about 1 MB per file instead of gigabytes."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(".safetensors")):
+            path = os.path.join(root, name)
+            size = os.path.getsize(path)
+            h.update(f"{os.path.relpath(path, folder)}\0{size}\0".encode())
+            with open(path, "rb") as f:
+                head = f.read(8)
+                header = int.from_bytes(head, "little") if len(head) == 8 else 0
+                h.update(f.read(min(header, 100 << 20)))
+                for k in range(samples):
+                    f.seek(size * k // samples)
+                    h.update(f.read(sample_bytes))
+    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,46 +121,88 @@ class BatchSummary:
 
 
 def run(job: BatchJob) -> BatchSummary:
-    """Run (or resume) a batch job in this process, as one rank of the launcher's process group."""
+    """Run (or resume) a batch job in this process, as one rank of the launcher's process group.
+    Everything knowable from the arguments, the prompt file, the checkpoint's config and the
+    run-wide input files is checked before the output folder is touched or a prompt encoded."""
+    from . import checks
+    from .config import load_config
+    from .fast import Accel
+    from .loading import resolve_checkpoint
+
     if job.dtype not in DTYPE_NAMES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
-    from .fast import Accel
-
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
-    world, handlers = None, []
+    checks.check_options(job.options)  # the run-wide defaults: a bad one would fail every item
+    items = read_items(job.prompts, job.options)
+    folder = resolve_checkpoint(job.model)
+    config = load_config(os.path.join(folder, "transformer", "config.json"))
+    check_layout(job.layout, config.is_video_model)
+    check_collisions(items, job.layout, config.is_video_model)
+    batches = plan_batches(items, job.samples, job.batch_size, job.seed)
+    checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
+    checks.warn_about_steps(job.options["steps"], config)
+    out = os.path.abspath(job.out)
+    manifest_path = os.path.join(out, manifest.NAME)
+    identity = job.identity(folder)
+    manifest.check_same_args(manifest.read(manifest_path), identity, manifest_path)
+    world, handlers, lock, created = None, [], None, False
     try:  # whatever fails from here on (even the output folder), the process group is closed
         world = World.start(job.device)
-        out = os.path.abspath(job.out)
+        from .speed.spatial_kernels import check_runnable
+
+        check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
+        created = not os.path.exists(out)
         os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+        if world.main:
+            lock = _lock_folder(out)
         handlers = _rank_log(out, world.rank)
-        return _run(job, world, out)
+        return _run(job, world, out, items, folder, config, batches, identity)
+    except BaseException:
+        if created and world is not None and world.main and not manifest.finished(_records(manifest_path), out):
+            shutil.rmtree(out, ignore_errors=True)  # an early failure leaves no folder behind
+        raise
     finally:
         for handler in handlers:
             log.removeHandler(handler)
             handler.close()
+        if lock is not None:
+            os.close(lock)  # (closing releases the lock; a killed process's lock goes with it)
         if world is not None:
             world.close()
 
 
-def _run(job: BatchJob, world: World, out: str) -> BatchSummary:
-    from .config import load_config
-    from .loading import resolve_checkpoint
-    from .speed.spatial_kernels import check_runnable
+def _records(manifest_path: str) -> List[dict]:
+    try:
+        return manifest.read(manifest_path)
+    except NovaError:
+        return []
 
-    items = read_items(job.prompts, job.options)
-    folder = resolve_checkpoint(job.model)
-    config = load_config(os.path.join(folder, "transformer", "config.json"))
-    check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
-    check_layout(job.layout, config.is_video_model)
-    check_collisions(items, job.layout, config.is_video_model)
-    batches = plan_batches(items, job.samples, job.batch_size, job.seed)
+
+LOCK = ".lock"
+
+
+def _lock_folder(out: str) -> int:
+    """One run per output folder: an exclusive POSIX record lock on DIR/.lock, held until this
+    process exits (the kernel drops it when a run is killed, so nothing stays stuck)."""
+    path = os.path.join(out, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if manifest.fcntl is None:  # (Windows: one run per folder is up to the user)
+        return fd
+    try:
+        manifest.fcntl.lockf(fd, manifest.fcntl.LOCK_EX | manifest.fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(f"{out}: another batch run is writing to this folder (it holds {path}); wait for it "
+                         "to finish, or write to another --out folder.") from None
+    return fd
+
+
+def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batches, identity: dict) -> BatchSummary:
     manifest_path = os.path.join(out, manifest.NAME)
-    identity = job.identity()
-    manifest.check_same_args(manifest.read(manifest_path), identity, manifest_path)
-    log.info("rank %d/%d on %s: %d items x %d samples, batch size %d", world.rank, world.size, world.device,
-             len(items), job.samples, job.batch_size)
-
+    log.info("rank %d/%d on %s: %d items x %d samples, batch size %d; logs in %s", world.rank, world.size,
+             world.device, len(items), job.samples, job.batch_size, os.path.join(out, "logs"))
     if world.main:  # one process prepares the folder and encodes the prompts, the others wait
+        manifest.check_same_args(manifest.read(manifest_path), identity, manifest_path)  # (now under the lock)
         _set_up_folder(out, folder, items, config, job, world, identity)
     pipe = _load_pipeline(folder, job, world.device)
     world.barrier()
@@ -185,7 +252,7 @@ def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: Ba
 def summarize(batches: Sequence[List[Unit]], records: List[dict], out: str) -> BatchSummary:
     keys = [u.key for b in batches for u in b]
     done = manifest.finished(records, out)
-    failed = {k: r["error"] for k, r in manifest.failed(records).items() if k not in done}
+    failed = {k: str(r.get("error")) for k, r in manifest.failed(records).items() if k not in done}
     return BatchSummary(len(keys), sum(k in done for k in keys), failed, sum(k not in done and k not in failed for k in keys))
 
 
@@ -310,9 +377,9 @@ class _Worker:
                   time.time() - t0)
 
     def _prepare(self, unit: Unit) -> _Prepared:
-        from .media import read_frames
+        from . import checks
+        from .masks import masked_prefix
         from .sampling import SamplerSettings, new_generator
-        from .vae_frames import latents_for_frames
 
         item, o = unit.item, unit.item.options
         if item.error is not None:
@@ -321,24 +388,22 @@ class _Worker:
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
         if not self.video and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
+        image, clip, mask = checks.read_media(o, self.video, _key_name)
+        clip_frames = None if clip is None else len(clip)
+        latents = checks.plan_latents(o, self.video, len(item.prompts), clip_frames, _key_name)
         generator = new_generator(unit.seed)  # CPU, as `generate`: the manifest's seed reproduces the output there
         regen = blend = None
-        if o["mask"]:
-            prefix, regen, blend = self._masked_prefix(item)
-            latents = latents_for_frames(o["frames"]) if self.video and o["frames"] else prefix.shape[2]
-            if latents < prefix.shape[2]:
-                raise InputError(f"frames {o['frames']} is shorter than the {prefix.shape[2]} latent frames of the given clip.")
+        if mask is not None:  # as ``generate --mask``: the image or clip (posterior mean) with the tokens to repaint
+            source = {"video": clip} if clip is not None else {"image": image}
+            prefix, regen, blend = masked_prefix(self.pipe, mask, threshold=o["mask_threshold"], grow=o["mask_grow"],
+                                                 feather=o["feather"], **source)
         else:
-            latents = latents_for_frames(o["frames"] or 33) if self.video else 1
             prefix = None
-            if o["video"]:
-                prefix = self.pipe.encode_video(read_frames(o["video"], "video"))
-            elif o["image"]:  # the posterior draw comes first from the unit's generator, as in the pipeline
-                prefix = self.pipe.encode_image(read_frames(o["image"], "image")[0], generator).unsqueeze(2)
+            if clip is not None:
+                prefix = self.pipe.encode_video(clip)
+            elif image is not None:  # the posterior draw comes first from the unit's generator, as in the pipeline
+                prefix = self.pipe.encode_image(image, generator).unsqueeze(2)
         new = latents - (0 if prefix is None else prefix.shape[2])
-        if new < len(item.prompts) and regen is None:
-            raise InputError(f"{len(item.prompts)} prompt(s) need at least {len(item.prompts)} new latent frames "
-                             f"after the {latents - new} given; raise frames (now {o['frames']}).")
         n = len(item.prompts)
         sizes = tuple(new // n + (1 if i < new % n else 0) for i in range(n))
         negative = o["negative_prompt"]
@@ -347,19 +412,6 @@ class _Worker:
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
         return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"], sizes, prefix, truncated,
                          regen, blend)
-
-    def _masked_prefix(self, item: Item):
-        """As ``generate --mask``: the image or clip (posterior mean) with the tokens to repaint."""
-        from .masks import mask_from_rgb, masked_prefix
-        from .media import read_frames
-
-        o = item.options
-        if bool(o["image"]) == bool(o["video"]) or len(item.prompts) > 1 or o["window"] or o["blend"] or o["loop"]:
-            raise InputError("mask repaints one image or one video (not both) under one prompt, without window/blend/loop.")
-        source = ({"video": read_frames(o["video"], "video")} if o["video"]
-                  else {"image": read_frames(o["image"], "image")[0]})
-        mask = mask_from_rgb(read_frames(o["mask"], "mask"), o["mask"])
-        return masked_prefix(self.pipe, mask, threshold=o["mask_threshold"], grow=o["mask_grow"], feather=o["feather"], **source)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
         from .plan import GenerationPlan, Segment
@@ -424,12 +476,14 @@ class _Worker:
         })
 
 
+def _key_name(key: str) -> str:
+    """An option as a prompt file's item names it (its JSONL key)."""
+    return key
+
+
 def _sha256(path: str):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest(), os.path.getsize(path)
-
-
-# -- command line ------------------------------------------------------------------------------

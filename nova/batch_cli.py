@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="default", help="file names: default, vbench, geneval")
     for option in OPTIONS:
         p.add_argument(option.flag, type=option.type, default=option.default, help=option.help)
-    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp32")
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp32", help="compute dtype of the transformer")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available; GPU of the local rank)")
     p.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower)")
     add_speed_arguments(p)

@@ -107,14 +107,17 @@ def read_items(path: str, defaults: Dict[str, Any]) -> List[Item]:
     jsonl = path.lower().endswith(".jsonl")
     base = os.path.dirname(os.path.abspath(path))
     items = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only \n (and \r\n) end a line: str.splitlines would also split at U+2028, \x0c and the like,
+    # which a prompt (and a JSON string written with ensure_ascii=False) may hold.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line[:-1] if line.endswith("\r") else line
         if not line.strip():
             continue
         index = len(items)
         if jsonl:
             items.append(_json_item(index, number, line, defaults, base))
         else:
-            items.append(Item(index, number, (line.strip(),), dict(defaults)))
+            items.append(_checked(Item(index, number, (line.strip(),), dict(defaults))))
     if not items:
         raise InputError(f"--prompts {path}: no prompts (the file is empty or blank).")
     return items
@@ -154,7 +157,18 @@ def _json_item(index: int, line: int, text: str, defaults: Dict[str, Any], base:
         return bad(f"seed = {seed!r}: expected an integer in [0, 2**63).", prompts, record)
     if name is not None and not isinstance(name, str):
         return bad(f"name = {name!r}: expected a string.", prompts, record)
-    return Item(index, line, prompts, options, seed, name, record)
+    return _checked(Item(index, line, prompts, options, seed, name, record))
+
+
+def _checked(item: Item) -> Item:
+    """The item with the error the shared option rules (nova/checks.py) find, if any."""
+    from .checks import check_options
+
+    try:
+        check_options(item.options, prompts=len(item.prompts), name=lambda key: key)
+    except InputError as exc:
+        return dataclasses.replace(item, error=f"line {item.line}: {exc}")
+    return item
 
 
 def _typed(value, kind) -> Tuple[Any, Optional[str]]:

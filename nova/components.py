@@ -19,7 +19,11 @@ def load_transformer(folder: str, device="cpu", dtype=torch.float32, ops=nn) -> 
     """Load ``<checkpoint>/transformer`` (or a folder laid out like it)."""
     config = load_config(os.path.join(folder, "config.json"))
     files = weight_files(folder, "diffusion_pytorch_model")
-    return load_module(lambda: NovaTransformer(config, ops=ops), files, folder, device, dtype)
+    depths = [("video_encoder.blocks", config.video_encoder.depth, f"arch[0] {config.arch_names[0]!r}: depth"),
+              ("image_encoder.blocks", config.image_encoder.depth, f"arch[1] {config.arch_names[1]!r}: depth"),
+              ("image_decoder.blocks", config.diffusion_head.depth, f"arch[2] {config.arch_names[2]!r}: depth")]
+    return load_module(lambda: NovaTransformer(config, ops=ops), files, folder, device, dtype,
+                       config_path=os.path.join(folder, "config.json"), depths=depths)
 
 
 def build_transformer(config: NovaConfig, device="cpu", dtype=torch.float32, ops=nn) -> NovaTransformer:

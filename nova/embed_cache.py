@@ -1,6 +1,7 @@
 """Phi-2 once per run: the prompts' embeddings in ``DIR/prompt_embeds.safetensors``.
 
-One tensor per distinct prompt text, named by the text itself: its first ``length`` rows of Phi-2
+One tensor per distinct prompt text, named ``p/`` + the text (a bare text may be a name the format
+reserves, such as ``__metadata__``): its first ``length`` rows of Phi-2
 features (the rows past a prompt's length are never read: the model puts its learned null
 embedding there). The empty prompt is not stored: it is all null. The file is written whole under
 a temporary name and renamed, so it is either the previous complete cache or the new one.
@@ -17,15 +18,21 @@ import torch
 from .text_encoder import PromptEmbeds, TextEncoder
 
 NAME = "prompt_embeds.safetensors"
+PREFIX = "p/"
+
+
+def _key(text: str) -> str:
+    return PREFIX + text
 
 
 def cached(path: str) -> List[str]:
+    """The texts in the cache (a cache of another layout holds none: it is encoded again)."""
     if not os.path.exists(path):
         return []
     from safetensors import safe_open
 
     with safe_open(path, "pt") as f:
-        return list(f.keys())
+        return [k[len(PREFIX):] for k in f.keys() if k.startswith(PREFIX)]
 
 
 def encode_missing(path: str, texts: Iterable[str], encoder: TextEncoder, max_length: int, chunk: int = 16) -> int:
@@ -36,13 +43,13 @@ def encode_missing(path: str, texts: Iterable[str], encoder: TextEncoder, max_le
     todo = sorted({t for t in texts if t and t not in have})
     if not todo:
         return 0
-    tensors = load_file(path) if have else {}
+    tensors = {k: v for k, v in load_file(path).items() if k.startswith(PREFIX)} if have else {}
     truncated = _truncated(path)
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         embeds = encoder.encode(part, max_length)
         for i, text in enumerate(part):
-            tensors[text] = embeds.features[i, : embeds.lengths[i]].cpu().contiguous()
+            tensors[_key(text)] = embeds.features[i, : embeds.lengths[i]].cpu().contiguous()
             if embeds.truncated[i]:
                 truncated.append(text)
     tmp = f"{path}.tmp"  # (one writer: rank 0; a leftover from a kill is removed by discard_partial)
@@ -77,7 +84,7 @@ def load(path: str, texts: Iterable[str], width: int, dim: int, dtype: torch.dty
             if not text:
                 out[text] = PromptEmbeds(torch.zeros(1, width, dim, dtype=dtype), [0], [False])
                 continue
-            rows = f.get_tensor(text)
+            rows = f.get_tensor(_key(text))
             feats = torch.zeros(1, width, rows.shape[1], dtype=rows.dtype)
             feats[0, : rows.shape[0]] = rows
             out[text] = PromptEmbeds(feats, [rows.shape[0]], [text in truncated])

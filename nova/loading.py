@@ -110,6 +110,24 @@ def check_state(
     )
 
 
+def check_depths(found: Dict[str, Tuple[Tuple[int, ...], str, str]], depths, where: str) -> None:
+    """Config values that set how many numbered blocks the weights hold, against the header:
+    ``depths`` is ``[(prefix, value, what)]``, the blocks being ``<prefix>.<i>.*``. Checked before
+    the model is built (a hostile depth of 100000 would build, even on the meta device, for minutes)."""
+    import re
+
+    for prefix, value, what in depths:
+        pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+        indices = {int(m.group(1)) for m in (pattern.match(k) for k in found) if m}
+        count = max(indices) + 1 if indices else 0
+        if value != count:
+            held = f"{prefix}.0 .. {prefix}.{count - 1}" if count else f"no {prefix}.*"
+            from .errors import ConfigError
+
+            raise ConfigError(f"{where}: {what} = {value!r}, but the weights hold {count} ({held}); is config.json "
+                              "from the same checkpoint?")
+
+
 def load_tensors(files: Iterable[str], device, dtype: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:
     """Read tensors straight onto ``device``, casting floating tensors to ``dtype``."""
     from safetensors import safe_open
@@ -128,10 +146,14 @@ def load_tensors(files: Iterable[str], device, dtype: Optional[torch.dtype]) -> 
     return state
 
 
-def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=(), config_path: Optional[str] = None) -> nn.Module:
+def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=(), config_path: Optional[str] = None,
+                depths=()) -> nn.Module:
     """Build ``build()`` on the meta device, check the files against it, then assign the weights:
     no random init, no second copy of the weights. A config value that the module's constructor
-    chokes on is reported against ``config_path``."""
+    chokes on is reported against ``config_path``; ``depths`` (:func:`check_depths`) are checked
+    against the files' headers before building."""
+    found = read_shapes(files)
+    check_depths(found, depths, config_path or where)
     with torch.device("meta"):
         try:
             module = build()
@@ -142,7 +164,7 @@ def load_module(build, files: List[str], where: str, device, dtype, ignore_unexp
     state = module.state_dict()
     expected = {k: tuple(v.shape) for k, v in state.items()}
     floating = [k for k, v in state.items() if v.is_floating_point()]
-    check_state(expected, read_shapes(files), where, ignore_unexpected, floating)
+    check_state(expected, found, where, ignore_unexpected, floating)
     state = load_tensors(files, device, dtype)
     state = {k: v for k, v in state.items() if k in expected}
     module.load_state_dict(state, assign=True, strict=True)

@@ -28,22 +28,37 @@ NAME = "manifest.jsonl"
 Key = Tuple[int, int]  # (item, sample)
 
 
+# What a unit's record must hold for a resume to use it.
+UNIT_FIELDS = {"done": {"item": int, "sample": int}, "failed": {"item": int, "sample": int}}
+
+
 def read(path: str) -> List[dict]:
-    """Every complete, valid line (a torn or foreign line is skipped)."""
+    """Every complete, valid line (a torn or foreign line is skipped; a done/failed line without
+    what a resume needs is an error naming the line)."""
     if not os.path.exists(path):
         return []
     records = []
     with open(path, "rb") as f:
-        for raw in f:
+        for number, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 break  # torn by a kill mid-write
             try:
                 record = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(record, dict) and "kind" in record:
+            if isinstance(record, dict) and isinstance(record.get("kind"), str):
+                _check_record(record, path, number)
                 records.append(record)
     return records
+
+
+def _check_record(record: dict, path: str, line: int) -> None:
+    for key, kind in UNIT_FIELDS.get(record["kind"], {}).items():
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            fields = ", ".join(f"{k} ({t.__name__})" for k, t in UNIT_FIELDS[record["kind"]].items())
+            raise InputError(f"{path} line {line}: a {record['kind']!r} record with {key} = {value!r}; it needs "
+                             f"{fields}. Remove or fix that line (this folder's run is otherwise resumable).")
 
 
 def repair(path: str) -> None:
@@ -67,6 +82,10 @@ def append(path: str, record: dict) -> None:
         os.close(fd)  # (closing releases the lock)
 
 
+# Identity keys earlier versions did not write: their runs still resume.
+RECORDED_LATER = ("weights_sha256",)
+
+
 def first_args(records: Iterable[dict]) -> Optional[dict]:
     return next((r.get("args") for r in records if r.get("kind") == "run"), None)
 
@@ -78,9 +97,13 @@ def check_same_args(records: Iterable[dict], args: dict, path: str) -> None:
         return
     differ = []
     for key in sorted(set(old) | set(args)):
+        if key in RECORDED_LATER and key not in old:
+            continue  # a run from before it was recorded
         if old.get(key) != args.get(key):
             if key == "prompts_sha256":
                 differ.append("the prompt file's content")
+            elif key == "weights_sha256":
+                differ.append("the checkpoint's weights (their safetensors headers differ)")
             else:
                 differ.append(f"--{key.replace('_', '-')} was {old.get(key)!r}, now {args.get(key)!r}")
     if differ:
@@ -100,7 +123,7 @@ def latest(records: Iterable[dict]) -> Dict[Key, dict]:
 def finished(records: Iterable[dict], out_dir: str) -> Set[Key]:
     """Units whose output is recorded and still on disk."""
     return {key for key, r in latest(records).items()
-            if r["kind"] == "done" and os.path.isfile(os.path.join(out_dir, r["path"]))}
+            if r["kind"] == "done" and isinstance(r.get("path"), str) and os.path.isfile(os.path.join(out_dir, r["path"]))}
 
 
 def failed(records: Iterable[dict]) -> Dict[Key, dict]:

@@ -39,6 +39,23 @@ from .vae_frames import frames_for_latents, frames_kept
 DEFAULT_THRESHOLD = 0.5
 FILLS = ("edge", "gray", "black")
 RESIZE_MODES = ("crop", "stretch", "none")  # how the frames were fitted to the checkpoint's size
+# Beyond these nothing changes any more (64 tokens = 1024 px, past every checkpoint's frame), while
+# each step costs a pass over the frames: a bound keeps a typo from running for hours.
+MAX_GROW = 64  # tokens
+MAX_FEATHER = 256  # pixels
+
+
+def check_grow(grow, name: str = "mask grow") -> int:
+    if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or not 0 <= grow <= MAX_GROW:
+        raise InputError(f"{name} = {grow!r}; expected an integer in [0, {MAX_GROW}] (tokens of 16 pixels; "
+                         f"{MAX_GROW} already covers any frame).")
+    return int(grow)
+
+
+def check_feather(feather, name: str = "feather") -> int:
+    if isinstance(feather, bool) or not isinstance(feather, (int, np.integer)) or not 0 <= feather <= MAX_FEATHER:
+        raise InputError(f"{name} = {feather!r}; expected an integer in [0, {MAX_FEATHER}] (pixels).")
+    return int(feather)
 
 
 def as_mask_frames(mask, name: str = "mask") -> torch.Tensor:
@@ -84,6 +101,9 @@ def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: s
         return mask
     if m == 1:
         return mask.expand(latent_frames, -1, -1)
+    if clip_frames is not None and m > clip_frames:
+        raise InputError(f"{name} has {m} frames for a clip of {clip_frames}; give 1, {latent_frames} (one per latent "
+                         f"frame) or up to {clip_frames} (one per clip frame) mask frame(s).")
     # A clip's mask: the frames VAE encoding dropped (1 + 4k kept) go too. One latent frame is also
     # what one image encodes to, so there the extra masks are dropped only for a clip that long.
     from_clip = latent_frames > 1 or (clip_frames is not None and m <= clip_frames)
@@ -112,8 +132,7 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
         raise InputError(f"resize '{resize}' is not one of {list(RESIZE_MODES)}.")
     if not 0 <= float(threshold) < 1:
         raise InputError(f"mask threshold = {threshold!r}; expected a value in [0, 1).")
-    if not isinstance(grow, (int, np.integer)) or grow < 0:
-        raise InputError(f"mask grow = {grow!r}; expected an integer >= 0 (tokens).")
+    check_grow(grow)
     from .images import center_crop_box  # the crop images get
 
     ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
@@ -194,8 +213,7 @@ def feather_weights(region: torch.Tensor, radius: int) -> torch.Tensor:
     """Weight of the generated pixels: 0 outside ``region`` [F, H, W] (the regenerated tokens'
     pixels, :func:`pixel_region`: the mask rounded out to 16-px cells, after ``grow``; not the pixel
     mask), rising inside it over ``radius`` pixels from its edge to 1 (the image border is no edge)."""
-    if radius < 0:
-        raise InputError(f"feather = {radius}; expected pixels >= 0.")
+    check_feather(radius)
     inside = (region > 0.5).float()[:, None]
     if radius == 0:
         return inside[:, 0]
@@ -296,6 +314,7 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     from .images import fit_image
     from .latents import as_prefix
 
+    grow, feather = check_grow(grow), check_feather(feather)  # before any encoding
     given = [k for k, v in (("image", image), ("video", video), ("latents", latents)) if v is not None]
     if len(given) != 1:
         raise InputError(f"a mask repaints given frames: pass exactly one of image, video or latents (got {given or 'none'}).")
@@ -322,6 +341,6 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
         source = pipe.decode_latents(prefix[:1])
     ratio = 4 if pipe.config.is_video_model else 1
     grid = regen.view(-1, *pipe.config.image_base_size)
-    weights = grid_feather_weights(grid, tuple(pipe.config.image_size), ratio, int(feather))
+    weights = grid_feather_weights(grid, tuple(pipe.config.image_size), ratio, feather)
     return prefix, regen, FeatherBlend(source, weights)
 

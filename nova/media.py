@@ -26,9 +26,18 @@ FORMATS = (".mp4", ".webp", ".gif", ".png")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
+# What every format can store: MP4 keeps the rate as a fraction with a denominator <= 1000 (below
+# 1/1000 it becomes 0 and the muxer's default), GIF a frame time in 1/100 s up to 65535.
+MIN_FPS, MAX_FPS = 0.1, 240.0
+# Larger inputs are refused before decoding (they are resized to the checkpoint's size anyway).
+MAX_INPUT_PIXELS = 8192 * 8192
+
+
 def check_fps(fps) -> float:
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
         raise InputError(f"fps = {fps!r}; expected a finite number > 0 (NOVA was trained at 12).")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise InputError(f"fps = {fps!r}; expected {MIN_FPS:g} .. {MAX_FPS:g} (NOVA was trained at 12).")
     return float(fps)
 
 
@@ -51,6 +60,12 @@ def check_output(path: str, frames: Optional[int] = None, fps: Optional[float] =
         raise InputError(f"{path}: {existing} is a file, so the folder {folder} cannot be made.")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{path}: no permission to write in {existing}.")
+    try:  # (os.access says yes to root everywhere, and /proc or a read-only mount refuse anyway)
+        fd, probe = tempfile.mkstemp(prefix=".nova-write-check.", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in {existing} ({exc.strerror or exc}).") from None
     if ext == ".png" and frames is not None and frames != 1:
         raise InputError(f"{path}: a PNG holds one frame, this makes {frames}; use .mp4, .webp or .gif.")
     if fps is not None:
@@ -149,7 +164,10 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1000))
             # H.264 with yuv420p needs even sizes: frames are padded by repeating the last row/column.
             self._stream.width, self._stream.height = w + w % 2, h + h % 2
-            self._stream.pix_fmt, self._stream.options = "yuv420p", {"crf": "18"}
+            # One encoder thread: x264's choices with several depend on how its threads are scheduled,
+            # so the same frames gave other bytes (and pixels) on a busy machine.
+            self._stream.pix_fmt, self._stream.options = "yuv420p", {"crf": "18", "threads": "1"}
+            self._stream.codec_context.thread_count = 1
         ph, pw = self._stream.height, self._stream.width
         if frames.shape[1:3] != (ph, pw):
             frames = np.pad(frames, ((0, 0), (0, ph - frames.shape[1]), (0, pw - frames.shape[2]), (0, 0)), mode="edge")
@@ -221,9 +239,10 @@ def write_video(frames: np.ndarray, path: str, fps: float = 12.0) -> str:
     return path
 
 
-def read_frames(path: str, name: str = "input") -> Sequence[np.ndarray]:
+def read_frames(path: str, name: str = "input", max_frames: Optional[int] = None) -> Sequence[np.ndarray]:
     """Decode a video or image file to a list of [H, W, 3] uint8 frames (16-bit images scaled from
-    their full range). Errors name the file and say what is wrong with it."""
+    their full range), at most ``max_frames`` of them. The size is checked from the header before
+    any decoding. Errors name the file and say what is wrong with it."""
     if not os.path.exists(path):
         raise InputError(f"{name} {path}: no such file.")
     if os.path.isdir(path):
@@ -234,7 +253,7 @@ def read_frames(path: str, name: str = "input") -> Sequence[np.ndarray]:
     if ext in IMAGE_EXTENSIONS:
         frames = _read_image(path, name)
     else:
-        frames = _read_video(path, name)
+        frames = _read_video(path, name, max_frames)
     if not frames:
         raise InputError(f"{name} {path}: holds no frames.")
     return frames
@@ -246,21 +265,40 @@ def _read_image(path: str, name: str) -> List[np.ndarray]:
     from .images import pil_to_array
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            _check_size(im.size[0], im.size[1], path, name)
             im.load()
             return [pil_to_array(im)]
+    except Image.DecompressionBombError as exc:  # (PIL refuses the largest headers itself, at open)
+        raise InputError(f"{name} {path}: too large ({exc}); give at most {_max_size()} pixels.") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{name} {path}: not a readable image ({type(exc).__name__}: {exc}).") from exc
 
 
-def _read_video(path: str, name: str) -> List[np.ndarray]:
+def _max_size() -> str:
+    side = int(math.isqrt(MAX_INPUT_PIXELS))
+    return f"{side}x{side}"
+
+
+def _check_size(width: int, height: int, path: str, name: str) -> None:
+    if width * height > MAX_INPUT_PIXELS:
+        raise InputError(f"{name} {path}: {width}x{height} pixels; give at most {_max_size()} "
+                         "(it is resized to the checkpoint's size anyway).")
+
+
+def _read_video(path: str, name: str, max_frames: Optional[int] = None) -> List[np.ndarray]:
+    import itertools
+
     import av
 
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 raise InputError(f"{name} {path}: has no video stream (audio only, or not a video).")
-            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            stream = container.streams.video[0]
+            _check_size(stream.codec_context.width or 0, stream.codec_context.height or 0, path, name)
+            frames = itertools.islice(container.decode(stream), max_frames)
+            return [f.to_ndarray(format="rgb24") for f in frames]
     except InputError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:

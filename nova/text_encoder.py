@@ -17,7 +17,7 @@ import torch
 
 from .config import read_json
 from .errors import CheckpointError, ConfigError, InputError
-from .loading import check_state, read_shapes, weight_files
+from .loading import check_depths, check_state, read_shapes, weight_files
 
 log = logging.getLogger("nova")
 
@@ -182,6 +182,8 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
         raise ConfigError(f"{config_path}: model_type = {data.get('model_type')!r}; the NOVA text encoder is Phi ('phi').")
     check_phi_config(data, config_path)
     files = weight_files(folder, "model")
+    found = read_shapes(files)
+    check_depths(found, [("model.layers", data.get("num_hidden_layers"), "num_hidden_layers")], config_path)
     try:
         config = PhiConfig.from_pretrained(folder)
         with torch.device("meta"):
@@ -190,7 +192,7 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
         raise ConfigError(f"{config_path}: the config does not describe a buildable Phi model ({type(exc).__name__}: {exc}).") from exc
     expected = {f"model.{k}": tuple(v.shape) for k, v in state.items()}
     floating = [f"model.{k}" for k, v in state.items() if v.is_floating_point()]
-    check_state(expected, read_shapes(files), folder, ignore_unexpected=("lm_head.",), floating=floating)
+    check_state(expected, found, folder, ignore_unexpected=("lm_head.",), floating=floating)
     with _quiet_transformers():  # its load report flags the lm_head we deliberately skip
         model = PhiModel.from_pretrained(
             folder, config=config, use_safetensors=True, trust_remote_code=False, **_dtype_kwarg(dtype)

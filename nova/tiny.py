@@ -156,6 +156,11 @@ def make_tiny(folder: str, preset: str = "video", seed: int = 0, text_encoder: O
     """Write a random checkpoint named ``preset`` ('video', 'image' or 'mid') into ``folder``."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
+        from .errors import InputError
+
+        raise InputError(f"{folder}: exists and is not an empty folder; make-tiny writes random weights only into a "
+                         "new or empty folder (it would overwrite a checkpoint there).")
     kind, tcfg, hidden, layers = PRESETS[preset]
     os.makedirs(folder, exist_ok=True)
     write_transformer(os.path.join(folder, "transformer"), tcfg, seed)

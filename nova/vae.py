@@ -147,5 +147,10 @@ def load_vae(folder: str, device="cpu", dtype=torch.float32) -> NovaVAE:
             f"{config_path}: _class_name = {name!r}; expected 'AutoencoderKLOpenSora' (video) or 'AutoencoderKL' (image)."
         )
     files = weight_files(folder, "diffusion_pytorch_model")
-    model = load_module(build, files, folder, device, dtype, config_path=config_path)
+    depths = [(prefix, len(config[key]) if key.endswith("types") else config[key], what)
+              for key, prefix, what in (("down_block_types", "encoder.down_blocks", "the length of down_block_types"),
+                                        ("up_block_types", "decoder.up_blocks", "the length of up_block_types"),
+                                        ("layers_per_block", "encoder.down_blocks.0.resnets", "layers_per_block"))
+              if key in config and (isinstance(config[key], list) or not key.endswith("types"))]
+    model = load_module(build, files, folder, device, dtype, config_path=config_path, depths=depths)
     return NovaVAE(model, config)

@@ -62,7 +62,7 @@ def _outputs(out):
         if rel.split(os.sep)[0] in ("logs", ".partial"):
             continue
         found |= {os.path.normpath(os.path.join(rel, f)) for f in files}
-    return found - {manifest.NAME, "prompt_embeds.safetensors"}
+    return found - {manifest.NAME, "prompt_embeds.safetensors", ".lock"}
 
 
 def _mp4_frames(path):
@@ -409,3 +409,118 @@ def test_speed_mode_is_part_of_the_run_identity(tmp_path):
     with pytest.raises(InputError, match="fp8 matmuls is not offered"):
         run(_job("m", prompts, tmp_path / "out", fp8_matmuls=True, reference=True))
     assert not (tmp_path / "out").exists()  # refused before any folder is made
+
+
+# -- refused before any work, and what a run identifies itself by ---------------------------------
+@pytest.mark.parametrize("option,value,match", [
+    ("frames", 0, "frames = 0; the video VAE needs 1 \\+ 4k"),
+    ("frames", 10, "frames = 10; the video VAE needs 1 \\+ 4k"),
+    ("fps", 0.0, "fps = 0.0; expected a finite number > 0"),
+    ("fps", 0.0004, "fps = 0.0004; expected 0.1 .. 240"),
+    ("steps", 0, "num_inference_steps = 0"),
+    ("mask_grow", 10**9, r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
+    ("feather", 10**9, r"--feather = 1000000000; expected an integer in \[0, 256\]"),
+    ("image", "missing.png", "--image .*missing.png: no such file"),
+])
+def test_bad_run_wide_default_is_refused_before_anything(tiny_video, tmp_path, monkeypatch, option, value, match):
+    from nova.text_encoder import TextEncoder
+
+    def encode(*args, **kwargs):
+        raise AssertionError("a prompt was encoded before the bad default was reported")
+
+    monkeypatch.setattr(TextEncoder, "from_folders", classmethod(encode))
+    prompts = _write(tmp_path / "p.txt", PROMPTS[:2])
+    value = str(tmp_path / value) if option == "image" else value
+    with pytest.raises(InputError, match=match):
+        run(_job(tiny_video, prompts, tmp_path / "out", **{**FAST, option: value}))
+    assert not os.path.exists(tmp_path / "out")  # no folder, no logs/rank-0.log
+
+
+def test_jsonl_frames_zero_is_refused_not_33(tiny_video, tmp_path):
+    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a fox", "frames": 0}),
+                                            json.dumps({"prompt": "a cat", "mask_grow": 10**9}),
+                                            json.dumps({"prompt": "a dog", "frames": 1})])
+    items = read_items(str(prompts), {o.key: o.default for o in OPTIONS})
+    assert "line 1: frames = 0; the video VAE needs 1 + 4k" in items[0].error
+    assert "line 2: mask_grow = 1000000000; expected an integer in [0, 64]" in items[1].error
+    assert items[2].error is None
+    summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert summary.done == 1 and "frames = 0" in summary.failed[(0, 0)]
+
+
+def test_prompt_files_split_only_at_newlines(tmp_path):
+    defaults = {o.key: o.default for o in OPTIONS}
+    text = tmp_path / "p.txt"
+    text.write_bytes("a fox\u2028in snow\r\na cat\x0con a mat\nlast".encode())
+    assert [i.prompts for i in read_items(str(text), defaults)] == [("a fox\u2028in snow",), ("a cat\x0con a mat",), ("last",)]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "a fox\u2028in snow"}, ensure_ascii=False) + "\n"
+                     + json.dumps({"prompt": "b"}) + "\n", encoding="utf-8")
+    items = read_items(str(jsonl), defaults)
+    assert [(i.index, i.line, i.prompts, i.error) for i in items] == [(0, 1, ("a fox\u2028in snow",), None), (1, 2, ("b",), None)]
+
+
+def test_a_prompt_named_like_a_reserved_safetensors_key(tiny_image, tmp_path):
+    prompts = _write(tmp_path / "p.txt", ["__metadata__", "a fox"])
+    job = _job(tiny_image, prompts, tmp_path / "out", steps=4, diffusion_steps=2)
+    assert run(job).exit_code == 0 and run(job).exit_code == 0  # and the resume reads the cache
+
+
+def test_manifest_line_without_item_or_sample_is_named(tiny_image, tmp_path):
+    prompts = _write(tmp_path / "p.txt", ["a fox"])
+    job = _job(tiny_image, prompts, tmp_path / "out", steps=4, diffusion_steps=2)
+    assert run(job).exit_code == 0
+    with open(tmp_path / "out" / manifest.NAME, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"kind": "done", "item": 0}) + "\n")
+    with pytest.raises(InputError, match=r"manifest.jsonl line 3: a 'done' record with sample = None; it needs item \(int\), "
+                                         r"sample \(int\)"):
+        run(job)
+
+
+def test_run_identity_includes_the_weights(tiny_image, tmp_path):
+    import shutil
+
+    from nova.tiny import make_tiny
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_image, model)
+    prompts = _write(tmp_path / "p.txt", ["a fox"])
+    job = _job(str(model), prompts, tmp_path / "out", steps=4, diffusion_steps=2)
+    assert run(job).exit_code == 0
+    other = make_tiny(str(tmp_path / "other"), preset="image", seed=5)  # same layout, other values
+    shutil.copy(os.path.join(other, "transformer", "diffusion_pytorch_model.safetensors"),
+                model / "transformer" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(InputError, match="the checkpoint's weights"):
+        run(job)
+
+
+def test_one_run_per_output_folder(tiny_image, tmp_path):
+    prompts = _write(tmp_path / "p.txt", ["a fox"])
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | "
+                               "os.O_CREAT); fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                               str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        job = _job(tiny_image, prompts, out, steps=4, diffusion_steps=2)
+        with pytest.raises(InputError, match="another batch run is writing to this folder"):
+            run(job)
+        assert os.path.isdir(out) and not os.path.exists(out / manifest.NAME)  # its folder stays, untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(job).exit_code == 0  # a killed holder leaves nothing stuck
+
+
+def test_early_failure_leaves_no_folder(tiny_image, tmp_path, monkeypatch):
+    from nova.pipeline import NovaPipeline
+
+    def broken(*args, **kwargs):
+        raise InputError("weights unreadable (test)")
+
+    monkeypatch.setattr(NovaPipeline, "from_pretrained", classmethod(broken))
+    prompts = _write(tmp_path / "p.txt", ["a fox"])
+    with pytest.raises(InputError, match="weights unreadable"):
+        run(_job(tiny_image, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert not os.path.exists(tmp_path / "out")

@@ -107,7 +107,25 @@ def media(tmp_path_factory):
             c.mux(packet)
     (folder / "file.txt").write_text("x")
     (folder / "dir.mp4").mkdir()
+    from nova.media import write_video
+
+    write_video(np.zeros((9, 64, 96, 3), np.uint8), str(folder / "clip9.mp4"))
+    write_video(np.full((12, 64, 96, 3), 255, np.uint8), str(folder / "mask12.mp4"))
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(folder / "tiny.png")
+    (folder / "bomb.png").write_bytes(_png_header(20000, 20000))
     return folder
+
+
+def _png_header(width, height):
+    """A PNG whose header claims width x height pixels (and holds none)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize("extra,out,match", [
@@ -140,6 +158,23 @@ def media(tmp_path_factory):
     (["--image", "ok.png", "--mask", "ok.png", "--loop", "2"], "x.mp4", "--mask with --window 0 / --blend 0 / --loop 2"),
     (["--image", "ok.png", "--mask", "ok.png", "--window", "3"], "x.mp4", "--mask with --window 3 "),
     (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
+    # silently wrong before: 0 frames made 33, a tiny fps became 24 (MP4) or overflowed after the work (GIF)
+    (["--frames", "0"], "x.mp4", "frames = 0; the video VAE needs 1 \\+ 4k"),
+    (["--fps", "0.0004"], "x.mp4", r"fps = 0.0004; expected 0.1 .. 240"),
+    (["--fps", "0.001"], "x.gif", r"fps = 0.001; expected 0.1 .. 240"),
+    (["--fps", "1000"], "x.mp4", r"fps = 1000.0; expected 0.1 .. 240"),
+    # absurd values that ran for hours, and inputs that were refused only after the weights loaded
+    (["--image", "ok.png", "--mask", "ok.png", "--mask-grow", "1000000000"], "x.mp4",
+     r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
+    (["--image", "ok.png", "--mask", "ok.png", "--feather", "1000000000"], "x.mp4",
+     r"--feather = 1000000000; expected an integer in \[0, 256\]"),
+    (["--image", "ok.png", "--mask", "tiny.png"], "x.mp4", "tiny.png is 2x2 .* cannot be mapped to the .* token grid"),
+    (["--video", "clip9.mp4", "--mask", "mask12.mp4"], "x.mp4", "mask12.mp4: has more frames than the 9 of --video"),
+    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4", r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
+    (["--prompt", "b", "--prompt", "c", "--frames", "5"], "x.mp4", "3 prompt\\(s\\) need at least 3 new latent frames"),
+    ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
+    (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
+    (["--image", "ok.png", "--mask", "bomb.png"], "x.mp4", "--mask .*bomb.png: .*give at most 8192x8192 pixels"),
     # speed modes that no GPU run showed faster
     (["--fp8-matmuls", "--reference"], "x.mp4", "fp8 matmuls is not offered"),
     (["--attention", "sage"], "x.mp4", "attention = 'sage' is not offered"),
@@ -212,3 +247,52 @@ def test_cli_one_line_and_a_progress_bar_from_any_directory(tmp_path):
     assert r.returncode == 0 and r.stdout == "", r.stderr
     assert "NOVA: frame 2/2 done, 6/6 set steps" in r.stderr and "ETA" in r.stderr and "Loading weights" not in r.stderr
     assert [line for line in r.stderr.splitlines() if not line.strip()] == []  # no blank lines
+
+
+def test_make_tiny_refuses_a_folder_that_holds_anything(tiny_video, tmp_path, capsys):
+    import hashlib
+
+    weights = os.path.join(tiny_video, "transformer", "diffusion_pytorch_model.safetensors")
+    with open(weights, "rb") as f:
+        before = hashlib.sha256(f.read()).hexdigest()
+    assert cli.main(["make-tiny", tiny_video, "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tiny_video}: exists and is not an empty folder" in err, err
+    with open(weights, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == before
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["make-tiny", str(tmp_path / "empty"), "--preset", "image"]) == 0
+
+
+def test_more_steps_than_tokens_says_so(tiny_video, media, no_load, capsys, monkeypatch, caplog):
+    """The tiny checkpoint's frames have 24 tokens: --steps 64 runs 24 set steps, and says so
+    (before the weights load)."""
+    import logging
+
+    monkeypatch.chdir(media)
+    with caplog.at_level(logging.WARNING, logger="nova"):
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            _cli(["--model", tiny_video, "--prompt", "a fox", "--steps", "64", "--out", "x.mp4"], capsys)
+        assert "--steps 64: a frame of this checkpoint has 24 tokens, so 24 set steps run per frame." in caplog.text
+        caplog.clear()
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            _cli(["--model", tiny_video, "--prompt", "a fox", "--steps", "24", "--out", "x.mp4"], capsys)
+        assert "set steps run" not in caplog.text
+
+
+def test_version_and_defaults_in_every_help(capsys):
+    import argparse
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"nova {__import__('nova').__version__}"
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            default = action.default
+            hidden = action.help == argparse.SUPPRESS  # (options kept for old command lines, not offered)
+            if hidden or not action.option_strings or action.required or default is None or default is False or default == argparse.SUPPRESS:
+                continue
+            assert f"(default: {default})" in text, (name, action.dest)

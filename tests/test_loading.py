@@ -49,6 +49,24 @@ def test_unknown_arch(ckpt):
         load_transformer(str(ckpt / "transformer"))
 
 
+def test_config_depths_are_checked_against_the_weights_before_building(ckpt):
+    """A hostile depth (vit_d100000...) used to build for minutes before the header was compared."""
+    path = ckpt / "transformer" / "config.json"
+    arch = json.loads(path.read_text())["arch"]
+    width = arch[1].split("w")[1]
+    edit_json(path, arch=[arch[0], f"vit_d1000w{width}", arch[2]])
+    with pytest.raises(ConfigError, match=rf"transformer.config\.json: arch\[1\] 'vit_d1000w{width}': depth = 1000, "
+                                          r"but the weights hold \d+ \(image_encoder\.blocks\.0 \.\. "):
+        load_transformer(str(ckpt / "transformer"))
+    edit_json(ckpt / "text_encoder" / "config.json", num_hidden_layers=1000)
+    with pytest.raises(ConfigError, match=r"text_encoder.config\.json: num_hidden_layers = 1000, but the weights hold"):
+        load_phi(str(ckpt / "text_encoder"))
+    edit_json(ckpt / "vae" / "config.json", layers_per_block=1000)
+    with pytest.raises(ConfigError, match=r"vae.config\.json: layers_per_block = 1000, but the weights hold \d+ "
+                                          r"\(encoder\.down_blocks\.0\.resnets\.0"):
+        load_vae(str(ckpt / "vae"))
+
+
 def test_missing_config_key(ckpt):
     path = ckpt / "transformer" / "config.json"
     data = json.loads(path.read_text())

@@ -77,6 +77,14 @@ def test_frames_of_a_mask(tiny_video_pipe):
     assert torch.equal(token_mask(video[4:7], cfg, 1, clip_frames=4), token_mask(video[4], cfg, 1))
     with pytest.raises(InputError, match="has 3 frames"):
         token_mask(video[4:7], cfg, 1, clip_frames=2)
+    # a clip of 9 frames takes at most 9 mask frames: 12 are refused, not cut to 9
+    with pytest.raises(InputError, match="has 12 frames for a clip of 9"):
+        token_mask(torch.cat([video, video[:3]]), cfg, 3, clip_frames=9)
+    # grow is bounded (each step is a pass over the frames; 64 tokens already cover any frame)
+    with pytest.raises(InputError, match=r"mask grow = 1000000000; expected an integer in \[0, 64\]"):
+        token_mask(video, cfg, 3, grow=10**9)
+    with pytest.raises(InputError, match=r"feather = 100000; expected an integer in \[0, 256\]"):
+        feather_weights(torch.ones(1, 8, 8), 10**5)
 
 
 @pytest.mark.parametrize("mask, match", [
@@ -265,6 +273,13 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
         NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 1, 4, 5.0, 12.0, start_image=clip[:1])
     with pytest.raises(InputError, match="mask needs start_image"):
         NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0, mask=pixel[:, 0])
+    # a mask longer than the clip it repaints is refused, not cut to the clip
+    longer = torch.cat([pixel[:, 0], pixel[:3, 0]])
+    with pytest.raises(InputError, match="mask has 12 frames for a clip of 9; give 1, 3 .* or up to 9"):
+        NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0,
+                             start_image=clip, mask=longer)
+    with pytest.raises(InputError, match="noise_mask has 12 frames for a clip of 9"):
+        NovaARFrameStep.execute(*args, latents={**given, "noise_mask": longer[:, None]})
 
 
 def test_chained_step_keeps_the_repainted_area_for_the_feather(nodes, caplog):

@@ -138,3 +138,32 @@ def test_fps_zero_is_refused_by_the_writer(tmp_path):
     with pytest.raises(InputError, match="fps = 0"):
         write_video(FRAMES, str(tmp_path / "out.mp4"), fps=0)
     assert not os.listdir(tmp_path)
+
+
+def _busy(seconds):
+    """One process per core spinning, so encoder threads are scheduled unevenly."""
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 2)]
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webp", ".gif", ".png"])
+def test_same_frames_same_bytes_on_a_busy_machine(tmp_path, ext):
+    """The same frames give byte-identical files, while every core is busy (a multi-threaded
+    encoder's output depends on how its threads happen to be scheduled)."""
+    rng = np.random.default_rng(0)
+    count = 1 if ext == ".png" else 9
+    base = rng.integers(0, 256, (1, 36, 64, 3), dtype=np.uint8).repeat(4, axis=1).repeat(4, axis=2)
+    frames = np.stack([np.roll(base[0], 5 * t, axis=1) for t in range(count)])
+    frames = np.clip(frames.astype(np.int16) + rng.integers(-20, 21, frames.shape), 0, 255).astype(np.uint8)
+    busy = _busy(20)
+    try:
+        digests = set()
+        for i in range(4):
+            path = tmp_path / f"v{i}{ext}"
+            write_video(frames, str(path), fps=12.0)
+            digests.add(path.read_bytes())
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert len(digests) == 1

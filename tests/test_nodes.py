@@ -376,3 +376,26 @@ def test_memory_estimate_counts_the_fp8_weights(comfy):
     extra = plan_frames(fp8, comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0).memory_bytes() - base
     blocks = fp8.transformer.image_encoder.blocks
     assert extra == sum(layer.weight.numel() for b in blocks for layer in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2))
+
+
+@pytest.mark.parametrize("latents,match", [
+    (torch.zeros(1, 4, 2, 8, 12), "latents must be a ComfyUI LATENT \\(a dict with 'samples'\\), got Tensor"),
+    ({"noise_mask": torch.ones(1, 64, 96)}, "latents must be a ComfyUI LATENT \\(a dict with 'samples'\\), got dict"),
+])
+def test_ar_step_and_long_video_name_a_latent_that_is_not_one(comfy, latents, match):
+    from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
+
+    with pytest.raises(InputError, match=match):
+        NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 0, 5.0, 12.0, latents=latents)
+    segs = NovaSegment.execute(comfy["cond"], 1, 5.0, 12.0)[0]
+    with pytest.raises(InputError, match=match):
+        NovaLongVideo.execute(comfy["model"], comfy["sampler"], segs, 0, window=3, latents=latents)
+
+
+@pytest.mark.parametrize("width,height", [(0, 64), (96, 0), (-8, 64), (100, 64), (96, 10**6)])
+def test_vae_encode_refuses_sizes_its_widgets_do_not_allow(comfy, width, height):
+    image = torch.rand(1, 64, 96, 3)
+    bad = "width" if (width, height)[0] != 96 else "height"
+    with pytest.raises(InputError, match=rf"{bad} = {(width if bad == 'width' else height)}; expected a multiple of 8 "
+                                         r"in \[64, 4096\]"):
+        NovaVAEEncode.execute(comfy["vae"], image, width, height, "crop")

@@ -28,6 +28,16 @@ def test_pyproject_dependencies_equal_requirements():
     assert _pyproject()["project"]["dependencies"] == _requirements("requirements.txt")
 
 
+def test_dev_requirements_never_pin_what_torch_pins():
+    """A CUDA torch pins its own triton (and torchvision/torchaudio pin torch): a version on any of
+    them in requirements-dev.txt makes ``pip install torch -r requirements-dev.txt`` swap torch."""
+    for line in _requirements("requirements-dev.txt"):
+        name = re.match(r"[A-Za-z0-9_.-]+", line).group(0).lower()
+        if name in {"torch", "triton", "torchvision", "torchaudio", "pytorch-triton"}:
+            spec = line.split(";")[0].split("#")[0].strip()
+            assert spec.lower() == name, f"requirements-dev.txt: {line!r} pins {name}; leave it unpinned"
+
+
 def test_floor_set_pins_each_floor():
     """requirements-floor.txt (what CI's second environment installs) is the lowest version each
     requirements.txt line allows, package for package."""

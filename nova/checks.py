@@ -1,0 +1,137 @@
+"""The checks of a generation request that need no weights, in one place.
+
+``nova generate`` and ``nova batch`` (its run-wide defaults before anything runs, and every JSONL
+item as it is read) call the same functions, so a rule is written once and says the same thing
+whichever way the request came in. ``options`` is a mapping with every key of
+:data:`nova.batch_items.OPTIONS`; ``name`` spells a key the way the caller's user wrote it
+(``--mask-grow`` on the command line, ``mask_grow`` in a JSONL line).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Mapping, Optional
+
+from .errors import InputError
+
+log = logging.getLogger("nova")
+DEFAULT_FRAMES = 33  # 9 latent frames: the training length
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str] = flag) -> None:
+    """Every rule on the values themselves and how they combine (nothing read from files)."""
+    from .masks import check_feather, check_grow
+    from .media import check_fps
+    from .sampling import SamplerSettings
+    from .vae_frames import latents_for_frames
+
+    o = options
+    if o["frames"] is not None:
+        latents_for_frames(o["frames"])
+    check_fps(o["fps"])
+    SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
+    flow = o["motion_flow"]
+    if not isinstance(flow, (int, float)) or not math.isfinite(flow) or flow < 0:
+        raise InputError(f"{name('motion_flow')} = {flow}; expected a number >= 0 (official default 5).")
+    for key in ("window", "blend", "loop"):
+        if not isinstance(o[key], int) or o[key] < 0:
+            raise InputError(f"{name(key)} = {o[key]}; expected an integer >= 0.")
+    if o["window"] == 1:
+        raise InputError(f"{name('window')} = 1; use at least 2 latent frames (or 0 for the whole video).")
+    if o["image"] and o["video"]:
+        raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), not both.")
+    if o["mask"] and (bool(o["image"]) == bool(o["video"]) or prompts != 1):
+        raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) under one prompt.")
+    if o["mask"] and (o["window"] or o["blend"] or o["loop"]):
+        raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
+                         f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
+                         f"{name('window')}, {name('blend')} and {name('loop')} at 0.")
+    threshold = o["mask_threshold"]
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise InputError(f"{name('mask_threshold')} = {threshold}; expected a value in [0, 1).")
+    check_grow(o["mask_grow"], name("mask_grow"))
+    check_feather(o["feather"], name("feather"))
+
+
+def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] = flag):
+    """The request's ``image`` (one [H, W, 3] uint8 frame), ``video`` clip (a list of frames,
+    decoded no further than the request can use) and ``mask`` ([M, H, W] floats), each None when
+    not given; sizes are checked from the headers before decoding."""
+    from .masks import mask_from_rgb
+    from .media import read_frames
+
+    o = options
+    image = read_frames(o["image"], name("image"), max_frames=1)[0] if o["image"] else None
+    clip = read_frames(o["video"], name("video"), max_frames=max_clip_frames(o, video_model)) if o["video"] else None
+    mask = None
+    if o["mask"]:
+        limit = 1 if clip is None else len(clip)
+        frames = read_frames(o["mask"], name("mask"), max_frames=limit + 1)
+        if len(frames) > limit and limit > 1:
+            raise InputError(f"{name('mask')} {o['mask']}: has more frames than the {limit} of {name('video')}; give "
+                             "1 mask frame, one per latent frame or one per clip frame.")
+        mask = mask_from_rgb(frames, o["mask"])
+    return image, clip, mask
+
+
+def check_mask(options: Mapping, config, mask, latents: int, clip_frames: Optional[int]) -> None:
+    """The mask against the checkpoint's frame size and the given frames (the token mask the
+    generation will compute, computed once before any weights load)."""
+    from .masks import token_mask
+
+    token_mask(mask, config, latents, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
+               clip_frames=clip_frames)
+
+
+def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_frames: Optional[int] = None,
+                 name: Callable[[str], str] = flag) -> int:
+    """The latent frames a request makes in total, checked against what it is given: ``clip_frames``
+    is the length of the ``video`` clip (None without one; an ``image`` is one latent frame). A
+    clip longer than the request, or fewer new latent frames than prompts, is refused."""
+    from .vae_frames import frames_kept, latents_for_frames
+
+    o = options
+    frames = o["frames"]
+    if clip_frames is not None:
+        given = latents_for_frames(frames_kept(clip_frames))
+    else:
+        given = 1 if o["image"] else 0
+    if o["mask"]:  # the given frames are repainted, then continued up to frames (default: no more)
+        latents = given if frames is None else (latents_for_frames(frames) if video_model else 1)
+        if latents < given:
+            raise InputError(f"{name('frames')} {frames} is shorter than the {given} latent frames of the given clip.")
+        return latents
+    latents = latents_for_frames(DEFAULT_FRAMES if frames is None else frames) if video_model else 1
+    if clip_frames is not None and given >= latents:
+        raise InputError(f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and {name('frames')} "
+                         f"{DEFAULT_FRAMES if frames is None else frames} makes {latents}: nothing is left to generate; "
+                         f"raise {name('frames')} or give a shorter clip.")
+    new = latents - given
+    if new < prompts:  # (the given frames alone: nothing would be generated)
+        raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
+                         f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")
+    return latents
+
+
+def max_clip_frames(options: Mapping, video_model: bool) -> Optional[int]:
+    """How many frames of the ``video`` clip to decode at most: one more than the request can use,
+    so a longer clip is still seen to be too long (None: a masked clip without frames sets the length)."""
+    from .vae_frames import frames_for_latents, latents_for_frames
+
+    if options["frames"] is None and options["mask"]:
+        return None
+    frames = DEFAULT_FRAMES if options["frames"] is None else options["frames"]
+    return frames_for_latents(latents_for_frames(frames) if video_model else 1) + 1
+
+
+def warn_about_steps(steps: int, config, name: str = "--steps") -> None:
+    """More set steps than a frame has tokens: each step predicts at least one token, so fewer run."""
+    tokens = config.num_image_tokens
+    if steps > tokens:
+        log.warning("%s %d: a frame of this checkpoint has %d tokens, so %d set steps run per frame.",
+                    name, steps, tokens, tokens)
