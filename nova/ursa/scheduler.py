@@ -56,6 +56,8 @@ class KineticOptimalScheduler:
         self.emb = emb.to(device).to(torch.float16)
         self.codebook_size = self.emb.shape[0]
         if config.metric:
+            # Looked-up codes are taken from the normalised table and normalised once more in each
+            # distance, as the official code does (the second rounding in fp16 changes some draws).
             self.unit_emb = torch.nn.functional.normalize(self.emb, dim=-1, eps=config.eps)
             self.unit_sumsq = self.unit_emb.square().sum(-1)
             self.unit_twice_t = self.unit_emb.mul(2).T.contiguous()
@@ -100,7 +102,7 @@ class KineticOptimalScheduler:
         if not 0 <= t < 1:
             raise InputError(f"add_noise: t = {t}; expected 0 <= t < 1 (cond_noise_scale in (0, 1]).")
         if self.config.metric:
-            dist = self._dist_to_codebook(self.emb[ids])
+            dist = self._dist_to_codebook(self.unit_emb[ids])
             return categorical(dist.mul_(-self._beta(t)).softmax(-1), generator)
         # Mixture path. The official code needs a tensor t here (a float crashes); this is what it
         # computes for t given as a one-element tensor in the codebook's dtype.
@@ -118,10 +120,10 @@ class KineticOptimalScheduler:
             return logits.zero_().scatter_(-1, target.unsqueeze(-1), 1 / (1 - t))
         alpha, c = self.config.alpha, self.config.c
         rate = (c * alpha * t ** (alpha - 1) if t > 0 else 0) / (1 - t) ** (alpha + 1)  # d beta / dt
-        target_emb = self.emb[target]
+        target_emb = self.unit_emb[target]
         dist_to_target = self._dist_to_codebook(target_emb, out=logits)  # D[k], in the logits buffer
         prob = dist_to_target.mul(-self._beta(t)).softmax(-1)
-        dist_current = self._dist_pairwise(self.emb[sample], target_emb)  # d
+        dist_current = self._dist_pairwise(self.unit_emb[sample], target_emb)  # d
         closer = torch.nn.functional.relu(dist_to_target.sub_(dist_current).neg_(), inplace=True)  # relu(d - D)
         return prob.mul_(rate).mul_(closer)
 
