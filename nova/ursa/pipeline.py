@@ -125,6 +125,32 @@ class UrsaPipeline:
         ).input_ids
         return ids.to(self.device)
 
+    def prompt_ids(self, prompt, negative_prompt=None, num_images_per_prompt=1, max_prompt_length=320,
+                   prompt_ids=None, negative_prompt_ids=None):
+        """(prompt ids, negative prompt ids), each [prompts x num_images_per_prompt, max_prompt_length],
+        as the official ``encode_prompt`` makes them (given ids are used as they are)."""
+        copies = num_images_per_prompt
+        if prompt_ids is None:
+            if prompt is None:
+                raise InputError("pass prompt= (a string or a list of strings) or prompt_ids=.")
+            prompt_ids = self.encode_prompt(as_prompt_list(prompt), max_prompt_length).repeat_interleave(copies, 0)
+        num_prompts = prompt_ids.shape[0] // copies if prompt is None else len(as_prompt_list(prompt))
+        if negative_prompt_ids is None:
+            negatives = negative_prompt or ""
+            negatives = [negatives] * num_prompts if isinstance(negatives, str) else negatives
+            negatives = as_prompt_list(negatives, "negative_prompt")
+            if len(negatives) != num_prompts:
+                raise InputError(f"{len(negatives)} negative prompts for {num_prompts} prompts; pass one or one per prompt.")
+            negative_prompt_ids = self.encode_prompt(negatives, max_prompt_length).repeat_interleave(copies, 0)
+        prompt_ids = torch.as_tensor(prompt_ids, device=self.device)
+        negative_prompt_ids = torch.as_tensor(negative_prompt_ids, device=self.device)
+        if prompt_ids.dim() != 2 or prompt_ids.shape != negative_prompt_ids.shape:
+            raise InputError(
+                f"prompt_ids {list(prompt_ids.shape)} and negative_prompt_ids {list(negative_prompt_ids.shape)}: "
+                "expected two [batch, length] tensors of the same shape."
+            )
+        return prompt_ids, negative_prompt_ids
+
     def latent_grid(self, num_frames: int, height: int, width: int):
         """(T, h, w) for a clip, or an InputError naming the value the tokenizer cannot make."""
         stride = self.spatial_stride
@@ -252,21 +278,9 @@ class UrsaPipeline:
             height, width = grid[1] * self.spatial_stride, grid[2] * self.spatial_stride
 
         # 1. Prompt ids (the negative prompt defaults to "", all padding).
-        if prompt_ids is None:
-            if prompt is None:
-                raise InputError("pass prompt= (a string or a list of strings) or prompt_ids=.")
-            prompts = as_prompt_list(prompt)
-            prompt_ids = self.encode_prompt(prompts, max_prompt_length).repeat_interleave(copies, 0)
-        num_prompts = prompt_ids.shape[0] // copies if prompt is None else len(as_prompt_list(prompt))
-        if negative_prompt_ids is None:
-            negatives = [negative_prompt or ""] * num_prompts if isinstance(negative_prompt or "", str) else negative_prompt
-            negatives = as_prompt_list(negatives, "negative_prompt")
-            if len(negatives) != num_prompts:
-                raise InputError(f"{len(negatives)} negative prompts for {num_prompts} prompts; pass one or one per prompt.")
-            negative_prompt_ids = self.encode_prompt(negatives, max_prompt_length).repeat_interleave(copies, 0)
-        prompt_ids, negative_prompt_ids = prompt_ids.to(self.device), negative_prompt_ids.to(self.device)
-        if prompt_ids.shape != negative_prompt_ids.shape:
-            raise InputError(f"prompt_ids {list(prompt_ids.shape)} and negative_prompt_ids {list(negative_prompt_ids.shape)} differ in shape.")
+        prompt_ids, negative_prompt_ids = self.prompt_ids(
+            prompt, negative_prompt, copies, max_prompt_length, prompt_ids, negative_prompt_ids
+        )
         batch, prompt_length = prompt_ids.shape
 
         # 2. Starting ids: uniform random codes, then the condition (if any) on the first latent frames.
