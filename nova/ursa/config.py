@@ -14,7 +14,7 @@ import os
 from typing import Optional, Tuple
 
 from ..config import read_json
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, WrongFamilyError
 
 log = logging.getLogger("nova")
 
@@ -44,19 +44,21 @@ def read_family(folder: str) -> Optional[str]:
 
 
 def check_ursa_folder(folder: str) -> None:
-    """An InputError unless ``folder`` holds an URSA checkpoint (``_class_name`` URSAPipeline)."""
+    """A :class:`WrongFamilyError` (an InputError) unless ``folder`` holds an URSA checkpoint."""
     family = read_family(folder)
     path = os.path.join(folder, "model_index.json")
     if family == URSA_PIPELINE:
         return
     if family == NOVA_PIPELINE:
-        raise InputError(
+        raise WrongFamilyError(
             f"{path}: _class_name = 'NOVAPipeline': this is a NOVA checkpoint, not URSA. "
             "Load it with nova.NovaPipeline (or the NOVA loader node); UrsaPipeline needs _class_name 'URSAPipeline'."
         )
     if family is None:
-        raise InputError(f"{folder}: no model_index.json; an URSA checkpoint folder has one with _class_name 'URSAPipeline'.")
-    raise InputError(f"{path}: _class_name = {family!r}; UrsaPipeline loads only 'URSAPipeline' checkpoints.")
+        raise WrongFamilyError(
+            f"{folder}: no model_index.json; an URSA checkpoint folder has one with _class_name 'URSAPipeline'."
+        )
+    raise WrongFamilyError(f"{path}: _class_name = {family!r}; UrsaPipeline loads only 'URSAPipeline' checkpoints.")
 
 
 # The keys of the official URSATransformer3DModel.__init__; everything else of Qwen3 is fixed.
@@ -100,7 +102,8 @@ class UrsaTransformerConfig:
         for key, value in values.items():
             ok = _is_number(value) and value > 0 if key == "rope_theta" else _is_int(value) and value >= 0
             if not ok or (key != "bov_token_id" and value == 0):
-                raise ConfigError(f"{where}: {key} = {value!r}; expected a positive {'number' if key == 'rope_theta' else 'integer'}.")
+                kind = "number" if key == "rope_theta" else "integer"
+                raise ConfigError(f"{where}: {key} = {value!r}; expected a positive {kind}.")
         config = cls(**values)
         if config.num_attention_heads % config.num_key_value_heads:
             raise ConfigError(
@@ -113,7 +116,10 @@ class UrsaTransformerConfig:
                 f"{config.lm_vocab_size + config.lm_head_size}: visual code c is token c + lm_vocab_size."
             )
         if config.bov_token_id >= config.lm_vocab_size:
-            raise ConfigError(f"{where}: bov_token_id = {config.bov_token_id} is not a text token (< lm_vocab_size = {config.lm_vocab_size}).")
+            raise ConfigError(
+                f"{where}: bov_token_id = {config.bov_token_id} is not a text token "
+                f"(< lm_vocab_size = {config.lm_vocab_size})."
+            )
         return config
 
 
@@ -159,7 +165,9 @@ def load_vae_config(folder: str) -> UrsaVAEConfig:
         raise ConfigError(f"{path}: expected a JSON object, got {type(raw).__name__}.")
     name = raw.get("_class_name")
     if name not in (FSQ_VAE, IBQ_VAE):
-        raise ConfigError(f"{path}: _class_name = {name!r}; URSA tokenizers are {FSQ_VAE!r} (video) or {IBQ_VAE!r} (image).")
+        raise ConfigError(
+            f"{path}: _class_name = {name!r}; URSA tokenizers are {FSQ_VAE!r} (video) or {IBQ_VAE!r} (image)."
+        )
     video = name == FSQ_VAE
     quantizer = raw.get("_quantizer_name", "FSQuantizer" if video else "VQuantizer")
     allowed_quantizer = "FSQuantizer" if video else "VQuantizer"
@@ -179,14 +187,18 @@ def load_vae_config(folder: str) -> UrsaVAEConfig:
         elif not (_is_int(value) and value > 0):
             raise ConfigError(f"{path}: {key} = {value!r}; expected a positive integer.")
     if video and values["vq_embed_dim"] != 6:
-        raise ConfigError(f"{path}: vq_embed_dim = {values['vq_embed_dim']}; the FSQ quantizer has 6 levels (8,8,8,5,5,5).")
+        raise ConfigError(
+            f"{path}: vq_embed_dim = {values['vq_embed_dim']}; the FSQ quantizer has 6 levels (8,8,8,5,5,5)."
+        )
     for key in ("temporal_stride", "spatial_stride", "patch_size"):
         value = values[key]
         if value & (value - 1):
             raise ConfigError(f"{path}: {key} = {value}; expected a power of two.")
     decoder_dtype = raw.get("decoder_dtype")
     if decoder_dtype not in (None, "float32", "float16", "bfloat16"):
-        raise ConfigError(f"{path}: decoder_dtype = {decoder_dtype!r}; expected null, 'float32', 'float16' or 'bfloat16'.")
+        raise ConfigError(
+            f"{path}: decoder_dtype = {decoder_dtype!r}; expected null, 'float32', 'float16' or 'bfloat16'."
+        )
     return UrsaVAEConfig(
         class_name=name,
         block_out_channels=tuple(values.pop("block_out_channels")),
@@ -220,7 +232,9 @@ def load_scheduler_config(folder: str) -> UrsaSchedulerConfig:
     alpha, c = raw.get("alpha"), raw.get("c")
     shift, eps = raw.get("shift", 1.0), raw.get("eps", 1e-5)
     if alpha is not None and not (_is_number(alpha) and alpha > 0):
-        raise ConfigError(f"{path}: alpha = {alpha!r}; expected a positive number (metric path) or null (mixture path).")
+        raise ConfigError(
+            f"{path}: alpha = {alpha!r}; expected a positive number (metric path) or null (mixture path)."
+        )
     if alpha is not None and not (_is_number(c) and c > 0):
         raise ConfigError(f"{path}: c = {c!r}; the metric path (alpha = {alpha}) needs a positive number.")
     if not (_is_number(shift) and shift > 0):

@@ -25,7 +25,8 @@ from .transformer import UrsaTransformer
 def load_transformer(folder: str, device="cpu", dtype=torch.float32) -> UrsaTransformer:
     config = load_transformer_config(folder)
     files = weight_files(folder, "diffusion_pytorch_model")
-    return load_module(lambda: UrsaTransformer(config), files, folder, device, dtype, config_path=os.path.join(folder, "config.json"))
+    config_path = os.path.join(folder, "config.json")
+    return load_module(lambda: UrsaTransformer(config), files, folder, device, dtype, config_path=config_path)
 
 
 def load_vq_tokenizer(folder: str, device="cpu", dtype=torch.float32):

@@ -74,7 +74,8 @@ def _uint8_array(value, name: str, dims: Sequence[int]) -> np.ndarray:
     if array.dtype != np.uint8:
         raise InputError(f"{name} has dtype {array.dtype}; expected uint8 pixels (0..255), channels last.")
     if array.ndim not in dims or array.shape[-1] != 3:
-        raise InputError(f"{name} has shape {list(array.shape)}; expected {' or '.join(f'{d}-D' for d in dims)} uint8 with 3 channels last.")
+        wanted = " or ".join(f"{d}-D" for d in dims)
+        raise InputError(f"{name} has shape {list(array.shape)}; expected {wanted} uint8 with 3 channels last.")
     return array
 
 
@@ -140,7 +141,9 @@ class UrsaPipeline:
             negatives = [negatives] * num_prompts if isinstance(negatives, str) else negatives
             negatives = as_prompt_list(negatives, "negative_prompt")
             if len(negatives) != num_prompts:
-                raise InputError(f"{len(negatives)} negative prompts for {num_prompts} prompts; pass one or one per prompt.")
+                raise InputError(
+                    f"{len(negatives)} negative prompts for {num_prompts} prompts; pass one or one per prompt."
+                )
             negative_prompt_ids = self.encode_prompt(negatives, max_prompt_length).repeat_interleave(copies, 0)
         prompt_ids = torch.as_tensor(prompt_ids, device=self.device)
         negative_prompt_ids = torch.as_tensor(negative_prompt_ids, device=self.device)
@@ -173,7 +176,9 @@ class UrsaPipeline:
         array = _uint8_array(image, "image", (3, 4))
         array = array[0] if array.ndim == 4 and array.shape[0] == 1 else array
         if array.ndim == 4:
-            raise InputError(f"image has shape {list(array.shape)}; pass one image [H, W, 3] (the same for every prompt).")
+            raise InputError(
+                f"image has shape {list(array.shape)}; pass one image [H, W, 3] (the same for every prompt)."
+            )
         self._check_size(array.shape[:2], height, width, "image")
         pixels = torch.as_tensor(array, device=self.device).to(self.vae.dtype).sub(127.5).div_(127.5)
         pixels = pixels.permute(2, 0, 1).unsqueeze(0)  # [1, 3, H, W]
@@ -181,7 +186,8 @@ class UrsaPipeline:
             return self.vae.encode(pixels.unsqueeze(2))
         return self.vae.encode(pixels).unsqueeze(1)
 
-    def encode_video(self, video, height: int, width: int, num_frames: int, num_cond_frames: Optional[int]) -> torch.Tensor:
+    def encode_video(self, video, height: int, width: int, num_frames: int,
+                     num_cond_frames: Optional[int]) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> ids [1, T', h, w]; ``num_cond_frames``: use only the last frames."""
         if not self.is_video_model:
             raise InputError("video= needs a video checkpoint (URSA-*-FSQ320); this one has the image tokenizer.")
@@ -294,7 +300,8 @@ class UrsaPipeline:
         if image is not None:
             cond_latents = self.encode_image(image, height, width).expand(copies, -1, -1, -1)
         elif video is not None:
-            cond_latents = self.encode_video(video, height, width, num_frames, num_cond_frames).expand(copies, -1, -1, -1)
+            cond_latents = self.encode_video(video, height, width, num_frames, num_cond_frames)
+            cond_latents = cond_latents.expand(copies, -1, -1, -1)
         if cond_latents is not None:
             cond_latents = self._place_condition(latents, cond_latents, cond_noise_scale, cond_indices, generator)
 
@@ -340,7 +347,8 @@ class UrsaPipeline:
         frames ``cond_indices``; with ``noise_scale`` > 0 a draw of the path at t = 1 - noise_scale."""
         cond = torch.as_tensor(cond, device=self.device)
         if cond.dim() != 4 or tuple(cond.shape[2:]) != tuple(latents.shape[2:]):
-            raise InputError(f"cond_latents has shape {list(cond.shape)}; expected [N, T', {latents.shape[2]}, {latents.shape[3]}].")
+            wanted = f"[N, T', {latents.shape[2]}, {latents.shape[3]}]"
+            raise InputError(f"cond_latents has shape {list(cond.shape)}; expected {wanted}.")
         if cond.shape[1] > latents.shape[1]:
             raise InputError(
                 f"the condition has {cond.shape[1]} latent frames, beyond the clip's {latents.shape[1]}; "
