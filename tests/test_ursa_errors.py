@@ -152,7 +152,8 @@ def test_v2v_with_noise_on_a_mixture_path_checkpoint(tmp_path):
     # At t = 0 the mixture path is pure noise: the draw equals random_(to=K) from the same seed.
     clean = torch.arange(24).view(1, 1, 4, 6)
     noised = pipe.scheduler.add_noise(clean, 0.0, torch.Generator().manual_seed(5))
-    uniform = torch.empty_like(clean).random_(to=pipe.scheduler.codebook_size, generator=torch.Generator().manual_seed(5))
+    codes = pipe.scheduler.codebook_size
+    uniform = torch.empty_like(clean).random_(to=codes, generator=torch.Generator().manual_seed(5))
     assert torch.equal(noised, uniform)
 
 

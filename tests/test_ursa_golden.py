@@ -106,6 +106,27 @@ def test_vq_encode(ursa_pipes, case):
     assert (ids == expected["vae.encode.ids"]).float().mean().item() >= 0.98
 
 
+def test_vq_tiling_cuts_like_official(ursa_pipes):
+    """sample_frames S = 5 (m = 2 latent frames per tile): decoding drops a trailing partial tile and
+    the first frame of later tiles; encoding cuts [0, 5), [4, 9) (README, VAE tiling)."""
+    import dataclasses
+
+    from nova.ursa.tokenizer_fsq import AutoencoderVQCosmos3D
+
+    full = ursa_pipes["t2v_tiny"].vae
+    vae = AutoencoderVQCosmos3D(dataclasses.replace(full.config, sample_frames=5))
+    vae.load_state_dict(full.state_dict())
+    ids = torch.randint(0, 512, (1, 4, 4, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first, second = vae.decode(ids[:, :2]), vae.decode(ids[:, 2:4])
+        assert torch.equal(vae.decode(ids[:, :3]), first)
+        assert torch.equal(vae.decode(ids), torch.cat([first, second[:, :, 1:]], dim=2))
+        assert vae.decoded_frames(3) == 5 and vae.decoded_frames(4) == 9
+        pixels = torch.rand(1, 3, 9, 32, 48, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        tiles = torch.cat([vae.encode(pixels[:, :, :5]), vae.encode(pixels[:, :, 4:9])], dim=1)
+        assert torch.equal(vae.encode(pixels), tiles)
+
+
 @pytest.mark.parametrize("case", URSA_CASES)
 def test_scheduler_draws(ursa_pipes, case):
     _, meta, expected = ursa_case(case)
