@@ -318,12 +318,13 @@ class UrsaPipeline:
             t = self.scheduler.timestep_to_t(step, num_steps, flow_shift)
             if guidance_scale > 1:
                 uncond_ids[:, -num_tokens:] = input_ids[:, -num_tokens:]
-                logits = self.transformer(torch.cat([input_ids, uncond_ids]), rope_pos, keep=code_logits).float()
+                # Logits stay in the model's dtype, as official: the sampler then works in it too.
+                logits = self.transformer(torch.cat([input_ids, uncond_ids]), rope_pos, keep=code_logits)
                 cond, uncond = logits.chunk(2)
                 scale = guidance_scale if t < guidance_trunc else 1.0
                 logits = uncond.add_(cond.sub_(uncond).mul_(scale))
             else:
-                logits = self.transformer(input_ids, rope_pos, keep=code_logits).float()
+                logits = self.transformer(input_ids, rope_pos, keep=code_logits)
             latents = self.scheduler.step(logits, step, num_steps, latents, generator, shift=flow_shift)
             input_ids[:, -num_tokens:] = latents + config.lm_vocab_size
             if callback_on_step_end is not None:
