@@ -93,10 +93,13 @@ def locate_ursa(name: str, host, download: bool) -> str:
         return target
     if name in OFFICIAL_URSA:
         raise CheckpointError(
-            f"URSA checkpoint '{name}' is not installed. Put the folder of Hugging Face repo {OFFICIAL_URSA[name]} into "
-            f"one of {searched or ['models/ursa']} (it must hold {URSA_LAYOUT}), or set download to true."
+            f"URSA checkpoint '{name}' is not installed. Put the folder of Hugging Face repo "
+            f"{OFFICIAL_URSA[name]} into one of {searched or ['models/ursa']} (it must hold {URSA_LAYOUT}), "
+            "or set download to true."
         )
-    raise CheckpointError(f"URSA checkpoint '{name}' not found; looked in {searched}. Available: {sorted(found) or 'none'}.")
+    raise CheckpointError(
+        f"URSA checkpoint '{name}' not found; looked in {searched}. Available: {sorted(found) or 'none'}."
+    )
 
 
 class UrsaCheckpointLoader(io.ComfyNode):
@@ -115,8 +118,8 @@ class UrsaCheckpointLoader(io.ComfyNode):
                 io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto",
                                tooltip="Weight/compute dtype. auto = bf16 where supported, else fp32. Only fp32 on "
                                        "the CPU reproduces the official ids exactly."),
-                io.Boolean.Input("download", default=False,
-                                 tooltip="Download the official checkpoint into models/ursa/<name> when it is missing."),
+                io.Boolean.Input("download", default=False, tooltip="Download the official checkpoint into "
+                                 "models/ursa/<name> when it is missing."),
             ],
             outputs=[UrsaModelType.Output(display_name="model")],
         )
@@ -172,14 +175,16 @@ class UrsaGenerate(io.ComfyNode):
                 io.String.Input("negative_prompt", multiline=True, default=OFFICIAL_NEGATIVE,
                                 tooltip="What to avoid (the official examples' negative prompt by default)."),
                 io.Float.Input("motion", default=9.0, min=0.0, max=20.0, step=0.5,
-                               tooltip="Motion strength, sent as the official 'motion=<value>, ' prompt prefix on video "
-                                       "checkpoints when frames > 1 (9 for text/image-to-video, 5 for extension). "
-                                       "0 = no prefix."),
+                               tooltip="Motion strength, sent as the official 'motion=<value>, ' prompt prefix "
+                                       "on video checkpoints when frames > 1 (9 for text/image-to-video, 5 for "
+                                       "extension). 0 = no prefix."),
                 io.Int.Input("width", default=512, min=8, max=4096, step=8, tooltip="Width in pixels (multiple of 8)."),
-                io.Int.Input("height", default=320, min=8, max=4096, step=8, tooltip="Height in pixels (multiple of 8)."),
+                io.Int.Input("height", default=320, min=8, max=4096, step=8,
+                             tooltip="Height in pixels (multiple of 8)."),
                 io.Int.Input("frames", default=49, min=1, max=1 + 4 * 256, step=4,
                              tooltip="Frames, 1 + 4k (49 as trained; 1 = an image). IBQ checkpoints make one image."),
-                io.Int.Input("steps", default=25, min=1, max=500, tooltip="Sampling steps (the official videos use 50)."),
+                io.Int.Input("steps", default=25, min=1, max=500,
+                             tooltip="Sampling steps (the official videos use 50)."),
                 io.Float.Input("guidance", default=7.0, min=0.0, max=30.0, step=0.1,
                                tooltip="Classifier-free guidance scale; <= 1 runs without the negative prompt."),
                 io.Float.Input("guidance_trunc", default=0.9, min=0.0, max=1.0, step=0.01,

@@ -4,7 +4,6 @@ ticks progress every step, can be cancelled, and refuses what it cannot do."""
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
