@@ -152,6 +152,16 @@ class UrsaCheckpointLoader(io.ComfyNode):
         return io.NodeOutput(model)
 
 
+def sampling_memory(model: UrsaModel, frames: int, height: int, width: int, guidance: float) -> int:
+    """Bytes the sampling loop needs beyond the weights: the logits over the codebook of every token
+    (twice with guidance) and the sampler's buffers of the same size, about four fp32 copies."""
+    config = model.vae_patcher.model.module.config
+    tokens = ((int(frames) - 1) // config.temporal_stride + 1) * (int(height) // config.spatial_stride)
+    tokens *= int(width) // config.spatial_stride
+    rows = 2 if guidance > 1 else 1
+    return 4 * rows * tokens * model.scheduler.codebook_size * 4
+
+
 def image_to_uint8(image: torch.Tensor, name: str) -> np.ndarray:
     """ComfyUI IMAGE [N, H, W, 3] floats in 0..1 -> uint8 [N, H, W, 3]."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] != 3:
@@ -206,6 +216,14 @@ class UrsaGenerate(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, frames=49, num_cond_frames=13):
+        for name, value in (("frames", frames), ("num_cond_frames", num_cond_frames)):
+            if isinstance(value, int) and (value - 1) % 4:
+                lower = (value - 1) // 4 * 4 + 1
+                return f"{name} = {value}; URSA's video tokenizer makes 1 + 4k frames (try {lower} or {lower + 4})."
+        return True
+
+    @classmethod
     def execute(cls, model, prompt, negative_prompt, motion, width, height, frames, steps, guidance, guidance_trunc,
                 seed, image=None, video=None, num_cond_frames=13, cond_noise_scale=0.0) -> io.NodeOutput:
         from ..nova.ursa.pipeline import UrsaPipeline
@@ -231,7 +249,7 @@ class UrsaGenerate(io.ComfyNode):
             kwargs["image"] = image_to_uint8(image, "image")[0]
         if start is not None:
             kwargs.update(video=start, num_cond_frames=int(num_cond_frames))
-        host.load(model.transformer_patcher)
+        host.load(model.transformer_patcher, memory_required=sampling_memory(model, frames, height, width, guidance))
         host.load(model.vae_patcher)
         transformer = model.transformer_patcher.model.module
         device = transformer.device

@@ -137,3 +137,18 @@ def test_checkpoint_names(ursa, monkeypatch, tmp_path):
         UrsaCheckpointLoader.execute("URSA-0.6B-FSQ320")
     assert "not in models/ursa" in UrsaCheckpointLoader.validate_inputs("nova-in-the-wrong-folder")
     assert UrsaCheckpointLoader.validate_inputs("URSA-1.7B-IBQ1024") is True
+
+
+def test_frame_counts_are_checked_before_running():
+    assert "try 45 or 49" in UrsaGenerate.validate_inputs(frames=48)
+    assert "num_cond_frames = 12" in UrsaGenerate.validate_inputs(num_cond_frames=12)
+    assert UrsaGenerate.validate_inputs(frames=49, num_cond_frames=13) is True
+
+
+def test_memory_estimate_grows_with_the_clip(ursa):
+    from comfyui_nova.nodes.ursa import sampling_memory
+
+    one = sampling_memory(ursa["video"], 9, 32, 48, 7.0)
+    assert one == 4 * 2 * (3 * 4 * 6) * 512 * 4  # 72 tokens, 512 codes, cond + uncond
+    assert sampling_memory(ursa["video"], 9, 32, 48, 1.0) == one // 2
+    assert sampling_memory(ursa["video"], 17, 32, 48, 7.0) == one * 5 // 3
