@@ -10,7 +10,8 @@ WEB_DIRECTORY = "./web"
 
 async def comfy_entrypoint():
     from .nodes import NovaExtension
-    from .nodes.folders import register_nova_folder
+    from .nodes.folders import register_nova_folder, register_ursa_folder
 
     register_nova_folder()
+    register_ursa_folder()
     return NovaExtension()

@@ -7,6 +7,7 @@ from .masks import NovaOutpaintCanvas
 from .sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler
 from .speed import NovaSpeedMode
 from .text import NovaTextEncode
+from .ursa import UrsaCheckpointLoader, UrsaGenerate
 from .vae import NovaVAEDecode, NovaVAEEncode
 
 NODES = [
@@ -23,6 +24,8 @@ NODES = [
     NovaSegment,
     NovaLongVideo,
     NovaOutpaintCanvas,
+    UrsaCheckpointLoader,
+    UrsaGenerate,
 ]
 
 

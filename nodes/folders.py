@@ -38,6 +38,17 @@ def register_nova_folder() -> None:
         folder_paths.folder_names_and_paths["nova"] = ([default], {"folder"})
 
 
+def register_ursa_folder() -> None:
+    """Add ``models/ursa`` (URSA checkpoints) to ComfyUI's folder registry, as for ``models/nova``."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, "ursa")
+    paths, exts = folder_paths.folder_names_and_paths.get("ursa", ([], {"folder"}))
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths["ursa"] = (paths, exts)
+
+
 def _subdirs(root: str, depth: int = 2):
     if not os.path.isdir(root):
         return

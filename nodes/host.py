@@ -146,7 +146,7 @@ class FallbackHost:
         return FallbackProgress(total, self.on_progress)
 
     def folder_paths(self, kind: str) -> List[str]:
-        sub = {"nova": "nova", "diffusers": "diffusers", "text_encoders": "text_encoders", "vae": "vae"}[kind]
+        sub = {"nova": "nova", "ursa": "ursa", "diffusers": "diffusers", "text_encoders": "text_encoders", "vae": "vae"}[kind]
         return [os.path.join(d, sub) for d in self.models_dirs]
 
     def download_dir(self) -> Optional[str]:

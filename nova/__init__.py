@@ -15,6 +15,8 @@ _LAZY = {
     "load_vae": ("vae", "load_vae"),
     "TextEncoder": ("text_encoder", "TextEncoder"),
     "NovaError": ("errors", "NovaError"),
+    "UrsaPipeline": ("ursa.pipeline", "UrsaPipeline"),
+    "UrsaPipelineOutput": ("ursa.pipeline", "UrsaPipelineOutput"),
 }
 
 

@@ -69,6 +69,17 @@ def _checked_speed_mode(args, device, dtype, config):
 
 
 def _generate(args) -> int:
+    from .loading import resolve_checkpoint
+    from .ursa.config import URSA_PIPELINE, read_family
+
+    if read_family(resolve_checkpoint(args.model)) == URSA_PIPELINE:  # URSA: its own defaults and options
+        from .ursa.cli import generate_ursa
+
+        device, image, clip = _checked_ursa_inputs(args)
+        return generate_ursa(args, resolve_checkpoint(args.model), device, image, clip)
+    _check_no_ursa_options(args)
+    args.steps = 64 if args.steps is None else args.steps
+    args.cfg = 5.0 if args.cfg is None else args.cfg
     device, folder, config, latents, long_video, image, clip, mask = _checked_request(args)
 
     import torch
@@ -100,6 +111,37 @@ def _generate(args) -> int:
     pipe.save(result, args.out, fps=args.fps)
     print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
     return 0
+
+
+def _checked_ursa_inputs(args):
+    """An URSA run's checks before its weights load: the output, fps, seed, device, and the
+    --image / --video it conditions on. Returns (device, image, clip)."""
+    from .errors import InputError
+    from .media import check_fps, check_output, read_frames
+    from .pipeline import check_device, default_device
+    from .sampling import check_seed
+
+    check_output(args.out)
+    check_fps(args.fps)
+    check_seed(args.seed)
+    if args.image and args.video:
+        raise InputError("pass either --image (a first frame) or --video (a clip to extend), not both.")
+    if args.mask:
+        raise InputError("--mask repaints with NOVA checkpoints only; URSA has no masked generation here.")
+    device = check_device(args.device) if args.device else default_device()
+    image = read_frames(args.image, "--image")[0] if args.image else None
+    clip = read_frames(args.video, "--video") if args.video else None
+    return device, image, clip
+
+
+def _check_no_ursa_options(args):
+    from .errors import InputError
+
+    given = [name for name, value in (("--width", args.width), ("--height", args.height), ("--motion", args.motion),
+                                      ("--num-cond-frames", args.num_cond_frames != 13),
+                                      ("--cond-noise-scale", args.cond_noise_scale)) if value]
+    if given:
+        raise InputError(f"{', '.join(given)}: URSA options; NOVA checkpoints have a fixed size and use --motion-flow.")
 
 
 def _long_video(pipe, args, latents, image, clip, generator):
@@ -194,10 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-threshold", type=float, default=0.5, help="a token is regenerated if any of its mask pixels is above this")
     gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
     gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
-    gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
-    gen.add_argument("--diffusion-steps", type=int, default=25, help="diffusion steps per set step")
-    gen.add_argument("--cfg", type=float, default=5.0, help="guidance scale (1 = none)")
-    gen.add_argument("--motion-flow", type=float, default=5.0, help="motion flow (more = more motion)")
+    gen.add_argument("--steps", type=int, default=None, help="NOVA: set-by-set (AR) steps per frame (64); URSA: sampling steps (25)")
+    gen.add_argument("--diffusion-steps", type=int, default=25, help="NOVA: diffusion steps per set step")
+    gen.add_argument("--cfg", type=float, default=None, help="guidance scale (NOVA 5, URSA 7)")
+    ursa = gen.add_argument_group("URSA checkpoints")
+    ursa.add_argument("--width", type=int, default=None, help="pixels, multiple of 8 (512 video, 1024 image)")
+    ursa.add_argument("--height", type=int, default=None, help="pixels, multiple of 8 (320 video, 1024 image)")
+    ursa.add_argument("--motion", type=float, default=None, help="the 'motion=<value>, ' prompt prefix (9; 5 with --video; 0 = none)")
+    ursa.add_argument("--guidance-trunc", type=float, default=0.9, help="guidance applies while t < this")
+    ursa.add_argument("--num-cond-frames", type=int, default=13, help="with --video: how many of its last frames condition the new clip")
+    ursa.add_argument("--cond-noise-scale", type=float, default=None, help="noise on the condition tokens (0; 0.1 with --video)")
+    gen.add_argument("--motion-flow", type=float, default=5.0, help="NOVA: motion flow (more = more motion)")
     gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 0.1 .. 240")
     gen.add_argument("--seed", type=int, default=0,
                      help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")

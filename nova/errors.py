@@ -25,5 +25,9 @@ class InputError(NovaError, ValueError):
     """A generation argument (prompt, image, frame count, ...) is invalid."""
 
 
+class WrongFamilyError(CheckpointError, InputError):
+    """A checkpoint of the other model family (a NOVA folder given to URSA or the reverse)."""
+
+
 class NumericalError(NovaError, RuntimeError):
     """The computation produced NaN or Inf (typically an fp16 overflow)."""

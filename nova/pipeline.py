@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .components import load_scheduler, load_transformer
-from .errors import CheckpointError, InputError
+from .errors import InputError, WrongFamilyError
 from .fast import Accel
 from .images import fit_image
 from .latents import as_prefix
@@ -115,9 +115,10 @@ class NovaPipeline:
         folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
         index = read_model_index(folder)
         if index and index.get("_class_name") not in (None, "NOVAPipeline"):
-            raise CheckpointError(
+            hint = " It is an URSA checkpoint: load it with nova.UrsaPipeline." if index.get("_class_name") == "URSAPipeline" else ""
+            raise WrongFamilyError(
                 f"{os.path.join(folder, 'model_index.json')}: _class_name = {index.get('_class_name')!r}; "
-                "this is not a NOVA checkpoint (expected 'NOVAPipeline')."
+                f"this is not a NOVA checkpoint (expected 'NOVAPipeline').{hint}"
             )
         device = torch.device(device) if device is not None else default_device()
         sub = lambda name: os.path.join(folder, name)  # noqa: E731

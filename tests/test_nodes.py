@@ -48,6 +48,15 @@ PINNED = {
                             ("fill", "COMBO", "edge", None, None, False)], ["IMAGE", "MASK"]),
     "NOVASpeedMode": ([("model", "NOVA_MODEL", None, None, None, False), ("attention", "COMBO", "auto", None, None, False),
                        ("fp8_matmuls", "BOOLEAN", False, None, None, False), ("compile", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
+    "URSACheckpointLoader": ([("ckpt_name", "COMBO", "URSA-1.7B-FSQ320", None, None, False), ("dtype", "COMBO", "auto", None, None, False),
+                              ("download", "BOOLEAN", False, None, None, False)], ["URSA_MODEL"]),
+    "URSAGenerate": ([("model", "URSA_MODEL", None, None, None, False), ("prompt", "STRING", "", None, None, False),
+                      ("negative_prompt", "STRING", "worst quality, low quality, inconsistent motion, static, still, blurry, jittery, distorted, ugly", None, None, False),
+                      ("motion", "FLOAT", 9.0, 0.0, 20.0, False), ("width", "INT", 512, 8, 4096, False), ("height", "INT", 320, 8, 4096, False),
+                      ("frames", "INT", 49, 1, 1025, False), ("steps", "INT", 25, 1, 500, False), ("guidance", "FLOAT", 7.0, 0.0, 30.0, False),
+                      ("guidance_trunc", "FLOAT", 0.9, 0.0, 1.0, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("image", "IMAGE", None, None, None, True),
+                      ("video", "IMAGE", None, None, None, True), ("num_cond_frames", "INT", 13, 1, 1025, True),
+                      ("cond_noise_scale", "FLOAT", 0.0, 0.0, 1.0, True)], ["IMAGE"]),
     "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
                        ("tile_latents", "INT", 5, 2, 64, False), ("source", "IMAGE", None, None, None, True), ("feather", "INT", 0, 0, 256, True)], ["IMAGE", "FLOAT"]),
 }
@@ -64,10 +73,10 @@ def test_schemas_are_pinned():
     for node in NODES:
         node_id, inputs, outputs, schema = _describe(node)
         seen[node_id] = (inputs, outputs)
-        assert node_id.startswith("NOVA") and schema.category.startswith("NOVA") and schema.display_name
+        assert node_id.startswith(("NOVA", "URSA")) and schema.category.startswith("NOVA") and schema.display_name
         assert schema.description
         for i in schema.inputs:  # every input is explained in the UI
-            assert i.tooltip or str(i.get_io_type()) in ("NOVA_MODEL", "NOVA_VAE", "NOVA_SAMPLER", "NOVA_TEXT_ENCODER", "NOVA_SEGMENTS", "CONDITIONING", "LATENT")
+            assert i.tooltip or str(i.get_io_type()) in ("NOVA_MODEL", "NOVA_VAE", "NOVA_SAMPLER", "NOVA_TEXT_ENCODER", "NOVA_SEGMENTS", "CONDITIONING", "LATENT", "URSA_MODEL")
     assert seen == PINNED
 
 

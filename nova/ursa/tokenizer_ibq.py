@@ -1,0 +1,174 @@
+"""URSA's image tokenizer (``AutoencoderVQ`` with ``VQuantizer``, the IBQ checkpoints): a 2D
+convolutional autoencoder (the layout of diffusers' ``AutoencoderKL``, GroupNorm with 32 groups)
+whose latents snap to the codebook entry with the largest dot product.
+
+Image -> ids: ``(uint8 - 127.5) / 127.5`` [B, 3, H, W] -> ids [B, h, w]; ids [B, T, h, w] -> pixels
+[B, 3, H, W] (T = 1) or [B, 3, T, H, W] (each frame decoded on its own). Parameter names follow the
+official state dict.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import UrsaVAEConfig
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over the pixels (the caller adds the residual)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.group_norm = nn.GroupNorm(32, dim, eps=1e-6)
+        self.to_q, self.to_k, self.to_v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = self.group_norm(x).flatten(2).transpose(1, 2).contiguous()  # [B, HW, C]
+        q, k, v = (f(y).unsqueeze(1) for f in (self.to_q, self.to_k, self.to_v))  # one head
+        out = nn.functional.scaled_dot_product_attention(q, k, v).squeeze(1)
+        return self.to_out[0](out).transpose(1, 2).reshape(shape)
+
+
+class Resize(nn.Module):
+    """Stride-2 conv down (after padding right/bottom by one), or nearest x2 then conv up."""
+
+    def __init__(self, dim: int, downsample: bool):
+        super().__init__()
+        self.downsample = downsample
+        self.conv = nn.Conv2d(dim, dim, 3, 2, 0) if downsample else nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample:
+            return self.conv(nn.functional.pad(x, (0, 1, 0, 1)))
+        return self.conv(nn.functional.interpolate(x, None, (2, 2)))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(32, dim, eps=1e-6)
+        self.conv1 = nn.Conv2d(dim, out_dim, 3, 1, 1)
+        self.norm2 = nn.GroupNorm(32, out_dim, eps=1e-6)
+        self.conv2 = nn.Conv2d(out_dim, out_dim, 3, 1, 1)
+        self.conv_shortcut = nn.Conv2d(dim, out_dim, 1) if out_dim != dim else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
+        x = self.conv1(nn.functional.silu(self.norm1(x)))
+        return self.conv2(nn.functional.silu(self.norm2(x))) + shortcut
+
+
+class ResStage(nn.Module):
+    """ResBlocks, each followed by its attention when the stage has one, then an optional resize."""
+
+    def __init__(self, dim: int, out_dim: int, depth: int, downsample=False, upsample=False):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResBlock(dim if i == 0 else out_dim, out_dim) for i in range(depth))
+        self.attentions = nn.ModuleList()  # filled by attn_down_block / attn_up_block
+        self.downsamplers = nn.ModuleList([Resize(out_dim, True)] if downsample else [])
+        self.upsamplers = nn.ModuleList([Resize(out_dim, False)] if upsample else [])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, resnet in enumerate(self.resnets):
+            x = resnet(x)
+            if i < len(self.attentions):
+                x = self.attentions[i](x) + x
+        for resize in list(self.downsamplers) + list(self.upsamplers):
+            x = resize(x)
+        return x
+
+
+class MidBlock(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResBlock(dim, dim), ResBlock(dim, dim)])
+        self.attentions = nn.ModuleList([Attention(dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.resnets[0](x)
+        return self.resnets[1](self.attentions[0](x) + x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: UrsaVAEConfig):
+        super().__init__()
+        dims, depth = list(config.block_out_channels), config.layers_per_block
+        self.conv_in = nn.Conv2d(config.in_channels, dims[0], 3, 1, 1)
+        self.down_blocks = nn.ModuleList(
+            ResStage(dims[max(i - 1, 0)], dims[i], depth, downsample=i < len(dims) - 1) for i in range(len(dims))
+        )
+        self.mid_block = MidBlock(dims[-1])
+        self.conv_norm_out = nn.GroupNorm(32, dims[-1], eps=1e-6)
+        self.conv_out = nn.Conv2d(dims[-1], config.latent_channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            x = block(x)
+        x = self.mid_block(x)
+        return self.conv_out(nn.functional.silu(self.conv_norm_out(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: UrsaVAEConfig):
+        super().__init__()
+        dims, depth = list(reversed(config.block_out_channels)), config.layers_per_block
+        self.conv_in = nn.Conv2d(config.latent_channels, dims[0], 3, 1, 1)
+        self.mid_block = MidBlock(dims[0])
+        self.up_blocks = nn.ModuleList(
+            ResStage(dims[max(i - 1, 0)], dims[i], depth + 1, upsample=i < len(dims) - 1) for i in range(len(dims))
+        )
+        self.conv_norm_out = nn.GroupNorm(32, dims[-1], eps=1e-6)
+        self.conv_out = nn.Conv2d(dims[-1], config.out_channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mid_block(self.conv_in(x))
+        for block in self.up_blocks:
+            x = block(x)
+        return self.conv_out(nn.functional.silu(self.conv_norm_out(x)))
+
+
+class AutoencoderVQ(nn.Module):
+    """The image tokenizer; ``encode`` pixels -> ids, ``decode`` ids -> pixels in [-1, 1]."""
+
+    def __init__(self, config: UrsaVAEConfig):
+        super().__init__()
+        self.config = config
+        dims, depth = config.block_out_channels, config.layers_per_block
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.quant_conv = nn.Conv2d(config.latent_channels, config.vq_embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(config.vq_embed_dim, config.latent_channels, 1)
+        if config.attn_down_block:
+            self.encoder.down_blocks[-1].attentions.extend(Attention(dims[-1]) for _ in range(depth))
+        if config.attn_up_block:
+            self.decoder.up_blocks[0].attentions.extend(Attention(dims[-1]) for _ in range(depth + 1))
+        self.quantizer = nn.Module()
+        self.quantizer.embedding = nn.Embedding(config.num_vq_embeddings, config.vq_embed_dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.quant_conv.weight.dtype
+
+    def cast_decoder(self) -> "AutoencoderVQ":
+        """Apply the config's ``decoder_dtype`` (the official model keeps its decoder in it)."""
+        if self.config.decoder_dtype:
+            self.decoder.to(getattr(torch, self.config.decoder_dtype))
+        return self
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [B, 3, H, W] in [-1, 1] -> ids [B, h, w] (int32): the code of largest z . e_k."""
+        z = self.quant_conv(self.encoder(pixels))
+        scores = nn.functional.linear(z.transpose(1, -1), self.quantizer.embedding.weight)  # [B, w, h, K]
+        return scores.argmax(-1).int().permute(0, 2, 1)
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [B, T, h, w] -> pixels [B, 3, H, W] when T = 1, else [B, 3, T, H, W]."""
+        frames = ids.shape[1]
+        z = self.quantizer.embedding(ids).permute(0, 1, 4, 2, 3).flatten(0, 1)  # [B*T, D, h, w]
+        x = self.post_quant_conv(z)
+        x = self.decoder(x.to(self.decoder.conv_in.weight.dtype))
+        return x if frames == 1 else x.unflatten(0, (-1, frames)).transpose(1, 2)
