@@ -28,6 +28,13 @@ def test_pyproject_dependencies_equal_requirements():
     assert _pyproject()["project"]["dependencies"] == _requirements("requirements.txt")
 
 
+def test_every_engine_package_is_shipped():
+    """`pip install .` (and the `nova` script) carries every package under nova/."""
+    found = sorted(os.path.relpath(folder, ROOT).replace(os.sep, ".") for folder, _, files in os.walk(os.path.join(ROOT, "nova"))
+                   if "__init__.py" in files)
+    assert sorted(_pyproject()["tool"]["setuptools"]["packages"]) == found
+
+
 def test_dev_requirements_never_pin_what_torch_pins():
     """A CUDA torch pins its own triton (and torchvision/torchaudio pin torch): a version on any of
     them in requirements-dev.txt makes ``pip install torch -r requirements-dev.txt`` swap torch."""
