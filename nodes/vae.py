@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from ..nova import masks
 from ..nova.errors import InputError
+from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.images import center_crop_box
 from ..nova.vae_frames import frames_kept
 from ..nova.models.vae_opensora import temporal_tiles
@@ -150,7 +151,7 @@ class NovaVAEDecode(io.ComfyNode):
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
-                io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Used when the latents do not carry the fps they were generated at."),
+                io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5, tooltip="Used when the latents do not carry the fps they were generated at."),
                 io.Int.Input("tile_latents", default=5, min=2, max=64, tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
                              "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."),
                 io.Image.Input("source", optional=True, tooltip="Repainted latents: the frames that were encoded, to blend the result into."),

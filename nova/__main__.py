@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--diffusion-steps", type=int, default=25, help="diffusion steps per set step")
     gen.add_argument("--cfg", type=float, default=5.0, help="guidance scale (1 = none)")
     gen.add_argument("--motion-flow", type=float, default=5.0, help="motion flow (more = more motion)")
-    gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 0.1 .. 240")
+    gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 1 .. 120")
     gen.add_argument("--seed", type=int, default=0,
                      help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
     gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPES), default="auto",
