@@ -151,10 +151,11 @@ def run(job: BatchJob) -> BatchSummary:
         from .spatial_kernels import check_runnable
 
         check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, DTYPES[job.dtype], config)
-        created = not os.path.exists(out)
+        existed = os.path.exists(out)
         os.makedirs(os.path.join(out, "logs"), exist_ok=True)
         if world.main:
             lock = _lock_folder(out)
+        created = not existed  # (set once locked: a run refused by the lock removes nothing)
         handlers = _rank_log(out, world.rank)
         return _run(job, world, out, items, folder, config, batches, identity)
     except BaseException:
