@@ -62,7 +62,8 @@ def _frame_inputs():
     return [
         io.Int.Input("seed", default=0, min=0, max=UI_MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
         io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion (video checkpoints; official default 5)."),
-        io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5, tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
+        io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5,
+                       tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
     ]
 
 

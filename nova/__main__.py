@@ -158,7 +158,8 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         default = action.default
-        if action.required or default is None or default is False or default == argparse.SUPPRESS or "%(default)" in (action.help or ""):
+        unset = default is None or default is False or default == argparse.SUPPRESS
+        if action.required or unset or "%(default)" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -210,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")
     tiny.add_argument("dir", help="a new or empty folder")
-    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video", help="which checkpoint to imitate")
+    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video",
+                      help="which checkpoint to imitate")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=_make_tiny)
     from .batch import add_parser as add_batch_parser  # `batch`: nova/batch.py

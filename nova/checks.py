@@ -44,9 +44,11 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
     if o["window"] == 1:
         raise InputError(f"{name('window')} = 1; use at least 2 latent frames (or 0 for the whole video).")
     if o["image"] and o["video"]:
-        raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), not both.")
+        raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), "
+                         "not both.")
     if o["mask"] and (bool(o["image"]) == bool(o["video"]) or prompts != 1):
-        raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) under one prompt.")
+        raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) "
+                         "under one prompt.")
     if o["mask"] and (o["window"] or o["blend"] or o["loop"]):
         raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
                          f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
@@ -108,8 +110,9 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
         return latents
     latents = latents_for_frames(DEFAULT_FRAMES if frames is None else frames) if video_model else 1
     if clip_frames is not None and given >= latents:
-        raise InputError(f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and {name('frames')} "
-                         f"{DEFAULT_FRAMES if frames is None else frames} makes {latents}: nothing is left to generate; "
+        asked = DEFAULT_FRAMES if frames is None else frames
+        raise InputError(f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and "
+                         f"{name('frames')} {asked} makes {latents}: nothing is left to generate; "
                          f"raise {name('frames')} or give a shorter clip.")
     new = latents - given
     if new < prompts:  # (the given frames alone: nothing would be generated)

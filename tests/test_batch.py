@@ -452,12 +452,14 @@ def test_prompt_files_split_only_at_newlines(tmp_path):
     defaults = {o.key: o.default for o in OPTIONS}
     text = tmp_path / "p.txt"
     text.write_bytes("a fox\u2028in snow\r\na cat\x0con a mat\nlast".encode())
-    assert [i.prompts for i in read_items(str(text), defaults)] == [("a fox\u2028in snow",), ("a cat\x0con a mat",), ("last",)]
+    prompts = [i.prompts for i in read_items(str(text), defaults)]
+    assert prompts == [("a fox\u2028in snow",), ("a cat\x0con a mat",), ("last",)]
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text(json.dumps({"prompt": "a fox\u2028in snow"}, ensure_ascii=False) + "\n"
                      + json.dumps({"prompt": "b"}) + "\n", encoding="utf-8")
     items = read_items(str(jsonl), defaults)
-    assert [(i.index, i.line, i.prompts, i.error) for i in items] == [(0, 1, ("a fox\u2028in snow",), None), (1, 2, ("b",), None)]
+    got = [(i.index, i.line, i.prompts, i.error) for i in items]
+    assert got == [(0, 1, ("a fox\u2028in snow",), None), (1, 2, ("b",), None)]
 
 
 def test_a_prompt_named_like_a_reserved_safetensors_key(tiny_image, tmp_path):
@@ -472,8 +474,8 @@ def test_manifest_line_without_item_or_sample_is_named(tiny_image, tmp_path):
     assert run(job).exit_code == 0
     with open(tmp_path / "out" / manifest.NAME, "a", encoding="utf-8") as f:
         f.write(json.dumps({"kind": "done", "item": 0}) + "\n")
-    with pytest.raises(InputError, match=r"manifest.jsonl line 3: a 'done' record with sample = None; it needs item \(int\), "
-                                         r"sample \(int\)"):
+    with pytest.raises(InputError, match=r"manifest.jsonl line 3: a 'done' record with sample = None; "
+                                         r"it needs item \(int\), sample \(int\)"):
         run(job)
 
 
@@ -498,9 +500,9 @@ def test_one_run_per_output_folder(tiny_image, tmp_path):
     prompts = _write(tmp_path / "p.txt", ["a fox"])
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | "
-                               "os.O_CREAT); fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
-                               str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         job = _job(tiny_image, prompts, out, steps=4, diffusion_steps=2)

@@ -174,7 +174,8 @@ def _png_header(width, height):
      r"--feather = 1000000000; expected an integer in \[0, 256\]"),
     (["--image", "ok.png", "--mask", "tiny.png"], "x.mp4", "tiny.png is 2x2 .* cannot be mapped to the .* token grid"),
     (["--video", "clip9.mp4", "--mask", "mask12.mp4"], "x.mp4", "mask12.mp4: has more frames than the 9 of --video"),
-    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4", r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
+    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4",
+     r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
     (["--prompt", "b", "--prompt", "c", "--frames", "5"], "x.mp4", "3 prompt\\(s\\) need at least 3 new latent frames"),
     ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
     (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
@@ -296,6 +297,7 @@ def test_version_and_defaults_in_every_help(capsys):
         text = " ".join(sub.format_help().split())
         for action in sub._actions:
             default = action.default
-            if not action.option_strings or action.required or default is None or default is False or default == argparse.SUPPRESS:
+            unset = default is None or default is False or default == argparse.SUPPRESS
+            if not action.option_strings or action.required or unset:
                 continue
             assert f"(default: {default})" in text, (name, action.dest)
