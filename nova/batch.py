@@ -133,9 +133,9 @@ def run(job: BatchJob) -> BatchSummary:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
     checks.check_options(job.options)  # the run-wide defaults: a bad one would fail every item
-    items = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
+    items = [_checked_item(item, config.is_video_model) for item in read_items(job.prompts, job.options)]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
@@ -172,6 +172,23 @@ def run(job: BatchJob) -> BatchSummary:
             world.close()
 
 
+def _checked_item(item: Item, video_model: bool) -> Item:
+    """An item with the error the checkpoint's kind and its frame count give it, found before any
+    work (a clip's length is known only once it is read: the worker checks it again then)."""
+    from . import checks
+
+    if item.error is not None:
+        return item
+    o = item.options
+    try:
+        if not video_model and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
+            raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
+        checks.plan_latents(o, video_model, len(item.prompts), 1 if o["video"] else None, _key_name)
+    except InputError as exc:
+        return dataclasses.replace(item, error=f"line {item.line}: {exc}")
+    return item
+
+
 def _records(manifest_path: str) -> List[dict]:
     try:
         return manifest.read(manifest_path)
@@ -205,7 +222,9 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
     if world.main:  # one process prepares the folder and encodes the prompts, the others wait
         manifest.check_same_args(manifest.read(manifest_path), identity, manifest_path)  # (now under the lock)
         _set_up_folder(out, folder, items, config, job, world, identity)
-    pipe = _load_pipeline(folder, job, world.device)
+    # (no weights for a run whose items all failed their checks: they are only recorded)
+    needed = any(u.item.error is None for b in batches for u in b)
+    pipe = _load_pipeline(folder, job, world.device) if needed else None
     world.barrier()
 
     done = manifest.finished(manifest.read(manifest_path), out)
@@ -222,7 +241,7 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
         texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
         embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
                                   config.text_token_dim, DTYPES[job.dtype])
-        worker = _Worker(pipe, job, out, world, embeds, manifest_path)
+        worker = _Worker(pipe, config, job, out, world, embeds, manifest_path)
         for batch in mine:
             worker.run(batch)
         world.barrier()  # every process finishes before any exits (a launcher stops the rest at the first exit)
@@ -333,10 +352,10 @@ class _Prepared:
 class _Worker:
     """Samples, writes and records the batches of one process."""
 
-    def __init__(self, pipe, job: BatchJob, out: str, world: World, embeds, manifest_path: str):
+    def __init__(self, pipe, config, job: BatchJob, out: str, world: World, embeds, manifest_path: str):
         self.pipe, self.job, self.out, self.world, self.embeds = pipe, job, out, world, embeds
         self.manifest_path = manifest_path
-        self.video = pipe.config.is_video_model
+        self.video = config.is_video_model
         self.tmp = os.path.join(out, PARTIAL, f"rank-{world.rank}")
         os.makedirs(self.tmp, exist_ok=True)
 
@@ -387,8 +406,6 @@ class _Worker:
             raise InputError(item.error)
         path = output_path(item, unit.sample, self.job.layout, self.video)
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
-        if not self.video and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
-            raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
         image, clip, mask = checks.read_media(o, self.video, _key_name)
         clip_frames = None if clip is None else len(clip)
         latents = checks.plan_latents(o, self.video, len(item.prompts), clip_frames, _key_name)

@@ -526,3 +526,17 @@ def test_early_failure_leaves_no_folder(tiny_image, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="weights unreadable"):
         run(_job(tiny_image, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_item_with_more_prompts_than_latent_frames_fails_before_any_work(tiny_video, tmp_path, monkeypatch):
+    from nova.pipeline import NovaPipeline
+    from nova.text_encoder import TextEncoder
+
+    def work(*args, **kwargs):
+        raise AssertionError("work was done for an item that cannot be generated")
+
+    monkeypatch.setattr(TextEncoder, "from_folders", classmethod(work))
+    monkeypatch.setattr(NovaPipeline, "from_pretrained", classmethod(work))
+    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": ["a", "b", "c"], "frames": 5})])
+    summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert summary.done == 0 and "line 1: 3 prompt(s) need at least 3 new latent frames" in summary.failed[(0, 0)]
