@@ -115,6 +115,9 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
                          f"{name('frames')} {asked} makes {latents}: nothing is left to generate; "
                          f"raise {name('frames')} or give a shorter clip.")
     new = latents - given
+    if not video_model and given:
+        raise InputError(f"{name('image')} on an image checkpoint leaves nothing to generate (it makes one frame); "
+                         f"add {name('mask')} to repaint part of it.")
     if new < prompts:  # (the given frames alone: nothing would be generated)
         raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
                          f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")

@@ -209,6 +209,12 @@ def test_cli_mask_video_on_an_image_checkpoint(tiny_image, media, no_load, capsy
     assert len(err.strip().splitlines()) == 1 and not os.path.exists(media / "x.png")
 
 
+def test_cli_image_alone_on_an_image_checkpoint(tiny_image, media, no_load, capsys, monkeypatch):
+    monkeypatch.chdir(media)
+    rc, err = _cli(["--model", tiny_image, "--prompt", "a fox", "--image", "ok.png", "--out", "x.png"], capsys)
+    assert rc == 2 and "--image on an image checkpoint leaves nothing to generate" in err and "add --mask" in err, err
+
+
 def test_cli_permission_errors(tiny_video, media, no_load, capsys, monkeypatch):
     """Unreadable inputs and unwritable outputs (os.access is faked: tests may run as root)."""
     real_access = os.access
