@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import hashlib
 import logging
 import os
@@ -393,6 +394,9 @@ class _Worker:
                 self._write(p, latents[i : i + 1], share_seconds)
             except Exception as exc:
                 self._fail(p.unit, exc)
+                if _disk_full(exc):  # every unit after it would be sampled, then fail the same way
+                    raise InputError(f"{self.out}: the disk is full ({exc}); stopped. Free some space and rerun the "
+                                     "same command: finished outputs are kept.") from exc
         log.debug("batch of %d (items %s): %.1fs", len(group), ", ".join(f"{p.unit.item.index}/{p.unit.sample}" for p in group),
                   time.time() - t0)
 
@@ -456,10 +460,13 @@ class _Worker:
             self._place_text(rel, text)
         ext = os.path.splitext(p.path)[1]
         tmp = os.path.join(self.tmp, f"{uuid.uuid4().hex}{ext}")
+        final = os.path.join(self.out, p.path)
         try:
-            self.pipe.save(latents, tmp, fps=item.options["fps"], blend=p.blend)
+            try:
+                self.pipe.save(latents, tmp, fps=item.options["fps"], blend=p.blend)
+            except InputError as exc:  # named by the output it was for, not the temporary file
+                raise InputError(str(exc).replace(tmp, final)) from exc
             digest, size = _sha256(tmp)
-            final = os.path.join(self.out, p.path)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.replace(tmp, final)
         finally:
@@ -492,6 +499,14 @@ class _Worker:
             "kind": "failed", "item": unit.item.index, "sample": unit.sample, "seed": unit.seed,
             "prompt": unit.item.prompt, "line": unit.item.line, "error": error, "rank": self.world.rank,
         })
+
+
+def _disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def _key_name(key: str) -> str:

@@ -540,3 +540,26 @@ def test_item_with_more_prompts_than_latent_frames_fails_before_any_work(tiny_vi
     prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": ["a", "b", "c"], "frames": 5})])
     summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
     assert summary.done == 0 and "line 1: 3 prompt(s) need at least 3 new latent frames" in summary.failed[(0, 0)]
+
+
+def test_full_disk_stops_the_run_and_names_the_output(tiny_image, tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    saves = []
+
+    def disk_full(*args, **kwargs):
+        saves.append(args)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    prompts = _write(tmp_path / "p.txt", PROMPTS[:3])
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(InputError, match="the disk is full .*00000-0.png: could not write the file "
+                                         r"\(No space left on device\).*stopped"):
+        run(_job(tiny_image, prompts, out, steps=4, diffusion_steps=2))
+    assert len(saves) == 1  # not every unit sampled and refused in turn
+    failed = [r for r in manifest.read(str(out / manifest.NAME)) if r["kind"] == "failed"]
+    assert len(failed) == 1 and ".partial" not in failed[0]["error"] and "00000-0.png" in failed[0]["error"]
