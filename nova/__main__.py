@@ -30,7 +30,7 @@ def _checked_request(args):
     from .media import check_output
     from .pipeline import check_device, default_device
     from .sampling import check_seed
-    from .vae_frames import frames_for_latents, frames_kept, latents_for_frames
+    from .vae_frames import frames_for_latents
 
     options = vars(args)
     check_output(args.out)
@@ -48,8 +48,7 @@ def _checked_request(args):
     clip_frames = None if clip is None else len(clip)
     latents = checks.plan_latents(options, video, len(args.prompt), clip_frames)
     if mask is not None:
-        given = 1 if clip is None else latents_for_frames(frames_kept(len(clip)))
-        checks.check_mask(options, config, mask, given, clip_frames)
+        checks.check_mask(options, config, mask, clip_frames)
         long_video = False
     checks.warn_about_steps(args.steps, config)
     check_output(args.out, frames=frames_for_latents(latents + args.loop))

@@ -136,7 +136,7 @@ def run(job: BatchJob) -> BatchSummary:
     checks.check_options(job.options)  # the run-wide defaults: a bad one would fail every item
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
-    items = [_checked_item(item, config.is_video_model) for item in read_items(job.prompts, job.options)]
+    items = [_checked_item(item, config) for item in read_items(job.prompts, job.options)]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
@@ -173,18 +173,23 @@ def run(job: BatchJob) -> BatchSummary:
             world.close()
 
 
-def _checked_item(item: Item, video_model: bool) -> Item:
-    """An item with the error the checkpoint's kind and its frame count give it, found before any
-    work (a clip's length is known only once it is read: the worker checks it again then)."""
+def _checked_item(item: Item, config) -> Item:
+    """An item with the error its options, input files and frame counts give it on this
+    checkpoint, found before any work (the same checks as ``generate``; the worker reads the
+    files again when it gets to the item)."""
     from . import checks
 
     if item.error is not None:
         return item
-    o = item.options
+    o, video_model = item.options, config.is_video_model
     try:
         if not video_model and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
-        checks.plan_latents(o, video_model, len(item.prompts), 1 if o["video"] else None, _key_name)
+        image, clip, mask = checks.read_media(o, video_model, _key_name)
+        clip_frames = None if clip is None else len(clip)
+        checks.plan_latents(o, video_model, len(item.prompts), clip_frames, _key_name)
+        if mask is not None:
+            checks.check_mask(o, config, mask, clip_frames)
     except InputError as exc:
         return dataclasses.replace(item, error=f"line {item.line}: {exc}")
     return item

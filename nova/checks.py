@@ -81,12 +81,14 @@ def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] =
     return image, clip, mask
 
 
-def check_mask(options: Mapping, config, mask, latents: int, clip_frames: Optional[int]) -> None:
-    """The mask against the checkpoint's frame size and the given frames (the token mask the
-    generation will compute, computed once before any weights load)."""
+def check_mask(options: Mapping, config, mask, clip_frames: Optional[int]) -> None:
+    """The mask against the checkpoint's frame size and the frames it repaints (an image, or a clip
+    of ``clip_frames``): the token mask the generation will compute, once before any weights load."""
     from .masks import token_mask
+    from .vae_frames import frames_kept, latents_for_frames
 
-    token_mask(mask, config, latents, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
+    given = 1 if clip_frames is None else latents_for_frames(frames_kept(clip_frames))
+    token_mask(mask, config, given, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
                clip_frames=clip_frames)
 
 

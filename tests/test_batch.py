@@ -563,3 +563,31 @@ def test_full_disk_stops_the_run_and_names_the_output(tiny_image, tmp_path, monk
     assert len(saves) == 1  # not every unit sampled and refused in turn
     failed = [r for r in manifest.read(str(out / manifest.NAME)) if r["kind"] == "failed"]
     assert len(failed) == 1 and ".partial" not in failed[0]["error"] and "00000-0.png" in failed[0]["error"]
+
+
+def test_item_with_a_bad_mask_or_clip_fails_before_any_work(tiny_video, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from nova.media import write_video
+    from nova.pipeline import NovaPipeline
+    from nova.text_encoder import TextEncoder
+
+    def work(*args, **kwargs):
+        raise AssertionError("work was done for an item that cannot be generated")
+
+    monkeypatch.setattr(TextEncoder, "from_folders", classmethod(work))
+    monkeypatch.setattr(NovaPipeline, "from_pretrained", classmethod(work))
+    write_video(np.zeros((9, 64, 96, 3), np.uint8), str(tmp_path / "clip9.mp4"))
+    write_video(np.full((12, 64, 96, 3), 255, np.uint8), str(tmp_path / "mask12.mp4"))
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(tmp_path / "first.png")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "tiny.png")
+    prompts = _write(tmp_path / "p.jsonl", [
+        json.dumps({"prompt": "a", "video": "clip9.mp4", "mask": "mask12.mp4"}),
+        json.dumps({"prompt": "b", "image": "first.png", "mask": "tiny.png"}),
+        json.dumps({"prompt": "c", "video": "clip9.mp4", "frames": 5}),
+    ])
+    summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert summary.done == 0
+    assert "mask12.mp4: has more frames than the 9 of video" in summary.failed[(0, 0)]
+    assert "tiny.png is 2x2" in summary.failed[(1, 0)] and "cannot be mapped to the" in summary.failed[(1, 0)]
+    assert "nothing is left to generate" in summary.failed[(2, 0)]
