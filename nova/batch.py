@@ -133,7 +133,7 @@ def run(job: BatchJob) -> BatchSummary:
     if job.dtype not in DTYPES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
-    checks.check_options(job.options)  # the run-wide defaults: a bad one would fail every item
+    checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     items = [_checked_item(item, config) for item in read_items(job.prompts, job.options)]

@@ -23,8 +23,10 @@ def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str] = flag) -> None:
-    """Every rule on the values themselves and how they combine (nothing read from files)."""
+def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str] = flag, combined: bool = True) -> None:
+    """Every rule on the values themselves and, with ``combined``, on how they combine (nothing read
+    from files). A batch's run-wide defaults are checked without: an item may complete them
+    (a run-wide mask for items that each give their image)."""
     from .masks import check_feather, check_grow
     from .media import check_fps
     from .sampling import SamplerSettings
@@ -43,6 +45,16 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
             raise InputError(f"{name(key)} = {o[key]}; expected an integer >= 0.")
     if o["window"] == 1:
         raise InputError(f"{name('window')} = 1; use at least 2 latent frames (or 0 for the whole video).")
+    if combined:
+        _check_combination(o, prompts, name)
+    threshold = o["mask_threshold"]
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise InputError(f"{name('mask_threshold')} = {threshold}; expected a value in [0, 1).")
+    check_grow(o["mask_grow"], name("mask_grow"))
+    check_feather(o["feather"], name("feather"))
+
+
+def _check_combination(o: Mapping, prompts: int, name: Callable[[str], str]) -> None:
     if o["image"] and o["video"]:
         raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), "
                          "not both.")
@@ -53,11 +65,6 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
         raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
                          f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
                          f"{name('window')}, {name('blend')} and {name('loop')} at 0.")
-    threshold = o["mask_threshold"]
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
-        raise InputError(f"{name('mask_threshold')} = {threshold}; expected a value in [0, 1).")
-    check_grow(o["mask_grow"], name("mask_grow"))
-    check_feather(o["feather"], name("feather"))
 
 
 def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] = flag):

@@ -591,3 +591,14 @@ def test_item_with_a_bad_mask_or_clip_fails_before_any_work(tiny_video, tmp_path
     assert "mask12.mp4: has more frames than the 9 of video" in summary.failed[(0, 0)]
     assert "tiny.png is 2x2" in summary.failed[(1, 0)] and "cannot be mapped to the" in summary.failed[(1, 0)]
     assert "nothing is left to generate" in summary.failed[(2, 0)]
+
+
+def test_run_wide_mask_for_items_that_give_their_image(tiny_image, tmp_path):
+    """The run-wide defaults are checked value by value; how they combine is each item's."""
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "first.png")
+    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "image": "first.png"}), json.dumps({"prompt": "b"})])
+    summary = run(_job(tiny_image, prompts, tmp_path / "out", mask=str(tmp_path / "mask.png"), steps=4, diffusion_steps=2))
+    assert summary.done == 1 and "mask repaints one image or one video" in summary.failed[(1, 0)]
