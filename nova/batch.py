@@ -136,7 +136,8 @@ def run(job: BatchJob) -> BatchSummary:
     checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
-    items = [_checked_item(item, config) for item in read_items(job.prompts, job.options)]
+    seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
+    items = [_checked_item(item, config, seen) for item in read_items(job.prompts, job.options)]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
@@ -173,26 +174,33 @@ def run(job: BatchJob) -> BatchSummary:
             world.close()
 
 
-def _checked_item(item: Item, config) -> Item:
+def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]]) -> Item:
     """An item with the error its options, input files and frame counts give it on this
     checkpoint, found before any work (the same checks as ``generate``; the worker reads the
-    files again when it gets to the item)."""
-    from . import checks
-
+    files again when it gets to the item). ``seen``: the outcome for each set of options so far."""
     if item.error is not None:
         return item
-    o, video_model = item.options, config.is_video_model
+    key = (len(item.prompts), tuple(sorted(item.options.items())))
+    if key not in seen:
+        seen[key] = _item_error(item.options, len(item.prompts), config)
+    return item if seen[key] is None else dataclasses.replace(item, error=f"line {item.line}: {seen[key]}")
+
+
+def _item_error(o: Dict[str, Any], prompts: int, config) -> Optional[str]:
+    from . import checks
+
+    video_model = config.is_video_model
     try:
-        if not video_model and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
+        if not video_model and (prompts > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
         image, clip, mask = checks.read_media(o, video_model, _key_name)
         clip_frames = None if clip is None else len(clip)
-        checks.plan_latents(o, video_model, len(item.prompts), clip_frames, _key_name)
+        checks.plan_latents(o, video_model, prompts, clip_frames, _key_name)
         if mask is not None:
             checks.check_mask(o, config, mask, clip_frames)
     except InputError as exc:
-        return dataclasses.replace(item, error=f"line {item.line}: {exc}")
-    return item
+        return str(exc)
+    return None
 
 
 def _records(manifest_path: str) -> List[dict]:
