@@ -136,12 +136,12 @@ def run(job: BatchJob) -> BatchSummary:
     checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
+    checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
     items = [_checked_item(item, config, seen) for item in read_items(job.prompts, job.options)]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
-    checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     checks.warn_about_steps(job.options["steps"], config)
     out = os.path.abspath(job.out)
     manifest_path = os.path.join(out, manifest.NAME)
