@@ -134,11 +134,12 @@ def run(job: BatchJob) -> BatchSummary:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPES)}.")
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
     checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
+    read = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
-    items = [_checked_item(item, config, seen) for item in read_items(job.prompts, job.options)]
+    items = [_checked_item(item, config, seen) for item in read]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
