@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any, Optional
 
 from ..nova.errors import InputError
+from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
@@ -38,7 +39,8 @@ class NovaSegment(io.ComfyNode):
                 io.Conditioning.Input("positive"),
                 io.Int.Input("latent_frames", default=30, min=1, max=MAX_LATENTS, tooltip="Latent frames of this segment (4 video frames each; 30 = 10 s at 12 fps)."),
                 io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion in this segment (official default 5)."),
-                io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Frame rate this segment is conditioned on (trained at 12)."),
+                io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5,
+                               tooltip="Frame rate this segment is conditioned on (trained at 12)."),
                 io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
                 NovaSegmentsType.Input("previous", optional=True, tooltip="Segments that come before this one."),
             ],

@@ -9,6 +9,7 @@ gives the new frames the official time positions of a video as long as the resul
 from __future__ import annotations
 
 from ..nova.errors import InputError
+from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.plan import GenerationPlan, Segment
 from ..nova.sampling import SamplerSettings, new_generator
 from ..nova.vae_frames import latents_for_frames
@@ -61,7 +62,8 @@ def _frame_inputs():
     return [
         io.Int.Input("seed", default=0, min=0, max=UI_MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
         io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion (video checkpoints; official default 5)."),
-        io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
+        io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5,
+                       tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
     ]
 
 

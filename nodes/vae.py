@@ -9,6 +9,7 @@ import torch
 from ..nova import masks
 from ..nova.errors import InputError
 from ..nova.pixels import fit_frames
+from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.vae_frames import frames_kept
 from ..nova.models.vae_opensora import temporal_tiles
 from .compat import io
@@ -93,7 +94,8 @@ class NovaVAEEncode(io.ComfyNode):
         if resize not in RESIZE_MODES:
             raise InputError(f"resize '{resize}' is not one of {RESIZE_MODES}.")
         for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIZE <= value <= MAX_SIZE or value % SIZE_STEP:
+            ok = isinstance(value, int) and not isinstance(value, bool) and MIN_SIZE <= value <= MAX_SIZE
+            if not ok or value % SIZE_STEP:
                 raise InputError(f"{name} = {value!r}; expected a multiple of {SIZE_STEP} in [{MIN_SIZE}, {MAX_SIZE}] "
                                  "(the checkpoint's size: osp480 768x480, sdxl1024 1024x1024).")
         return io.NodeOutput(encode_images(vae, image, width, height, resize))
@@ -112,7 +114,8 @@ class NovaVAEDecode(io.ComfyNode):
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
-                io.Float.Input("fps", default=12.0, min=1.0, max=120.0, step=0.5, tooltip="Used when the latents do not carry the fps they were generated at."),
+                io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5,
+                               tooltip="Used when the latents do not carry the fps they were generated at."),
                 io.Int.Input("tile_latents", default=5, min=2, max=64, tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
                              "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."),
                 io.Image.Input("source", optional=True, tooltip="Repainted latents: the frames that were encoded, to blend the result into."),

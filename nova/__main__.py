@@ -31,7 +31,7 @@ def _checked_request(args):
     from .media import check_output
     from .pipeline import check_device, default_device
     from .sampling import check_seed
-    from .vae_frames import frames_for_latents, frames_kept, latents_for_frames
+    from .vae_frames import frames_for_latents
 
     options = vars(args)
     check_output(args.out)
@@ -49,8 +49,7 @@ def _checked_request(args):
     clip_frames = None if clip is None else len(clip)
     latents = checks.plan_latents(options, video, len(args.prompt), clip_frames)
     if mask is not None:
-        given = 1 if clip is None else latents_for_frames(frames_kept(len(clip)))
-        checks.check_mask(options, config, mask, given, clip_frames)
+        checks.check_mask(options, config, mask, clip_frames)
         long_video = False
     checks.warn_about_steps(args.steps, config)
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
@@ -201,7 +200,8 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         default = action.default
-        if action.required or default is None or default is False or default == argparse.SUPPRESS or "%(default)" in (action.help or ""):
+        unset = default is None or default is False or default == argparse.SUPPRESS
+        if action.required or unset or "%(default)" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     ursa.add_argument("--num-cond-frames", type=int, default=13, help="with --video: how many of its last frames condition the new clip")
     ursa.add_argument("--cond-noise-scale", type=float, default=None, help="noise on the condition tokens (0; 0.1 with --video)")
     gen.add_argument("--motion-flow", type=float, default=5.0, help="NOVA: motion flow (more = more motion)")
-    gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 0.1 .. 240")
+    gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 1 .. 120")
     gen.add_argument("--seed", type=int, default=0,
                      help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
     gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPE_NAMES), default="auto",
@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")
     tiny.add_argument("dir", help="a new or empty folder")
-    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video", help="which checkpoint to imitate")
+    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video",
+                      help="which checkpoint to imitate")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=_make_tiny)
     from .batch_cli import add_parser as add_batch_parser  # `batch`: nova/batch_cli.py, nova/batch.py

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import hashlib
 import logging
 import os
@@ -132,14 +133,16 @@ def run(job: BatchJob) -> BatchSummary:
     if job.dtype not in DTYPE_NAMES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
-    checks.check_options(job.options)  # the run-wide defaults: a bad one would fail every item
-    items = read_items(job.prompts, job.options)
+    checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
+    read = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
+    checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
+    seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
+    items = [_checked_item(item, config, seen) for item in read]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
-    checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     checks.warn_about_steps(job.options["steps"], config)
     out = os.path.abspath(job.out)
     manifest_path = os.path.join(out, manifest.NAME)
@@ -151,10 +154,11 @@ def run(job: BatchJob) -> BatchSummary:
         from .speed.spatial_kernels import check_runnable
 
         check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
-        created = not os.path.exists(out)
+        existed = os.path.exists(out)
         os.makedirs(os.path.join(out, "logs"), exist_ok=True)
         if world.main:
             lock = _lock_folder(out)
+        created = not existed  # (set once locked: a run refused by the lock removes nothing)
         handlers = _rank_log(out, world.rank)
         return _run(job, world, out, items, folder, config, batches, identity)
     except BaseException:
@@ -169,6 +173,35 @@ def run(job: BatchJob) -> BatchSummary:
             os.close(lock)  # (closing releases the lock; a killed process's lock goes with it)
         if world is not None:
             world.close()
+
+
+def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]]) -> Item:
+    """An item with the error its options, input files and frame counts give it on this
+    checkpoint, found before any work (the same checks as ``generate``; the worker reads the
+    files again when it gets to the item). ``seen``: the outcome for each set of options so far."""
+    if item.error is not None:
+        return item
+    key = (len(item.prompts), tuple(sorted(item.options.items())))
+    if key not in seen:
+        seen[key] = _item_error(item.options, len(item.prompts), config)
+    return item if seen[key] is None else dataclasses.replace(item, error=f"line {item.line}: {seen[key]}")
+
+
+def _item_error(o: Dict[str, Any], prompts: int, config) -> Optional[str]:
+    from . import checks
+
+    video_model = config.is_video_model
+    try:
+        if not video_model and (prompts > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
+            raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
+        image, clip, mask = checks.read_media(o, video_model, _key_name)
+        clip_frames = None if clip is None else len(clip)
+        checks.plan_latents(o, video_model, prompts, clip_frames, _key_name)
+        if mask is not None:
+            checks.check_mask(o, config, mask, clip_frames)
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 def _records(manifest_path: str) -> List[dict]:
@@ -204,7 +237,9 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
     if world.main:  # one process prepares the folder and encodes the prompts, the others wait
         manifest.check_same_args(manifest.read(manifest_path), identity, manifest_path)  # (now under the lock)
         _set_up_folder(out, folder, items, config, job, world, identity)
-    pipe = _load_pipeline(folder, job, world.device)
+    # (no weights for a run whose items all failed their checks: they are only recorded)
+    needed = any(u.item.error is None for b in batches for u in b)
+    pipe = _load_pipeline(folder, job, world.device) if needed else None
     world.barrier()
 
     done = manifest.finished(manifest.read(manifest_path), out)
@@ -221,7 +256,7 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
         texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
         embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
                                   config.text_token_dim, torch_dtype(job.dtype))
-        worker = _Worker(pipe, job, out, world, embeds, manifest_path)
+        worker = _Worker(pipe, config, job, out, world, embeds, manifest_path)
         for batch in mine:
             worker.run(batch)
         world.barrier()  # every process finishes before any exits (a launcher stops the rest at the first exit)
@@ -332,10 +367,10 @@ class _Prepared:
 class _Worker:
     """Samples, writes and records the batches of one process."""
 
-    def __init__(self, pipe, job: BatchJob, out: str, world: World, embeds, manifest_path: str):
+    def __init__(self, pipe, config, job: BatchJob, out: str, world: World, embeds, manifest_path: str):
         self.pipe, self.job, self.out, self.world, self.embeds = pipe, job, out, world, embeds
         self.manifest_path = manifest_path
-        self.video = pipe.config.is_video_model
+        self.video = config.is_video_model
         self.tmp = os.path.join(out, PARTIAL, f"rank-{world.rank}")
         os.makedirs(self.tmp, exist_ok=True)
 
@@ -373,6 +408,9 @@ class _Worker:
                 self._write(p, latents[i : i + 1], share_seconds)
             except Exception as exc:
                 self._fail(p.unit, exc)
+                if _disk_full(exc):  # every unit after it would be sampled, then fail the same way
+                    raise InputError(f"{self.out}: the disk is full ({exc}); stopped. Free some space and rerun the "
+                                     "same command: finished outputs are kept.") from exc
         log.debug("batch of %d (items %s): %.1fs", len(group), ", ".join(f"{p.unit.item.index}/{p.unit.sample}" for p in group),
                   time.time() - t0)
 
@@ -386,8 +424,6 @@ class _Worker:
             raise InputError(item.error)
         path = output_path(item, unit.sample, self.job.layout, self.video)
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
-        if not self.video and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
-            raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
         image, clip, mask = checks.read_media(o, self.video, _key_name)
         clip_frames = None if clip is None else len(clip)
         latents = checks.plan_latents(o, self.video, len(item.prompts), clip_frames, _key_name)
@@ -438,10 +474,13 @@ class _Worker:
             self._place_text(rel, text)
         ext = os.path.splitext(p.path)[1]
         tmp = os.path.join(self.tmp, f"{uuid.uuid4().hex}{ext}")
+        final = os.path.join(self.out, p.path)
         try:
-            self.pipe.save(latents, tmp, fps=item.options["fps"], blend=p.blend)
+            try:
+                self.pipe.save(latents, tmp, fps=item.options["fps"], blend=p.blend)
+            except InputError as exc:  # named by the output it was for, not the temporary file
+                raise InputError(str(exc).replace(tmp, final)) from exc
             digest, size = _sha256(tmp)
-            final = os.path.join(self.out, p.path)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.replace(tmp, final)
         finally:
@@ -474,6 +513,14 @@ class _Worker:
             "kind": "failed", "item": unit.item.index, "sample": unit.sample, "seed": unit.seed,
             "prompt": unit.item.prompt, "line": unit.item.line, "error": error, "rank": self.world.rank,
         })
+
+
+def _disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def _key_name(key: str) -> str:

@@ -23,8 +23,10 @@ def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str] = flag) -> None:
-    """Every rule on the values themselves and how they combine (nothing read from files)."""
+def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str] = flag, combined: bool = True) -> None:
+    """Every rule on the values themselves and, with ``combined``, on how they combine (nothing read
+    from files). A batch's run-wide defaults are checked without: an item may complete them
+    (a run-wide mask for items that each give their image)."""
     from .masks import check_feather, check_grow
     from .media import check_fps
     from .sampling import SamplerSettings
@@ -43,19 +45,26 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
             raise InputError(f"{name(key)} = {o[key]}; expected an integer >= 0.")
     if o["window"] == 1:
         raise InputError(f"{name('window')} = 1; use at least 2 latent frames (or 0 for the whole video).")
-    if o["image"] and o["video"]:
-        raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), not both.")
-    if o["mask"] and (bool(o["image"]) == bool(o["video"]) or prompts != 1):
-        raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) under one prompt.")
-    if o["mask"] and (o["window"] or o["blend"] or o["loop"]):
-        raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
-                         f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
-                         f"{name('window')}, {name('blend')} and {name('loop')} at 0.")
+    if combined:
+        _check_combination(o, prompts, name)
     threshold = o["mask_threshold"]
     if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
         raise InputError(f"{name('mask_threshold')} = {threshold}; expected a value in [0, 1).")
     check_grow(o["mask_grow"], name("mask_grow"))
     check_feather(o["feather"], name("feather"))
+
+
+def _check_combination(o: Mapping, prompts: int, name: Callable[[str], str]) -> None:
+    if o["image"] and o["video"]:
+        raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), "
+                         "not both.")
+    if o["mask"] and (bool(o["image"]) == bool(o["video"]) or prompts != 1):
+        raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) "
+                         "under one prompt.")
+    if o["mask"] and (o["window"] or o["blend"] or o["loop"]):
+        raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
+                         f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
+                         f"{name('window')}, {name('blend')} and {name('loop')} at 0.")
 
 
 def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] = flag):
@@ -79,12 +88,14 @@ def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] =
     return image, clip, mask
 
 
-def check_mask(options: Mapping, config, mask, latents: int, clip_frames: Optional[int]) -> None:
-    """The mask against the checkpoint's frame size and the given frames (the token mask the
-    generation will compute, computed once before any weights load)."""
+def check_mask(options: Mapping, config, mask, clip_frames: Optional[int]) -> None:
+    """The mask against the checkpoint's frame size and the frames it repaints (an image, or a clip
+    of ``clip_frames``): the token mask the generation will compute, once before any weights load."""
     from .masks import token_mask
+    from .vae_frames import frames_kept, latents_for_frames
 
-    token_mask(mask, config, latents, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
+    given = 1 if clip_frames is None else latents_for_frames(frames_kept(clip_frames))
+    token_mask(mask, config, given, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
                clip_frames=clip_frames)
 
 
@@ -108,10 +119,14 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
         return latents
     latents = latents_for_frames(DEFAULT_FRAMES if frames is None else frames) if video_model else 1
     if clip_frames is not None and given >= latents:
-        raise InputError(f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and {name('frames')} "
-                         f"{DEFAULT_FRAMES if frames is None else frames} makes {latents}: nothing is left to generate; "
+        asked = DEFAULT_FRAMES if frames is None else frames
+        raise InputError(f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and "
+                         f"{name('frames')} {asked} makes {latents}: nothing is left to generate; "
                          f"raise {name('frames')} or give a shorter clip.")
     new = latents - given
+    if not video_model and given:
+        raise InputError(f"{name('image')} on an image checkpoint leaves nothing to generate (it makes one frame); "
+                         f"add {name('mask')} to repaint part of it.")
     if new < prompts:  # (the given frames alone: nothing would be generated)
         raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
                          f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")

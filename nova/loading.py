@@ -146,8 +146,8 @@ def load_tensors(files: Iterable[str], device, dtype: Optional[torch.dtype]) -> 
     return state
 
 
-def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=(), config_path: Optional[str] = None,
-                depths=()) -> nn.Module:
+def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=(),
+                config_path: Optional[str] = None, depths=()) -> nn.Module:
     """Build ``build()`` on the meta device, check the files against it, then assign the weights:
     no random init, no second copy of the weights. A config value that the module's constructor
     chokes on is reported against ``config_path``; ``depths`` (:func:`check_depths`) are checked

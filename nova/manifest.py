@@ -123,7 +123,8 @@ def latest(records: Iterable[dict]) -> Dict[Key, dict]:
 def finished(records: Iterable[dict], out_dir: str) -> Set[Key]:
     """Units whose output is recorded and still on disk."""
     return {key for key, r in latest(records).items()
-            if r["kind"] == "done" and isinstance(r.get("path"), str) and os.path.isfile(os.path.join(out_dir, r["path"]))}
+            if r["kind"] == "done" and isinstance(r.get("path"), str)
+            and os.path.isfile(os.path.join(out_dir, r["path"]))}
 
 
 def failed(records: Iterable[dict]) -> Dict[Key, dict]:

@@ -26,9 +26,10 @@ FORMATS = (".mp4", ".webp", ".gif", ".png")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-# What every format can store: MP4 keeps the rate as a fraction with a denominator <= 1000 (below
-# 1/1000 it becomes 0 and the muxer's default), GIF a frame time in 1/100 s up to 65535.
-MIN_FPS, MAX_FPS = 0.1, 240.0
+# The frame rates the nodes' widgets offer, for every front end. Far outside them the files break:
+# MP4 keeps the rate as a fraction with a denominator <= 1000 (below 1/1000 it became 0, and the
+# muxer's default 24), GIF a frame time in 1/100 s up to 65535.
+MIN_FPS, MAX_FPS = 1.0, 120.0
 # Larger inputs are refused before decoding (they are resized to the checkpoint's size anyway).
 MAX_INPUT_PIXELS = 8192 * 8192
 

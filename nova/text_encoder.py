@@ -183,7 +183,8 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
     check_phi_config(data, config_path)
     files = weight_files(folder, "model")
     found = read_shapes(files)
-    check_depths(found, [("model.layers", data.get("num_hidden_layers"), "num_hidden_layers")], config_path)
+    if data.get("num_hidden_layers") is not None:  # (absent: transformers' default, checked with the shapes)
+        check_depths(found, [("model.layers", data["num_hidden_layers"], "num_hidden_layers")], config_path)
     try:
         config = PhiConfig.from_pretrained(folder)
         with torch.device("meta"):

@@ -416,7 +416,7 @@ def test_speed_mode_is_part_of_the_run_identity(tmp_path):
     ("frames", 0, "frames = 0; the video VAE needs 1 \\+ 4k"),
     ("frames", 10, "frames = 10; the video VAE needs 1 \\+ 4k"),
     ("fps", 0.0, "fps = 0.0; expected a finite number > 0"),
-    ("fps", 0.0004, "fps = 0.0004; expected 0.1 .. 240"),
+    ("fps", 0.0004, "fps = 0.0004; expected 1 .. 120"),
     ("steps", 0, "num_inference_steps = 0"),
     ("mask_grow", 10**9, r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
     ("feather", 10**9, r"--feather = 1000000000; expected an integer in \[0, 256\]"),
@@ -452,12 +452,14 @@ def test_prompt_files_split_only_at_newlines(tmp_path):
     defaults = {o.key: o.default for o in OPTIONS}
     text = tmp_path / "p.txt"
     text.write_bytes("a fox\u2028in snow\r\na cat\x0con a mat\nlast".encode())
-    assert [i.prompts for i in read_items(str(text), defaults)] == [("a fox\u2028in snow",), ("a cat\x0con a mat",), ("last",)]
+    prompts = [i.prompts for i in read_items(str(text), defaults)]
+    assert prompts == [("a fox\u2028in snow",), ("a cat\x0con a mat",), ("last",)]
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text(json.dumps({"prompt": "a fox\u2028in snow"}, ensure_ascii=False) + "\n"
                      + json.dumps({"prompt": "b"}) + "\n", encoding="utf-8")
     items = read_items(str(jsonl), defaults)
-    assert [(i.index, i.line, i.prompts, i.error) for i in items] == [(0, 1, ("a fox\u2028in snow",), None), (1, 2, ("b",), None)]
+    got = [(i.index, i.line, i.prompts, i.error) for i in items]
+    assert got == [(0, 1, ("a fox\u2028in snow",), None), (1, 2, ("b",), None)]
 
 
 def test_a_prompt_named_like_a_reserved_safetensors_key(tiny_image, tmp_path):
@@ -472,8 +474,8 @@ def test_manifest_line_without_item_or_sample_is_named(tiny_image, tmp_path):
     assert run(job).exit_code == 0
     with open(tmp_path / "out" / manifest.NAME, "a", encoding="utf-8") as f:
         f.write(json.dumps({"kind": "done", "item": 0}) + "\n")
-    with pytest.raises(InputError, match=r"manifest.jsonl line 3: a 'done' record with sample = None; it needs item \(int\), "
-                                         r"sample \(int\)"):
+    with pytest.raises(InputError, match=r"manifest.jsonl line 3: a 'done' record with sample = None; "
+                                         r"it needs item \(int\), sample \(int\)"):
         run(job)
 
 
@@ -498,9 +500,9 @@ def test_one_run_per_output_folder(tiny_image, tmp_path):
     prompts = _write(tmp_path / "p.txt", ["a fox"])
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | "
-                               "os.O_CREAT); fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
-                               str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         job = _job(tiny_image, prompts, out, steps=4, diffusion_steps=2)
@@ -524,3 +526,79 @@ def test_early_failure_leaves_no_folder(tiny_image, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="weights unreadable"):
         run(_job(tiny_image, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_item_with_more_prompts_than_latent_frames_fails_before_any_work(tiny_video, tmp_path, monkeypatch):
+    from nova.pipeline import NovaPipeline
+    from nova.text_encoder import TextEncoder
+
+    def work(*args, **kwargs):
+        raise AssertionError("work was done for an item that cannot be generated")
+
+    monkeypatch.setattr(TextEncoder, "from_folders", classmethod(work))
+    monkeypatch.setattr(NovaPipeline, "from_pretrained", classmethod(work))
+    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": ["a", "b", "c"], "frames": 5})])
+    summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert summary.done == 0 and "line 1: 3 prompt(s) need at least 3 new latent frames" in summary.failed[(0, 0)]
+
+
+def test_full_disk_stops_the_run_and_names_the_output(tiny_image, tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    saves = []
+
+    def disk_full(*args, **kwargs):
+        saves.append(args)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    prompts = _write(tmp_path / "p.txt", PROMPTS[:3])
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(InputError, match="the disk is full .*00000-0.png: could not write the file "
+                                         r"\(No space left on device\).*stopped"):
+        run(_job(tiny_image, prompts, out, steps=4, diffusion_steps=2))
+    assert len(saves) == 1  # not every unit sampled and refused in turn
+    failed = [r for r in manifest.read(str(out / manifest.NAME)) if r["kind"] == "failed"]
+    assert len(failed) == 1 and ".partial" not in failed[0]["error"] and "00000-0.png" in failed[0]["error"]
+
+
+def test_item_with_a_bad_mask_or_clip_fails_before_any_work(tiny_video, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from nova.media import write_video
+    from nova.pipeline import NovaPipeline
+    from nova.text_encoder import TextEncoder
+
+    def work(*args, **kwargs):
+        raise AssertionError("work was done for an item that cannot be generated")
+
+    monkeypatch.setattr(TextEncoder, "from_folders", classmethod(work))
+    monkeypatch.setattr(NovaPipeline, "from_pretrained", classmethod(work))
+    write_video(np.zeros((9, 64, 96, 3), np.uint8), str(tmp_path / "clip9.mp4"))
+    write_video(np.full((12, 64, 96, 3), 255, np.uint8), str(tmp_path / "mask12.mp4"))
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(tmp_path / "first.png")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "tiny.png")
+    prompts = _write(tmp_path / "p.jsonl", [
+        json.dumps({"prompt": "a", "video": "clip9.mp4", "mask": "mask12.mp4"}),
+        json.dumps({"prompt": "b", "image": "first.png", "mask": "tiny.png"}),
+        json.dumps({"prompt": "c", "video": "clip9.mp4", "frames": 5}),
+    ])
+    summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert summary.done == 0
+    assert "mask12.mp4: has more frames than the 9 of video" in summary.failed[(0, 0)]
+    assert "tiny.png is 2x2" in summary.failed[(1, 0)] and "cannot be mapped to the" in summary.failed[(1, 0)]
+    assert "nothing is left to generate" in summary.failed[(2, 0)]
+
+
+def test_run_wide_mask_for_items_that_give_their_image(tiny_image, tmp_path):
+    """The run-wide defaults are checked value by value; how they combine is each item's."""
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "first.png")
+    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "image": "first.png"}), json.dumps({"prompt": "b"})])
+    summary = run(_job(tiny_image, prompts, tmp_path / "out", mask=str(tmp_path / "mask.png"), steps=4, diffusion_steps=2))
+    assert summary.done == 1 and "mask repaints one image or one video" in summary.failed[(1, 0)]

@@ -160,9 +160,9 @@ def _png_header(width, height):
     (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
     # silently wrong before: 0 frames made 33, a tiny fps became 24 (MP4) or overflowed after the work (GIF)
     (["--frames", "0"], "x.mp4", "frames = 0; the video VAE needs 1 \\+ 4k"),
-    (["--fps", "0.0004"], "x.mp4", r"fps = 0.0004; expected 0.1 .. 240"),
-    (["--fps", "0.001"], "x.gif", r"fps = 0.001; expected 0.1 .. 240"),
-    (["--fps", "1000"], "x.mp4", r"fps = 1000.0; expected 0.1 .. 240"),
+    (["--fps", "0.0004"], "x.mp4", r"fps = 0.0004; expected 1 .. 120"),
+    (["--fps", "0.001"], "x.gif", r"fps = 0.001; expected 1 .. 120"),
+    (["--fps", "1000"], "x.mp4", r"fps = 1000.0; expected 1 .. 120"),
     # absurd values that ran for hours, and inputs that were refused only after the weights loaded
     (["--image", "ok.png", "--mask", "ok.png", "--mask-grow", "1000000000"], "x.mp4",
      r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
@@ -170,7 +170,8 @@ def _png_header(width, height):
      r"--feather = 1000000000; expected an integer in \[0, 256\]"),
     (["--image", "ok.png", "--mask", "tiny.png"], "x.mp4", "tiny.png is 2x2 .* cannot be mapped to the .* token grid"),
     (["--video", "clip9.mp4", "--mask", "mask12.mp4"], "x.mp4", "mask12.mp4: has more frames than the 9 of --video"),
-    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4", r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
+    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4",
+     r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
     (["--prompt", "b", "--prompt", "c", "--frames", "5"], "x.mp4", "3 prompt\\(s\\) need at least 3 new latent frames"),
     ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
     (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
@@ -202,6 +203,12 @@ def test_cli_mask_video_on_an_image_checkpoint(tiny_image, media, no_load, capsy
     rc, err = _cli(["--model", tiny_image, "--prompt", "a fox", "--video", "clip3.mp4", "--mask", "ok.png", "--out", "x.png"], capsys)
     assert rc == 2 and "need a video checkpoint" in err and "nova-tiny-image is an image checkpoint" in err, err
     assert len(err.strip().splitlines()) == 1 and not os.path.exists(media / "x.png")
+
+
+def test_cli_image_alone_on_an_image_checkpoint(tiny_image, media, no_load, capsys, monkeypatch):
+    monkeypatch.chdir(media)
+    rc, err = _cli(["--model", tiny_image, "--prompt", "a fox", "--image", "ok.png", "--out", "x.png"], capsys)
+    assert rc == 2 and "--image on an image checkpoint leaves nothing to generate" in err and "add --mask" in err, err
 
 
 def test_cli_permission_errors(tiny_video, media, no_load, capsys, monkeypatch):
@@ -292,7 +299,8 @@ def test_version_and_defaults_in_every_help(capsys):
         text = " ".join(sub.format_help().split())
         for action in sub._actions:
             default = action.default
+            unset = default is None or default is False or default == argparse.SUPPRESS
             hidden = action.help == argparse.SUPPRESS  # (options kept for old command lines, not offered)
-            if hidden or not action.option_strings or action.required or default is None or default is False or default == argparse.SUPPRESS:
+            if hidden or not action.option_strings or action.required or unset:
                 continue
             assert f"(default: {default})" in text, (name, action.dest)

@@ -104,6 +104,18 @@ def test_pipeline_mask_needs_frames_to_repaint(image_pipe):
         _run(image_pipe, mask=np.ones((64, 64)))
 
 
+def test_pipeline_bounds_grow_and_feather_before_encoding(image_pipe, monkeypatch):
+    def encode(*args, **kwargs):
+        raise AssertionError("the image was encoded before the bad value was reported")
+
+    monkeypatch.setattr(image_pipe.vae, "encode", encode)
+    img = _smooth_image(64, 64)
+    with pytest.raises(InputError, match=r"mask grow = 1000000000; expected an integer in \[0, 64\]"):
+        _run(image_pipe, image=img, mask=np.ones((64, 64)), mask_grow=10**9)
+    with pytest.raises(InputError, match=r"feather = 1000000000; expected an integer in \[0, 256\]"):
+        _run(image_pipe, image=img, mask=np.ones((64, 64)), mask_feather=10**9)
+
+
 # -- the engine --------------------------------------------------------------------------------
 
 def test_image_inpainting_keeps_outside_tokens_bit_identical(image_pipe):
