@@ -20,6 +20,15 @@ GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")
 PROMPT = "motion=9.0, a bear walks through a misty forest."
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are bound by per-op overhead; a second thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def video_pipe():
     from nova import UrsaPipeline

@@ -19,6 +19,15 @@ NEGATIVE = "worst quality, low quality, inconsistent motion, static, still, blur
 BEAR = "a lone grizzly bear walks through a misty forest at dawn, sunlight catching its fur."
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are bound by per-op overhead; a second thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def expected(case):
     from safetensors.torch import load_file
 
