@@ -175,17 +175,16 @@ class UrsaTransformer(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.lm_head_size, bias=False)
 
     def forward(self, input_ids: torch.Tensor, rope_pos: torch.Tensor, keep: Optional[slice] = None) -> torch.Tensor:
-        """``keep``: the positions whose logits are wanted (all by default); the pipeline keeps only
-        the code predictions, which saves the head's largest output."""
+        """``keep``: the positions whose logits are wanted (all by default); the pipeline keeps the
+        code predictions. The head still runs on every position (the prompt is ~1% of them) so that
+        its matmul has the official shape and rounding."""
         x = self.model.embed_tokens(input_ids)
         angles = rope_angles(rope_pos.to(x.device), self.config.rope_theta).unsqueeze(1)  # [L, 1, 64]
         cos, sin = angles.cos(), angles.sin()
         for layer in self.model.layers:
             x = layer(x, cos, sin)
-        x = self.model.norm(x)
-        if keep is not None:
-            x = x[:, keep]
-        return self.lm_head(x)
+        logits = self.lm_head(self.model.norm(x))
+        return logits if keep is None else logits[:, keep]
 
     @property
     def device(self) -> torch.device:
