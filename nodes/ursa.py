@@ -162,6 +162,25 @@ def sampling_memory(model: UrsaModel, frames: int, height: int, width: int, guid
     return 4 * rows * tokens * model.scheduler.codebook_size * 4
 
 
+def token_preview(model: UrsaModel, ids: torch.Tensor):
+    """A cheap picture of the current tokens of the first clip's first latent frame, one pixel per token
+    scaled up: FSQ codes show their first three digits (8 levels each) as RGB, VQ codes the first three
+    dimensions of their codebook vector. Decoding with the tokenizer at every step would cost too much."""
+    from PIL import Image
+
+    grid = ids[0, 0].long().cpu()  # [h, w]
+    vae = model.vae_patcher.model.module
+    if vae.config.video:
+        rgb = torch.stack([grid % 8, grid // 8 % 8, grid // 64 % 8], dim=-1).float() / 7
+    else:
+        vectors = vae.quantizer.embedding.weight.detach()[:, :3].float().cpu()
+        low, high = vectors.min(0).values, vectors.max(0).values
+        rgb = (vectors[grid] - low) / (high - low).clamp_min(1e-6)
+    pixels = rgb.mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
+    scale = max(1, 256 // max(grid.shape))
+    return Image.fromarray(pixels).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+
+
 def image_to_uint8(image: torch.Tensor, name: str) -> np.ndarray:
     """ComfyUI IMAGE [N, H, W, 3] floats in 0..1 -> uint8 [N, H, W, 3]."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] != 3:
@@ -256,7 +275,8 @@ class UrsaGenerate(io.ComfyNode):
         pipe = UrsaPipeline(transformer, model.scheduler.to(device), model.vae_patcher.model.module, model.tokenizer)
         progress = host.progress(int(steps))
         out = pipe(**kwargs, generator=torch.Generator(device=device).manual_seed(int(seed)),
-                   callback_on_step_end=lambda step, total, ids: progress.update(step + 1))
+                   callback_on_step_end=lambda step, total, ids: progress.update(
+                       step + 1, preview_image=token_preview(model, ids)))
         result = out.frames[0] if model.is_video_model else out.frames  # [F, H, W, 3]
         if start is not None:  # the official extension: the given clip, then the frames after the condition
             result = np.concatenate([start, result[int(num_cond_frames):]])
