@@ -52,12 +52,54 @@ def import_official(checkout: str):
     return qwen3, FlexRotaryEmbedding
 
 
+def compare_sampler(checkout: str, tokens: int) -> int:
+    """One metric-path step and the last step at the real codebook (64,000 FSQ codes, fp16 path.emb),
+    ours vs the official KineticOptimalScheduler, same seeds: the ids must be equal."""
+    sys.path.insert(0, checkout)
+    sys.path.insert(0, ROOT)
+    import torch
+    from diffnext.schedulers.scheduling_dfm import KineticOptimalScheduler as Official
+    from diffnext.schedulers.scheduling_dfm import MetricDiscreteProbPath
+
+    from nova.ursa.config import UrsaSchedulerConfig
+    from nova.ursa.scheduler import KineticOptimalScheduler
+    from nova.ursa.tokenizer_fsq import FSQuantizer
+
+    codes = torch.arange(64000).view(1, 1, 1, -1)
+    emb = FSQuantizer.dequantize(codes, torch.float32).permute(0, 2, 3, 4, 1).reshape(-1, 6)  # [64000, 6] FSQ codes
+    config = UrsaSchedulerConfig(alpha=0.9, c=3.0, shift=5.0, eps=1e-5)
+    ours = KineticOptimalScheduler(config, emb)
+    official = Official(alpha=0.9, c=3.0, shift=5.0, eps=1e-5)
+    official.path = MetricDiscreteProbPath(emb=emb.half(), alpha=0.9, c=3.0, eps=1e-5)
+    official.codebook_size = 64000
+    official.set_timesteps(25)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, tokens, 64000, generator=generator) * 3
+    sample = torch.randint(0, 64000, (1, tokens), generator=generator)
+    worst = 0
+    for step in (12, 24):
+        start = time.time()
+        mine = ours.step(logits.clone(), step, 25, sample, torch.Generator().manual_seed(step))
+        middle = time.time()
+        theirs = official.step(logits.clone(), step, sample, generator=torch.Generator().manual_seed(step))[0]
+        end = time.time()
+        equal = torch.equal(mine, theirs)
+        worst = max(worst, int(not equal))
+        print(f"sampler step {step}/25, {tokens} tokens x 64000 codes: ids equal {equal}; "
+              f"ours {middle - start:.2f}s, official {end - middle:.2f}s")
+    return worst
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", required=True, help="a checkout of github.com/baaivision/URSA")
     parser.add_argument("--size", choices=sorted(WIDTHS), default="0.6B")
     parser.add_argument("--layers", type=int, default=28)
+    parser.add_argument("--sampler-tokens", type=int, default=0,
+                        help="instead of the transformer, compare the sampler on this many tokens")
     args = parser.parse_args(argv)
+    if args.sampler_tokens:
+        return compare_sampler(args.official, args.sampler_tokens)
     qwen3, FlexRotaryEmbedding = import_official(args.official)
     sys.path.insert(0, ROOT)
     import torch
