@@ -78,20 +78,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def _sdpa_supports_gqa() -> bool:
-    import inspect
-
+    """torch >= 2.5 takes ``enable_gqa`` (what the official code calls); older versions get the kv heads
+    repeated instead (the same attention, computed from a larger tensor)."""
     try:
-        return "enable_gqa" in inspect.signature(nn.functional.scaled_dot_product_attention).parameters
-    except (TypeError, ValueError):  # builtins without a signature: try it
-        try:
-            q = torch.zeros(1, 2, 1, 4)
-            nn.functional.scaled_dot_product_attention(q, q[:, :1], q[:, :1], enable_gqa=True)
-            return True
-        except TypeError:
-            return False
+        q = torch.zeros(1, 2, 1, 4)
+        nn.functional.scaled_dot_product_attention(q, q[:, :1], q[:, :1], enable_gqa=True)
+        return True
+    except TypeError:
+        return False
 
 
-_GQA = None
+SDPA_HAS_GQA = _sdpa_supports_gqa()
 
 
 class Attention(nn.Module):
@@ -109,15 +106,12 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(HEAD_DIM, config.rms_norm_eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        global _GQA
         q = self.q_norm(self.q_proj(x).unflatten(-1, (-1, HEAD_DIM)))
         k = self.k_norm(self.k_proj(x).unflatten(-1, (-1, HEAD_DIM)))
         v = self.v_proj(x).unflatten(-1, (-1, HEAD_DIM))
         q, k = apply_rope(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-        if _GQA is None:
-            _GQA = _sdpa_supports_gqa()
-        if _GQA:
+        if SDPA_HAS_GQA:
             out = nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
         else:  # torch < 2.5: expand kv heads (query head j reads kv head j // group)
             group = self.heads // self.kv_heads
