@@ -8,8 +8,9 @@ rotary angles come from (t, y, x) positions, and ``lm_head`` covers the ``lm_hea
 Qwen3 also needs transformers >= 4.51 while this pack supports 4.45. The state-dict keys are the
 official ones (``model.layers.{i}.self_attn.q_proj.weight`` ...), so checkpoints load unchanged.
 
-The operation order follows the official code so that fp32 results agree to rounding, and the ids
-a sampler draws from them agree exactly.
+The operations, their order and their tensor layouts follow the official code, so on the CPU the logits
+are bit-identical to it (tests/test_ursa_golden.py; tools/ursa_vs_official.py at the real 0.6B / 1.7B
+widths) and the sampler draws the same ids from them.
 """
 
 from __future__ import annotations
