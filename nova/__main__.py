@@ -101,16 +101,15 @@ def _generate(args) -> int:
     from .loading import resolve_checkpoint
     from .ursa.config import URSA_PIPELINE, read_family
 
+    device, image, clip, mask = _checked_inputs(args)  # before anything is downloaded or loaded
     folder = resolve_checkpoint(args.model)
     if read_family(folder) == URSA_PIPELINE:  # URSA: its own defaults and options (nova/ursa/cli.py)
         from .ursa.cli import generate_ursa
 
-        device, image, clip, _ = _checked_inputs(args)
         return generate_ursa(args, folder, device, image, clip)
     _check_no_ursa_options(args)
     args.steps = 64 if args.steps is None else args.steps
     args.cfg = 5.0 if args.cfg is None else args.cfg
-    device, image, clip, mask = _checked_inputs(args)
     folder, config, latents, long_video = _checked_checkpoint(args, clip)
 
     import torch
