@@ -83,8 +83,7 @@ def locate_ursa(name: str, host, download: bool) -> str:
         try:
             from huggingface_hub import snapshot_download
 
-            patterns = HUB_PATTERNS + ["scheduler/scheduler_model.pth"]  # the sampler's codebook (read safely)
-            snapshot_download(repo_id=OFFICIAL_URSA[name], local_dir=target, allow_patterns=patterns)
+            snapshot_download(repo_id=OFFICIAL_URSA[name], local_dir=target, allow_patterns=HUB_PATTERNS)
         except Exception as exc:
             raise CheckpointError(
                 f"downloading {OFFICIAL_URSA[name]} into {target} failed ({type(exc).__name__}: {exc}). Offline? "
