@@ -244,7 +244,7 @@ class UrsaGenerate(io.ComfyNode):
     @classmethod
     def execute(cls, model, prompt, negative_prompt, motion, width, height, frames, steps, guidance, guidance_trunc,
                 seed, image=None, video=None, num_cond_frames=13, cond_noise_scale=0.0) -> io.NodeOutput:
-        from ..nova.ursa.pipeline import UrsaPipeline
+        from ..nova.ursa.pipeline import UrsaPipeline, pixels_to_uint8
 
         if not isinstance(model, UrsaModel):
             raise InputError(f"model is a {type(model).__name__}; connect an URSA Checkpoint Loader.")
@@ -267,16 +267,30 @@ class UrsaGenerate(io.ComfyNode):
             kwargs["image"] = image_to_uint8(image, "image")[0]
         if start is not None:
             kwargs.update(video=start, num_cond_frames=int(num_cond_frames))
+        # Three phases, each with only the model it needs on the GPU: encode the condition (tokenizer),
+        # sample (transformer), decode (tokenizer). Encoding makes no random draws, so encoding first
+        # and passing cond_latents draws exactly what the official call does.
+        transformer, vae = model.transformer_patcher.model.module, model.vae_patcher.model.module
+        pipe = UrsaPipeline(transformer, model.scheduler, vae, model.tokenizer)
+        size = (int(height), int(width))
+        if image is not None or start is not None:
+            host.load(model.vae_patcher)
+            if image is not None:
+                kwargs["cond_latents"] = pipe.encode_image(kwargs.pop("image"), *size)
+            else:
+                kwargs["cond_latents"] = pipe.encode_video(kwargs.pop("video"), *size, int(frames),
+                                                           kwargs.pop("num_cond_frames"))
         host.load(model.transformer_patcher, memory_required=sampling_memory(model, frames, height, width, guidance))
-        host.load(model.vae_patcher)
-        transformer = model.transformer_patcher.model.module
         device = transformer.device
-        pipe = UrsaPipeline(transformer, model.scheduler.to(device), model.vae_patcher.model.module, model.tokenizer)
+        pipe = UrsaPipeline(transformer, model.scheduler.to(device), vae, model.tokenizer)
         progress = host.progress(int(steps))
-        out = pipe(**kwargs, generator=torch.Generator(device=device).manual_seed(int(seed)),
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        ids = pipe(**{**kwargs, "output_type": "latent"}, generator=generator,
                    callback_on_step_end=lambda step, total, ids: progress.update(
-                       step + 1, preview_image=token_preview(model, ids)))
-        result = out.frames[0] if model.is_video_model else out.frames  # [F, H, W, 3]
+                       step + 1, preview_image=token_preview(model, ids))).frames
+        host.load(model.vae_patcher)
+        result = pixels_to_uint8(pipe.decode(ids))[0]  # [F, H, W, 3] (video) or [H, W, 3] (image)
+        result = result if model.is_video_model else result[None]
         if start is not None:  # the official extension: the given clip, then the frames after the condition
             result = np.concatenate([start, result[int(num_cond_frames):]])
         pixels = torch.from_numpy(np.ascontiguousarray(result)).float().div(255)
