@@ -54,7 +54,7 @@ HOSTED = {"transformer": NovaTransformerModule, "text_encoder": NovaTextEncoderM
 class Progress(Protocol):
     total: int
 
-    def update(self, value: int, preview_latent=None, latent_format: str = "sd15") -> None: ...
+    def update(self, value: int, preview_latent=None, latent_format: str = "sd15", preview_image=None) -> None: ...
 
 
 class Host(Protocol):
@@ -95,9 +95,12 @@ class FallbackProgress:
     total: int
     on_update: Optional[Callable[[int, int], None]] = None
     value: int = 0
+    last_preview: object = None  # the last preview_image (a PIL image), for tests
 
-    def update(self, value: int, preview_latent=None, latent_format: str = "sd15"):
+    def update(self, value: int, preview_latent=None, latent_format: str = "sd15", preview_image=None):
         self.value = value
+        if preview_image is not None:
+            self.last_preview = preview_image
         if self.on_update is not None:
             self.on_update(value, self.total)
 
@@ -146,8 +149,9 @@ class FallbackHost:
         return FallbackProgress(total, self.on_progress)
 
     def folder_paths(self, kind: str) -> List[str]:
-        sub = {"nova": "nova", "ursa": "ursa", "diffusers": "diffusers", "text_encoders": "text_encoders", "vae": "vae"}[kind]
-        return [os.path.join(d, sub) for d in self.models_dirs]
+        if kind not in ("nova", "ursa", "diffusers", "text_encoders", "vae"):
+            raise KeyError(kind)
+        return [os.path.join(d, kind) for d in self.models_dirs]
 
     def download_dir(self) -> Optional[str]:
         return os.path.join(self.models_dirs[0], "nova") if self.models_dirs else None
@@ -245,9 +249,11 @@ class ComfyProgress:
             self._previewers[fmt] = latent_preview.get_previewer(device, latent_format)
         return self._previewers[fmt]
 
-    def update(self, value: int, preview_latent=None, latent_format: str = "sd15"):
-        preview = None
-        if preview_latent is not None:
+    def update(self, value: int, preview_latent=None, latent_format: str = "sd15", preview_image=None):
+        """``preview_image``: a ready PIL image (URSA's token previews), else ``preview_latent`` is
+        turned into one with ComfyUI's latent2rgb previewer."""
+        preview = ("JPEG", preview_image, 512) if preview_image is not None else None
+        if preview is None and preview_latent is not None:
             previewer = self._previewer(latent_format, preview_latent.device)
             if previewer is not None:
                 preview = previewer.decode_latent_to_preview_image("JPEG", preview_latent[:1].float())

@@ -83,8 +83,7 @@ def locate_ursa(name: str, host, download: bool) -> str:
         try:
             from huggingface_hub import snapshot_download
 
-            patterns = HUB_PATTERNS + ["scheduler/scheduler_model.pth"]  # the sampler's codebook (read safely)
-            snapshot_download(repo_id=OFFICIAL_URSA[name], local_dir=target, allow_patterns=patterns)
+            snapshot_download(repo_id=OFFICIAL_URSA[name], local_dir=target, allow_patterns=HUB_PATTERNS)
         except Exception as exc:
             raise CheckpointError(
                 f"downloading {OFFICIAL_URSA[name]} into {target} failed ({type(exc).__name__}: {exc}). Offline? "
@@ -162,6 +161,25 @@ def sampling_memory(model: UrsaModel, frames: int, height: int, width: int, guid
     return 4 * rows * tokens * model.scheduler.codebook_size * 4
 
 
+def token_preview(model: UrsaModel, ids: torch.Tensor):
+    """A cheap picture of the current tokens of the first clip's first latent frame, one pixel per token
+    scaled up: FSQ codes show their first three digits (8 levels each) as RGB, VQ codes the first three
+    dimensions of their codebook vector. Decoding with the tokenizer at every step would cost too much."""
+    from PIL import Image
+
+    grid = ids[0, 0].long().cpu()  # [h, w]
+    vae = model.vae_patcher.model.module
+    if vae.config.video:
+        rgb = torch.stack([grid % 8, grid // 8 % 8, grid // 64 % 8], dim=-1).float() / 7
+    else:
+        vectors = vae.quantizer.embedding.weight.detach()[:, :3].float().cpu()
+        low, high = vectors.min(0).values, vectors.max(0).values
+        rgb = (vectors[grid] - low) / (high - low).clamp_min(1e-6)
+    pixels = rgb.mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
+    scale = max(1, 256 // max(grid.shape))
+    return Image.fromarray(pixels).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+
+
 def image_to_uint8(image: torch.Tensor, name: str) -> np.ndarray:
     """ComfyUI IMAGE [N, H, W, 3] floats in 0..1 -> uint8 [N, H, W, 3]."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] != 3:
@@ -226,7 +244,7 @@ class UrsaGenerate(io.ComfyNode):
     @classmethod
     def execute(cls, model, prompt, negative_prompt, motion, width, height, frames, steps, guidance, guidance_trunc,
                 seed, image=None, video=None, num_cond_frames=13, cond_noise_scale=0.0) -> io.NodeOutput:
-        from ..nova.ursa.pipeline import UrsaPipeline
+        from ..nova.ursa.pipeline import UrsaPipeline, pixels_to_uint8
 
         if not isinstance(model, UrsaModel):
             raise InputError(f"model is a {type(model).__name__}; connect an URSA Checkpoint Loader.")
@@ -249,15 +267,30 @@ class UrsaGenerate(io.ComfyNode):
             kwargs["image"] = image_to_uint8(image, "image")[0]
         if start is not None:
             kwargs.update(video=start, num_cond_frames=int(num_cond_frames))
+        # Three phases, each with only the model it needs on the GPU: encode the condition (tokenizer),
+        # sample (transformer), decode (tokenizer). Encoding makes no random draws, so encoding first
+        # and passing cond_latents draws exactly what the official call does.
+        transformer, vae = model.transformer_patcher.model.module, model.vae_patcher.model.module
+        pipe = UrsaPipeline(transformer, model.scheduler, vae, model.tokenizer)
+        size = (int(height), int(width))
+        if image is not None or start is not None:
+            host.load(model.vae_patcher)
+            if image is not None:
+                kwargs["cond_latents"] = pipe.encode_image(kwargs.pop("image"), *size)
+            else:
+                kwargs["cond_latents"] = pipe.encode_video(kwargs.pop("video"), *size, int(frames),
+                                                           kwargs.pop("num_cond_frames"))
         host.load(model.transformer_patcher, memory_required=sampling_memory(model, frames, height, width, guidance))
-        host.load(model.vae_patcher)
-        transformer = model.transformer_patcher.model.module
         device = transformer.device
-        pipe = UrsaPipeline(transformer, model.scheduler.to(device), model.vae_patcher.model.module, model.tokenizer)
+        pipe = UrsaPipeline(transformer, model.scheduler.to(device), vae, model.tokenizer)
         progress = host.progress(int(steps))
-        out = pipe(**kwargs, generator=torch.Generator(device=device).manual_seed(int(seed)),
-                   callback_on_step_end=lambda step, total, ids: progress.update(step + 1))
-        result = out.frames[0] if model.is_video_model else out.frames  # [F, H, W, 3]
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        ids = pipe(**{**kwargs, "output_type": "latent"}, generator=generator,
+                   callback_on_step_end=lambda step, total, ids: progress.update(
+                       step + 1, preview_image=token_preview(model, ids))).frames
+        host.load(model.vae_patcher)
+        result = pixels_to_uint8(pipe.decode(ids))[0]  # [F, H, W, 3] (video) or [H, W, 3] (image)
+        result = result if model.is_video_model else result[None]
         if start is not None:  # the official extension: the given clip, then the frames after the condition
             result = np.concatenate([start, result[int(num_cond_frames):]])
         pixels = torch.from_numpy(np.ascontiguousarray(result)).float().div(255)

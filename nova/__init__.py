@@ -1,4 +1,5 @@
-"""NOVA (autoregressive video generation without vector quantization) in pure PyTorch.
+"""NOVA (autoregressive video generation without vector quantization) and its successor URSA
+(``nova.ursa``: discrete flow matching over VQ tokens) in pure PyTorch.
 
 Importing this package is cheap: heavy modules load on first use.
 """

@@ -136,6 +136,7 @@ def run(job: BatchJob) -> BatchSummary:
     checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
     read = read_items(job.prompts, job.options)
     folder = resolve_checkpoint(job.model)
+    _refuse_ursa(folder)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
     checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
@@ -282,6 +283,17 @@ def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: Ba
         "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
+
+
+def _refuse_ursa(folder: str) -> None:
+    from .errors import WrongFamilyError
+    from .ursa.config import URSA_PIPELINE, read_family
+
+    if read_family(folder) == URSA_PIPELINE:
+        raise WrongFamilyError(
+            f"{folder} is an URSA checkpoint; `nova batch` runs NOVA checkpoints only for now. "
+            "Generate URSA videos with `nova generate` (one call per prompt) or UrsaPipeline."
+        )
 
 
 def summarize(batches: Sequence[List[Unit]], records: List[dict], out: str) -> BatchSummary:

@@ -19,7 +19,9 @@ from .errors import CheckpointError, WeightsError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
-HUB_PATTERNS = ["model_index.json", "*/*.json", "*/*.safetensors", "tokenizer/*"]
+# scheduler_model.pth: URSA's sampler codebook, read with torch.load(weights_only=True) (nova/ursa/scheduler.py);
+# NOVA repos have no such file.
+HUB_PATTERNS = ["model_index.json", "*/*.json", "*/*.safetensors", "tokenizer/*", "scheduler/scheduler_model.pth"]
 
 
 def refuse_pickle(path: str) -> None:

@@ -20,6 +20,15 @@ GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")
 PROMPT = "motion=9.0, a bear walks through a misty forest."
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are bound by per-op overhead; a second thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def video_pipe():
     from nova import UrsaPipeline
@@ -238,3 +247,13 @@ def test_output_types(video_pipe):
     assert ids.dtype == torch.int64 and ids.shape == (1, 2, 4, 6)
     with pytest.raises(InputError, match="output_type = 'gif'"):
         small_call(video_pipe, output_type="gif")
+
+
+def test_downloads_fetch_the_sampler_codebook_and_no_other_pickle():
+    from fnmatch import fnmatch
+
+    from nova.loading import HUB_PATTERNS
+
+    assert any(fnmatch("scheduler/scheduler_model.pth", p) for p in HUB_PATTERNS)
+    pickles = ("transformer/diffusion_pytorch_model.bin", "vae/model.pt", "model.ckpt", "scheduler/other.pth")
+    assert not any(fnmatch(f, p) for p in HUB_PATTERNS for f in pickles)

@@ -4,6 +4,7 @@ ticks progress every step, can be cancelled, and refuses what it cannot do."""
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,15 @@ from comfyui_nova.nova.errors import CheckpointError, InputError  # noqa: E402
 GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")
 NEGATIVE = "worst quality, low quality, inconsistent motion, static, still, blurry, jittery, distorted, ugly"
 BEAR = "a lone grizzly bear walks through a misty forest at dawn, sunlight catching its fur."
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are bound by per-op overhead; a second thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def expected(case):
@@ -152,3 +162,22 @@ def test_memory_estimate_grows_with_the_clip(ursa):
     assert one == 4 * 2 * (3 * 4 * 6) * 512 * 4  # 72 tokens, 512 codes, cond + uncond
     assert sampling_memory(ursa["video"], 9, 32, 48, 1.0) == one // 2
     assert sampling_memory(ursa["video"], 17, 32, 48, 7.0) == one * 5 // 3
+
+
+def test_previews_show_the_tokens(ursa):
+    from comfyui_nova.nodes.ursa import token_preview
+
+    ids = torch.tensor([[[[0, 7], [63, 511]]]])  # FSQ digits (0,0,0), (7,0,0), (7,7,0), (7,7,7)
+    image = np.asarray(token_preview(ursa["video"], ids))
+    assert image.shape[2] == 3 and image.shape[0] == image.shape[1] == 2 * (256 // 2)
+    corners = [tuple(image[y, x]) for y, x in ((0, 0), (0, -1), (-1, 0), (-1, -1))]
+    assert corners == [(0, 0, 0), (255, 0, 0), (255, 255, 0), (255, 255, 255)]
+    assert token_preview(ursa["image"], torch.randint(0, 256, (1, 1, 6, 8))).size == (8 * 32, 6 * 32)
+    host, bars = ursa["video"].host, []
+    real_progress = host.progress
+    host.progress = lambda total: bars.append(real_progress(total)) or bars[-1]
+    try:
+        generate(ursa["video"], steps=2)
+    finally:
+        del host.progress
+    assert bars[0].value == 2 and bars[0].last_preview.size == (6 * 42, 4 * 42)  # 4 x 6 tokens, 42 px each

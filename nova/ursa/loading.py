@@ -35,6 +35,11 @@ def load_vq_tokenizer(folder: str, device="cpu", dtype=torch.float32):
     build = (lambda: AutoencoderVQCosmos3D(config)) if config.video else (lambda: AutoencoderVQ(config))
     files = weight_files(folder, "diffusion_pytorch_model")
     model = load_module(build, files, folder, device, dtype, config_path=os.path.join(folder, "config.json"))
+    # Parameters that require grad, as in the official (diffusers) model. Not for training: on the CPU,
+    # torch picks another matmul kernel for a non-contiguous input when the weight requires grad (the
+    # video tokenizer's attention gets such inputs), and that kernel is what reproduces the official
+    # pixels and ids to the bit. encode/decode run under no_grad, so no graph is ever built.
+    model.requires_grad_(True)
     return model if config.video else model.cast_decoder()
 
 

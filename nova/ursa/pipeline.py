@@ -115,6 +115,17 @@ class UrsaPipeline:
         return self.transformer.device
 
     @property
+    def vae_device(self) -> torch.device:
+        """Where the tokenizer is (it may sit apart from the transformer, e.g. under ComfyUI's manager)."""
+        return next(self.vae.parameters()).device
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor, vae_batch_size: int = 1) -> torch.Tensor:
+        """Final ids [B, T, h, w] -> pixels in [-1, 1], ``vae_batch_size`` clips at a time."""
+        ids = ids.to(self.vae_device)
+        return torch.cat([self.vae.decode(chunk) for chunk in ids.split(vae_batch_size)])
+
+    @property
     def is_video_model(self) -> bool:
         return self.vae.config.video
 
@@ -180,7 +191,7 @@ class UrsaPipeline:
                 f"image has shape {list(array.shape)}; pass one image [H, W, 3] (the same for every prompt)."
             )
         self._check_size(array.shape[:2], height, width, "image")
-        pixels = torch.as_tensor(array, device=self.device).to(self.vae.dtype).sub(127.5).div_(127.5)
+        pixels = torch.as_tensor(array, device=self.vae_device).to(self.vae.dtype).sub(127.5).div_(127.5)
         pixels = pixels.permute(2, 0, 1).unsqueeze(0)  # [1, 3, H, W]
         if self.is_video_model:
             return self.vae.encode(pixels.unsqueeze(2))
@@ -212,7 +223,7 @@ class UrsaPipeline:
                 f"use num_cond_frames <= {num_frames}."
             )
         self._check_size(array.shape[1:3], height, width, "video")
-        pixels = torch.as_tensor(array, device=self.device).to(self.vae.dtype).sub(127.5).div_(127.5)
+        pixels = torch.as_tensor(array, device=self.vae_device).to(self.vae.dtype).sub(127.5).div_(127.5)
         return self.vae.encode(pixels.permute(3, 0, 1, 2).unsqueeze(0))
 
     @staticmethod
@@ -333,7 +344,7 @@ class UrsaPipeline:
         ids = latents.view(-1, *grid)
         if output_type == "latent":
             return UrsaPipelineOutput(frames=ids)
-        pixels = torch.cat([self.vae.decode(chunk) for chunk in ids.split(vae_batch_size)])
+        pixels = self.decode(ids, vae_batch_size)
         if output_type == "pt":
             return UrsaPipelineOutput(frames=pixels)
         frames = pixels_to_uint8(pixels)

@@ -77,7 +77,7 @@ class AxisAttention(nn.Module):
             out = out.reshape(b, t, h, w, c)
         else:
             out = out.reshape(b, h, w, t, c).permute(0, 3, 1, 2, 4)
-        return out.permute(0, 4, 1, 2, 3) + x
+        return out.permute(0, 4, 1, 2, 3).add_(x)  # in place, as official (keeps its memory layout)
 
 
 def factorized_attention(dim: int) -> nn.Sequential:
@@ -107,16 +107,16 @@ class Resize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spatial == 1:
             pooled = nn.functional.avg_pool3d(x, (1, 2, 2), (1, 2, 2))
-            x = self.conv1(nn.functional.pad(x, (0, 1, 0, 1, 0, 0))) + pooled
+            x = self.conv1(nn.functional.pad(x, (0, 1, 0, 1, 0, 0))).add_(pooled)
         if self.temporal == 1:
             x = nn.functional.pad(x, (0, 0, 0, 0, 1, 0), mode="replicate")
-            x = self.conv2(x) + nn.functional.avg_pool3d(x, (2, 1, 1), (2, 1, 1))
+            x = self.conv2(x).add_(nn.functional.avg_pool3d(x, (2, 1, 1), (2, 1, 1)))
         if self.temporal == 2:
             x = x.repeat_interleave(2, dim=2)[:, :, 1:]  # T -> 2T - 1: the first frame stays single
-            x = self.conv1(x) + x
+            x = self.conv1(x).add_(x)
         if self.spatial == 2:
             x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
-            x = self.conv2(x) + x
+            x = self.conv2(x).add_(x)
         return self.conv3(x)
 
 
@@ -132,7 +132,7 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
         x = self.conv1(nn.functional.silu(self.norm1(x)))
-        return self.conv2(nn.functional.silu(self.norm2(x))) + shortcut
+        return self.conv2(nn.functional.silu(self.norm2(x))).add_(shortcut)
 
 
 class ResStage(nn.Module):
@@ -312,6 +312,7 @@ class AutoencoderVQCosmos3D(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.quant_conv.weight.dtype
 
+    @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels [B, 3, F, H, W] in [-1, 1] -> ids [B, T, h, w] (int32). Clips longer than
         ``sample_frames`` S go in tiles [0, S), [S-1, 2S-1), ... (whole tiles only, as official)."""
@@ -323,6 +324,7 @@ class AutoencoderVQCosmos3D(nn.Module):
             z = torch.cat([self.encoder(pixels[:, :, s : s + tile]) for s in starts if s + tile <= frames], dim=2)
         return FSQuantizer.quantize(self.quant_conv(z))
 
+    @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T, h, w] -> pixels [B, 3, F, H, W]. More than ``latent_tile`` (m) latent frames
         decode in tiles [0, m), [m, 2m), ..., a trailing partial tile dropped and the first frame of

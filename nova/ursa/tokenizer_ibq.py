@@ -27,8 +27,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         y = self.group_norm(x).flatten(2).transpose(1, 2).contiguous()  # [B, HW, C]
-        q, k, v = (f(y).unsqueeze(1) for f in (self.to_q, self.to_k, self.to_v))  # one head
-        out = nn.functional.scaled_dot_product_attention(q, k, v).squeeze(1)
+        # One head; the [B, HW, 1, C] -> [B, 1, HW, C] view keeps the official strides (SDPA's kernel
+        # choice, hence its rounding, depends on them).
+        q, k, v = (f(y).unflatten(-1, (1, -1)).transpose(1, 2) for f in (self.to_q, self.to_k, self.to_v))
+        out = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
         return self.to_out[0](out).transpose(1, 2).reshape(shape)
 
 
@@ -46,6 +48,11 @@ class Resize(nn.Module):
         return self.conv(nn.functional.interpolate(x, None, (2, 2)))
 
 
+# Residual sums are taken in place on the branch's output, as the official code does: the sum then keeps
+# that tensor's memory layout (channels-last after some reshapes), which decides the next convolution's
+# kernel and so its rounding. Out-of-place sums give the same values up to ~1e-7, not the same bits.
+
+
 class ResBlock(nn.Module):
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
@@ -58,7 +65,7 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
         x = self.conv1(nn.functional.silu(self.norm1(x)))
-        return self.conv2(nn.functional.silu(self.norm2(x))) + shortcut
+        return self.conv2(nn.functional.silu(self.norm2(x))).add_(shortcut)
 
 
 class ResStage(nn.Module):
@@ -75,7 +82,7 @@ class ResStage(nn.Module):
         for i, resnet in enumerate(self.resnets):
             x = resnet(x)
             if i < len(self.attentions):
-                x = self.attentions[i](x) + x
+                x = self.attentions[i](x).add_(x)
         for resize in list(self.downsamplers) + list(self.upsamplers):
             x = resize(x)
         return x
@@ -89,7 +96,7 @@ class MidBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.resnets[0](x)
-        return self.resnets[1](self.attentions[0](x) + x)
+        return self.resnets[1](self.attentions[0](x).add_(x))
 
 
 class Encoder(nn.Module):
@@ -159,16 +166,21 @@ class AutoencoderVQ(nn.Module):
             self.decoder.to(getattr(torch, self.config.decoder_dtype))
         return self
 
+    @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels [B, 3, H, W] in [-1, 1] -> ids [B, h, w] (int32): the code of largest z . e_k."""
         z = self.quant_conv(self.encoder(pixels))
         scores = nn.functional.linear(z.transpose(1, -1), self.quantizer.embedding.weight)  # [B, w, h, K]
         return scores.argmax(-1).int().permute(0, 2, 1)
 
+    @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T, h, w] -> pixels [B, 3, H, W] when T = 1, else [B, 3, T, H, W]."""
         frames = ids.shape[1]
-        z = self.quantizer.embedding(ids).permute(0, 1, 4, 2, 3).flatten(0, 1)  # [B*T, D, h, w]
+        z = self.quantizer.embedding(ids).permute(0, 4, 1, 2, 3)  # [B, D, T, h, w]
+        # -> [B*T, D, h, w] as the official code reshapes it: the resulting strides decide the
+        # convolutions' memory format (channels-last here), and with it their rounding.
+        z = z.squeeze(2) if frames == 1 else z.transpose(1, 2).flatten(0, 1)
         x = self.post_quant_conv(z)
         x = self.decoder(x.to(self.decoder.conv_in.weight.dtype))
         return x if frames == 1 else x.unflatten(0, (-1, frames)).transpose(1, 2)

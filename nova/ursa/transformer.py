@@ -8,8 +8,9 @@ rotary angles come from (t, y, x) positions, and ``lm_head`` covers the ``lm_hea
 Qwen3 also needs transformers >= 4.51 while this pack supports 4.45. The state-dict keys are the
 official ones (``model.layers.{i}.self_attn.q_proj.weight`` ...), so checkpoints load unchanged.
 
-The operation order follows the official code so that fp32 results agree to rounding, and the ids
-a sampler draws from them agree exactly.
+The operations, their order and their tensor layouts follow the official code, so on the CPU the logits
+are bit-identical to it (tests/test_ursa_golden.py; tools/ursa_vs_official.py at the real 0.6B / 1.7B
+widths) and the sampler draws the same ids from them.
 """
 
 from __future__ import annotations
@@ -78,20 +79,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def _sdpa_supports_gqa() -> bool:
-    import inspect
-
+    """torch >= 2.5 takes ``enable_gqa`` (what the official code calls); older versions get the kv heads
+    repeated instead (the same attention, computed from a larger tensor)."""
     try:
-        return "enable_gqa" in inspect.signature(nn.functional.scaled_dot_product_attention).parameters
-    except (TypeError, ValueError):  # builtins without a signature: try it
-        try:
-            q = torch.zeros(1, 2, 1, 4)
-            nn.functional.scaled_dot_product_attention(q, q[:, :1], q[:, :1], enable_gqa=True)
-            return True
-        except TypeError:
-            return False
+        q = torch.zeros(1, 2, 1, 4)
+        nn.functional.scaled_dot_product_attention(q, q[:, :1], q[:, :1], enable_gqa=True)
+        return True
+    except TypeError:
+        return False
 
 
-_GQA = None
+SDPA_HAS_GQA = _sdpa_supports_gqa()
 
 
 class Attention(nn.Module):
@@ -109,15 +107,12 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(HEAD_DIM, config.rms_norm_eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        global _GQA
         q = self.q_norm(self.q_proj(x).unflatten(-1, (-1, HEAD_DIM)))
         k = self.k_norm(self.k_proj(x).unflatten(-1, (-1, HEAD_DIM)))
         v = self.v_proj(x).unflatten(-1, (-1, HEAD_DIM))
         q, k = apply_rope(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-        if _GQA is None:
-            _GQA = _sdpa_supports_gqa()
-        if _GQA:
+        if SDPA_HAS_GQA:
             out = nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
         else:  # torch < 2.5: expand kv heads (query head j reads kv head j // group)
             group = self.heads // self.kv_heads
@@ -175,17 +170,16 @@ class UrsaTransformer(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.lm_head_size, bias=False)
 
     def forward(self, input_ids: torch.Tensor, rope_pos: torch.Tensor, keep: Optional[slice] = None) -> torch.Tensor:
-        """``keep``: the positions whose logits are wanted (all by default); the pipeline keeps only
-        the code predictions, which saves the head's largest output."""
+        """``keep``: the positions whose logits are wanted (all by default); the pipeline keeps the
+        code predictions. The head still runs on every position (the prompt is ~1% of them) so that
+        its matmul has the official shape and rounding."""
         x = self.model.embed_tokens(input_ids)
         angles = rope_angles(rope_pos.to(x.device), self.config.rope_theta).unsqueeze(1)  # [L, 1, 64]
         cos, sin = angles.cos(), angles.sin()
         for layer in self.model.layers:
             x = layer(x, cos, sin)
-        x = self.model.norm(x)
-        if keep is not None:
-            x = x[:, keep]
-        return self.lm_head(x)
+        logits = self.lm_head(self.model.norm(x))
+        return logits if keep is None else logits[:, keep]
 
     @property
     def device(self) -> torch.device:
