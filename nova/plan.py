@@ -42,6 +42,8 @@ from .sampling import (
     SamplerSettings,
     TemporalState,
     build_context,
+    check_denoise,
+    denoise_skip,
     draw_token_order,
     mask_schedule,
     new_generator,
@@ -154,7 +156,15 @@ class GenerationPlan:
     ([B, C, N, h, w], transformer scale, returned unchanged, except the tokens ``prefix_mask``
     (bool [N, L], :func:`nova.masks.token_mask`) marks: those are regenerated, for inpainting and
     outpainting), then ``loop_frames`` frames that lead back to the first frame. Every argument is
-    checked here, before anything runs."""
+    checked here, before anything runs.
+
+    ``denoise`` (a strength in [0, 1], or None) re-samples the prefix instead of keeping it (every
+    token, or only the tokens ``prefix_mask`` marks): each given frame is sampled set by set as a
+    new one, with the frames sampled so far as its temporal context, but the diffusion head starts
+    each predicted token from the given token noised to the level of the scheduler's step
+    ``skip = S - floor(S * denoise + 0.5)`` (S = num_diffusion_steps) and runs the remaining steps
+    (SDEdit). 1 samples from pure noise (plain generation, with a mask: the repaint of None); a
+    strength that leaves no step (0) keeps the given frames exactly."""
 
     def __init__(
         self,
@@ -169,6 +179,7 @@ class GenerationPlan:
         accel: Optional[Accel] = None,
         time_positions: Optional[Sequence[float]] = None,
         prefix_mask: Optional[torch.Tensor] = None,
+        denoise: Optional[float] = None,
     ):
         if not isinstance(settings, SamplerSettings):
             raise InputError(f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler).")
@@ -181,6 +192,12 @@ class GenerationPlan:
         self.prefix_mask = None
         if prefix_mask is not None:
             self.prefix_mask = check_token_mask(prefix_mask, self.n_prefix, cfg.num_image_tokens)
+        self.denoise = None if denoise is None else check_denoise(denoise)
+        if self.denoise is not None and self.prefix is None:
+            raise InputError(f"denoise = {denoise} needs given latents to start from (an encoded image or clip); "
+                             "connect latents, or leave denoise at 1 / unset.")
+        # diffusion steps the given frames skip (None: they are kept, or repainted from pure noise)
+        self.skip = None if self.denoise is None else denoise_skip(settings.num_diffusion_steps, self.denoise)
         self.window = _count("window", window, 2, allow_none=True) if window else None
         self.blend_frames = _count("blend_frames", blend_frames, 0)
         self.loop_frames = _count("loop_frames", loop_frames, 0)
@@ -207,6 +224,7 @@ class GenerationPlan:
         self.counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
         self.ticks = sum(len(self.frame_counts(t)) for t in range(self.total) if self.samples(t))
         self._fast: Optional[FastPlan] = None
+        self._fast_skip: Optional[FastPlan] = None
 
     # -- checks -----------------------------------------------------------------------------
     @staticmethod
@@ -257,6 +275,10 @@ class GenerationPlan:
         """Whether frame ``t`` is sampled (a new frame, or a given one with tokens to repaint)."""
         if t >= self.n_prefix:
             return True
+        if self.skip is not None:
+            if self.skip >= self.settings.num_diffusion_steps:  # no step left: the given frame as it is
+                return False
+            return self.prefix_mask is None or bool(self.prefix_mask[t].any())
         return self.prefix_mask is not None and bool(self.prefix_mask[t].any())
 
     def frame_counts(self, t: int) -> List[int]:
@@ -285,6 +307,12 @@ class GenerationPlan:
             sampled = sum(self.samples(t) for t in range(self.total))
             self._fast = FastPlan.build(self.model, self.scheduler, self.accel, self.guidance, frames=sampled)
         return self._fast
+
+    def given_frame_plan(self) -> FastPlan:
+        """The fast plan of the re-sampled given frames (their diffusion loops skip steps)."""
+        if self._fast_skip is None:
+            self._fast_skip = self.fast_plan().skipping(self.model, self.guidance, self.skip or 0)
+        return self._fast_skip
 
     @property
     def rows(self) -> int:
@@ -345,7 +373,7 @@ class GenerationPlan:
                 if order is None:
                     order = draw_token_order(generator, self.batch, cfg.num_image_tokens, model.device)
                 counts, known, frame_order = self.frame_counts(t), self.known_tokens(t), order
-                if t < self.n_prefix:  # a masked given frame: keep its unmasked tokens, predict the rest
+                if t < self.n_prefix and self.prefix_mask is not None:  # keep the unmasked tokens, predict the rest
                     frame_order, known = known_first(order, self.prefix_mask[t])
 
                 def on_step(step, latent, _t=t, _n=len(counts)):
@@ -356,7 +384,11 @@ class GenerationPlan:
                 target = None
                 if known:
                     target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
-                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator, on_step, target, known, fast)
+                reference, skip, frame_fast = None, 0, fast
+                if t < self.n_prefix and self.skip:  # a given frame re-sampled at denoise < 1
+                    reference, skip, frame_fast = self.prefix[:, :, t], self.skip, self.given_frame_plan()
+                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator, on_step,
+                                 target, known, frame_fast, reference, skip)
                 if not torch.isfinite(x).all():
                     raise NumericalError(
                         f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. " + _advice(model.dtype)
