@@ -43,6 +43,12 @@ def _checked_inputs(args):
     if args.mask and (args.window or args.blend or args.loop):
         raise InputError(f"--mask with --window {args.window} / --blend {args.blend} / --loop {args.loop}: a masked "
                          "generation is one segment over all frames; leave --window, --blend and --loop at 0.")
+    if args.denoise is not None:
+        from .sampling import check_denoise
+
+        check_denoise(args.denoise, "--denoise")
+        if not (args.image or args.video):
+            raise InputError(f"--denoise {args.denoise} re-samples given frames: pass --image or --video (or drop --denoise).")
     if not 0 <= args.mask_threshold < 1:
         raise InputError(f"--mask-threshold = {args.mask_threshold}; expected a value in [0, 1).")
     for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
@@ -74,12 +80,13 @@ def _checked_checkpoint(args, clip=None):
     if not video and long_video:
         raise InputError("--window/--loop/--video and several --prompt need a video checkpoint"
                          f" ({folder} is an image checkpoint); with --mask, repaint an --image instead.")
-    if args.mask:  # the given frames are repainted, then continued up to --frames (default: no more)
+    if args.mask or (args.denoise is not None and clip is not None):
+        # the given frames are repainted or re-sampled, then continued up to --frames (default: no more)
         given = 1 if clip is None else latents_for_frames(frames_kept(len(clip)))
         latents = given if not args.frames else (latents_for_frames(args.frames) if video else 1)
         if latents < given:
             raise InputError(f"--frames {args.frames} is shorter than the {given} latent frames of the given clip.")
-        long_video = False
+        long_video = long_video and not args.mask  # (a mask has its own path, _generate_masked)
     else:
         latents = latents_for_frames(args.frames or 33) if video else 1
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
@@ -122,7 +129,7 @@ def _generate(args) -> int:
         out = pipe(
             prompt=args.prompt[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
             num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
-            motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent",
+            motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent", strength=args.denoise,
         )
         result = out.frames if config.is_video_model else out.images
     else:
@@ -151,7 +158,7 @@ def _long_video(pipe, args, latents, image, clip, generator):
     guided = settings.guidance_scale > 1
     segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]
     plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, segments, prefix=prefix, window=args.window or None,
-                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel)
+                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel, denoise=args.denoise)
     with progress_bar(plan.ticks) as bar:
         return plan.run(generator, bar)
 
@@ -170,7 +177,8 @@ def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
     settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
     segment = pipe.segment(args.prompt[0], latents - prefix.shape[2], args.negative_prompt or "", args.motion_flow, args.fps,
                            settings.guidance_scale > 1)
-    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel, prefix_mask=regen)
+    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel, prefix_mask=regen,
+                          denoise=args.denoise)
     print(f"repainting {int(regen.any(dim=1).sum())} of {prefix.shape[2]} latent frame(s) under {args.mask}", file=sys.stderr)
     with progress_bar(plan.ticks) as bar:
         result = plan.run(torch.Generator().manual_seed(args.seed), bar)
@@ -209,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-threshold", type=float, default=0.5, help="a token is regenerated if any of its mask pixels is above this")
     gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
     gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
+    gen.add_argument("--denoise", type=float, default=None,
+                     help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: 0 keeps "
+                          "them, 1 ignores them (image-to-image, video-to-video); default: keep and continue them")
     gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
     gen.add_argument("--diffusion-steps", type=int, default=25)
     gen.add_argument("--cfg", type=float, default=5.0)

@@ -79,8 +79,9 @@ class BatchJob:
             speed["attention"] = self.attention
         if self.fp8_matmuls:
             speed["fp8_matmuls"] = True
+        options = {k: v for k, v in self.options.items() if not (k == "denoise" and v is None)}  # (as speed)
         return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
-                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **self.options, **speed}
+                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **options, **speed}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,7 +312,7 @@ class _Worker:
 
     def _prepare(self, unit: Unit) -> _Prepared:
         from .media import read_frames
-        from .sampling import SamplerSettings, new_generator
+        from .sampling import SamplerSettings, check_denoise, new_generator
         from .vae_frames import latents_for_frames
 
         item, o = unit.item, unit.item.options
@@ -321,6 +322,11 @@ class _Worker:
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
         if not self.video and (len(item.prompts) > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
+        denoise = o["denoise"]
+        if denoise is not None:
+            check_denoise(denoise)
+            if not (o["image"] or o["video"]):
+                raise InputError(f"denoise = {denoise} re-samples given frames: set image or video (or drop denoise).")
         generator = new_generator(unit.seed)  # CPU, as `generate`: the manifest's seed reproduces the output there
         regen = blend = None
         if o["mask"]:
@@ -333,10 +339,12 @@ class _Worker:
             prefix = None
             if o["video"]:
                 prefix = self.pipe.encode_video(read_frames(o["video"], "video"))
+                if denoise is not None and not o["frames"]:  # video-to-video: as long as the clip by default
+                    latents = prefix.shape[2]
             elif o["image"]:  # the posterior draw comes first from the unit's generator, as in the pipeline
                 prefix = self.pipe.encode_image(read_frames(o["image"], "image")[0], generator).unsqueeze(2)
         new = latents - (0 if prefix is None else prefix.shape[2])
-        if new < len(item.prompts) and regen is None:
+        if new < len(item.prompts) and regen is None and denoise is None:
             raise InputError(f"{len(item.prompts)} prompt(s) need at least {len(item.prompts)} new latent frames "
                              f"after the {latents - new} given; raise frames (now {o['frames']}).")
         n = len(item.prompts)
@@ -376,7 +384,7 @@ class _Worker:
         prefix = None if group[0].prefix is None else torch.cat([p.prefix for p in group])
         plan = GenerationPlan(self.pipe.transformer, self.pipe.scheduler, group[0].settings, segments, prefix=prefix,
                               window=o["window"] or None, blend_frames=o["blend"], loop_frames=o["loop"], accel=self.pipe.accel,
-                              prefix_mask=group[0].regen)
+                              prefix_mask=group[0].regen, denoise=o["denoise"])
         return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:

@@ -50,6 +50,8 @@ OPTIONS = (
     Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
     Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
     Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
+    Option("denoise", float, None, "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
+                                   "0 keeps them, 1 ignores them; unset: keep and continue them"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),
     Option("diffusion_steps", int, 25, "diffusion steps per set step"),
     Option("cfg", float, 5.0, "guidance scale"),

@@ -24,7 +24,7 @@ from .images import fit_image
 from .latents import as_prefix
 from .loading import read_model_index, resolve_checkpoint
 from .plan import GenerationPlan, Segment, per_sample
-from .sampling import SamplerSettings, new_generator
+from .sampling import SamplerSettings, check_denoise, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .vae import NovaVAE
 from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
@@ -216,10 +216,17 @@ class NovaPipeline:
         mask_threshold: float = 0.5,
         mask_grow: int = 0,
         mask_feather: int = 0,
+        strength: Optional[float] = None,
     ) -> NovaPipelineOutput:
         """The official arguments and defaults. ``spatiotemporal_guidance_scale`` has no effect on
         NOVA checkpoints (the official code's third pass equals the conditional one; a warning
-        says so); a misspelled keyword raises TypeError."""
+        says so); a misspelled keyword raises TypeError.
+
+        ``strength`` in [0, 1] (image-to-image, video-to-video; not in the official pipeline):
+        ``image`` or ``latents`` are re-sampled instead of continued, every token's diffusion
+        starting from the given token noised to this level (only under ``mask`` with one), see
+        :class:`nova.plan.GenerationPlan`'s ``denoise``. 0 returns them, 1 ignores them; None
+        (default) keeps them and continues (or repaints under ``mask``)."""
         if output_type not in ("pil", "np", "latent", "pt"):
             raise InputError(f"output_type = {output_type!r}; expected 'pil', 'np', 'pt' or 'latent'.")
         if isinstance(max_latent_length, bool) or not isinstance(max_latent_length, int) or max_latent_length < 1:
@@ -246,6 +253,10 @@ class NovaPipeline:
             raise InputError(f"generator is a {type(generator).__name__}; expected a torch.Generator (or None).")
         if latents is not None and image is not None:
             raise InputError("pass either image or latents, not both.")
+        if strength is not None:
+            check_denoise(strength, "strength")
+            if image is None and latents is None:
+                raise InputError(f"strength = {strength} re-samples given frames: pass image or latents (or drop strength).")
         n = num_images_per_prompt
         if prompt_embeds is not None:
             cond = _embeds_from_tensors(prompt_embeds, "prompt_embeds")
@@ -284,7 +295,7 @@ class NovaPipeline:
         if image is not None:  # the posterior sample comes before anything else draws from the generator
             prefix = self.encode_image(image, generator).unsqueeze(2)
         plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=prefix, accel=self.accel,
-                              prefix_mask=prefix_mask)
+                              prefix_mask=prefix_mask, denoise=strength)
         with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
             def on_progress(p):
                 bar(p)

@@ -213,11 +213,11 @@ def temporal_step(
     return model.mix(state.first, feats), TemporalState(kv, state.first, state.frames + 1)
 
 
-def check_denoise(value) -> float:
+def check_denoise(value, name: str = "denoise") -> float:
     """A denoise strength: a finite number in [0, 1] (0 keeps the given latents, 1 samples from
     pure noise)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
-        raise InputError(f"denoise = {value!r}; expected a number in [0, 1] (0 keeps the given latents, 1 ignores them).")
+        raise InputError(f"{name} = {value!r}; expected a number in [0, 1] (0 keeps the given latents, 1 ignores them).")
     return float(value)
 
 

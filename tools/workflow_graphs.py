@@ -37,7 +37,7 @@ MASK_WIDGETS = {"mask_threshold": 0.5, "mask_grow": 0}
 
 
 def _frame_widgets(seed, motion=5.0):
-    return {"seed": seed, "motion_flow": motion, "fps": 12.0, **MASK_WIDGETS}
+    return {"seed": seed, "motion_flow": motion, "fps": 12.0, **MASK_WIDGETS, "denoise": 1.0}
 
 
 def _generate_widgets(frames, seed, feather=0):
