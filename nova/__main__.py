@@ -152,7 +152,7 @@ def _long_video(pipe, args, latents, image, clip, generator):
     if image is not None:
         prefix = pipe.encode_image(image, generator).unsqueeze(2)
     new = latents - (0 if prefix is None else prefix.shape[2])
-    if new < len(prompts):
+    if new < len(prompts) and args.denoise is None:  # (re-sampled given frames are under the first prompt)
         raise InputError(f"{len(prompts)} prompts need at least {len(prompts)} new latent frames; raise --frames.")
     sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
     guided = settings.guidance_scale > 1
