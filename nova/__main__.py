@@ -54,6 +54,10 @@ def _checked_inputs(args):
     for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
         if value < 0:
             raise InputError(f"{name} = {value}; expected an integer >= 0.")
+    if args.keyframe and args.mask:
+        raise InputError("--keyframe with --mask: a masked generation repaints given frames; pin keyframes in a "
+                         "generation without --mask.")
+    args.keyframe_pairs = [_keyframe_arg(text) for text in args.keyframe or ()]
     image = read_frames(args.image, "--image")[0] if args.image else None
     clip = read_frames(args.video, "--video") if args.video else None
     mask = None
@@ -62,6 +66,21 @@ def _checked_inputs(args):
 
         mask = mask_from_rgb(read_frames(args.mask, "--mask"), args.mask)
     return device, image, clip, mask
+
+
+def _keyframe_arg(text: str):
+    """--keyframe IMAGE@FRAME -> (picture, frame); the frame is checked against the video later."""
+    from .errors import InputError
+    from .media import read_frames
+
+    path, sep, frame = text.rpartition("@")
+    try:
+        index = int(frame)
+    except ValueError:
+        index = None
+    if not sep or not path or index is None:
+        raise InputError(f"--keyframe {text!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 (the last frame).")
+    return read_frames(path, "--keyframe")[0], index
 
 
 def _checked_checkpoint(args, clip=None):
@@ -90,6 +109,17 @@ def _checked_checkpoint(args, clip=None):
     else:
         latents = latents_for_frames(args.frames or 33) if video else 1
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
+    if args.keyframe_pairs:
+        from .keyframes import latent_index
+
+        if not video:
+            raise InputError(f"--keyframe pins pictures at times of a video; {folder} is an image checkpoint.")
+        for _, frame in args.keyframe_pairs:  # (reachable and inside the video: checked before the model loads)
+            latent_index(frame, latents)
+        for name, value in (("--keyframe-approach", args.keyframe_approach), ("--keyframe-strength", args.keyframe_strength)):
+            if not 0 <= value <= (1 if name == "--keyframe-strength" else 64):
+                raise InputError(f"{name} = {value}; expected " + ("a number in [0, 1]." if "strength" in name else
+                                                                     "an integer in [0, 64]."))
     return folder, config, latents, bool(long_video)
 
 
@@ -130,6 +160,8 @@ def _generate(args) -> int:
             prompt=args.prompt[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
             num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
             motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent", strength=args.denoise,
+            keyframes=args.keyframe_pairs or None, keyframe_approach=args.keyframe_approach,
+            keyframe_strength=args.keyframe_strength,
         )
         result = out.frames if config.is_video_model else out.images
     else:
@@ -157,8 +189,10 @@ def _long_video(pipe, args, latents, image, clip, generator):
     sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
     guided = settings.guidance_scale > 1
     segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]
+    keyframes = pipe.keyframes(args.keyframe_pairs, latents, args.keyframe_approach, args.keyframe_strength)
     plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, segments, prefix=prefix, window=args.window or None,
-                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel, denoise=args.denoise)
+                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel, denoise=args.denoise,
+                          keyframes=keyframes)
     with progress_bar(plan.ticks) as bar:
         return plan.run(generator, bar)
 
@@ -220,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--denoise", type=float, default=None,
                      help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: 0 keeps "
                           "them, 1 ignores them (image-to-image, video-to-video); default: keep and continue them")
+    gen.add_argument("--keyframe", action="append", default=None, metavar="IMAGE@FRAME",
+                     help="pin a picture at a video frame (0 or a multiple of 4; -1 = the last frame); repeatable")
+    gen.add_argument("--keyframe-approach", type=int, default=2,
+                     help="latent frames before each keyframe that approach it (4 video frames each)")
+    gen.add_argument("--keyframe-strength", type=float, default=0.5,
+                     help="in [0, 1]: the frame just before a keyframe has strength x approach / (approach + 1) "
+                          "of its tokens fixed to it")
     gen.add_argument("--steps", type=int, default=64, help="set-by-set (AR) steps per frame")
     gen.add_argument("--diffusion-steps", type=int, default=25)
     gen.add_argument("--cfg", type=float, default=5.0)

@@ -34,6 +34,7 @@ import torch
 
 from .errors import InputError, NumericalError
 from .fast import Accel, FastPlan
+from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask, known_first
 from .sampling import (
     Guidance,
@@ -164,7 +165,10 @@ class GenerationPlan:
     each predicted token from the given token noised to the level of the scheduler's step
     ``skip = S - floor(S * denoise + 0.5)`` (S = num_diffusion_steps) and runs the remaining steps
     (SDEdit). 1 samples from pure noise (plain generation, with a mask: the repaint of None); a
-    strength that leaves no step (0) keeps the given frames exactly."""
+    strength that leaves no step (0) keeps the given frames exactly.
+
+    ``keyframes`` (:class:`nova.keyframes.Keyframe`) pin latents at frames the run generates: such a
+    frame is the keyframe's latent exactly, and the frames before it approach it (nova/keyframes.py)."""
 
     def __init__(
         self,
@@ -180,6 +184,7 @@ class GenerationPlan:
         time_positions: Optional[Sequence[float]] = None,
         prefix_mask: Optional[torch.Tensor] = None,
         denoise: Optional[float] = None,
+        keyframes: Optional[Sequence[Keyframe]] = None,
     ):
         if not isinstance(settings, SamplerSettings):
             raise InputError(f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler).")
@@ -203,6 +208,8 @@ class GenerationPlan:
         self.loop_frames = _count("loop_frames", loop_frames, 0)
         self.new_frames = sum(s.frames for s in self.segments)
         self.total = self.n_prefix + self.new_frames + self.loop_frames
+        self.keyframes = check_keyframes(keyframes, cfg, self.batch, self.n_prefix, self.n_prefix + self.new_frames)
+        self._pinned = {kf.index: kf for kf in self.keyframes}
         if self.total < 1:
             raise InputError("nothing to generate: no prefilled frames and 0 new frames.")
         if self.loop_frames and self.n_prefix + self.new_frames < 1:
@@ -274,7 +281,7 @@ class GenerationPlan:
     def samples(self, t: int) -> bool:
         """Whether frame ``t`` is sampled (a new frame, or a given one with tokens to repaint)."""
         if t >= self.n_prefix:
-            return True
+            return t not in self._pinned
         if self.skip is not None:
             if self.skip >= self.settings.num_diffusion_steps:  # no step left: the given frame as it is
                 return False
@@ -296,7 +303,8 @@ class GenerationPlan:
             return 0 if self.prefix_mask is None else int((~self.prefix_mask[t]).sum())
         first_loop = self.total - self.loop_frames
         if t < first_loop:
-            return 0
+            near = approached(self.keyframes, t)
+            return 0 if near is None else round(self.model.config.num_image_tokens * near[1])
         j = t - first_loop + 1  # 1..loop_frames
         return round(self.model.config.num_image_tokens * j / (self.loop_frames + 1))
 
@@ -367,6 +375,9 @@ class GenerationPlan:
         with torch.inference_mode():
             for t in range(self.total):
                 spatial_ctx = cache.context_for(frames, t, contexts[t], window)
+                if t in self._pinned:
+                    frames.append(self._pinned[t].latent.to(device=model.device, dtype=torch.float32))
+                    continue
                 if not self.samples(t):
                     frames.append(self.prefix[:, :, t].to(device=model.device, dtype=torch.float32))
                     continue
@@ -383,7 +394,11 @@ class GenerationPlan:
 
                 target = None
                 if known:
-                    target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
+                    near = approached(self.keyframes, t) if self.n_prefix <= t < self.total - self.loop_frames else None
+                    if near is not None:
+                        target = near[0].latent
+                    else:
+                        target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
                 reference, skip, frame_fast = None, 0, fast
                 if t < self.n_prefix and self.skip:  # a given frame re-sampled at denoise < 1
                     reference, skip, frame_fast = self.prefix[:, :, t], self.skip, self.given_frame_plan()
