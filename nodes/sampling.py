@@ -16,6 +16,7 @@ from ..nova.sampling import SamplerSettings, check_denoise, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
+from .keyframes import engine_keyframes, keyframes_input
 from .masks import (DEFAULT_THRESHOLD, MAX_FEATHER, carry_repainted, feather_decoded, keep_given_tokens, mask_inputs,
                     noise_mask_tokens, token_mask)
 from .text import conditioning_embeds
@@ -89,7 +90,7 @@ def require_sampler(sampler) -> None:
 
 
 def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_flow: float, fps: float,
-                prefix_latent=None, prefix_mask=None, denoise=None) -> GenerationPlan:
+                prefix_latent=None, prefix_mask=None, denoise=None, keyframes=None) -> GenerationPlan:
     """The plan for ``add`` new latent frames after the (optional) given ones, first repainting the
     tokens of the given frames that ``prefix_mask`` marks (nodes/masks.py); checks everything."""
     require_sampler(sampler)
@@ -99,7 +100,7 @@ def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
     return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix, prefix_mask=prefix_mask,
-                          accel=model.accel, denoise=denoise)
+                          accel=model.accel, denoise=denoise, keyframes=keyframes)
 
 
 def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
@@ -135,16 +136,20 @@ class NovaARFrameStep(io.ComfyNode):
                                 "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated."),
                 *mask_inputs(),
                 denoise_input(),
+                keyframes_input(),
             ],
             outputs=[io.Latent.Output(display_name="latents", tooltip="All frames: the given ones followed by the new ones.")],
         )
 
     @classmethod
     def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None,
-                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, denoise=1.0) -> io.NodeOutput:
+                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, denoise=1.0, keyframes=None) -> io.NodeOutput:
         strength = engine_denoise(denoise)
         regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
-        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen, strength)
+        given = 0 if latents is None else latent_samples(latents, model).shape[2]
+        pinned = engine_keyframes(keyframes, model, given + int(latent_frames))
+        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen, strength,
+                           pinned)
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
@@ -179,6 +184,7 @@ class NovaGenerate(io.ComfyNode):
                                      "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
                                      "those tokens are then start_image's exactly. 0 = the plain decode."),
                 denoise_input(),
+                keyframes_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),
@@ -189,7 +195,8 @@ class NovaGenerate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
-                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0, denoise=1.0) -> io.NodeOutput:
+                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0, denoise=1.0,
+                keyframes=None) -> io.NodeOutput:
         from .vae import check_images, decode_latent, encode_images
 
         strength = engine_denoise(denoise)
@@ -207,7 +214,8 @@ class NovaGenerate(io.ComfyNode):
         whole = (mask is not None or strength is not None) and model.config.is_video_model
         image = None if start_image is None else check_images(start_image)
         image = image if image is None or whole else image[:1]
-        plan_frames(model, positive, negative, sampler, total, motion_flow, fps)
+        pinned = engine_keyframes(keyframes, model, total)
+        plan_frames(model, positive, negative, sampler, total, motion_flow, fps, keyframes=pinned)
         prefix = regen = None
         if image is not None:
             h, w = model.config.image_size
@@ -217,7 +225,8 @@ class NovaGenerate(io.ComfyNode):
             regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask", clip_frames=image.shape[0])
         if total < n_prefix:
             raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
-        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen, strength)
+        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen, strength,
+                           pinned)
         if plan.ticks == 0 and strength is None:
             raise InputError(f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
                              "an area to repaint. Connect a mask, or raise frames to continue start_image.")

@@ -1,4 +1,5 @@
-"""Denoise through the nodes: NOVA AR Frame Step and NOVA Generate (nova/ engine rules: tests/test_denoise.py)."""
+"""Denoise and keyframes through the nodes: NOVA AR Frame Step, NOVA Generate, NOVA Keyframes (the engine rules:
+tests/test_denoise.py, tests/test_keyframes.py)."""
 
 import os
 
@@ -94,3 +95,66 @@ def test_denoise_needs_something_to_start_from(comfy):
         NovaARFrameStep.execute(c["model"], c["cond"], comfy["sampler"], 1, 0, 5.0, 12.0, denoise=0.5)
     with pytest.raises(InputError, match="denoise = 0.5 re-samples start_image: connect start_image"):
         NovaGenerate.execute(c["model"], c["vae"], c["cond"], comfy["sampler"], 5, 0, 5.0, 12.0, denoise=0.5)
+
+
+# -- keyframes ---------------------------------------------------------------------------------------
+
+def _pictures(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 64, 96, 3, generator=g)
+
+
+def test_keyframes_node_and_frame_step(comfy):
+    from comfyui_nova.nodes.keyframes import NovaKeyframes
+
+    c, sampler = comfy["video"], comfy["sampler"]
+    pictures = _pictures(2)
+    keep = pictures.clone()
+    kf = NovaKeyframes.execute(c["vae"], pictures, "4, -1", 1, 0.5, 96, 64, "crop")[0]
+    assert torch.equal(pictures, keep) and len(kf) == 2
+    out = NovaARFrameStep.execute(c["model"], c["cond"], sampler, 4, 3, 5.0, 12.0, keyframes=kf)[0]["samples"]
+    # latent 1 (frame 4) and latent 3 (the last frame, 12): the pictures held still, encoded
+    for picture, index in zip(pictures, (1, 3)):
+        still = NovaVAEEncode.execute(c["vae"], picture[None].expand(5, -1, -1, -1), 96, 64, "crop")[0]["samples"]
+        torch.testing.assert_close(out[:, :, index], still[:, :, 1], rtol=0, atol=1e-5)  # (raw <-> model scale)
+    # chained: previous + more; a keyframe at frame 0 of a chain step that is given latents is refused
+    more = NovaKeyframes.execute(c["vae"], _pictures(1, 1), "0", 1, 0.5, 96, 64, "crop", previous=kf)[0]
+    assert len(more) == 3 and more[:2] == kf
+    given = NovaARFrameStep.execute(c["model"], c["cond"], sampler, 1, 0, 5.0, 12.0)[0]
+    with pytest.raises(InputError, match="inside the given latents"):
+        NovaARFrameStep.execute(c["model"], c["cond"], sampler, 3, 3, 5.0, 12.0, latents=given, keyframes=more)
+
+
+def test_first_and_last_frame_video(comfy):
+    from comfyui_nova.nodes.keyframes import NovaKeyframes
+
+    c, sampler = comfy["video"], comfy["sampler"]
+    start, end = _pictures(2, 5)
+    kf = NovaKeyframes.execute(c["vae"], end[None], "-1", 2, 0.8, 96, 64, "crop")[0]
+    frames, _, latent = NovaGenerate.execute(c["model"], c["vae"], c["cond"], sampler, 13, 3, 5.0, 12.0,
+                                             start_image=start[None], keyframes=kf)
+    still = NovaVAEEncode.execute(c["vae"], end[None].expand(5, -1, -1, -1), 96, 64, "crop")[0]["samples"]
+    assert frames.shape == (13, 64, 96, 3)
+    torch.testing.assert_close(latent["samples"][:, :, 3], still[:, :, 1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames,match", [
+    ("6", "keyframe frame 6 cannot be pinned exactly"),
+    ("16", "keyframe frame 16 is beyond the video: it has 13 frames"),
+    ("4, 7", "frames = '4, 7' names 2 frame\\(s\\) for 1 picture"),
+    ("x", "expected video frame indices separated by commas"),
+])
+def test_keyframe_errors(comfy, frames, match):
+    from comfyui_nova.nodes.keyframes import NovaKeyframes
+
+    c = comfy["video"]
+    with pytest.raises(InputError, match=match):
+        kf = NovaKeyframes.execute(c["vae"], _pictures(1), frames, 1, 0.5, 96, 64, "crop")[0]
+        NovaARFrameStep.execute(c["model"], c["cond"], comfy["sampler"], 4, 0, 5.0, 12.0, keyframes=kf)
+
+
+def test_keyframes_refused_on_an_image_checkpoint(comfy):
+    from comfyui_nova.nodes.keyframes import NovaKeyframes
+
+    with pytest.raises(InputError, match="image checkpoint's VAE"):
+        NovaKeyframes.execute(comfy["image"]["vae"], torch.rand(1, 64, 64, 3), "0", 1, 0.5, 64, 64, "crop")
