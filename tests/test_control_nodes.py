@@ -158,3 +158,24 @@ def test_keyframes_refused_on_an_image_checkpoint(comfy):
 
     with pytest.raises(InputError, match="image checkpoint's VAE"):
         NovaKeyframes.execute(comfy["image"]["vae"], torch.rand(1, 64, 64, 3), "0", 1, 0.5, 64, 64, "crop")
+
+
+def test_long_video_denoise_and_keyframes(comfy):
+    from comfyui_nova.nodes.keyframes import NovaKeyframes
+    from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
+
+    c, sampler = comfy["video"], comfy["sampler"]
+    segments = NovaSegment.execute(c["cond"], 3, 5.0, 12.0)[0]
+    given = NovaARFrameStep.execute(c["model"], c["cond"], sampler, 2, 1, 5.0, 12.0)[0]
+
+    def long(**kw):
+        return NovaLongVideo.execute(c["model"], sampler, segments, 4, window=3, latents=given, **kw)[0]["samples"]
+
+    kept = long()
+    assert torch.equal(kept[:, :, :2], given["samples"]) and torch.equal(long(denoise=0.0), kept)
+    half = long(denoise=0.5)
+    assert half.shape == kept.shape and not torch.equal(half[:, :, :2], given["samples"])
+    kf = NovaKeyframes.execute(c["vae"], _pictures(1), "-1", 1, 0.5, 96, 64, "crop")[0]
+    pinned = long(keyframes=kf)
+    still = NovaVAEEncode.execute(c["vae"], _pictures(1).expand(5, -1, -1, -1), 96, 64, "crop")[0]["samples"]
+    torch.testing.assert_close(pinned[:, :, 4], still[:, :, 1], rtol=0, atol=1e-5)  # latent 4 = frame 16, the last

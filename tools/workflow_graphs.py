@@ -100,7 +100,7 @@ WORKFLOWS = {
         (8, "NOVASegment", {"latent_frames": 30, "motion_flow": 4.0, "fps": 12.0}, {"positive": (4, 0)}),
         (9, "NOVASegment", {"latent_frames": 30, "motion_flow": 8.0, "fps": 12.0}, {"positive": (5, 0), "previous": (8, 0)}),
         (10, "NOVASegment", {"latent_frames": 31, "motion_flow": 5.0, "fps": 12.0}, {"positive": (6, 0), "previous": (9, 0)}),
-        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0, **MASK_WIDGETS}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
+        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0, **MASK_WIDGETS, "denoise": 1.0}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
         (12, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (11, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
     ],
