@@ -79,7 +79,9 @@ class BatchJob:
             speed["attention"] = self.attention
         if self.fp8_matmuls:
             speed["fp8_matmuls"] = True
-        options = {k: v for k, v in self.options.items() if not (k == "denoise" and v is None)}  # (as speed)
+        # (as speed: options added later appear only when set, so the identities of earlier runs stay as they were)
+        unset = {"denoise": None, "keyframe": None, "keyframe_approach": 2, "keyframe_strength": 0.5}
+        options = {k: v for k, v in self.options.items() if not (k in unset and v == unset[k])}
         return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
                 "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **options, **speed}
 
@@ -256,6 +258,7 @@ class _Prepared:
     truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
     regen: Optional[torch.Tensor] = None  # with a mask: the prefix tokens to repaint, bool [N, L] (one per batch)
     blend: Any = None  # with a mask and feather: nova.masks.FeatherBlend for the decoded frames
+    keyframes: Any = None  # nova.keyframes.Keyframe list (the same for every unit of a batch: a shared option)
 
     @property
     def signature(self) -> tuple:
@@ -349,12 +352,22 @@ class _Worker:
                              f"after the {latents - new} given; raise frames (now {o['frames']}).")
         n = len(item.prompts)
         sizes = tuple(new // n + (1 if i < new % n else 0) for i in range(n))
+        keyframes = None
+        if o["keyframe"]:
+            from .batch_items import keyframe_pairs
+            from .keyframes import latent_index
+
+            pairs = keyframe_pairs(o["keyframe"])
+            for _, frame in pairs:  # (every frame checked before any picture is read)
+                latent_index(frame, latents)
+            pictures = [(read_frames(path, "keyframe")[0], frame) for path, frame in pairs]
+            keyframes = self.pipe.keyframes(pictures, latents, o["keyframe_approach"], o["keyframe_strength"])
         negative = o["negative_prompt"]
         neg = self.embeds[negative] if negative and settings.guidance_scale > 1 else None
         positives = [self.embeds[p] for p in item.prompts]
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
         return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"], sizes, prefix, truncated,
-                         regen, blend)
+                         regen, blend, keyframes)
 
     def _masked_prefix(self, item: Item):
         """As ``generate --mask``: the image or clip (posterior mean) with the tokens to repaint."""
@@ -384,7 +397,7 @@ class _Worker:
         prefix = None if group[0].prefix is None else torch.cat([p.prefix for p in group])
         plan = GenerationPlan(self.pipe.transformer, self.pipe.scheduler, group[0].settings, segments, prefix=prefix,
                               window=o["window"] or None, blend_frames=o["blend"], loop_frames=o["loop"], accel=self.pipe.accel,
-                              prefix_mask=group[0].regen, denoise=o["denoise"])
+                              prefix_mask=group[0].regen, denoise=o["denoise"], keyframes=group[0].keyframes)
         return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:
@@ -470,6 +483,8 @@ def job_from_args(args) -> BatchJob:
     for key in PATH_KEYS:
         if options[key]:
             options[key] = os.path.abspath(options[key])
+    if options["keyframe"]:  # IMAGE@FRAME;...: each path made absolute ("@FRAME" stays at the end of the name)
+        options["keyframe"] = ";".join(os.path.abspath(p.strip()) for p in options["keyframe"].split(";") if p.strip())
     return BatchJob(args.model, args.prompts, args.out, args.samples, args.batch_size, args.seed, args.layout,
                     args.dtype, args.device, args.reference, options, args.attention, args.fp8_matmuls,
                     args.compile_encoder)

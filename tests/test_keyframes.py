@@ -146,3 +146,29 @@ def test_cli_keyframe(tiny_video, tmp_path, capsys, monkeypatch):
             rc = cli.main([*args, *extra, "--out", str(tmp_path / "x.mp4")])
         err = capsys.readouterr().err
         assert rc == 2 and match in err, err
+
+
+def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
+    import json
+
+    from nova import manifest
+    from nova.batch import BatchJob, run
+    from nova.batch_items import OPTIONS
+
+    seen = []
+    init = GenerationPlan.__init__
+    monkeypatch.setattr(GenerationPlan, "__init__", lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
+    _still(tmp_path / "end.png", (250, 250, 0))
+    _still(tmp_path / "mid.png", (0, 0, 250))
+    lines = [{"prompt": "a fox", "frames": 9, "keyframe": "end.png@-1", "keyframe_strength": 0.25},
+             {"prompt": "a cat", "frames": 9, "keyframe": ["mid.png@4", "end.png@8"], "keyframe_approach": 1},
+             {"prompt": "a dog", "frames": 9, "keyframe": "end.png@5"}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    options = {o.key: o.default for o in OPTIONS}
+    options.update(steps=4, diffusion_steps=2)
+    summary = run(BatchJob(tiny_video, str(tmp_path / "p.jsonl"), str(tmp_path / "out"), options=options, device="cpu"))
+    assert summary.done == 2
+    assert [[(k.index, k.approach, k.strength) for k in kfs] for kfs in seen] == [[(2, 2, 0.25)], [(1, 1, 0.5), (2, 1, 0.5)]]
+    assert "keyframe frame 5 cannot be pinned exactly" in summary.failed[(2, 0)]
+    run_args = [r for r in manifest.read(os.path.join(tmp_path, "out", manifest.NAME)) if r["kind"] == "run"][0]["args"]
+    assert not {"keyframe", "keyframe_approach", "keyframe_strength"} & set(run_args)  # unset: identity as before
