@@ -53,21 +53,27 @@ class NovaKeyframes(io.ComfyNode):
             node_id="NOVAKeyframes",
             display_name="NOVA Keyframes",
             category="NOVA",
-            description="Pictures pinned at video frames (an end frame, or images at chosen times) for NOVA AR Frame "
-                        "Step and NOVA Generate: the latent of each is the picture, and the frames before it approach it.",
+            description="Pictures pinned at video frames (an end frame, or images at chosen times) for NOVA AR "
+                        "Frame Step and NOVA Generate: the latent of each is the picture, and the frames before it "
+                        "approach it.",
             inputs=[
                 NovaVaeType.Input("vae"),
-                io.Image.Input("images", tooltip="One picture per keyframe (a batch of images, in the order of frames)."),
+                io.Image.Input("images",
+                               tooltip="One picture per keyframe (a batch of images, in the order of frames)."),
                 io.String.Input("frames", default="-1",
-                                tooltip="Video frame of each picture, comma separated: 0 or a multiple of 4 (the VAE packs 4 "
-                                        "frames per latent), -1 = the last frame of the video. E.g. '0, 32'."),
+                                tooltip="Video frame of each picture, comma separated: 0 or a multiple of 4 (the "
+                                        "VAE packs 4 frames per latent), -1 = the last frame of the video. "
+                                        "E.g. '0, 32'."),
                 io.Int.Input("approach", default=DEFAULT_APPROACH, min=0, max=MAX_APPROACH,
                              tooltip="Latent frames (4 video frames each) before each keyframe that move toward it."),
                 io.Float.Input("strength", default=DEFAULT_STRENGTH, min=0.0, max=1.0, step=0.01,
                                tooltip="How strongly they do: the m-th of the approach frames has strength x m / "
-                                       "(approach + 1) of its tokens fixed to the keyframe's. 0 = only the pinned frame."),
-                io.Int.Input("width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768)."),
-                io.Int.Input("height", default=480, min=64, max=4096, step=8, tooltip="The checkpoint's height (osp480: 480)."),
+                                       "(approach + 1) of its tokens fixed to the keyframe's. 0 = only the pinned "
+                                       "frame."),
+                io.Int.Input("width", default=768, min=64, max=4096, step=8,
+                             tooltip="The checkpoint's width (osp480: 768)."),
+                io.Int.Input("height", default=480, min=64, max=4096, step=8,
+                             tooltip="The checkpoint's height (osp480: 480)."),
                 io.Combo.Input("resize", options=RESIZE_MODES, default="crop",
                                tooltip="crop: center-crop to the aspect ratio, then resize (as NOVA VAE Encode)."),
                 NovaKeyframesType.Input("previous", optional=True, tooltip="More keyframes to add these to."),
@@ -92,8 +98,8 @@ class NovaKeyframes(io.ComfyNode):
         for picture, frame in zip(images, numbers):
             alone = encode_images(vae, picture[None], int(width), int(height), resize)
             still = encode_images(vae, picture[None].expand(1 + ratio, -1, -1, -1), int(width), int(height), resize)
-            specs.append(KeyframeSpec(frame, alone["samples"], still["samples"][:, :, -1:], int(approach), float(strength),
-                                      alone[LATENT_SPACE_KEY]))
+            specs.append(KeyframeSpec(frame, alone["samples"], still["samples"][:, :, -1:], int(approach),
+                                      float(strength), alone[LATENT_SPACE_KEY]))
         return io.NodeOutput(tuple(previous or ()) + tuple(specs))
 
 

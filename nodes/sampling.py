@@ -72,10 +72,10 @@ def denoise_input():
     """The denoise strength (optional and last, so workflows saved before it keep their widget order)."""
     return io.Float.Input(
         "denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
-        tooltip="Below 1: re-sample the given frames instead of keeping them (image-to-image, video-to-video; only under "
-                "the mask with one). Each token's diffusion starts from the given token noised to this level and runs "
-                "the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep them as they "
-                "are; 1 = keep and continue them (with a mask: repaint from pure noise).")
+        tooltip="Below 1: re-sample the given frames instead of keeping them (image-to-image, video-to-video; only "
+                "under the mask with one). Each token's diffusion starts from the given token noised to this level "
+                "and runs the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep "
+                "them as they are; 1 = keep and continue them (with a mask: repaint from pure noise).")
 
 
 def engine_denoise(denoise) -> Optional[float]:
@@ -148,8 +148,8 @@ class NovaARFrameStep(io.ComfyNode):
         regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
         given = 0 if latents is None else latent_samples(latents, model).shape[2]
         pinned = engine_keyframes(keyframes, model, given + int(latent_frames))
-        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen, strength,
-                           pinned)
+        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen,
+                           strength, pinned)
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
@@ -225,8 +225,8 @@ class NovaGenerate(io.ComfyNode):
             regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask", clip_frames=image.shape[0])
         if total < n_prefix:
             raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
-        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen, strength,
-                           pinned)
+        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen,
+                           strength, pinned)
         if plan.ticks == 0 and strength is None:
             raise InputError(f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
                              "an area to repaint. Connect a mask, or raise frames to continue start_image.")

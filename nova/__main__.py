@@ -48,7 +48,8 @@ def _checked_inputs(args):
 
         check_denoise(args.denoise, "--denoise")
         if not (args.image or args.video):
-            raise InputError(f"--denoise {args.denoise} re-samples given frames: pass --image or --video (or drop --denoise).")
+            raise InputError(f"--denoise {args.denoise} re-samples given frames: pass --image or --video "
+                             "(or drop --denoise).")
     if not 0 <= args.mask_threshold < 1:
         raise InputError(f"--mask-threshold = {args.mask_threshold}; expected a value in [0, 1).")
     for name, value in (("--mask-grow", args.mask_grow), ("--feather", args.feather)):
@@ -116,10 +117,10 @@ def _checked_checkpoint(args, clip=None):
             raise InputError(f"--keyframe pins pictures at times of a video; {folder} is an image checkpoint.")
         for _, frame in args.keyframe_pairs:  # (reachable and inside the video: checked before the model loads)
             latent_index(frame, latents)
-        for name, value in (("--keyframe-approach", args.keyframe_approach), ("--keyframe-strength", args.keyframe_strength)):
-            if not 0 <= value <= (1 if name == "--keyframe-strength" else 64):
-                raise InputError(f"{name} = {value}; expected " + ("a number in [0, 1]." if "strength" in name else
-                                                                     "an integer in [0, 64]."))
+        if not 0 <= args.keyframe_approach <= 64:
+            raise InputError(f"--keyframe-approach = {args.keyframe_approach}; expected an integer in [0, 64].")
+        if not 0 <= args.keyframe_strength <= 1:
+            raise InputError(f"--keyframe-strength = {args.keyframe_strength}; expected a number in [0, 1].")
     return folder, config, latents, bool(long_video)
 
 
@@ -159,8 +160,8 @@ def _generate(args) -> int:
         out = pipe(
             prompt=args.prompt[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
             num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
-            motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent", strength=args.denoise,
-            keyframes=args.keyframe_pairs or None, keyframe_approach=args.keyframe_approach,
+            motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent",
+            strength=args.denoise, keyframes=args.keyframe_pairs or None, keyframe_approach=args.keyframe_approach,
             keyframe_strength=args.keyframe_strength,
         )
         result = out.frames if config.is_video_model else out.images
@@ -211,8 +212,8 @@ def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
     settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
     segment = pipe.segment(args.prompt[0], latents - prefix.shape[2], args.negative_prompt or "", args.motion_flow, args.fps,
                            settings.guidance_scale > 1)
-    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel, prefix_mask=regen,
-                          denoise=args.denoise)
+    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel,
+                          prefix_mask=regen, denoise=args.denoise)
     print(f"repainting {int(regen.any(dim=1).sum())} of {prefix.shape[2]} latent frame(s) under {args.mask}", file=sys.stderr)
     with progress_bar(plan.ticks) as bar:
         result = plan.run(torch.Generator().manual_seed(args.seed), bar)
@@ -252,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
     gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
     gen.add_argument("--denoise", type=float, default=None,
-                     help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: 0 keeps "
-                          "them, 1 ignores them (image-to-image, video-to-video); default: keep and continue them")
+                     help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: "
+                          "0 keeps them, 1 ignores them (image-to-image, video-to-video); default: keep and "
+                          "continue them")
     gen.add_argument("--keyframe", action="append", default=None, metavar="IMAGE@FRAME",
                      help="pin a picture at a video frame (0 or a multiple of 4; -1 = the last frame); repeatable")
     gen.add_argument("--keyframe-approach", type=int, default=2,

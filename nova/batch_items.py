@@ -52,9 +52,9 @@ OPTIONS = (
     Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
     Option("denoise", float, None, "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
                                    "0 keeps them, 1 ignores them; unset: keep and continue them"),
-    Option("keyframe", str, None, "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: 0 or a "
-                                  "multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; JSONL may "
-                                  "also give a list)"),
+    Option("keyframe", str, None, "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
+                                  "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
+                                  "JSONL may also give a list)"),
     Option("keyframe_approach", int, 2, "with keyframe: latent frames before each keyframe that approach it"),
     Option("keyframe_strength", float, 0.5, "with keyframe: how strongly they do, in [0, 1]"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),
@@ -192,7 +192,8 @@ def keyframe_pairs(text: Optional[str]) -> List[Tuple[str, int]]:
         except ValueError:
             number = None
         if not sep or not path or number is None:
-            raise InputError(f"keyframe {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 (the last frame).")
+            raise InputError(f"keyframe {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 "
+                             "(the last frame).")
         pairs.append((path, number))
     return pairs
 

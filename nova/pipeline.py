@@ -286,7 +286,8 @@ class NovaPipeline:
         if strength is not None:
             check_denoise(strength, "strength")
             if image is None and latents is None:
-                raise InputError(f"strength = {strength} re-samples given frames: pass image or latents (or drop strength).")
+                raise InputError(f"strength = {strength} re-samples given frames: pass image or latents "
+                                 "(or drop strength).")
         n = num_images_per_prompt
         if prompt_embeds is not None:
             cond = _embeds_from_tensors(prompt_embeds, "prompt_embeds")
@@ -324,7 +325,8 @@ class NovaPipeline:
         pinned = None
         if keyframes:  # checked and encoded (posterior mean: no draw) before any sampling
             if self.vae is None:
-                raise InputError("keyframes need the VAE to encode their pictures; load the pipeline with load_vae=True.")
+                raise InputError("keyframes need the VAE to encode their pictures; load the pipeline with "
+                                 "load_vae=True.")
             pinned = self.keyframes(keyframes, max_latent_length, keyframe_approach, keyframe_strength)
         generator = generator if generator is not None else new_generator()
         if image is not None:  # the posterior sample comes before anything else draws from the generator

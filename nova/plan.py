@@ -402,8 +402,8 @@ class GenerationPlan:
                 reference, skip, frame_fast = None, 0, fast
                 if t < self.n_prefix and self.skip:  # a given frame re-sampled at denoise < 1
                     reference, skip, frame_fast = self.prefix[:, :, t], self.skip, self.given_frame_plan()
-                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator, on_step,
-                                 target, known, frame_fast, reference, skip)
+                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator,
+                                 on_step, target, known, frame_fast, reference, skip)
                 if not torch.isfinite(x).all():
                     raise NumericalError(
                         f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. " + _advice(model.dtype)

@@ -217,7 +217,8 @@ def check_denoise(value, name: str = "denoise") -> float:
     """A denoise strength: a finite number in [0, 1] (0 keeps the given latents, 1 samples from
     pure noise)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
-        raise InputError(f"{name} = {value!r}; expected a number in [0, 1] (0 keeps the given latents, 1 ignores them).")
+        raise InputError(f"{name} = {value!r}; expected a number in [0, 1] (0 keeps the given latents, "
+                         "1 ignores them).")
     return float(value)
 
 
@@ -347,8 +348,8 @@ def sample_frame(
     return x
 
 
-def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids, mask_pos,
-                        start_from):
+def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
+                        mask_pos, start_from):
     """:func:`sample_frame`'s set steps through the plan's set-step runner (nova/set_step.py): the
     same draws in the same order, the same operations, no wait for the GPU between set steps.
     ``start_from``: (scheduler, reference or None, skip), see :func:`sample_frame`."""

@@ -35,7 +35,8 @@ def comfy(tmp_path_factory, tiny_video, tiny_image):
 
 
 def _step(c, sampler, latents, add=0, denoise=1.0, seed=3):
-    return NovaARFrameStep.execute(c["model"], c["cond"], sampler, add, seed, 5.0, 12.0, latents=latents, denoise=denoise)[0]
+    return NovaARFrameStep.execute(c["model"], c["cond"], sampler, add, seed, 5.0, 12.0, latents=latents,
+                                   denoise=denoise)[0]
 
 
 def test_frame_step_denoise(comfy):

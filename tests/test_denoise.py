@@ -167,7 +167,8 @@ def test_pipeline_strength_is_the_plans_denoise(golden_pipes):
     kw = dict(num_inference_steps=6, num_diffusion_steps=8, output_type="latent")
 
     def call(strength, seed=2):
-        return pipe("a red fox runs through snow", latents=src, strength=strength, generator=new_generator(seed), **kw).images
+        return pipe("a red fox runs through snow", latents=src, strength=strength, generator=new_generator(seed),
+                    **kw).images
 
     assert torch.equal(call(0.0), src)
     plan = _run(pipe, 0, 2, prefix=src, denoise=0.4)
@@ -198,7 +199,8 @@ def test_cli_denoise_image_to_image(tiny_image, tmp_path, plans_seen, capsys):
     from nova import __main__ as cli
 
     src = _image(tmp_path / "src.png")
-    args = ["generate", "--model", tiny_image, "--prompt", "a fox", "--image", src, "--steps", "4", "--diffusion-steps", "4"]
+    args = ["generate", "--model", tiny_image, "--prompt", "a fox", "--image", src, "--steps", "4",
+            "--diffusion-steps", "4"]
     assert cli.main([*args, "--denoise", "0.5", "--out", str(tmp_path / "half.png")]) == 0, capsys.readouterr().err
     assert plans_seen == [0.5] and _read_rgb(tmp_path / "half.png").shape == (64, 64, 3)
     # denoise 0: the image through the VAE only (the posterior sample of the seed), no sampling at all

@@ -53,7 +53,8 @@ def test_share_of_fixed_tokens(video):
     pipe, key = video
     n = pipe.config.num_image_tokens
     plan = GenerationPlan(pipe.transformer, pipe.scheduler, SETTINGS, [Segment(pipe.encode_prompt(["a fox"]), 6)],
-                          keyframes=[Keyframe(2, key, approach=1, strength=1.0), Keyframe(5, key, approach=2, strength=0.6)])
+                          keyframes=[Keyframe(2, key, approach=1, strength=1.0),
+                                     Keyframe(5, key, approach=2, strength=0.6)])
     assert [plan.known_tokens(t) for t in range(6)] == [0, round(n / 2), 0, round(n * 0.2), round(n * 0.4), 0]
     assert [plan.samples(t) for t in range(6)] == [True, True, False, True, True, False]
 
@@ -127,9 +128,11 @@ def test_cli_keyframe(tiny_video, tmp_path, capsys, monkeypatch):
 
     seen = []
     init = GenerationPlan.__init__
-    monkeypatch.setattr(GenerationPlan, "__init__", lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
+    monkeypatch.setattr(GenerationPlan, "__init__",
+                        lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
     end = _still(tmp_path / "end.png", (10, 200, 90))
-    args = ["generate", "--model", tiny_video, "--prompt", "a fox", "--frames", "9", "--steps", "4", "--diffusion-steps", "2"]
+    args = ["generate", "--model", tiny_video, "--prompt", "a fox", "--frames", "9", "--steps", "4",
+            "--diffusion-steps", "2"]
     assert cli.main([*args, "--keyframe", f"{end}@8", "--out", str(tmp_path / "k.mp4")]) == 0, capsys.readouterr().err
     assert [(k.index, k.approach, k.strength) for k in seen[0]] == [(2, 2, 0.5)]
     for extra, match in [
@@ -157,7 +160,8 @@ def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
 
     seen = []
     init = GenerationPlan.__init__
-    monkeypatch.setattr(GenerationPlan, "__init__", lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
+    monkeypatch.setattr(GenerationPlan, "__init__",
+                        lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
     _still(tmp_path / "end.png", (250, 250, 0))
     _still(tmp_path / "mid.png", (0, 0, 250))
     lines = [{"prompt": "a fox", "frames": 9, "keyframe": "end.png@-1", "keyframe_strength": 0.25},
@@ -168,7 +172,8 @@ def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
     options.update(steps=4, diffusion_steps=2)
     summary = run(BatchJob(tiny_video, str(tmp_path / "p.jsonl"), str(tmp_path / "out"), options=options, device="cpu"))
     assert summary.done == 2
-    assert [[(k.index, k.approach, k.strength) for k in kfs] for kfs in seen] == [[(2, 2, 0.25)], [(1, 1, 0.5), (2, 1, 0.5)]]
+    got = [[(k.index, k.approach, k.strength) for k in kfs] for kfs in seen]
+    assert got == [[(2, 2, 0.25)], [(1, 1, 0.5), (2, 1, 0.5)]]
     assert "keyframe frame 5 cannot be pinned exactly" in summary.failed[(2, 0)]
     run_args = [r for r in manifest.read(os.path.join(tmp_path, "out", manifest.NAME)) if r["kind"] == "run"][0]["args"]
     assert not {"keyframe", "keyframe_approach", "keyframe_strength"} & set(run_args)  # unset: identity as before

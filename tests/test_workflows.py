@@ -44,8 +44,8 @@ def env(tmp_path_factory, tiny_video, tiny_image):
 
 def test_all_workflows_present():
     assert NAMES == ["nova_first_last_frame", "nova_image_inpainting", "nova_image_to_image", "nova_image_to_video",
-                     "nova_long_video", "nova_long_video_30s", "nova_outpainting", "nova_text_to_image", "nova_text_to_video",
-                     "nova_video_continuation", "nova_video_inpainting", "nova_video_restyle"]
+                     "nova_long_video", "nova_long_video_30s", "nova_outpainting", "nova_text_to_image",
+                     "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting", "nova_video_restyle"]
     for name in NAMES:
         assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
 

@@ -100,7 +100,9 @@ WORKFLOWS = {
         (8, "NOVASegment", {"latent_frames": 30, "motion_flow": 4.0, "fps": 12.0}, {"positive": (4, 0)}),
         (9, "NOVASegment", {"latent_frames": 30, "motion_flow": 8.0, "fps": 12.0}, {"positive": (5, 0), "previous": (8, 0)}),
         (10, "NOVASegment", {"latent_frames": 31, "motion_flow": 5.0, "fps": 12.0}, {"positive": (6, 0), "previous": (9, 0)}),
-        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0, **MASK_WIDGETS, "denoise": 1.0}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
+        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0, **MASK_WIDGETS,
+                               "denoise": 1.0},
+         {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
         (12, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (11, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
     ],
@@ -149,7 +151,8 @@ WORKFLOWS = {
         (6, "NOVASetSampler", T2I_SAMPLER, {}),
         (7, "LoadImage", {"image": "example.png"}, {}),
         (8, "NOVAGenerate", _generate_widgets(1, 0, denoise=0.6),
-         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0), "start_image": (7, 0)}),
+         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0),
+          "start_image": (7, 0)}),
         (9, "SaveImage", {"filename_prefix": "nova/image_to_image"}, {"images": (8, 0)}),
     ],
     "nova_video_restyle": [
@@ -170,10 +173,12 @@ WORKFLOWS = {
         (5, "NOVASetSampler", T2V_SAMPLER, {}),
         (6, "LoadImage", {"image": "example.png"}, {}),
         (7, "LoadImage", {"image": "end.png"}, {}),
-        (8, "NOVAKeyframes", {"frames": "-1", "approach": 2, "strength": 0.5, "width": 768, "height": 480, "resize": "crop"},
+        (8, "NOVAKeyframes",
+         {"frames": "-1", "approach": 2, "strength": 0.5, "width": 768, "height": 480, "resize": "crop"},
          {"vae": (3, 0), "images": (7, 0)}),
         (9, "NOVAGenerate", _generate_widgets(33, 12),
-         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0), "start_image": (6, 0), "keyframes": (8, 0)}),
+         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0), "start_image": (6, 0),
+          "keyframes": (8, 0)}),
         *_save_video(10, (9, 0), (9, 1), "nova/first_last_frame"),
     ],
 }
@@ -183,12 +188,12 @@ WORKFLOWS = {
 FIRST_COLUMNS = {"nova_video_inpainting": {9: 1}}
 
 DESCRIPTIONS = {
-    "nova_image_to_image": "Image-to-image on a text-to-image checkpoint: example.png is re-sampled at denoise 0.6 (keeps "
-                           "its composition, follows the prompt; lower keeps more, higher changes more).",
-    "nova_video_restyle": "Video restyle: clip.mp4 is re-sampled frame by frame at denoise 0.6 (keeps its layout and motion, "
-                          "takes the prompt's style).",
-    "nova_first_last_frame": "First-and-last-frame video: example.png is frame 0, end.png (NOVA Keyframes, frame -1) the "
-                             "last frame; the two latent frames before the end approach it.",
+    "nova_image_to_image": "Image-to-image on a text-to-image checkpoint: example.png is re-sampled at denoise 0.6 "
+                           "(keeps its composition, follows the prompt; lower keeps more, higher changes more).",
+    "nova_video_restyle": "Video restyle: clip.mp4 is re-sampled frame by frame at denoise 0.6 (keeps its layout and "
+                          "motion, takes the prompt's style).",
+    "nova_first_last_frame": "First-and-last-frame video: example.png is frame 0, end.png (NOVA Keyframes, frame -1) "
+                             "the last frame; the two latent frames before the end approach it.",
     "nova_text_to_video": "Text-to-video: 33 frames at 768x480 with the official demo's quality settings.",
     "nova_text_to_image": "Text-to-image with a 1024px checkpoint and the T2I demo's negative prompt.",
     "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame. Input: example.png in ComfyUI's input/ folder (or pick/upload another in LoadImage).",
