@@ -44,6 +44,10 @@ def test_frames_before_approach_it_as_the_knob_rises(video):
             dist.append([float((out[:, :, t] - key).norm()) for t in (2, 3)])
         for t in range(2):  # frames 2 and 3 come closer as the strength rises
             assert dist[0][t] > dist[1][t] > dist[2][t], dist
+    # a longer approach reaches further back: frame 2 is free with approach 1, drawn toward the keyframe with 3
+    for seed in (1, 2):
+        near, far = (_run(pipe, 5, seed, keyframes=[Keyframe(4, key, approach=a, strength=1.0)]) for a in (1, 3))
+        assert float((far[:, :, 2] - key).norm()) < float((near[:, :, 2] - key).norm())
     # approach 0 or strength 0: the frames before are sampled as without the approach
     free = _run(pipe, 5, 1, keyframes=[Keyframe(4, key, approach=0)])
     assert torch.equal(free[:, :, :4], _run(pipe, 5, 1, keyframes=[Keyframe(4, key, strength=0.0)])[:, :, :4])
