@@ -9,7 +9,9 @@ of concurrent or cached graph evaluations.
 Random numbers are drawn exactly where and in the order the official implementation draws
 them (token order once per video at the first sampled frame, full-latent Gaussian noise per set
 step, the DDPM variance noise inside ``scheduler.step``), always on the generator's device in
-float32, so a seed reproduces the official output.
+float32, so a seed reproduces the official output. Given frames re-sampled at a denoise strength below 1 draw
+in the same order: a set step's full-latent Gaussian (the noise the given tokens are noised with),
+then the variance noise of the diffusion steps it runs, none for the steps it skips.
 """
 
 from __future__ import annotations
