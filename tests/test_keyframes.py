@@ -181,3 +181,18 @@ def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
     assert "keyframe frame 5 cannot be pinned exactly" in summary.failed[(2, 0)]
     run_args = [r for r in manifest.read(os.path.join(tmp_path, "out", manifest.NAME)) if r["kind"] == "run"][0]["args"]
     assert not {"keyframe", "keyframe_approach", "keyframe_strength"} & set(run_args)  # unset: identity as before
+
+
+def test_batch_flag_paths_are_made_absolute(tmp_path, monkeypatch):
+    from nova.__main__ import build_parser
+    from nova.batch import job_from_args
+    from nova.batch_items import keyframe_pairs
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["batch", "--model", "m", "--prompts", "p.txt", "--out", "o",
+                                      "--keyframe", "a.png@0; sub/b.png@-1", "--keyframe-strength", "0.75"])
+    job = job_from_args(args)
+    assert keyframe_pairs(job.options["keyframe"]) == [(str(tmp_path / "a.png"), 0), (str(tmp_path / "sub" / "b.png"), -1)]
+    assert job.options["keyframe_strength"] == 0.75 and job.options["keyframe_approach"] == 2
+    with pytest.raises(InputError, match="expected IMAGE@FRAME"):
+        keyframe_pairs("a.png@x")
