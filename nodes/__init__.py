@@ -1,6 +1,7 @@
 """ComfyUI V3 nodes over the ``nova`` engine. Node ids are permanent (workflows store them)."""
 
 from .compat import ComfyExtension
+from .keyframes import NovaKeyframes
 from .long_video import NovaLongVideo, NovaSegment
 from .loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
 from .masks import NovaOutpaintCanvas
@@ -19,6 +20,7 @@ NODES = [
     NovaSpeedMode,
     NovaARFrameStep,
     NovaGenerate,
+    NovaKeyframes,
     NovaVAEEncode,
     NovaVAEDecode,
     NovaSegment,

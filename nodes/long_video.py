@@ -11,7 +11,8 @@ from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
-from .sampling import MAX_LATENTS, UI_MAX_SEED, SEED_TIP, require_sampler, run_plan
+from .keyframes import engine_keyframes, keyframes_input
+from .sampling import MAX_LATENTS, UI_MAX_SEED, SEED_TIP, denoise_input, engine_denoise, require_sampler, run_plan
 from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, mask_inputs, noise_mask_tokens
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
@@ -74,14 +75,17 @@ class NovaLongVideo(io.ComfyNode):
                 io.Latent.Input("latents", optional=True, tooltip="A video to continue (its frames are kept unchanged; with a noise_mask, "
                                 "its white area is first repainted under the first segment's prompt)."),
                 *mask_inputs(),
+                denoise_input(),
+                keyframes_input(),
             ],
             outputs=[io.Latent.Output(display_name="latents")],
         )
 
     @classmethod
     def execute(cls, model, sampler, segments, seed, window=9, blend_frames=0, loop_frames=0, latents=None,
-                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0) -> io.NodeOutput:
+                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, denoise=1.0, keyframes=None) -> io.NodeOutput:
         require_sampler(sampler)
+        strength = engine_denoise(denoise)
         if not segments:
             raise InputError("segments are empty; connect NOVA Segment.")
         if not model.config.is_video_model:
@@ -95,9 +99,13 @@ class NovaLongVideo(io.ComfyNode):
             plan_segments.append(Segment(conditioning_embeds(s.positive, text_dim, f"segment {i} positive"), s.frames,
                                          negative, s.motion_flow, s.fps))
         regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
-        plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=latent_samples(latents, model),
+        prefix = latent_samples(latents, model)
+        # keyframe frames count in the video without its loop (-1: the last frame before the loop)
+        length = (0 if prefix is None else prefix.shape[2]) + sum(int(s.frames) for s in plan_segments)
+        pinned = engine_keyframes(keyframes, model, length)
+        plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=prefix,
                               window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
-                              prefix_mask=regen, accel=model.accel)
+                              prefix_mask=regen, accel=model.accel, denoise=strength, keyframes=pinned)
         scaled = run_plan(model, plan, seed)
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
         if regen is not None:

@@ -8,13 +8,16 @@ gives the new frames the official time positions of a video as long as the resul
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..nova.errors import InputError
 from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.plan import GenerationPlan, Segment
-from ..nova.sampling import SamplerSettings, new_generator
+from ..nova.sampling import SamplerSettings, check_denoise, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
+from .keyframes import engine_keyframes, keyframes_input
 from .masks import (DEFAULT_THRESHOLD, MAX_FEATHER, carry_repainted, feather_decoded, keep_given_tokens, mask_inputs,
                     noise_mask_tokens, token_mask)
 from .text import conditioning_embeds
@@ -67,13 +70,29 @@ def _frame_inputs():
     ]
 
 
+def denoise_input():
+    """The denoise strength (optional and last, so workflows saved before it keep their widget order)."""
+    return io.Float.Input(
+        "denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+        tooltip="Below 1: re-sample the given frames instead of keeping them (image-to-image, video-to-video; only "
+                "under the mask with one). Each token's diffusion starts from the given token noised to this level "
+                "and runs the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep "
+                "them as they are; 1 = keep and continue them (with a mask: repaint from pure noise).")
+
+
+def engine_denoise(denoise) -> Optional[float]:
+    """The widget's value as the engine's ``denoise``: 1 is the node's old behaviour (None), checked."""
+    value = check_denoise(denoise)
+    return None if value >= 1.0 else value
+
+
 def require_sampler(sampler) -> None:
     if not isinstance(sampler, SamplerSettings):
         raise InputError(f"sampler is a {type(sampler).__name__}; it must come from NOVA Set Sampler.")
 
 
 def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_flow: float, fps: float,
-                prefix_latent=None, prefix_mask=None) -> GenerationPlan:
+                prefix_latent=None, prefix_mask=None, denoise=None, keyframes=None) -> GenerationPlan:
     """The plan for ``add`` new latent frames after the (optional) given ones, first repainting the
     tokens of the given frames that ``prefix_mask`` marks (nodes/masks.py); checks everything."""
     require_sampler(sampler)
@@ -83,7 +102,7 @@ def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
     return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix, prefix_mask=prefix_mask,
-                          accel=model.accel)
+                          accel=model.accel, denoise=denoise, keyframes=keyframes)
 
 
 def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
@@ -118,15 +137,21 @@ class NovaARFrameStep(io.ComfyNode):
                 io.Latent.Input("latents", optional=True, tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded clip. "
                                 "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated."),
                 *mask_inputs(),
+                denoise_input(),
+                keyframes_input(),
             ],
             outputs=[io.Latent.Output(display_name="latents", tooltip="All frames: the given ones followed by the new ones.")],
         )
 
     @classmethod
     def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None,
-                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0) -> io.NodeOutput:
+                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, denoise=1.0, keyframes=None) -> io.NodeOutput:
+        strength = engine_denoise(denoise)
         regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
-        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen)
+        given = 0 if latents is None else latent_samples(latents, model).shape[2]
+        pinned = engine_keyframes(keyframes, model, given + int(latent_frames))
+        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen,
+                           strength, pinned)
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
@@ -160,6 +185,8 @@ class NovaGenerate(io.ComfyNode):
                              tooltip="With a mask: blend the result into start_image over this many pixels inside the edge of the "
                                      "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
                                      "those tokens are then start_image's exactly. 0 = the plain decode."),
+                denoise_input(),
+                keyframes_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),
@@ -170,10 +197,15 @@ class NovaGenerate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
-                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0) -> io.NodeOutput:
+                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0, denoise=1.0,
+                keyframes=None) -> io.NodeOutput:
         from ..nova.pixels import check_images
         from .vae import decode_latent, encode_images
 
+        strength = engine_denoise(denoise)
+        if strength is not None and start_image is None:
+            raise InputError(f"denoise = {denoise} re-samples start_image: connect start_image (an image or a 1 + 4k "
+                             "clip), or set denoise to 1.")
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
         new_generator(seed)  # checks the seed
@@ -181,10 +213,12 @@ class NovaGenerate(io.ComfyNode):
             raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
         # Everything is checked on a plan before the start image is encoded (the same plan, with no
         # given frame standing in for the encoded ones).
-        whole = mask is not None and model.config.is_video_model  # a clip to repaint, not a first frame
+        # a clip to repaint or re-sample, not a first frame
+        whole = (mask is not None or strength is not None) and model.config.is_video_model
         image = None if start_image is None else check_images(start_image)
         image = image if image is None or whole else image[:1]
-        plan_frames(model, positive, negative, sampler, total, motion_flow, fps)
+        pinned = engine_keyframes(keyframes, model, total)
+        plan_frames(model, positive, negative, sampler, total, motion_flow, fps, keyframes=pinned)
         prefix = regen = None
         if image is not None:
             h, w = model.config.image_size
@@ -194,8 +228,9 @@ class NovaGenerate(io.ComfyNode):
             regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask", clip_frames=image.shape[0])
         if total < n_prefix:
             raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
-        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen)
-        if plan.ticks == 0:
+        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen,
+                           strength, pinned)
+        if plan.ticks == 0 and strength is None:
             raise InputError(f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
                              "an area to repaint. Connect a mask, or raise frames to continue start_image.")
         latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)

@@ -11,6 +11,7 @@ _LAZY = {
     "NovaPipelineOutput": ("pipeline", "NovaPipelineOutput"),
     "NovaConfig": ("config", "NovaConfig"),
     "SamplerSettings": ("sampling", "SamplerSettings"),
+    "Keyframe": ("keyframes", "Keyframe"),
     "load_transformer": ("components", "load_transformer"),
     "load_scheduler": ("components", "load_scheduler"),
     "load_vae": ("vae", "load_vae"),

@@ -18,6 +18,55 @@ import time
 from .dtypes import DTYPE_NAMES, torch_dtype
 
 
+def _check_control_args(args):
+    """--denoise and --keyframe: their values, and what they need (checked before any file is read)."""
+    from .errors import InputError
+
+    if args.denoise is not None:
+        from .sampling import check_denoise
+
+        check_denoise(args.denoise, "--denoise")
+        if not (args.image or args.video):
+            raise InputError(f"--denoise {args.denoise} re-samples given frames: pass --image or --video "
+                             "(or drop --denoise).")
+    if args.keyframe and args.mask:
+        raise InputError("--keyframe with --mask: a masked generation repaints given frames; pin keyframes in a "
+                         "generation without --mask.")
+    if not 0 <= args.keyframe_approach <= 64:
+        raise InputError(f"--keyframe-approach = {args.keyframe_approach}; expected an integer in [0, 64].")
+    if not 0 <= args.keyframe_strength <= 1:
+        raise InputError(f"--keyframe-strength = {args.keyframe_strength}; expected a number in [0, 1].")
+    args.keyframe_pairs = [_keyframe_arg(text) for text in args.keyframe or ()]
+
+
+def _keyframe_arg(text: str):
+    """--keyframe IMAGE@FRAME -> (picture, frame); the frame is checked against the video later."""
+    from .errors import InputError
+    from .media import read_frames
+
+    path, sep, frame = text.rpartition("@")
+    try:
+        index = int(frame)
+    except ValueError:
+        index = None
+    if not sep or not path or index is None:
+        raise InputError(f"--keyframe {text!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 (the last frame).")
+    return read_frames(path, "--keyframe")[0], index
+
+
+def _check_keyframes(args, folder: str, video: bool, latents: int) -> None:
+    """Each keyframe inside the video and at a frame the VAE's stride makes exact."""
+    from .errors import InputError
+
+    if not args.keyframe_pairs:
+        return
+    from .keyframes import latent_index
+
+    if not video:
+        raise InputError(f"--keyframe pins pictures at times of a video; {folder} is an image checkpoint.")
+    for _, frame in args.keyframe_pairs:
+        latent_index(frame, latents)
+
 
 def _checked_request(args):
     """Everything knowable before any weights load: the output file, the options (nova/checks.py,
@@ -36,6 +85,7 @@ def _checked_request(args):
     options = vars(args)
     check_output(args.out)
     checks.check_options(options, prompts=len(args.prompt))
+    _check_control_args(args)
     check_seed(args.seed)
     device = check_device(args.device) if args.device else default_device()
     folder = resolve_checkpoint(args.model)
@@ -52,6 +102,7 @@ def _checked_request(args):
         checks.check_mask(options, config, mask, clip_frames)
         long_video = False
     checks.warn_about_steps(args.steps, config)
+    _check_keyframes(args, folder, video, latents)
     check_output(args.out, frames=frames_for_latents(latents + args.loop))
     return device, folder, config, latents, bool(long_video), image, clip, mask
 
@@ -103,6 +154,8 @@ def _generate(args) -> int:
             prompt=args.prompt[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
             num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
             motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent",
+            strength=args.denoise, keyframes=args.keyframe_pairs or None, keyframe_approach=args.keyframe_approach,
+            keyframe_strength=args.keyframe_strength,
         )
         result = out.frames if config.is_video_model else out.images
     else:
@@ -158,8 +211,10 @@ def _long_video(pipe, args, latents, image, clip, generator):
     sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
     guided = settings.guidance_scale > 1
     segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]
+    keyframes = pipe.keyframes(args.keyframe_pairs, latents, args.keyframe_approach, args.keyframe_strength)
     plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, segments, prefix=prefix, window=args.window or None,
-                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel)
+                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel, denoise=args.denoise,
+                          keyframes=keyframes)
     with progress_bar(plan.ticks) as bar:
         return plan.run(generator, bar)
 
@@ -178,7 +233,8 @@ def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
     settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
     segment = pipe.segment(args.prompt[0], latents - prefix.shape[2], args.negative_prompt or "", args.motion_flow, args.fps,
                            settings.guidance_scale > 1)
-    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel, prefix_mask=regen)
+    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel,
+                          prefix_mask=regen, denoise=args.denoise)
     print(f"repainting {int(regen.any(dim=1).sum())} of {prefix.shape[2]} latent frame(s) under {args.mask}", file=sys.stderr)
     with progress_bar(plan.ticks) as bar:
         result = plan.run(torch.Generator().manual_seed(args.seed), bar)
@@ -236,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask-threshold", type=float, default=0.5, help="a token is regenerated if any of its mask pixels is above this")
     gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
     gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
+    gen.add_argument("--denoise", type=float, default=None,
+                     help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: "
+                          "0 keeps them, 1 ignores them (image-to-image, video-to-video); default: keep and "
+                          "continue them")
+    gen.add_argument("--keyframe", action="append", default=None, metavar="IMAGE@FRAME",
+                     help="pin a picture at a video frame (0 or a multiple of 4; -1 = the last frame); repeatable")
+    gen.add_argument("--keyframe-approach", type=int, default=2,
+                     help="latent frames before each keyframe that approach it (4 video frames each)")
+    gen.add_argument("--keyframe-strength", type=float, default=0.5,
+                     help="in [0, 1]: the frame just before a keyframe has strength x approach / (approach + 1) "
+                          "of its tokens fixed to it")
     gen.add_argument("--steps", type=int, default=None, help="NOVA: set-by-set (AR) steps per frame (64); URSA: sampling steps (25)")
     gen.add_argument("--diffusion-steps", type=int, default=25, help="NOVA: diffusion steps per set step")
     gen.add_argument("--cfg", type=float, default=None, help="guidance scale (NOVA 5, URSA 7)")

@@ -82,8 +82,11 @@ class BatchJob:
             speed["attention"] = self.attention
         if self.fp8_matmuls:
             speed["fp8_matmuls"] = True
+        # (as speed: options added later appear only when set, so the identities of earlier runs stay as they were)
+        unset = {"denoise": None, "keyframe": None, "keyframe_approach": 2, "keyframe_strength": 0.5}
+        options = {k: v for k, v in self.options.items() if not (k in unset and v == unset[k])}
         return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
-                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **self.options, **speed,
+                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **options, **speed,
                 **weights}
 
 
@@ -369,6 +372,7 @@ class _Prepared:
     truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
     regen: Optional[torch.Tensor] = None  # with a mask: the prefix tokens to repaint, bool [N, L] (one per batch)
     blend: Any = None  # with a mask and feather: nova.masks.FeatherBlend for the decoded frames
+    keyframes: Any = None  # nova.keyframes.Keyframe list (the same for every unit of a batch: a shared option)
 
     @property
     def signature(self) -> tuple:
@@ -429,13 +433,19 @@ class _Worker:
     def _prepare(self, unit: Unit) -> _Prepared:
         from . import checks
         from .masks import masked_prefix
-        from .sampling import SamplerSettings, new_generator
+        from .media import read_frames
+        from .sampling import SamplerSettings, check_denoise, new_generator
 
         item, o = unit.item, unit.item.options
         if item.error is not None:
             raise InputError(item.error)
         path = output_path(item, unit.sample, self.job.layout, self.video)
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
+        denoise = o["denoise"]
+        if denoise is not None:
+            check_denoise(denoise)
+            if not (o["image"] or o["video"]):
+                raise InputError(f"denoise = {denoise} re-samples given frames: set image or video (or drop denoise).")
         image, clip, mask = checks.read_media(o, self.video, _key_name)
         clip_frames = None if clip is None else len(clip)
         latents = checks.plan_latents(o, self.video, len(item.prompts), clip_frames, _key_name)
@@ -454,12 +464,22 @@ class _Worker:
         new = latents - (0 if prefix is None else prefix.shape[2])
         n = len(item.prompts)
         sizes = tuple(new // n + (1 if i < new % n else 0) for i in range(n))
+        keyframes = None
+        if o["keyframe"]:
+            from .batch_items import keyframe_pairs
+            from .keyframes import latent_index
+
+            pairs = keyframe_pairs(o["keyframe"])
+            for _, frame in pairs:  # (every frame checked before any picture is read)
+                latent_index(frame, latents)
+            pictures = [(read_frames(path, "keyframe")[0], frame) for path, frame in pairs]
+            keyframes = self.pipe.keyframes(pictures, latents, o["keyframe_approach"], o["keyframe_strength"])
         negative = o["negative_prompt"]
         neg = self.embeds[negative] if negative and settings.guidance_scale > 1 else None
         positives = [self.embeds[p] for p in item.prompts]
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
         return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"], sizes, prefix, truncated,
-                         regen, blend)
+                         regen, blend, keyframes)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
         from .plan import GenerationPlan, Segment
@@ -476,7 +496,7 @@ class _Worker:
         prefix = None if group[0].prefix is None else torch.cat([p.prefix for p in group])
         plan = GenerationPlan(self.pipe.transformer, self.pipe.scheduler, group[0].settings, segments, prefix=prefix,
                               window=o["window"] or None, blend_frames=o["blend"], loop_frames=o["loop"], accel=self.pipe.accel,
-                              prefix_mask=group[0].regen)
+                              prefix_mask=group[0].regen, denoise=o["denoise"], keyframes=group[0].keyframes)
         return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:

@@ -43,6 +43,8 @@ def job_from_args(args):
     for key in PATH_KEYS:
         if options[key]:
             options[key] = os.path.abspath(options[key])
+    if options["keyframe"]:  # IMAGE@FRAME;...: each path made absolute ("@FRAME" stays at the end of the name)
+        options["keyframe"] = ";".join(os.path.abspath(p.strip()) for p in options["keyframe"].split(";") if p.strip())
     return BatchJob(args.model, args.prompts, args.out, args.samples, args.batch_size, args.seed, args.layout,
                     args.dtype, args.device, args.reference, options, args.attention, args.fp8_matmuls,
                     args.compile_encoder)

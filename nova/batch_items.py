@@ -50,6 +50,13 @@ OPTIONS = (
     Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
     Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
     Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
+    Option("denoise", float, None, "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
+                                   "0 keeps them, 1 ignores them; unset: keep and continue them"),
+    Option("keyframe", str, None, "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
+                                  "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
+                                  "JSONL may also give a list)"),
+    Option("keyframe_approach", int, 2, "with keyframe: latent frames before each keyframe that approach it"),
+    Option("keyframe_strength", float, 0.5, "with keyframe: how strongly they do, in [0, 1]"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),
     Option("diffusion_steps", int, 25, "diffusion steps per set step"),
     Option("cfg", float, 5.0, "guidance scale"),
@@ -146,11 +153,16 @@ def _json_item(index: int, line: int, text: str, defaults: Dict[str, Any], base:
     for key, option in OPTION_KEYS.items():
         if key not in record or record[key] is None or (key == "negative_prompt" and record[key] == ""):
             continue
-        value, problem = _typed(record[key], option.type)
+        raw = record[key]
+        if key == "keyframe" and isinstance(raw, list) and raw and all(isinstance(v, str) for v in raw):
+            raw = ";".join(raw)
+        value, problem = _typed(raw, option.type)
         if problem:
             return bad(f"{key} = {record[key]!r}: {problem}", prompts, record)
         if key in PATH_KEYS:
             value = os.path.join(base, value)
+        elif key == "keyframe":
+            value = ";".join(os.path.join(base, part.strip()) for part in value.split(";") if part.strip())
         options[key] = value
     seed, name = record.get("seed"), record.get("name")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
@@ -179,6 +191,25 @@ def _typed(value, kind) -> Tuple[Any, Optional[str]]:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return (float(value), None) if ok else (value, "expected a number.")
     return value, None if isinstance(value, str) and value else "expected a non-empty string."
+
+
+def keyframe_pairs(text: Optional[str]) -> List[Tuple[str, int]]:
+    """``IMAGE@FRAME;IMAGE@FRAME`` -> [(path, frame)]."""
+    pairs = []
+    for part in (text or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        path, sep, frame = part.rpartition("@")
+        try:
+            number = int(frame)
+        except ValueError:
+            number = None
+        if not sep or not path or number is None:
+            raise InputError(f"keyframe {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 "
+                             "(the last frame).")
+        pairs.append((path, number))
+    return pairs
 
 
 def unit_seed(run_seed: int, item: Item, sample: int) -> int:

@@ -103,16 +103,19 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
                  name: Callable[[str], str] = flag) -> int:
     """The latent frames a request makes in total, checked against what it is given: ``clip_frames``
     is the length of the ``video`` clip (None without one; an ``image`` is one latent frame). A
-    clip longer than the request, or fewer new latent frames than prompts, is refused."""
+    clip longer than the request, or fewer new latent frames than prompts, is refused; with
+    ``denoise`` the given frames are re-sampled (a clip: as long as it, unless frames asks more)."""
     from .vae_frames import frames_kept, latents_for_frames
 
     o = options
     frames = o["frames"]
+    denoise = o.get("denoise")
     if clip_frames is not None:
         given = latents_for_frames(frames_kept(clip_frames))
     else:
         given = 1 if o["image"] else 0
-    if o["mask"]:  # the given frames are repainted, then continued up to frames (default: no more)
+    if o["mask"] or (denoise is not None and clip_frames is not None):
+        # the given frames are repainted or re-sampled, then continued up to frames (default: no more)
         latents = given if frames is None else (latents_for_frames(frames) if video_model else 1)
         if latents < given:
             raise InputError(f"{name('frames')} {frames} is shorter than the {given} latent frames of the given clip.")
@@ -124,10 +127,10 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
                          f"{name('frames')} {asked} makes {latents}: nothing is left to generate; "
                          f"raise {name('frames')} or give a shorter clip.")
     new = latents - given
-    if not video_model and given:
+    if not video_model and given and denoise is None:
         raise InputError(f"{name('image')} on an image checkpoint leaves nothing to generate (it makes one frame); "
                          f"add {name('mask')} to repaint part of it.")
-    if new < prompts:  # (the given frames alone: nothing would be generated)
+    if new < prompts and denoise is None:  # (re-sampled given frames are under the first prompt)
         raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
                          f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")
     return latents

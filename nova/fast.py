@@ -20,6 +20,7 @@ change the latents (SageAttention, fp8 matmuls), which are never on by default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -183,6 +184,14 @@ class HeadPlan:
 
             self.kernels = triton_head.load(self)
 
+    def skipping(self, skip: int) -> "HeadPlan":
+        """This head for the last diffusion steps only (the first ``skip`` dropped)."""
+        if not skip or not self.fused:
+            return self
+        head = copy.copy(self)
+        head.t_proj = self.t_proj[skip:]
+        return head
+
     def modulations(self, cond_proj: torch.Tensor, passes: int, budget: int = 1 << 28):
         """Yields, per diffusion step, the (1 + scale, shift, gate) of each block and (1 + scale,
         shift) of the final norm, each [passes, B * n, D]. ``cond_proj`` is [passes * B, n, D].
@@ -245,6 +254,17 @@ class FastPlan:
             plan = dataclasses.replace(plan, runner=runner)
             # (the step reads the plan it is built from: the replaced copy has the same fields)
         return plan
+
+    def skipping(self, model, guidance, skip: int) -> "FastPlan":
+        """This plan for frames whose diffusion loop skips its first ``skip`` steps (denoise
+        strength < 1): the same spatial half (and set-step runner), the scheduler steps and head
+        modulations of the remaining steps, and their own diffusion-loop graphs."""
+        if not skip or self.steps is None:
+            return self
+        steps = StepPlan(self.steps.timesteps[skip:], self.steps.coeffs[skip:])
+        head = self.head.skipping(skip)
+        graphed = GraphedLoop(model, steps, head, guidance) if self.graphed is not None else None
+        return dataclasses.replace(self, steps=steps, head=head, graphed=graphed)
 
     def encode_image(self, model, *args, **kwargs) -> torch.Tensor:
         """The spatial encoder (``model.encode_image``) under this plan's kernels."""

@@ -21,10 +21,11 @@ from .components import load_scheduler, load_transformer
 from .errors import InputError, WrongFamilyError
 from .fast import Accel
 from .images import fit_image
+from .keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
 from .latents import as_prefix
 from .loading import read_model_index, resolve_checkpoint
 from .plan import GenerationPlan, Segment, per_sample
-from .sampling import SamplerSettings, new_generator
+from .sampling import SamplerSettings, check_denoise, new_generator
 from .text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .vae import NovaVAE
 from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
@@ -182,6 +183,28 @@ class NovaPipeline:
         x = torch.from_numpy(np.stack(frames)).float().sub(127.5).div(127.5).permute(3, 0, 1, 2).unsqueeze(0)
         return self.vae.encode(x, sample=False)  # an image VAE encodes [1, 3, 1, H, W] frame by frame
 
+    def encode_keyframe(self, image, index: int) -> torch.Tensor:
+        """A keyframe's latent [1, C, h, w] for latent frame ``index``: the picture (cropped and
+        resized to the checkpoint's size) held still over the frames of that latent, encoded
+        (posterior mean): alone for latent 0, as a 5-frame still clip's second latent after it."""
+        clip = self.encode_video([image] * (1 if index == 0 else 1 + self.vae.temporal_ratio))
+        return clip[:, :, -1]
+
+    def keyframes(self, pairs, num_latents: int, approach: int = DEFAULT_APPROACH,
+                  strength: float = DEFAULT_STRENGTH) -> List[Keyframe]:
+        """(picture, video frame) pairs -> :class:`nova.keyframes.Keyframe` for a video of
+        ``num_latents`` latent frames (which frames are exact: nova/keyframes.py)."""
+        if not self.config.is_video_model:
+            raise InputError("keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
+                             "Use a video checkpoint, or image with strength for an image.")
+        try:
+            pairs = [(image, frame) for image, frame in pairs]
+        except (TypeError, ValueError) as exc:
+            raise InputError("keyframes: expected a list of (image, video frame index) pairs.") from exc
+        indices = [latent_index(frame, num_latents) for _, frame in pairs]  # every index checked before encoding
+        fitted = [fit_image(image, *self.config.image_size) for image, _ in pairs]
+        return [Keyframe(i, self.encode_keyframe(image, i), approach, strength) for image, i in zip(fitted, indices)]
+
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             raise InputError("decoding needs the VAE; load the pipeline with load_vae=True or use output_type='latent'.")
@@ -217,10 +240,24 @@ class NovaPipeline:
         mask_threshold: float = 0.5,
         mask_grow: int = 0,
         mask_feather: int = 0,
+        strength: Optional[float] = None,
+        keyframes=None,
+        keyframe_approach: int = DEFAULT_APPROACH,
+        keyframe_strength: float = DEFAULT_STRENGTH,
     ) -> NovaPipelineOutput:
         """The official arguments and defaults. ``spatiotemporal_guidance_scale`` has no effect on
         NOVA checkpoints (the official code's third pass equals the conditional one; a warning
-        says so); a misspelled keyword raises TypeError."""
+        says so); a misspelled keyword raises TypeError.
+
+        ``strength`` in [0, 1] (image-to-image, video-to-video; not in the official pipeline):
+        ``image`` or ``latents`` are re-sampled instead of continued, every token's diffusion
+        starting from the given token noised to this level (only under ``mask`` with one), see
+        :class:`nova.plan.GenerationPlan`'s ``denoise``. 0 returns them, 1 ignores them; None
+        (default) keeps them and continues (or repaints under ``mask``).
+
+        ``keyframes``: (picture, video frame) pairs pinned in the video (frame 0 or a multiple of 4,
+        -1 = the last frame); the ``keyframe_approach`` latent frames before each approach it with up
+        to ``keyframe_strength`` of their tokens fixed to it (nova/keyframes.py)."""
         if output_type not in ("pil", "np", "latent", "pt"):
             raise InputError(f"output_type = {output_type!r}; expected 'pil', 'np', 'pt' or 'latent'.")
         if isinstance(max_latent_length, bool) or not isinstance(max_latent_length, int) or max_latent_length < 1:
@@ -247,6 +284,11 @@ class NovaPipeline:
             raise InputError(f"generator is a {type(generator).__name__}; expected a torch.Generator (or None).")
         if latents is not None and image is not None:
             raise InputError("pass either image or latents, not both.")
+        if strength is not None:
+            check_denoise(strength, "strength")
+            if image is None and latents is None:
+                raise InputError(f"strength = {strength} re-samples given frames: pass image or latents "
+                                 "(or drop strength).")
         n = num_images_per_prompt
         if prompt_embeds is not None:
             cond = _embeds_from_tensors(prompt_embeds, "prompt_embeds")
@@ -281,11 +323,17 @@ class NovaPipeline:
         segment = dataclasses.replace(segment, frames=max_latent_length - n_given)
         if segment.frames < 0:
             raise InputError(f"{n_given} prefilled latent frames exceed max_latent_length = {max_latent_length}.")
+        pinned = None
+        if keyframes:  # checked and encoded (posterior mean: no draw) before any sampling
+            if self.vae is None:
+                raise InputError("keyframes need the VAE to encode their pictures; load the pipeline with "
+                                 "load_vae=True.")
+            pinned = self.keyframes(keyframes, max_latent_length, keyframe_approach, keyframe_strength)
         generator = generator if generator is not None else new_generator()
         if image is not None:  # the posterior sample comes before anything else draws from the generator
             prefix = self.encode_image(image, generator).unsqueeze(2)
         plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=prefix, accel=self.accel,
-                              prefix_mask=prefix_mask)
+                              prefix_mask=prefix_mask, denoise=strength, keyframes=pinned)
         with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
             def on_progress(p):
                 bar(p)

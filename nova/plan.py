@@ -34,6 +34,7 @@ import torch
 
 from .errors import InputError, NumericalError
 from .fast import Accel, FastPlan
+from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask, known_first
 from .sampling import (
     Guidance,
@@ -42,6 +43,8 @@ from .sampling import (
     SamplerSettings,
     TemporalState,
     build_context,
+    check_denoise,
+    denoise_skip,
     draw_token_order,
     mask_schedule,
     new_generator,
@@ -154,7 +157,18 @@ class GenerationPlan:
     ([B, C, N, h, w], transformer scale, returned unchanged, except the tokens ``prefix_mask``
     (bool [N, L], :func:`nova.masks.token_mask`) marks: those are regenerated, for inpainting and
     outpainting), then ``loop_frames`` frames that lead back to the first frame. Every argument is
-    checked here, before anything runs."""
+    checked here, before anything runs.
+
+    ``denoise`` (a strength in [0, 1], or None) re-samples the prefix instead of keeping it (every
+    token, or only the tokens ``prefix_mask`` marks): each given frame is sampled set by set as a
+    new one, with the frames sampled so far as its temporal context, but the diffusion head starts
+    each predicted token from the given token noised to the level of the scheduler's step
+    ``skip = S - floor(S * denoise + 0.5)`` (S = num_diffusion_steps) and runs the remaining steps
+    (SDEdit). 1 samples from pure noise (plain generation, with a mask: the repaint of None); a
+    strength that leaves no step (0) keeps the given frames exactly.
+
+    ``keyframes`` (:class:`nova.keyframes.Keyframe`) pin latents at frames the run generates: such a
+    frame is the keyframe's latent exactly, and the frames before it approach it (nova/keyframes.py)."""
 
     def __init__(
         self,
@@ -169,6 +183,8 @@ class GenerationPlan:
         accel: Optional[Accel] = None,
         time_positions: Optional[Sequence[float]] = None,
         prefix_mask: Optional[torch.Tensor] = None,
+        denoise: Optional[float] = None,
+        keyframes: Optional[Sequence[Keyframe]] = None,
     ):
         if not isinstance(settings, SamplerSettings):
             raise InputError(f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler).")
@@ -181,11 +197,19 @@ class GenerationPlan:
         self.prefix_mask = None
         if prefix_mask is not None:
             self.prefix_mask = check_token_mask(prefix_mask, self.n_prefix, cfg.num_image_tokens)
+        self.denoise = None if denoise is None else check_denoise(denoise)
+        if self.denoise is not None and self.prefix is None:
+            raise InputError(f"denoise = {denoise} needs given latents to start from (an encoded image or clip); "
+                             "connect latents, or leave denoise at 1 / unset.")
+        # diffusion steps the given frames skip (None: they are kept, or repainted from pure noise)
+        self.skip = None if self.denoise is None else denoise_skip(settings.num_diffusion_steps, self.denoise)
         self.window = _count("window", window, 2, allow_none=True) if window else None
         self.blend_frames = _count("blend_frames", blend_frames, 0)
         self.loop_frames = _count("loop_frames", loop_frames, 0)
         self.new_frames = sum(s.frames for s in self.segments)
         self.total = self.n_prefix + self.new_frames + self.loop_frames
+        self.keyframes = check_keyframes(keyframes, cfg, self.batch, self.n_prefix, self.n_prefix + self.new_frames)
+        self._pinned = {kf.index: kf for kf in self.keyframes}
         if self.total < 1:
             raise InputError("nothing to generate: no prefilled frames and 0 new frames.")
         if self.loop_frames and self.n_prefix + self.new_frames < 1:
@@ -207,6 +231,7 @@ class GenerationPlan:
         self.counts = mask_schedule(settings.num_inference_steps, cfg.num_image_tokens)
         self.ticks = sum(len(self.frame_counts(t)) for t in range(self.total) if self.samples(t))
         self._fast: Optional[FastPlan] = None
+        self._fast_skip: Optional[FastPlan] = None
 
     # -- checks -----------------------------------------------------------------------------
     @staticmethod
@@ -256,7 +281,11 @@ class GenerationPlan:
     def samples(self, t: int) -> bool:
         """Whether frame ``t`` is sampled (a new frame, or a given one with tokens to repaint)."""
         if t >= self.n_prefix:
-            return True
+            return t not in self._pinned
+        if self.skip is not None:
+            if self.skip >= self.settings.num_diffusion_steps:  # no step left: the given frame as it is
+                return False
+            return self.prefix_mask is None or bool(self.prefix_mask[t].any())
         return self.prefix_mask is not None and bool(self.prefix_mask[t].any())
 
     def frame_counts(self, t: int) -> List[int]:
@@ -274,7 +303,8 @@ class GenerationPlan:
             return 0 if self.prefix_mask is None else int((~self.prefix_mask[t]).sum())
         first_loop = self.total - self.loop_frames
         if t < first_loop:
-            return 0
+            near = approached(self.keyframes, t)
+            return 0 if near is None else round(self.model.config.num_image_tokens * near[1])
         j = t - first_loop + 1  # 1..loop_frames
         return round(self.model.config.num_image_tokens * j / (self.loop_frames + 1))
 
@@ -285,6 +315,12 @@ class GenerationPlan:
             sampled = sum(self.samples(t) for t in range(self.total))
             self._fast = FastPlan.build(self.model, self.scheduler, self.accel, self.guidance, frames=sampled)
         return self._fast
+
+    def given_frame_plan(self) -> FastPlan:
+        """The fast plan of the re-sampled given frames (their diffusion loops skip steps)."""
+        if self._fast_skip is None:
+            self._fast_skip = self.fast_plan().skipping(self.model, self.guidance, self.skip or 0)
+        return self._fast_skip
 
     @property
     def rows(self) -> int:
@@ -339,13 +375,16 @@ class GenerationPlan:
         with torch.inference_mode():
             for t in range(self.total):
                 spatial_ctx = cache.context_for(frames, t, contexts[t], window)
+                if t in self._pinned:
+                    frames.append(self._pinned[t].latent.to(device=model.device, dtype=torch.float32))
+                    continue
                 if not self.samples(t):
                     frames.append(self.prefix[:, :, t].to(device=model.device, dtype=torch.float32))
                     continue
                 if order is None:
                     order = draw_token_order(generator, self.batch, cfg.num_image_tokens, model.device)
                 counts, known, frame_order = self.frame_counts(t), self.known_tokens(t), order
-                if t < self.n_prefix:  # a masked given frame: keep its unmasked tokens, predict the rest
+                if t < self.n_prefix and self.prefix_mask is not None:  # keep the unmasked tokens, predict the rest
                     frame_order, known = known_first(order, self.prefix_mask[t])
 
                 def on_step(step, latent, _t=t, _n=len(counts)):
@@ -355,8 +394,16 @@ class GenerationPlan:
 
                 target = None
                 if known:
-                    target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
-                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator, on_step, target, known, fast)
+                    near = approached(self.keyframes, t) if self.n_prefix <= t < self.total - self.loop_frames else None
+                    if near is not None:
+                        target = near[0].latent
+                    else:
+                        target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
+                reference, skip, frame_fast = None, 0, fast
+                if t < self.n_prefix and self.skip:  # a given frame re-sampled at denoise < 1
+                    reference, skip, frame_fast = self.prefix[:, :, t], self.skip, self.given_frame_plan()
+                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator,
+                                 on_step, target, known, frame_fast, reference, skip)
                 if not torch.isfinite(x).all():
                     raise NumericalError(
                         f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. " + _advice(model.dtype)

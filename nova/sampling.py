@@ -9,7 +9,9 @@ of concurrent or cached graph evaluations.
 Random numbers are drawn exactly where and in the order the official implementation draws
 them (token order once per video at the first sampled frame, full-latent Gaussian noise per set
 step, the DDPM variance noise inside ``scheduler.step``), always on the generator's device in
-float32, so a seed reproduces the official output.
+float32, so a seed reproduces the official output. Given frames re-sampled at a denoise strength below 1 draw
+in the same order: a set step's full-latent Gaussian (the noise the given tokens are noised with),
+then the variance noise of the diffusion steps it runs, none for the steps it skips.
 """
 
 from __future__ import annotations
@@ -213,17 +215,47 @@ def temporal_step(
     return model.mix(state.first, feats), TemporalState(kv, state.first, state.frames + 1)
 
 
-def _denoise(model, sched, z_pred, x, pred_ids, guidance: Guidance, generator):
+def check_denoise(value, name: str = "denoise") -> float:
+    """A denoise strength: a finite number in [0, 1] (0 keeps the given latents, 1 samples from
+    pure noise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
+        raise InputError(f"{name} = {value!r}; expected a number in [0, 1] (0 keeps the given latents, "
+                         "1 ignores them).")
+    return float(value)
+
+
+def denoise_skip(num_diffusion_steps: int, denoise: float) -> int:
+    """Diffusion steps skipped at strength ``denoise``: the head runs the last
+    ``floor(num_diffusion_steps * denoise + 0.5)`` steps (SDEdit / img2img strength, rounded half up)."""
+    return num_diffusion_steps - int(math.floor(num_diffusion_steps * check_denoise(denoise) + 0.5))
+
+
+def noise_to(sched, given: torch.Tensor, noise: torch.Tensor, skip: int) -> torch.Tensor:
+    """``given`` noised to the level of the scheduler's step ``skip`` by the scheduler's own forward
+    process (DDPM ``add_noise``, flow matching ``scale_noise``). Elementwise, so the tokens of a full
+    latent and the same tokens picked out get the same values."""
+    t = sched.timesteps[skip : skip + 1]
+    if hasattr(sched, "scale_noise"):
+        sched.set_timesteps(len(sched.timesteps))  # (scale_noise reads the step counter: start from a fresh one)
+        sched.set_begin_index(skip)
+        return sched.scale_noise(given, t, noise)
+    return sched.add_noise(given, noise, t)
+
+
+def _denoise(model, sched, z_pred, x, pred_ids, guidance: Guidance, generator, skip: int = 0):
     """Diffusion loop of one set step (the plain path). ``z_pred`` [P*B, n, D] are the spatial
     features of the ``pred_ids`` tokens; ``x`` is the full noise latent [B, C, h, w] in float32
-    (the scheduler steps and draws over the full latent, as the official code does)."""
+    (the scheduler steps and draws over the full latent, as the official code does), or with
+    ``skip`` > 0 the latent noised to step ``skip``, from which the remaining steps run."""
     p, c = model.config.patch_size, model.config.image_dim
     grid = model.config.image_base_size
     passes = guidance.passes
     ids_x = pred_ids.expand(-1, -1, p * p * c)
     cond = model.head_condition(z_pred)
     sched.set_timesteps(len(sched.timesteps))  # resets the step counter of stateful schedulers
-    for t in sched.timesteps:
+    if skip:
+        sched.set_begin_index(skip) if hasattr(sched, "set_begin_index") else None
+    for t in sched.timesteps[skip:]:
         if passes > 1 and guidance.truncates_at(t):
             passes, cond = 1, cond[: x.shape[0]]
         tokens = patchify(x, p)
@@ -248,14 +280,26 @@ def sample_frame(
     known: Optional[torch.Tensor] = None,
     num_known: int = 0,
     fast: Optional[FastPlan] = None,
+    reference: Optional[torch.Tensor] = None,
+    skip: int = 0,
 ) -> torch.Tensor:
     """Sample one latent frame set by set. ``context`` is the video encoder output for this frame
     (all guidance passes), ``order`` the token order [B, L, 1]. Returns [B, C, h, w] float32.
 
     ``known`` [B, C, h, w] with ``num_known`` > 0 fixes the first ``num_known`` tokens of ``order``
-    to its values (token-level inpainting; loops use it); ``counts`` then covers the rest."""
+    to its values (token-level inpainting; loops use it); ``counts`` then covers the rest.
+
+    ``reference`` [B, C, h, w] with ``skip`` > 0 (denoise strength < 1): the diffusion head starts
+    every predicted token from the reference's token noised to the scheduler's step ``skip`` (with
+    the set step's full-latent Gaussian draw as the noise) and runs the remaining steps only, drawing
+    the variance noise of those steps only. ``fast`` must then be ``FastPlan.skipping(skip)``'s."""
     cfg = model.config
-    fast = fast or FastPlan.build(model, sched, None, guidance)
+    fast = fast or FastPlan.build(model, sched, None, guidance).skipping(model, guidance, skip)
+    if skip and reference is None:
+        raise InputError("skipping diffusion steps needs the reference latent the tokens start from.")
+    if skip and fast.steps is not None and len(fast.steps.timesteps) != len(sched.timesteps) - skip:
+        raise ValueError("the fast plan does not skip the same diffusion steps (use FastPlan.skipping).")
+    ref = None if not skip else reference.to(device=model.device, dtype=torch.float32)
     batch, num_tokens = order.shape[0], order.shape[1]
     h, w = cfg.latent_size
     device = model.device
@@ -272,7 +316,7 @@ def sample_frame(
     steps = fast.steps
     if fast.runner is not None:
         return _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
-                                   mask_pos)
+                                   mask_pos, (sched, ref, skip))
     ppc = cfg.patch_size**2 * cfg.image_dim
     for step, n in enumerate(counts):
         tokens = model.image_tokens(x, unknown)
@@ -293,10 +337,12 @@ def sample_frame(
             pick = lambda full: patchify(full.to(device), cfg.patch_size).gather(1, ids)  # noqa: E731
             step_noise = [None if d is None else pick(d) for d in draw_step_noise(steps, x.shape, generator)]
             cond = model.head_condition(z_pred)
-            sample = fast.denoise(model, cond, pick(noise), step_noise, guidance)
+            start = pick(noise) if ref is None else noise_to(sched, pick(ref), pick(noise), skip)
+            sample = fast.denoise(model, cond, start, step_noise, guidance)
             x = unpatchify(patchify(x, cfg.patch_size).scatter(1, ids, sample), cfg.patch_size, cfg.image_dim, cfg.image_base_size)
         else:
-            sample = _denoise(model, sched, z_pred, noise, pred_ids, guidance, generator)
+            start = noise if ref is None else noise_to(sched, ref, noise, skip)
+            sample = _denoise(model, sched, z_pred, start, pred_ids, guidance, generator, skip)
             sample = patchify(sample, cfg.patch_size) * pred_mask
             x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
         if on_step is not None:
@@ -304,10 +350,13 @@ def sample_frame(
     return x
 
 
-def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids, mask_pos):
+def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
+                        mask_pos, start_from):
     """:func:`sample_frame`'s set steps through the plan's set-step runner (nova/set_step.py): the
-    same draws in the same order, the same operations, no wait for the GPU between set steps."""
+    same draws in the same order, the same operations, no wait for the GPU between set steps.
+    ``start_from``: (scheduler, reference or None, skip), see :func:`sample_frame`."""
     batch, device, p = order.shape[0], model.device, model.config.patch_size
+    sched, ref, skip = start_from
     draw_device = generator.device if isinstance(generator, torch.Generator) else generator[0].device
     order_drawn = order.to(draw_device)  # (once per frame: the noise is picked where it is drawn)
     for step, n in enumerate(counts):
@@ -319,7 +368,11 @@ def _sample_frame_steps(model, context, order, counts, guidance, generator, on_s
         cond = fast.runner(x, unknown, context, known_ids, pred_ids)
         rest = iter(picked[1:])
         step_noise = [next(rest) if d else None for d in fast.steps.draws_noise]
-        x = scatter_tokens(x, pred_ids, fast.denoise(model, cond, picked[0], step_noise, guidance), model.config)
+        start = picked[0]
+        if ref is not None:
+            ref_tokens = patchify(ref, p).gather(1, pred_ids.expand(-1, -1, start.shape[-1]))
+            start = noise_to(sched, ref_tokens, start, skip)
+        x = scatter_tokens(x, pred_ids, fast.denoise(model, cond, start, step_noise, guidance), model.config)
         unknown = unknown * (1 - torch.zeros_like(unknown).scatter_(1, pred_ids, 1))
         known_ids = torch.cat([known_ids, pred_ids.repeat(guidance.passes, 1, 1)], dim=1)
         if on_step is not None:

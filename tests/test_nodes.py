@@ -19,6 +19,8 @@ from comfyui_nova.nova.errors import CheckpointError, InputError  # noqa: E402
 
 # node id -> [(input, type, default, min, max, optional)], [output types]
 MASK_INPUTS = [("mask_threshold", "FLOAT", 0.5, 0.0, 0.99, True), ("mask_grow", "INT", 0, 0, 64, True)]
+DENOISE_INPUT = ("denoise", "FLOAT", 1.0, 0.0, 1.0, True)
+KEYFRAMES_INPUT = ("keyframes", "NOVA_KEYFRAMES", None, None, None, True)
 PINNED = {
     "NOVACheckpointLoader": ([("ckpt_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "auto", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
     "NOVATextEncoderLoader": ([("text_encoder_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "auto", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_TEXT_ENCODER"]),
@@ -30,19 +32,26 @@ PINNED = {
     "NOVAARFrameStep": ([("model", "NOVA_MODEL", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False),
                          ("latent_frames", "INT", 9, 0, 256, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
                          ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("latents", "LATENT", None, None, None, True),
-                         *MASK_INPUTS], ["LATENT"]),
+                         *MASK_INPUTS, DENOISE_INPUT, KEYFRAMES_INPUT], ["LATENT"]),
     "NOVAGenerate": ([("model", "NOVA_MODEL", None, None, None, False), ("vae", "NOVA_VAE", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False),
                       ("sampler", "NOVA_SAMPLER", None, None, None, False), ("frames", "INT", 33, 1, 1021, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
                       ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True),
                       ("start_image", "IMAGE", None, None, None, True), ("mask", "MASK", None, None, None, True), *MASK_INPUTS,
-                      ("feather", "INT", 0, 0, 256, True)], ["IMAGE", "FLOAT", "LATENT"]),
+                      ("feather", "INT", 0, 0, 256, True), DENOISE_INPUT, KEYFRAMES_INPUT],
+                     ["IMAGE", "FLOAT", "LATENT"]),
+    "NOVAKeyframes": ([("vae", "NOVA_VAE", None, None, None, False), ("images", "IMAGE", None, None, None, False),
+                       ("frames", "STRING", "-1", None, None, False), ("approach", "INT", 2, 0, 64, False),
+                       ("strength", "FLOAT", 0.5, 0.0, 1.0, False), ("width", "INT", 768, 64, 4096, False),
+                       ("height", "INT", 480, 64, 4096, False), ("resize", "COMBO", "crop", None, None, False),
+                       ("previous", "NOVA_KEYFRAMES", None, None, None, True)], ["NOVA_KEYFRAMES"]),
     "NOVAVAEEncode": ([("vae", "NOVA_VAE", None, None, None, False), ("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False),
                        ("height", "INT", 480, 64, 4096, False), ("resize", "COMBO", "crop", None, None, False)], ["LATENT"]),
     "NOVASegment": ([("positive", "CONDITIONING", None, None, None, False), ("latent_frames", "INT", 30, 1, 256, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
                      ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("previous", "NOVA_SEGMENTS", None, None, None, True)], ["NOVA_SEGMENTS"]),
     "NOVALongVideo": ([("model", "NOVA_MODEL", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False), ("segments", "NOVA_SEGMENTS", None, None, None, False),
                        ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
-                       ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True), *MASK_INPUTS], ["LATENT"]),
+                       ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True),
+                       *MASK_INPUTS, DENOISE_INPUT, KEYFRAMES_INPUT], ["LATENT"]),
     "NOVAOutpaintCanvas": ([("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False), ("height", "INT", 480, 64, 4096, False),
                             ("zoom", "FLOAT", 1.0, 0.05, 1.0, False), ("x", "FLOAT", 0.5, 0.0, 1.0, False), ("y", "FLOAT", 0.5, 0.0, 1.0, False),
                             ("fill", "COMBO", "edge", None, None, False)], ["IMAGE", "MASK"]),

@@ -24,6 +24,8 @@ EXPECTED_FRAMES = {
     "nova_long_video_30s": 21,  # 3 segments of 2 latents, window 3
     "nova_video_inpainting": 9,  # clip.mp4 repainted in place
     "nova_outpainting": 9,  # clip_4x3.mp4 on the 96x64 canvas
+    "nova_video_restyle": 9,  # clip.mp4 re-sampled in place
+    "nova_first_last_frame": 9,
 }
 
 
@@ -41,8 +43,9 @@ def env(tmp_path_factory, tiny_video, tiny_image):
 
 
 def test_all_workflows_present():
-    assert NAMES == ["nova_image_inpainting", "nova_image_to_video", "nova_long_video", "nova_long_video_30s", "nova_outpainting",
-                     "nova_text_to_image", "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting"]
+    assert NAMES == ["nova_first_last_frame", "nova_image_inpainting", "nova_image_to_image", "nova_image_to_video",
+                     "nova_long_video", "nova_long_video_30s", "nova_outpainting", "nova_text_to_image",
+                     "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting", "nova_video_restyle"]
     for name in NAMES:
         assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
 
@@ -55,7 +58,7 @@ def test_api_workflow_runs(env, name):
     results, order = run_api_workflow(workflow, core)
     assert topological_ok(workflow, order)
     assert len(core.saved) >= 1 and all(os.path.getsize(p) > 0 for p in core.saved)
-    if name in ("nova_text_to_image", "nova_image_inpainting"):
+    if name in ("nova_text_to_image", "nova_image_inpainting", "nova_image_to_image"):
         from PIL import Image
 
         with Image.open(core.saved[0]) as im:
@@ -82,6 +85,16 @@ def test_api_workflow_runs(env, name):
         given, out = by_class["NOVAVAEEncode"][0]["samples"], by_class["NOVAARFrameStep"][0]["samples"]
         kept = (given == out).all(dim=1)  # [B, T, h, w]
         assert out.shape == given.shape and kept.any() and not kept.all()
+    if name == "nova_video_restyle":  # every token re-sampled, near the clip
+        by_class = {workflow[nid]["class_type"]: out for nid, out in results.items()}
+        given, out = by_class["NOVAVAEEncode"][0]["samples"], by_class["NOVAARFrameStep"][0]["samples"]
+        assert out.shape == given.shape and not (given == out).all(dim=1).any()
+    if name == "nova_first_last_frame":  # the last latent is end.png's, held still
+        import torch
+
+        by_class = {workflow[nid]["class_type"]: out for nid, out in results.items()}
+        (spec,), latent = by_class["NOVAKeyframes"][0], by_class["NOVAGenerate"][2]["samples"]
+        torch.testing.assert_close(latent[:, :, -1], spec.still[:, :, 0], rtol=0, atol=1e-5)
 
 
 def _ui_to_api(ui, specs):

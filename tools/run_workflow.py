@@ -168,7 +168,7 @@ def shrink(workflow: dict) -> dict:
             inputs["frames"] = 9
         if cls == "NOVAARFrameStep" and inputs["latent_frames"] > 0:  # 0: repaint only
             inputs["latent_frames"] = 3 if inputs["latent_frames"] == 9 else 2
-        if cls in ("NOVAVAEEncode", "NOVAOutpaintCanvas"):
+        if cls in ("NOVAVAEEncode", "NOVAOutpaintCanvas", "NOVAKeyframes"):
             inputs.update(width=96, height=64)
         if cls == "NOVASegment":
             inputs["latent_frames"] = 2
@@ -188,7 +188,7 @@ def prepare_tiny_models(models_dir: str) -> None:
 
 
 def prepare_inputs(input_dir: str) -> None:
-    """The files the workflows load: example.png (image-to-video), clip.mp4 (continuation, video
+    """The files the workflows load: example.png (image-to-video), end.png (a last frame), clip.mp4 (continuation, video
     inpainting), inpaint.png (an RGBA picture whose transparent area is the mask, as the mask
     editor saves it), clip_mask.mp4 (white = the region to replace, one frame per frame of clip.mp4)
     and clip_4x3.mp4 (outpainting)."""
@@ -201,6 +201,9 @@ def prepare_inputs(input_dir: str) -> None:
     rng = np.random.RandomState(0)
     if not os.path.exists(os.path.join(input_dir, "example.png")):
         Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(os.path.join(input_dir, "example.png"))
+    if not os.path.exists(os.path.join(input_dir, "end.png")):  # (drawn after example.png: its pixels stay the same)
+        Image.fromarray(np.random.RandomState(1).randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(
+            os.path.join(input_dir, "end.png"))
     if not os.path.exists(os.path.join(input_dir, "clip.mp4")):
         write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), os.path.join(input_dir, "clip.mp4"), fps=12)
     if not os.path.exists(os.path.join(input_dir, "inpaint.png")):

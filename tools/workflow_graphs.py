@@ -37,11 +37,11 @@ MASK_WIDGETS = {"mask_threshold": 0.5, "mask_grow": 0}
 
 
 def _frame_widgets(seed, motion=5.0):
-    return {"seed": seed, "motion_flow": motion, "fps": 12.0, **MASK_WIDGETS}
+    return {"seed": seed, "motion_flow": motion, "fps": 12.0, **MASK_WIDGETS, "denoise": 1.0}
 
 
-def _generate_widgets(frames, seed, feather=0):
-    return {"frames": frames, **_frame_widgets(seed), "feather": feather}
+def _generate_widgets(frames, seed, feather=0, denoise=1.0):
+    return {"frames": frames, **_frame_widgets(seed), "feather": feather, "denoise": denoise}
 
 
 WORKFLOWS = {
@@ -100,7 +100,9 @@ WORKFLOWS = {
         (8, "NOVASegment", {"latent_frames": 30, "motion_flow": 4.0, "fps": 12.0}, {"positive": (4, 0)}),
         (9, "NOVASegment", {"latent_frames": 30, "motion_flow": 8.0, "fps": 12.0}, {"positive": (5, 0), "previous": (8, 0)}),
         (10, "NOVASegment", {"latent_frames": 31, "motion_flow": 5.0, "fps": 12.0}, {"positive": (6, 0), "previous": (9, 0)}),
-        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0, **MASK_WIDGETS}, {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
+        (11, "NOVALongVideo", {"seed": 30, "window": 9, "blend_frames": 3, "loop_frames": 0, **MASK_WIDGETS,
+                               "denoise": 1.0},
+         {"model": (1, 0), "sampler": (7, 0), "segments": (10, 0)}),
         (12, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (11, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/long_video_30s"),
     ],
@@ -142,6 +144,43 @@ WORKFLOWS = {
         (12, "NOVAVAEDecode", {**DECODE, "feather": 8}, {"vae": (3, 0), "latents": (11, 0), "source": (8, 0)}),
         *_save_video(13, (12, 0), (12, 1), "nova/outpainting"),
     ],
+    "nova_image_to_image": [
+        *_loaders(SDXL),
+        _prompt(4, "An oil painting in the style of Van Gogh, thick brush strokes, swirling sky."),
+        _prompt(5, T2I_NEGATIVE),
+        (6, "NOVASetSampler", T2I_SAMPLER, {}),
+        (7, "LoadImage", {"image": "example.png"}, {}),
+        (8, "NOVAGenerate", _generate_widgets(1, 0, denoise=0.6),
+         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (6, 0), "negative": (5, 0),
+          "start_image": (7, 0)}),
+        (9, "SaveImage", {"filename_prefix": "nova/image_to_image"}, {"images": (8, 0)}),
+    ],
+    "nova_video_restyle": [
+        *_loaders(OSP),
+        _prompt(4, "An anime-style animation with flat colours and clean outlines."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "LoadVideo", {"file": "clip.mp4"}, {}),
+        (7, "GetVideoComponents", {}, {"video": (6, 0)}),
+        (8, "NOVAVAEEncode", {"width": 768, "height": 480, "resize": "crop"}, {"vae": (3, 0), "image": (7, 0)}),
+        (9, "NOVAARFrameStep", {"latent_frames": 0, **_frame_widgets(4), "denoise": 0.6},
+         {"model": (1, 0), "positive": (4, 0), "sampler": (5, 0), "latents": (8, 0)}),
+        (10, "NOVAVAEDecode", DECODE, {"vae": (3, 0), "latents": (9, 0)}),
+        *_save_video(11, (10, 0), (10, 1), "nova/video_restyle"),
+    ],
+    "nova_first_last_frame": [
+        *_loaders(OSP),
+        _prompt(4, "A time-lapse of a flower bud slowly opening into full bloom, soft studio light."),
+        (5, "NOVASetSampler", T2V_SAMPLER, {}),
+        (6, "LoadImage", {"image": "example.png"}, {}),
+        (7, "LoadImage", {"image": "end.png"}, {}),
+        (8, "NOVAKeyframes",
+         {"frames": "-1", "approach": 2, "strength": 0.5, "width": 768, "height": 480, "resize": "crop"},
+         {"vae": (3, 0), "images": (7, 0)}),
+        (9, "NOVAGenerate", _generate_widgets(33, 12),
+         {"model": (1, 0), "vae": (3, 0), "positive": (4, 0), "sampler": (5, 0), "start_image": (6, 0),
+          "keyframes": (8, 0)}),
+        *_save_video(10, (9, 0), (9, 1), "nova/first_last_frame"),
+    ],
 }
 
 # Layout hints for build_workflows.py (node id -> its first possible column) where the plain
@@ -149,6 +188,12 @@ WORKFLOWS = {
 FIRST_COLUMNS = {"nova_video_inpainting": {9: 1}}
 
 DESCRIPTIONS = {
+    "nova_image_to_image": "Image-to-image on a text-to-image checkpoint: example.png is re-sampled at denoise 0.6 "
+                           "(keeps its composition, follows the prompt; lower keeps more, higher changes more).",
+    "nova_video_restyle": "Video restyle: clip.mp4 is re-sampled frame by frame at denoise 0.6 (keeps its layout and "
+                          "motion, takes the prompt's style).",
+    "nova_first_last_frame": "First-and-last-frame video: example.png is frame 0, end.png (NOVA Keyframes, frame -1) "
+                             "the last frame; the two latent frames before the end approach it.",
     "nova_text_to_video": "Text-to-video: 33 frames at 768x480 with the official demo's quality settings.",
     "nova_text_to_image": "Text-to-image with a 1024px checkpoint and the T2I demo's negative prompt.",
     "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame. Input: example.png in ComfyUI's input/ folder (or pick/upload another in LoadImage).",
