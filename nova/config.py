@@ -18,6 +18,9 @@ from .errors import ConfigError
 
 _OFFICIAL_HEADS = {768: 12, 1024: 16, 1536: 16}
 _ARCH_RE = {"vit": re.compile(r"^vit_d(\d+)w(\d+)$"), "mlp": re.compile(r"^mlp_d(\d+)w(\d+)$")}
+# 4x the largest official frame (1024 x 1024 pixels, 4096 tokens): a config claiming more is refused
+# before any weight is read.
+MAX_IMAGE_TOKENS = 16384
 _REQUIRED = ("image_dim", "image_size", "image_stride", "image_base_size", "video_base_size", "arch")
 _KNOWN = set(_REQUIRED) | {"text_token_dim", "text_token_len", "video_mixer_rank", "rotary_pos_embed"}
 
@@ -167,6 +170,14 @@ class NovaConfig:
             if px % self.image_stride:
                 raise ConfigError(f"{where}: image_size {axis}={px} is not divisible by image_stride={self.image_stride}.")
         lh, lw = self.latent_size
+        tokens = (lh // self.patch_size) * (lw // self.patch_size)
+        if tokens > MAX_IMAGE_TOKENS:
+            h, w = self.image_size
+            raise ConfigError(
+                f"{where}: image_size {w}x{h} makes {tokens} image tokens per frame; at most {MAX_IMAGE_TOKENS} are "
+                "accepted (2048x2048 pixels; the official checkpoints use at most 4096, 1024x1024). The spatial "
+                "encoder attends over every token of a frame, so such a size would run out of memory or time."
+            )
         for name, patch in (("image encoder", self.patch_size), ("video encoder", self.video_patch_size)):
             if lh % patch or lw % patch:
                 raise ConfigError(

@@ -209,6 +209,18 @@ def test_config_with_wrong_types(broken, component, file, changes, match):
         _load(broken)
 
 
+def test_config_claiming_a_huge_frame_is_refused_before_any_weight(broken, monkeypatch):
+    """6400 x 9600 pixels with the real weights would load (positions are computed, not stored) and
+    run out of memory or time: refused from the config, before a weight is read."""
+    from nova import loading
+
+    edit_json(broken / "transformer" / "config.json", image_size=[6400, 9600], image_base_size=[400, 600],
+              video_base_size=[16, 200, 300])
+    monkeypatch.setattr(loading, "load_module", lambda *a, **k: pytest.fail("weights read before the size check"))
+    with pytest.raises(ConfigError, match=r"image_size 9600x6400 makes 240000 image tokens per frame; at most 16384"):
+        _load(broken)
+
+
 def test_model_index_that_is_not_an_object(broken):
     (broken / "model_index.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match=r"model_index.json: expected a JSON object"):

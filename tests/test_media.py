@@ -158,7 +158,7 @@ def test_same_frames_same_bytes_on_a_busy_machine(tmp_path, ext):
     busy = _busy(20)
     try:
         digests = set()
-        for i in range(4):
+        for i in range(10):  # (a thread-scheduled encoder differs within a few)
             path = tmp_path / f"v{i}{ext}"
             write_video(frames, str(path), fps=12.0)
             digests.add(path.read_bytes())
