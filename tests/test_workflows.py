@@ -119,6 +119,11 @@ def test_api_workflow_runs(env, name):
         assert not torch.equal(third[13:], second[9:])  # new frames, not a copy of the previous ones
     if name == "ursa_image_to_video":  # example.png scaled to the clip's size conditions the clip
         assert by_id["3"][0].shape == (1, 32, 48, 3) and by_id["4"][0].shape == (9, 32, 48, 3)
+        from comfyui_nova.nodes.ursa import UrsaGenerate
+
+        widgets = {k: v for k, v in workflow["4"]["inputs"].items() if not isinstance(v, list)}
+        unconditioned = UrsaGenerate.execute(by_id["1"][0], **widgets).args[0]
+        assert unconditioned.shape == by_id["4"][0].shape and not torch.equal(unconditioned, by_id["4"][0])
     if name == "nova_first_last_frame":  # the last latent is end.png's, held still
         import torch
 
