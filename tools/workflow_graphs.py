@@ -199,41 +199,39 @@ WORKFLOWS = {
           "keyframes": (8, 0)}),
         *_save_video(10, (9, 0), (9, 1), "nova/first_last_frame"),
     ],
-    **{
-        # URSA: one loader, one generate node per clip. The official settings: 49 x 320 x 512 at 50 steps,
-        # guidance 7 truncated at t = 0.9, motion 9 (5 for extension); images 1024 x 1024 at 25 steps.
-        "ursa_text_to_video": [
-            _ursa_loader(URSA_VIDEO),
-            (2, "URSAGenerate", _ursa_widgets("A lone grizzly bear walks through a misty forest at dawn, sunlight "
-                                              "catching its fur.", seed=0), {"model": (1, 0)}),
-            *_save_video(3, (2, 0), None, "ursa/text_to_video"),
-        ],
-        "ursa_image_to_video": [
-            _ursa_loader(URSA_VIDEO),
-            (2, "LoadImage", {"image": "example.png"}, {}),
-            (3, "ImageScale", {"upscale_method": "bilinear", "width": 512, "height": 320, "crop": "center"},
-             {"image": (2, 0)}),
-            (4, "URSAGenerate", _ursa_widgets("The scene comes alive: leaves sway in the wind and the camera slowly "
-                                              "pushes in.", seed=1), {"model": (1, 0), "image": (3, 0)}),
-            *_save_video(5, (4, 0), None, "ursa/image_to_video"),
-        ],
-        "ursa_video_extension": [
-            _ursa_loader(URSA_VIDEO),
-            (2, "URSAGenerate", _ursa_widgets("A hot air balloon rises above green hills at sunrise.", seed=2),
-             {"model": (1, 0)}),
-            (3, "URSAGenerate", _ursa_widgets("The hot air balloon drifts over a river valley, mist below.", seed=3,
-                                              motion=5.0, extension=True), {"model": (1, 0), "video": (2, 0)}),
-            (4, "URSAGenerate", _ursa_widgets("The hot air balloon floats above the clouds, the sun high in a blue sky.",
-                                              seed=4, motion=5.0, extension=True), {"model": (1, 0), "video": (3, 0)}),
-            *_save_video(5, (4, 0), None, "ursa/video_extension"),
-        ],
-        "ursa_text_to_image": [
-            _ursa_loader(URSA_IMAGE),
-            (2, "URSAGenerate", _ursa_widgets("A shiba inu wearing a red beret and a knitted scarf, studio portrait, "
-                                              "detailed fur.", seed=0, image=True), {"model": (1, 0)}),
-            (3, "SaveImage", {"filename_prefix": "ursa/text_to_image"}, {"images": (2, 0)}),
-        ],
-    },
+    # URSA: one loader, one generate node per clip. The official settings: 49 x 320 x 512 at 50 steps,
+    # guidance 7 truncated at t = 0.9, motion 9 (5 for extension); images 1024 x 1024 at 25 steps.
+    "ursa_text_to_video": [
+        _ursa_loader(URSA_VIDEO),
+        (2, "URSAGenerate", _ursa_widgets("A lone grizzly bear walks through a misty forest at dawn, sunlight "
+                                          "catching its fur.", seed=0), {"model": (1, 0)}),
+        *_save_video(3, (2, 0), None, "ursa/text_to_video"),
+    ],
+    "ursa_image_to_video": [
+        _ursa_loader(URSA_VIDEO),
+        (2, "LoadImage", {"image": "example.png"}, {}),
+        (3, "ImageScale", {"upscale_method": "bilinear", "width": 512, "height": 320, "crop": "center"},
+         {"image": (2, 0)}),
+        (4, "URSAGenerate", _ursa_widgets("The scene comes alive: leaves sway in the wind and the camera slowly "
+                                          "pushes in.", seed=1), {"model": (1, 0), "image": (3, 0)}),
+        *_save_video(5, (4, 0), None, "ursa/image_to_video"),
+    ],
+    "ursa_video_extension": [
+        _ursa_loader(URSA_VIDEO),
+        (2, "URSAGenerate", _ursa_widgets("A hot air balloon rises above green hills at sunrise.", seed=2),
+         {"model": (1, 0)}),
+        (3, "URSAGenerate", _ursa_widgets("The hot air balloon drifts over a river valley, mist below.", seed=3,
+                                          motion=5.0, extension=True), {"model": (1, 0), "video": (2, 0)}),
+        (4, "URSAGenerate", _ursa_widgets("The hot air balloon floats above the clouds, the sun high in a blue sky.",
+                                          seed=4, motion=5.0, extension=True), {"model": (1, 0), "video": (3, 0)}),
+        *_save_video(5, (4, 0), None, "ursa/video_extension"),
+    ],
+    "ursa_text_to_image": [
+        _ursa_loader(URSA_IMAGE),
+        (2, "URSAGenerate", _ursa_widgets("A shiba inu wearing a red beret and a knitted scarf, studio portrait, "
+                                          "detailed fur.", seed=0, image=True), {"model": (1, 0)}),
+        (3, "SaveImage", {"filename_prefix": "ursa/text_to_image"}, {"images": (2, 0)}),
+    ],
 }
 
 # Layout hints for build_workflows.py (node id -> its first possible column) where the plain
