@@ -8,8 +8,8 @@ with the same inputs and outputs that read and write real files.
     python tools/run_workflow.py workflows/api/nova_text_to_video.json --models models --out output
 
 With ``--tiny`` (or when the workflow's checkpoints are not in --models), a tiny random checkpoint
-is written and swapped in, with short settings: the whole graph runs on a CPU in seconds and
-writes a real video file.
+is written and swapped in (for URSA: the golden tiny checkpoints of tests/golden_ursa, linked into
+models/ursa), with short settings: the whole graph runs on a CPU in seconds and writes a real video file.
 """
 
 from __future__ import annotations
