@@ -1,6 +1,7 @@
 """The pack in a real ComfyUI (runs when COMFYUI_DIR points at a ComfyUI checkout).
 
-Starts ``main.py --cpu`` with the pack in custom_nodes and tiny checkpoints in models/nova,
+Starts ``main.py --cpu`` with the pack in custom_nodes and tiny checkpoints in models/nova (and the
+golden tiny URSA ones in models/ursa),
 checks /object_info lists every NOVA node and serves every help page, lints every API workflow
 against the server's own /object_info (comfy-lint), then queues each one (official names swapped
 for the tiny checkpoints) over HTTP and waits for its saved files.
@@ -22,7 +23,7 @@ import pytest
 
 from conftest import ROOT
 from pack import load_pack
-from test_workflows import API_DIR, NAMES
+from test_workflows import API_DIR, NAMES, link_tiny_ursa
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from run_workflow import prepare_inputs, shrink  # noqa: E402
@@ -62,6 +63,7 @@ def server(tmp_path_factory, tiny_video, tiny_image):
     (base / "models" / "nova").mkdir(parents=True)
     os.symlink(tiny_video, base / "models" / "nova" / "nova-tiny-video")
     os.symlink(tiny_image, base / "models" / "nova" / "nova-tiny-image")
+    link_tiny_ursa(base / "models")
     prepare_inputs(str(base / "input"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

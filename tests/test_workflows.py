@@ -26,7 +26,23 @@ EXPECTED_FRAMES = {
     "nova_outpainting": 9,  # clip_4x3.mp4 on the 96x64 canvas
     "nova_video_restyle": 9,  # clip.mp4 re-sampled in place
     "nova_first_last_frame": 9,
+    "ursa_text_to_video": 9,
+    "ursa_image_to_video": 9,
+    "ursa_video_extension": 17,  # a 9-frame clip + two extensions of 4 new frames (each on the last 5)
 }
+# The tiny URSA video checkpoint (tests/golden_ursa/t2v_tiny) makes 48x32 clips, the NOVA ones 96x64.
+FRAME_SHAPE = {"ursa": (32, 48, 3), "nova": (64, 96, 3)}
+IMAGE_SIZE = {"nova_text_to_image": (64, 64), "nova_image_inpainting": (64, 64), "nova_image_to_image": (64, 64),
+              "ursa_text_to_image": (64, 48)}
+
+
+def link_tiny_ursa(models):
+    """The golden tiny URSA checkpoints under the names shrink() gives the official ones."""
+    from run_workflow import URSA_TINY
+
+    (models / "ursa").mkdir(parents=True, exist_ok=True)
+    for name, (case, _) in URSA_TINY.items():
+        os.symlink(os.path.join(ROOT, "tests", "golden_ursa", case), models / "ursa" / name)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +52,7 @@ def env(tmp_path_factory, tiny_video, tiny_image):
     (base / "models" / "nova").mkdir(parents=True)
     os.symlink(tiny_video, base / "models" / "nova" / "nova-tiny-video")
     os.symlink(tiny_image, base / "models" / "nova" / "nova-tiny-image")
+    link_tiny_ursa(base / "models")
     prepare_inputs(str(base / "input"))
     with pytest.MonkeyPatch.context() as mp:  # the fallback host finds its model folders here
         mp.setenv("NOVA_MODELS_DIR", str(base / "models"))
@@ -45,7 +62,8 @@ def env(tmp_path_factory, tiny_video, tiny_image):
 def test_all_workflows_present():
     assert NAMES == ["nova_first_last_frame", "nova_image_inpainting", "nova_image_to_image", "nova_image_to_video",
                      "nova_long_video", "nova_long_video_30s", "nova_outpainting", "nova_text_to_image",
-                     "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting", "nova_video_restyle"]
+                     "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting", "nova_video_restyle",
+                     "ursa_image_to_video", "ursa_text_to_image", "ursa_text_to_video", "ursa_video_extension"]
     for name in NAMES:
         assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
 
@@ -58,11 +76,12 @@ def test_api_workflow_runs(env, name):
     results, order = run_api_workflow(workflow, core)
     assert topological_ok(workflow, order)
     assert len(core.saved) >= 1 and all(os.path.getsize(p) > 0 for p in core.saved)
-    if name in ("nova_text_to_image", "nova_image_inpainting", "nova_image_to_image"):
+    by_id = {nid: out for nid, out in results.items()}
+    if name in IMAGE_SIZE:
         from PIL import Image
 
         with Image.open(core.saved[0]) as im:
-            assert im.size == (64, 64)
+            assert im.size == IMAGE_SIZE[name]
         if name == "nova_image_inpainting":  # feathered: outside the mask the loaded picture, inside new pixels
             from comfyui_nova.nova.pixels import fit_frames
 
@@ -76,9 +95,13 @@ def test_api_workflow_runs(env, name):
     with av.open(core.saved[0]) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         fps = float(c.streams.video[0].average_rate)
-    assert len(frames) == EXPECTED_FRAMES[name] and frames[0].shape == (64, 96, 3) and fps == 12.0
-    images = [out[0] for nid, out in results.items() if workflow[nid]["class_type"] in ("NOVAGenerate", "NOVAVAEDecode")]
-    assert images and images[0].shape == (EXPECTED_FRAMES[name], 64, 96, 3)
+    shape = FRAME_SHAPE[name.split("_")[0]]
+    assert len(frames) == EXPECTED_FRAMES[name] and frames[0].shape == shape and fps == 12.0
+    producers = ("NOVAGenerate", "NOVAVAEDecode", "URSAGenerate")
+    images = [out[0] for nid, out in results.items() if workflow[nid]["class_type"] in producers]
+    assert images and images[-1].shape == (EXPECTED_FRAMES[name], *shape)
+    import torch
+
     assert 0.0 <= float(images[0].min()) and float(images[0].max()) <= 1.0
     if name in ("nova_video_inpainting", "nova_outpainting"):  # only the masked tokens changed
         by_class = {workflow[nid]["class_type"]: out for nid, out in results.items()}
@@ -89,6 +112,18 @@ def test_api_workflow_runs(env, name):
         by_class = {workflow[nid]["class_type"]: out for nid, out in results.items()}
         given, out = by_class["NOVAVAEEncode"][0]["samples"], by_class["NOVAARFrameStep"][0]["samples"]
         assert out.shape == given.shape and not (given == out).all(dim=1).any()
+    if name == "ursa_video_extension":  # each extension is the clip it extends, then 4 new frames
+        first, second, third = (by_id[nid][0] for nid in ("2", "3", "4"))
+        assert first.shape[0] == 9 and second.shape[0] == 13 and third.shape[0] == 17
+        assert torch.equal(second[:9], first) and torch.equal(third[:13], second)
+        assert not torch.equal(third[13:], second[9:])  # new frames, not a copy of the previous ones
+    if name == "ursa_image_to_video":  # example.png scaled to the clip's size conditions the clip
+        assert by_id["3"][0].shape == (1, 32, 48, 3) and by_id["4"][0].shape == (9, 32, 48, 3)
+        from comfyui_nova.nodes.ursa import UrsaGenerate
+
+        widgets = {k: v for k, v in workflow["4"]["inputs"].items() if not isinstance(v, list)}
+        unconditioned = UrsaGenerate.execute(by_id["1"][0], **widgets).args[0]
+        assert unconditioned.shape == by_id["4"][0].shape and not torch.equal(unconditioned, by_id["4"][0])
     if name == "nova_first_last_frame":  # the last latent is end.png's, held still
         import torch
 
@@ -150,11 +185,12 @@ def test_workflows_are_up_to_date():
 
 
 def test_workflows_use_only_core_and_nova_nodes():
-    core = {"CreateVideo", "SaveVideo", "SaveImage", "LoadImage", "LoadVideo", "GetVideoComponents", "ImageToMask", "SetLatentNoiseMask"}
+    core = {"CreateVideo", "SaveVideo", "SaveImage", "LoadImage", "LoadVideo", "GetVideoComponents", "ImageToMask", "SetLatentNoiseMask",
+            "ImageScale"}
     for name in NAMES:
         with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
             for node in json.load(f).values():
-                assert node["class_type"] in core or node["class_type"].startswith("NOVA")
+                assert node["class_type"] in core or node["class_type"].startswith(("NOVA", "URSA"))
 
 
 def test_run_workflow_says_when_it_falls_back_to_random_weights(tmp_path, tiny_image, capsys, monkeypatch):

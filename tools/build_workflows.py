@@ -25,6 +25,8 @@ CORE = {
     "GetVideoComponents": {"inputs": [("video", "VIDEO")], "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]},
     "ImageToMask": {"inputs": [("image", "IMAGE"), ("channel", "COMBO")], "outputs": [("MASK", "MASK")]},
     "SetLatentNoiseMask": {"inputs": [("samples", "LATENT"), ("mask", "MASK")], "outputs": [("LATENT", "LATENT")]},
+    "ImageScale": {"inputs": [("image", "IMAGE"), ("upscale_method", "COMBO"), ("width", "INT"), ("height", "INT"),
+                              ("crop", "COMBO")], "outputs": [("IMAGE", "IMAGE")]},
 }
 
 
@@ -122,7 +124,7 @@ def to_ui(graph, specs, description="", name="workflow"):
         nodes.append({
             "id": node_id, "type": cls, "pos": [40 + 380 * col, y], "size": [340, 200],
             "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs, "outputs": ui_outputs,
-            "properties": {"Node name for S&R": cls, "cnr_id": "comfyui-nova" if cls.startswith("NOVA") else "comfy-core"},
+            "properties": {"Node name for S&R": cls, "cnr_id": "comfyui-nova" if cls.startswith(("NOVA", "URSA")) else "comfy-core"},
             "widgets_values": values,
             **({"title": spec["title"]} if spec.get("title") else {}),
         })

@@ -1,15 +1,15 @@
 """Run an API-format workflow through the NOVA node classes in graph order, without ComfyUI.
 
 Our nodes run as they are (on the fallback host); the few core ComfyUI nodes the workflows use
-(LoadImage, LoadVideo, GetVideoComponents, ImageToMask, SetLatentNoiseMask, CreateVideo, SaveVideo,
-SaveImage) get small stand-ins
+(LoadImage, LoadVideo, GetVideoComponents, ImageToMask, SetLatentNoiseMask, ImageScale, CreateVideo,
+SaveVideo, SaveImage) get small stand-ins
 with the same inputs and outputs that read and write real files.
 
     python tools/run_workflow.py workflows/api/nova_text_to_video.json --models models --out output
 
 With ``--tiny`` (or when the workflow's checkpoints are not in --models), a tiny random checkpoint
-is written and swapped in, with short settings: the whole graph runs on a CPU in seconds and
-writes a real video file.
+is written and swapped in (for URSA: the golden tiny checkpoints of tests/golden_ursa, linked into
+models/ursa), with short settings: the whole graph runs on a CPU in seconds and writes a real video file.
 """
 
 from __future__ import annotations
@@ -61,6 +61,18 @@ class CoreStandIns:
 
     def SetLatentNoiseMask(self, samples, mask):
         return ({**samples, "noise_mask": mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))},)
+
+    def ImageScale(self, image, upscale_method, width, height, crop):
+        """As core: center crop to the target's aspect, then resize (lanczos as bicubic here)."""
+        samples = image.movedim(-1, 1)
+        if crop == "center":
+            old_w, old_h = samples.shape[-1], samples.shape[-2]
+            old_aspect, new_aspect = old_w / old_h, width / height
+            x = round((old_w - old_w * (new_aspect / old_aspect)) / 2) if old_aspect > new_aspect else 0
+            y = round((old_h - old_h * (old_aspect / new_aspect)) / 2) if old_aspect < new_aspect else 0
+            samples = samples.narrow(-2, y, old_h - 2 * y).narrow(-1, x, old_w - 2 * x)
+        mode = "bicubic" if upscale_method == "lanczos" else upscale_method
+        return (torch.nn.functional.interpolate(samples, size=(height, width), mode=mode).movedim(1, -1),)
 
     def CreateVideo(self, images, fps, audio=None):
         return ({"images": images, "fps": float(fps)},)
@@ -150,7 +162,12 @@ def topological_ok(workflow, order) -> bool:
 
 TINY = {"nova-d48w1024-osp480": "nova-tiny-video", "nova-d48w1024-sd512": "nova-tiny-image",
         "nova-d48w768-sdxl1024": "nova-tiny-image", "nova-d48w1024-sdxl1024": "nova-tiny-image",
-        "nova-d48w1536-sdxl1024": "nova-tiny-image"}
+        "nova-d48w1536-sdxl1024": "nova-tiny-image",
+        "URSA-0.6B-FSQ320": "ursa-tiny-video", "URSA-1.7B-FSQ320": "ursa-tiny-video",
+        "URSA-0.6B-IBQ1024": "ursa-tiny-image", "URSA-1.7B-IBQ1024": "ursa-tiny-image"}
+# The tiny URSA checkpoints are the golden ones (tests/golden_ursa), at the sizes they were made for.
+URSA_TINY = {"ursa-tiny-video": ("t2v_tiny", {"width": 48, "height": 32}),
+             "ursa-tiny-image": ("t2i_tiny", {"width": 64, "height": 48})}
 
 
 def shrink(workflow: dict) -> dict:
@@ -174,6 +191,15 @@ def shrink(workflow: dict) -> dict:
             inputs["latent_frames"] = 2
         if cls == "NOVALongVideo":
             inputs["window"] = 3
+        if cls == "URSAGenerate":  # 9-frame clips (extensions: on the last 5 frames, 4 new ones), 4 steps
+            size = URSA_TINY[wf[inputs["model"][0]]["inputs"]["ckpt_name"]][1]
+            inputs.update(size, steps=4, num_cond_frames=5)
+            if inputs["frames"] > 1:
+                inputs["frames"] = 9
+    for node in wf.values():  # an image scaled for URSA gets the tiny clip's size
+        for value in node["inputs"].values():
+            if node["class_type"] == "URSAGenerate" and isinstance(value, list) and wf[value[0]]["class_type"] == "ImageScale":
+                wf[value[0]]["inputs"].update(width=node["inputs"]["width"], height=node["inputs"]["height"])
     return wf
 
 
@@ -185,6 +211,11 @@ def prepare_tiny_models(models_dir: str) -> None:
         folder = os.path.join(models_dir, "nova", name)
         if not os.path.isfile(os.path.join(folder, "model_index.json")):
             make_tiny(folder, preset=preset)
+    for name, (case, _) in URSA_TINY.items():
+        folder, golden = os.path.join(models_dir, "ursa", name), os.path.join(ROOT, "tests", "golden_ursa", case)
+        if not os.path.exists(folder) and os.path.isdir(golden):
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+            os.symlink(golden, folder)
 
 
 def prepare_inputs(input_dir: str) -> None:
@@ -231,6 +262,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     load_pack()
     from comfyui_nova.nodes import folders, host
+    from comfyui_nova.nodes.ursa import find_ursa_checkpoints
 
     # The loader nodes build their host from these (and hand it on in the models they load).
     os.environ["NOVA_MODELS_DIR"] = os.path.abspath(args.models)
@@ -239,8 +271,9 @@ def main(argv=None) -> int:
     with open(args.workflow, encoding="utf-8") as f:
         workflow = json.load(f)
     names = {n["inputs"].get("ckpt_name") for n in workflow.values()} - {None}
-    if args.tiny or not names <= set(folders.find_checkpoints(host.FallbackHost())):
-        why = "--tiny" if args.tiny else f"checkpoints {sorted(names)} are not in {args.models}/nova"
+    fallback = host.FallbackHost()
+    if args.tiny or not names <= set(folders.find_checkpoints(fallback)) | set(find_ursa_checkpoints(fallback)):
+        why = "--tiny" if args.tiny else f"checkpoints {sorted(names)} are not in {args.models}/nova (or ursa)"
         print(f"NOTICE: {why}: using tiny RANDOM weights with short settings. The output only shows that the "
               "graph runs: random weights: the video is noise.", file=sys.stderr)
         prepare_tiny_models(args.models)

@@ -1,10 +1,11 @@
 """Screenshots of every UI workflow in a real ComfyUI frontend: docs/workflows/<name>.png (README)
 and workflows/<name>.jpg (template browser thumbnail).
 
-    COMFYUI_DIR=/path/to/ComfyUI python tools/screenshot_workflows.py
+    COMFYUI_DIR=/path/to/ComfyUI python tools/screenshot_workflows.py [NAME ...]
 
-Needs a ComfyUI checkout with its requirements, playwright (Python) and a Chromium at
-CHROMIUM (default /usr/bin/chromium). Tiny checkpoints stand in for the official ones, so the
+Without names, every workflow; with names (e.g. ursa_text_to_video), only those. Needs a ComfyUI
+checkout with its requirements (run by COMFYUI_PYTHON, default this interpreter), playwright (Python)
+and a Chromium at CHROMIUM (default /usr/bin/chromium). Tiny checkpoints stand in for the official ones, so the
 loaders' dropdowns hold the workflows' values. Console errors of the page are printed.
 """
 
@@ -35,7 +36,7 @@ FIT = """([area, margin]) => {
 SETTINGS = {"Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasInfo": False, "LiteGraph.Canvas.MinFontSizeForLOD": 0}
 
 
-def main():
+def main(names=()):
     comfy = os.environ["COMFYUI_DIR"]
     sys.path.insert(0, ROOT)
     from nova.tiny import make_tiny
@@ -50,12 +51,14 @@ def main():
         os.symlink(video, os.path.join(base, "models", "nova", name))
     os.symlink(image, os.path.join(base, "models", "nova", "nova-d48w1024-sdxl1024"))
     sys.path.insert(0, os.path.join(ROOT, "tools"))
-    from run_workflow import prepare_inputs
+    from run_workflow import prepare_inputs, prepare_tiny_models
 
+    prepare_tiny_models(os.path.join(base, "models"))  # models/ursa: the golden tiny URSA checkpoints
     prepare_inputs(os.path.join(base, "input"))
     port = 8199
     log = open(os.path.join(base, "comfyui.log"), "w")
-    proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+    proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                              "--base-directory", base, "--disable-auto-launch"], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(240):
@@ -79,6 +82,8 @@ def main():
                 page.evaluate("async ([k, v]) => { await window.app.extensionManager.setting.set(k, v); }", [key, value])
             for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):
                 name = os.path.splitext(os.path.basename(path))[0]
+                if names and name not in names:
+                    continue
                 with open(path, encoding="utf-8") as f:
                     page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", json.load(f))
                 time.sleep(1.5)
@@ -101,4 +106,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -23,7 +23,7 @@ def _loaders(ckpt):
 
 def _save_video(node_id, images, fps, prefix):
     return [
-        (node_id, "CreateVideo", {"fps": 12.0}, {"images": images, "fps": fps}),
+        (node_id, "CreateVideo", {"fps": 12.0}, {"images": images, **({"fps": fps} if fps else {})}),
         (node_id + 1, "SaveVideo", {"filename_prefix": prefix, "format": "auto", "codec": "auto"}, {"video": (node_id, 0)}),
     ]
 
@@ -42,6 +42,24 @@ def _frame_widgets(seed, motion=5.0):
 
 def _generate_widgets(frames, seed, feather=0, denoise=1.0):
     return {"frames": frames, **_frame_widgets(seed), "feather": feather, "denoise": denoise}
+
+
+URSA_VIDEO = "URSA-1.7B-FSQ320"
+URSA_IMAGE = "URSA-1.7B-IBQ1024"
+URSA_NEGATIVE = "worst quality, low quality, inconsistent motion, static, still, blurry, jittery, distorted, ugly"
+
+
+def _ursa_loader(ckpt):
+    return (1, "URSACheckpointLoader", {"ckpt_name": ckpt, "dtype": "auto", "download": False}, {})
+
+
+def _ursa_widgets(prompt, seed, motion=9.0, image=False, extension=False):
+    """URSA Generate's widgets: the official video settings (49 x 320 x 512, 50 steps), or the image ones
+    (1024 x 1024, 25 steps); an extension conditions on the clip's last 13 frames with noise 0.1."""
+    size = {"width": 1024, "height": 1024, "frames": 1, "steps": 25} if image else \
+        {"width": 512, "height": 320, "frames": 49, "steps": 50}
+    return {"prompt": prompt, "negative_prompt": URSA_NEGATIVE, "motion": motion, **size, "guidance": 7.0,
+            "guidance_trunc": 0.9, "seed": seed, "num_cond_frames": 13, "cond_noise_scale": 0.1 if extension else 0.0}
 
 
 WORKFLOWS = {
@@ -181,6 +199,39 @@ WORKFLOWS = {
           "keyframes": (8, 0)}),
         *_save_video(10, (9, 0), (9, 1), "nova/first_last_frame"),
     ],
+    # URSA: one loader, one generate node per clip. The official settings: 49 x 320 x 512 at 50 steps,
+    # guidance 7 truncated at t = 0.9, motion 9 (5 for extension); images 1024 x 1024 at 25 steps.
+    "ursa_text_to_video": [
+        _ursa_loader(URSA_VIDEO),
+        (2, "URSAGenerate", _ursa_widgets("A lone grizzly bear walks through a misty forest at dawn, sunlight "
+                                          "catching its fur.", seed=0), {"model": (1, 0)}),
+        *_save_video(3, (2, 0), None, "ursa/text_to_video"),
+    ],
+    "ursa_image_to_video": [
+        _ursa_loader(URSA_VIDEO),
+        (2, "LoadImage", {"image": "example.png"}, {}),
+        (3, "ImageScale", {"upscale_method": "bilinear", "width": 512, "height": 320, "crop": "center"},
+         {"image": (2, 0)}),
+        (4, "URSAGenerate", _ursa_widgets("The scene comes alive: leaves sway in the wind and the camera slowly "
+                                          "pushes in.", seed=1), {"model": (1, 0), "image": (3, 0)}),
+        *_save_video(5, (4, 0), None, "ursa/image_to_video"),
+    ],
+    "ursa_video_extension": [
+        _ursa_loader(URSA_VIDEO),
+        (2, "URSAGenerate", _ursa_widgets("A hot air balloon rises above green hills at sunrise.", seed=2),
+         {"model": (1, 0)}),
+        (3, "URSAGenerate", _ursa_widgets("The hot air balloon drifts over a river valley, mist below.", seed=3,
+                                          motion=5.0, extension=True), {"model": (1, 0), "video": (2, 0)}),
+        (4, "URSAGenerate", _ursa_widgets("The hot air balloon floats above the clouds, the sun high in a blue sky.",
+                                          seed=4, motion=5.0, extension=True), {"model": (1, 0), "video": (3, 0)}),
+        *_save_video(5, (4, 0), None, "ursa/video_extension"),
+    ],
+    "ursa_text_to_image": [
+        _ursa_loader(URSA_IMAGE),
+        (2, "URSAGenerate", _ursa_widgets("A shiba inu wearing a red beret and a knitted scarf, studio portrait, "
+                                          "detailed fur.", seed=0, image=True), {"model": (1, 0)}),
+        (3, "SaveImage", {"filename_prefix": "ursa/text_to_image"}, {"images": (2, 0)}),
+    ],
 }
 
 # Layout hints for build_workflows.py (node id -> its first possible column) where the plain
@@ -204,5 +255,14 @@ DESCRIPTIONS = {
                              "(its alpha is the mask); NOVA regenerates it from the prompt and blends the edge over 16 pixels.",
     "nova_video_inpainting": "Replaces a region through a whole clip: white in clip_mask.mp4 (one mask frame per video frame) "
                              "is regenerated from the prompt; the rest of every frame and its motion stay, the edge blended over 8 pixels.",
+    "ursa_text_to_video": "URSA text-to-video: 49 frames at 512x320, the official settings (50 steps, guidance 7, "
+                          "motion 9).",
+    "ursa_image_to_video": "URSA image-to-video: the loaded image, center-cropped and scaled to 512x320 (URSA needs "
+                           "the clip's size), is the first frame. Input: example.png in ComfyUI's input/ folder (or "
+                           "pick/upload another in LoadImage).",
+    "ursa_video_extension": "URSA long video by chained extensions, as the official README does: a 49-frame clip, "
+                            "then two extensions, each conditioned on the last 13 frames (noise 0.1, motion 5) and "
+                            "adding 36 frames (121 frames, one prompt per part).",
+    "ursa_text_to_image": "URSA text-to-image with a 1024px IBQ checkpoint (25 steps, guidance 7).",
     "nova_outpainting": "Outpainting: a 4:3 clip is placed in the middle of the 768x480 canvas and NOVA generates the sides.",
 }
