@@ -14,9 +14,8 @@ import collections
 from typing import Callable, Dict
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from measure import timed
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # composite ops are seen before they decompose (inference mode), their parts otherwise
 KERNELS = {

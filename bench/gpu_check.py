@@ -35,7 +35,6 @@ cut short still leaves what it measured.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -47,7 +46,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import matmul_peak, peak_bytes, reset_peak, sync, timed  # noqa: E402
-from presets import MID, OSP480, PRESETS, ROOT, SDXL1024  # noqa: E402
+from presets import MID, OSP480, ROOT, SDXL1024  # noqa: E402
 
 from nova.config import NovaConfig  # noqa: E402
 from nova.fast import Accel  # noqa: E402
@@ -198,7 +197,6 @@ def _tokenizer_stub():
 
 def run(args) -> dict:
     import diffusers
-
     from presets import DDPM, FLOW
 
     device = torch.device("cpu" if args.smoke else "cuda")

@@ -7,7 +7,6 @@ import statistics
 import sys
 
 import torch
-
 from measure import peak_bytes, reset_peak, timed
 
 

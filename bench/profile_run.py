@@ -24,9 +24,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import generate  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build, load  # noqa: E402
 
+from bench import generate  # noqa: E402
 from nova.fast import Accel, FastPlan  # noqa: E402
 from nova.sampling import SamplerSettings  # noqa: E402
 

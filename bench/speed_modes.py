@@ -25,11 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import peak_bytes, reset_peak, timed  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build  # noqa: E402
 
-from nova.speed import spatial_kernels, triton_head  # noqa: E402
 from nova.errors import InputError  # noqa: E402
 from nova.fast import Accel  # noqa: E402
 from nova.plan import GenerationPlan, Segment  # noqa: E402
 from nova.sampling import SamplerSettings, new_generator  # noqa: E402
+from nova.speed import spatial_kernels, triton_head  # noqa: E402
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 
@@ -125,8 +125,9 @@ def measure(model, sample, device, repeat: int, combos: bool = True, fresh_compi
 
 def golden(device) -> dict:
     """Every run of the golden cases (tests/golden: tiny official-layout checkpoints)."""
-    from nova.pipeline import NovaPipeline
     from safetensors.torch import load_file
+
+    from nova.pipeline import NovaPipeline
 
     results = {}
     for case in ("t2v_tiny", "t2i_tiny"):

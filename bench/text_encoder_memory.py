@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import PHI2, PROMPT  # noqa: E402
+
 from nova.fp8 import store_linear_weights_fp8  # noqa: E402
 from nova.text_encoder import TextEncoder, load_tokenizer  # noqa: E402
 from nova.tiny import write_tokenizer  # noqa: E402

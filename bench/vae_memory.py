@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import OSP_VAE  # noqa: E402
+
 from nova.models.vae_opensora import AutoencoderKLOpenSora  # noqa: E402
 
 

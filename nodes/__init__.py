@@ -2,8 +2,8 @@
 
 from .compat import ComfyExtension
 from .keyframes import NovaKeyframes
-from .long_video import NovaLongVideo, NovaSegment
 from .loaders import NovaCheckpointLoader, NovaTextEncoderLoader, NovaVAELoader
+from .long_video import NovaLongVideo, NovaSegment
 from .masks import NovaOutpaintCanvas
 from .sampling import NovaARFrameStep, NovaGenerate, NovaSetSampler
 from .speed import NovaSpeedMode

@@ -11,10 +11,10 @@ import torch
 
 from ..nova.errors import InputError
 from ..nova.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
+from ..nova.pixels import check_images
 from .compat import io
 from .handles import LATENT_SPACE_KEY, NovaModel, check_latent_space
 from .types import NovaKeyframesType, NovaVaeType
-from ..nova.pixels import check_images
 from .vae import RESIZE_MODES, encode_images
 
 MAX_APPROACH = 64

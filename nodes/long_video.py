@@ -12,11 +12,10 @@ from ..nova.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
-from .sampling import MAX_LATENTS, UI_MAX_SEED, SEED_TIP, denoise_input, engine_denoise, require_sampler, run_plan
 from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, mask_inputs, noise_mask_tokens
+from .sampling import MAX_LATENTS, SEED_TIP, UI_MAX_SEED, denoise_input, engine_denoise, require_sampler, run_plan
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaSegmentsType
-
 
 
 @dataclasses.dataclass(frozen=True)

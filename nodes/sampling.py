@@ -18,8 +18,16 @@ from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
-from .masks import (DEFAULT_THRESHOLD, MAX_FEATHER, carry_repainted, feather_decoded, keep_given_tokens, mask_inputs,
-                    noise_mask_tokens, token_mask)
+from .masks import (
+    DEFAULT_THRESHOLD,
+    MAX_FEATHER,
+    carry_repainted,
+    feather_decoded,
+    keep_given_tokens,
+    mask_inputs,
+    noise_mask_tokens,
+    token_mask,
+)
 from .text import conditioning_embeds
 from .types import NovaModelType, NovaSamplerType, NovaVaeType
 

@@ -10,8 +10,8 @@ import dataclasses
 
 from ..nova.errors import InputError
 from ..nova.fast import Accel
-from ..nova.speed.spatial_kernels import check_runnable
 from ..nova.speed.options import ATTENTION_CHOICES
+from ..nova.speed.spatial_kernels import check_runnable
 from .compat import io
 from .handles import NovaModel
 from .types import NovaModelType

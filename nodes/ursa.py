@@ -131,8 +131,13 @@ class UrsaCheckpointLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name, dtype="auto", download=False) -> io.NodeOutput:
-        from ..nova.ursa.loading import check_components, load_scheduler, load_text_tokenizer
-        from ..nova.ursa.loading import load_transformer, load_vq_tokenizer
+        from ..nova.ursa.loading import (
+            check_components,
+            load_scheduler,
+            load_text_tokenizer,
+            load_transformer,
+            load_vq_tokenizer,
+        )
 
         host = default_host()
         if dtype not in DTYPE_CHOICES:

@@ -8,10 +8,10 @@ import torch
 
 from ..nova import masks
 from ..nova.errors import InputError
-from ..nova.pixels import fit_frames
 from ..nova.media import MAX_FPS, MIN_FPS
-from ..nova.vae_frames import frames_kept
 from ..nova.models.vae_opensora import temporal_tiles
+from ..nova.pixels import fit_frames
+from ..nova.vae_frames import frames_kept
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
 from .masks import ENCODED_FRAMES, MAX_FEATHER, RESIZE, feather_decoded

@@ -38,11 +38,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from . import embed_cache, manifest
-from .batch_items import OPTIONS, PATH_KEYS, Item, Unit, plan_batches, read_items, share
+from .batch_items import OPTIONS, Item, Unit, plan_batches, read_items, share
 from .distributed import World
 from .dtypes import DTYPE_NAMES, torch_dtype
 from .errors import InputError, NovaError
-from .layouts import LAYOUTS, check_collisions, check_layout, output_path, side_files
+from .layouts import check_collisions, check_layout, output_path, side_files
 
 # Temporary outputs, per rank; removed at every start. (Not VideoWriter's own temp file beside the
 # target: a rank killed outright, as torchrun does, would leave it among the outputs for good.)

@@ -33,8 +33,8 @@ from .errors import InputError
 from .models.embeddings import timestep_embed
 from .rng import draw_per_sample
 from .set_step import StepBuffers, encode_step, make_runner
-from .speed.spatial_kernels import SpatialKernels
 from .speed.options import LOSSY_ATTENTION, check_mode, check_offered
+from .speed.spatial_kernels import SpatialKernels
 
 log = logging.getLogger("nova")
 

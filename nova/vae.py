@@ -13,7 +13,6 @@ from .errors import ConfigError
 from .loading import load_module, weight_files
 from .models.vae_opensora import AutoencoderKLOpenSora
 
-
 VIDEO_VAE, IMAGE_VAE = "AutoencoderKLOpenSora", "AutoencoderKL"
 
 

@@ -4,11 +4,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import golden_case, golden_runs
+from tolerances import assert_latents_close
+
 from nova.fast import Accel, HeadPlan, StepPlan, denoise_tokens
 from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
-from tolerances import assert_latents_close
 
 VARIANTS = {
     "all": Accel(),

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
 from tolerances import assert_frames_close, assert_latents_close
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bench"))
-import bench  # noqa: E402
 from floor import kernel_floor  # noqa: E402
+
+import bench  # noqa: E402
 
 
 @pytest.mark.parametrize("case", ["t2v_tiny", "t2i_tiny"])

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-
 from pack import load_pack
 
 load_pack()

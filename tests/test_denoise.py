@@ -7,12 +7,12 @@ import os
 
 import pytest
 import torch
+from tolerances import assert_latents_close
 
 from nova.errors import InputError
 from nova.fast import Accel
 from nova.plan import GenerationPlan, Segment
 from nova.sampling import SamplerSettings, denoise_skip, new_generator, noise_to, prepare_scheduler
-from tolerances import assert_latents_close
 
 SETTINGS = SamplerSettings(num_inference_steps=6, num_diffusion_steps=8, guidance_scale=5.0)
 CASES = (("t2v_tiny", 2), ("t2i_tiny", 1))  # (golden checkpoint, latent frames)

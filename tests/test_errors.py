@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import edit_json
+
 from nova.errors import CheckpointError, ConfigError, InputError, NumericalError, WeightsError
 from nova.images import fit_image, to_rgb8
 from nova.media import read_frames

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from conftest import GOLDEN, golden_case, golden_runs
 from tolerances import assert_frames_close, assert_latents_close, assert_tensor_close
 

@@ -6,12 +6,12 @@ import os
 
 import pytest
 import torch
-
 from conftest import ROOT
+from tolerances import assert_latents_close
+
 from nova.components import load_scheduler, load_transformer
 from nova.fast import Accel
 from nova.pipeline import NovaPipeline
-from tolerances import assert_latents_close
 
 EXTRA = os.path.join(ROOT, "tests", "golden_extra")
 CASES = sorted(d for d in os.listdir(EXTRA) if os.path.isdir(os.path.join(EXTRA, d)))

@@ -6,7 +6,6 @@ import os
 import re
 
 import pytest
-
 from pack import ROOT, load_pack
 
 load_pack()

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import GOLDEN, edit_json
+
 from nova import NovaPipeline
 from nova.components import load_transformer
 from nova.errors import CheckpointError, ConfigError, WeightsError

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from nova.errors import InputError
-from nova.masks import feather_weights, grid_feather_weights, grid_region, outpaint_canvas, pixel_region, place, token_mask
+from nova.masks import (
+    feather_weights,
+    grid_feather_weights,
+    grid_region,
+    outpaint_canvas,
+    pixel_region,
+    place,
+    token_mask,
+)
 
 FAST = dict(num_inference_steps=4, num_diffusion_steps=2)
 
@@ -316,8 +324,8 @@ def test_chained_step_keeps_the_repainted_area_for_the_feather(nodes, caplog):
 def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     from comfyui_nova.nodes.masks import feather_decoded, noise_mask_tokens
     from comfyui_nova.nodes.vae import NovaVAEEncode
-    from comfyui_nova.nova.pixels import fit_frames
     from comfyui_nova.nova.errors import InputError as PackInputError  # the pack's copy of the engine
+    from comfyui_nova.nova.pixels import fit_frames
 
     tokens = torch.zeros(4, 6, dtype=torch.bool)
     tokens[:, 5] = True  # the right column of tokens

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from nova.errors import InputError
 from nova.media import VideoWriter, check_output, write_video
 

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-
 from pack import load_pack
 
 load_pack()
@@ -383,10 +382,9 @@ def test_memory_estimate_comes_from_the_plan(comfy):
 
 def test_memory_estimate_counts_the_fp8_weights(comfy):
     """fp8 matmuls keep an fp8 copy of the spatial encoder's linear weights while sampling."""
-    from comfyui_nova.nodes.sampling import plan_frames
-
     import dataclasses
 
+    from comfyui_nova.nodes.sampling import plan_frames
     from nova.fast import Accel
 
     fp8 = dataclasses.replace(comfy["model"], accel=Accel(fp8_matmuls=True))

@@ -6,9 +6,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 
+import tomllib
 from conftest import ROOT
 
 MAX_ZIP_BYTES = 3 * 1024 * 1024

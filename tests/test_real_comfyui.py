@@ -20,7 +20,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import ROOT
 from pack import load_pack
 from test_workflows import API_DIR, NAMES, link_tiny_ursa

@@ -7,12 +7,12 @@ import os
 
 import pytest
 import torch
-
 from conftest import GOLDEN, golden_case, golden_runs
+from tolerances import assert_latents_close
+
 from nova.fast import Accel, FastPlan
 from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
 from nova.set_step import GraphedSteps, StepBuffers, make_runner, pick_noise
-from tolerances import assert_latents_close
 
 PER_STEP = Accel(step_graphs=False)  # the fast path before set-step graphs (the comparison switch)
 

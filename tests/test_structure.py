@@ -5,7 +5,6 @@ import os
 import threading
 
 import torch
-
 from conftest import ROOT
 
 NOVA = os.path.join(ROOT, "nova")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import GOLDEN, ROOT
 
 GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")

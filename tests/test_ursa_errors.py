@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import GOLDEN, ROOT
+
 from nova.errors import CheckpointError, ConfigError, InputError, WrongFamilyError
 
 GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")

@@ -14,7 +14,6 @@ import re
 
 import pytest
 import torch
-
 from conftest import ROOT
 
 GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")

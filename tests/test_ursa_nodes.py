@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from pack import ROOT, load_pack
 
 load_pack()

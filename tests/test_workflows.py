@@ -7,9 +7,9 @@ import os
 import sys
 
 import pytest
-
 from conftest import ROOT
 from pack import load_pack
+
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from run_workflow import CoreStandIns, prepare_inputs, run_api_workflow, shrink, topological_ok  # noqa: E402
 

@@ -10,12 +10,12 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import golden_case, golden_runs
-from nova.speed import triton_head
-from nova.fast import Accel, HeadPlan, StepPlan
-from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
 from tolerances import assert_latents_close
+
+from nova.fast import Accel, HeadPlan, StepPlan
+from nova.sampling import SamplerSettings, prepare_scheduler
+from nova.speed import triton_head
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/test_triton_head.py"
 

@@ -39,8 +39,9 @@ SETTINGS = {"Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasInfo": False, "Li
 def main(names=()):
     comfy = os.environ["COMFYUI_DIR"]
     sys.path.insert(0, ROOT)
-    from nova.tiny import make_tiny
     from playwright.sync_api import sync_playwright
+
+    from nova.tiny import make_tiny
 
     base = tempfile.mkdtemp()
     os.makedirs(os.path.join(base, "custom_nodes"))
