@@ -34,6 +34,19 @@ from .vae_frames import frames_kept
 log = logging.getLogger("nova")
 
 
+@dataclasses.dataclass(frozen=True)
+class GivenFrames:
+    """What :meth:`NovaPipeline.prepare_latents` hands the plan: the given latent frames (None:
+    none), how many they are, the token mask that repaints them and the decoded-result blend
+    (masks), and the pinned keyframes."""
+
+    prefix: Optional[torch.Tensor]
+    frames: int
+    mask: Optional[torch.Tensor] = None
+    blend: Optional[object] = None
+    keyframes: Optional[list] = None
+
+
 @dataclasses.dataclass
 class NovaPipelineOutput:
     images: Optional[Union[List, np.ndarray, torch.Tensor]] = None
@@ -245,19 +258,87 @@ class NovaPipeline:
         keyframe_approach: int = DEFAULT_APPROACH,
         keyframe_strength: float = DEFAULT_STRENGTH,
     ) -> NovaPipelineOutput:
-        """The official arguments and defaults. ``spatiotemporal_guidance_scale`` has no effect on
-        NOVA checkpoints (the official code's third pass equals the conditional one; a warning
-        says so); a misspelled keyword raises TypeError.
+        """Generate images or a video: the official ``NOVAPipeline.__call__`` arguments and defaults
+        (a misspelled keyword raises TypeError), plus masks, denoise strength and keyframes.
 
-        ``strength`` in [0, 1] (image-to-image, video-to-video; not in the official pipeline):
-        ``image`` or ``latents`` are re-sampled instead of continued, every token's diffusion
-        starting from the given token noised to this level (only under ``mask`` with one), see
-        :class:`nova.plan.GenerationPlan`'s ``denoise``. 0 returns them, 1 ignores them; None
-        (default) keeps them and continues (or repaints under ``mask``).
+        Stages: :meth:`check_inputs` (everything knowable before any work), :meth:`encode_prompts`,
+        :meth:`prepare_latents` (given frames, masks, keyframes), the plan's run, the output.
 
-        ``keyframes``: (picture, video frame) pairs pinned in the video (frame 0 or a multiple of 4,
-        -1 = the last frame); the ``keyframe_approach`` latent frames before each approach it with up
-        to ``keyframe_strength`` of their tokens fixed to it (nova/keyframes.py)."""
+        Args:
+            prompt: a string or a list of strings (one sample each); or pass ``prompt_embeds``.
+            num_inference_steps: set-by-set (autoregressive) steps per frame; official default 64.
+            num_diffusion_steps: steps of the per-token diffusion head at each set step (25).
+            max_latent_length: latent frames to make: 1 for an image; a video of T latents has
+                1 + 4 (T - 1) frames (9 -> 33). Given frames (``image``, ``latents``) count in it.
+            guidance_scale: classifier-free guidance (1 or less: none).
+            guidance_trunc: guidance applies at diffusion timesteps from this one up (0: always).
+            guidance_renorm: in (0, 1]; below 1 the guided prediction is renormalised toward the
+                conditional one's norm (1: off).
+            image_guidance_scale: an extra pass against the video context (video checkpoints).
+            spatiotemporal_guidance_scale: accepted for the official signature; it has no effect on
+                NOVA checkpoints (the official third pass equals the conditional one; a warning says so).
+            flow_shift: the flow-matching scheduler's shift (flow checkpoints only; None: the
+                checkpoint's).
+            motion_flow: the motion conditioning of video checkpoints, one value or one per prompt.
+            negative_prompt: a string or one per prompt; None or "" is the learned null embedding.
+            image: a first frame (image-to-video), or what ``mask`` repaints / ``strength``
+                re-samples: an HxWx3 array (uint8, 16-bit or float), a PIL image; center-cropped and
+                resized to the checkpoint's size as the official demo does.
+            num_images_per_prompt: samples per prompt.
+            generator: a ``torch.Generator`` (the official pipeline's CPU generator reproduces its
+                seeds); None draws a random seed.
+            latents: given latent frames [B, C, T, h, w] (raw VAE space) to continue, repaint or
+                re-sample; not with ``image``.
+            prompt_embeds / negative_prompt_embeds: Phi-2 features, a list of [tokens, dim] tensors or
+                a [batch, tokens, dim] tensor, instead of the prompts.
+            disable_progress_bar: no progress bar on stderr.
+            output_type: "pil" (images), "np" (uint8 arrays), "pt" (float tensors in [0, 1]) or
+                "latent" (the latents, transformer scale).
+            fps: the frame-rate conditioning of video checkpoints, one value or one per prompt.
+            callback: called with a :class:`nova.sampling.Progress` after every set step.
+            mask: white where ``image`` / ``latents`` are repainted (nova/masks.py); a token is repainted
+                if any of its pixels is above ``mask_threshold``; ``mask_grow`` widens the region by
+                tokens, ``mask_feather`` blends the decoded result into the source over that many pixels.
+            strength: in [0, 1] (image-to-image, video-to-video; not in the official pipeline):
+                ``image`` or ``latents`` are re-sampled instead of continued, each token's diffusion
+                starting from the given token noised to this level (only under ``mask`` with one);
+                0 returns them, 1 ignores them; None keeps them and continues (or repaints).
+            keyframes: (picture, video frame) pairs pinned in the video (frame 0 or a multiple of 4,
+                -1 = the last frame); the ``keyframe_approach`` latent frames before each approach it
+                with up to ``keyframe_strength`` of their tokens fixed to it (nova/keyframes.py).
+
+        Returns:
+            NovaPipelineOutput: ``frames`` for a video checkpoint ([B, T, H, W, 3] for "np"),
+            ``images`` for an image checkpoint.
+        """
+        settings = SamplerSettings(
+            _whole(num_inference_steps, "num_inference_steps"), _whole(num_diffusion_steps, "num_diffusion_steps"),
+            guidance_scale, guidance_trunc, guidance_renorm, image_guidance_scale, flow_shift,
+        )
+        image, prefix = self.check_inputs(prompt, prompt_embeds, image, latents, generator, output_type,
+                                          max_latent_length, num_images_per_prompt, spatiotemporal_guidance_scale,
+                                          strength)
+        segment = self.encode_prompts(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, settings,
+                                      num_images_per_prompt, motion_flow, fps)
+        generator = generator if generator is not None else new_generator()
+        given = self.prepare_latents(image, latents, prefix, max_latent_length, generator, mask, mask_threshold,
+                                     mask_grow, mask_feather, keyframes, keyframe_approach, keyframe_strength)
+        segment = dataclasses.replace(segment, frames=max_latent_length - given.frames)
+        plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=given.prefix,
+                              accel=self.accel, prefix_mask=given.mask, denoise=strength, keyframes=given.keyframes)
+        with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
+            def on_progress(p):
+                bar(p)
+                if callback is not None:
+                    callback(p)
+
+            out = plan.run(generator, on_progress)
+        return self._output(out, output_type, given.blend)
+
+    def check_inputs(self, prompt, prompt_embeds, image, latents, generator, output_type, max_latent_length,
+                     num_images_per_prompt, spatiotemporal_guidance_scale, strength):
+        """Every check that needs no model run, before any work. Returns the image fitted to the
+        checkpoint's size (or None) and the given latents as a prefix [B, C, T, h, w] (or None)."""
         if output_type not in ("pil", "np", "latent", "pt"):
             raise InputError(f"output_type = {output_type!r}; expected 'pil', 'np', 'pt' or 'latent'.")
         if isinstance(max_latent_length, bool) or not isinstance(max_latent_length, int) or max_latent_length < 1:
@@ -267,8 +348,9 @@ class NovaPipeline:
                 f"max_latent_length = {max_latent_length}, but this is an image checkpoint (video_base_size[0] = "
                 f"{self.config.video_base_size[0]}); it generates one frame. Use max_latent_length=1."
             )
-        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise InputError(f"num_images_per_prompt = {num_images_per_prompt!r}; expected an integer >= 1.")
+        n = num_images_per_prompt
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"num_images_per_prompt = {n!r}; expected an integer >= 1.")
         if not isinstance(spatiotemporal_guidance_scale, (int, float)) or spatiotemporal_guidance_scale < 0:
             raise InputError(f"spatiotemporal_guidance_scale = {spatiotemporal_guidance_scale!r}; expected a number >= 0.")
         if spatiotemporal_guidance_scale > 0:
@@ -276,10 +358,6 @@ class NovaPipeline:
                 "NOVA: spatiotemporal_guidance_scale = %s has no effect on NOVA checkpoints (the official code's "
                 "third pass equals the conditional one); ignored.", spatiotemporal_guidance_scale,
             )
-        settings = SamplerSettings(
-            _whole(num_inference_steps, "num_inference_steps"), _whole(num_diffusion_steps, "num_diffusion_steps"),
-            guidance_scale, guidance_trunc, guidance_renorm, image_guidance_scale, flow_shift,
-        )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InputError(f"generator is a {type(generator).__name__}; expected a torch.Generator (or None).")
         if latents is not None and image is not None:
@@ -289,29 +367,44 @@ class NovaPipeline:
             if image is None and latents is None:
                 raise InputError(f"strength = {strength} re-samples given frames: pass image or latents "
                                  "(or drop strength).")
+        if prompt_embeds is None and prompt is None:
+            raise InputError("pass either prompt or prompt_embeds.")
+        prefix = as_prefix(latents) if latents is not None else None
+        if image is not None:  # fitted now (a bad image fails before any work); encoded later
+            if self.vae is None:
+                raise InputError("image-to-video needs the VAE; load the pipeline with load_vae=True.")
+            h, w = self.config.image_size
+            image = fit_image(image, h, w)
+        given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
+        if given > max_latent_length:
+            raise InputError(f"{given} prefilled latent frames exceed max_latent_length = {max_latent_length}.")
+        return image, prefix
+
+    def encode_prompts(self, prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, settings: SamplerSettings,
+                       num_images_per_prompt: int, motion_flow, fps) -> Segment:
+        """The prompts (or their embeddings), the negative ones when guidance needs them, and each
+        sample's motion and fps, as the run's one segment (its frame count set later)."""
         n = num_images_per_prompt
         if prompt_embeds is not None:
             cond = _embeds_from_tensors(prompt_embeds, "prompt_embeds")
             batch = len(cond)
-        elif prompt is None:
-            raise InputError("pass either prompt or prompt_embeds.")
         else:
             prompt = as_prompt_list(prompt)
             batch = len(prompt)
         flows = _repeat(per_sample(per_prompt(motion_flow, batch, "motion_flow"), batch, "motion_flow", 0.0, True), n)
         fpss = _repeat(per_sample(per_prompt(fps, batch, "fps"), batch, "fps", 0.0, False), n)
-        prefix = as_prefix(latents) if latents is not None else None
-        if image is not None:  # fit first (a bad image fails before any work); encode after the checks
-            if self.vae is None:
-                raise InputError("image-to-video needs the VAE; load the pipeline with load_vae=True.")
-            h, w = self.config.image_size
-            image = fit_image(image, h, w)
         if prompt_embeds is None:
             cond = self.encode_prompt(prompt)
         negative = None
         if settings.guidance_scale > 1:
             negative = self._negative(negative_prompt, negative_prompt_embeds, batch)
-        segment = Segment(cond.repeat(n), 0, None if negative is None else negative.repeat(n), flows, fpss)
+        return Segment(cond.repeat(n), 0, None if negative is None else negative.repeat(n), flows, fpss)
+
+    def prepare_latents(self, image, latents, prefix, max_latent_length: int, generator, mask, mask_threshold,
+                        mask_grow, mask_feather, keyframes, keyframe_approach, keyframe_strength) -> "GivenFrames":
+        """The given frames as latents: the masked source with its token mask, or the image's
+        posterior sample (drawn first from ``generator``, as the official code does), or ``latents``;
+        and the pinned keyframes (posterior means: no draw)."""
         prefix_mask = blend = None
         if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/masks.py)
             from .masks import masked_prefix
@@ -319,29 +412,16 @@ class NovaPipeline:
             prefix, prefix_mask, blend = masked_prefix(self, mask, image=image, latents=latents, threshold=mask_threshold,
                                                        grow=mask_grow, feather=mask_feather)
             image = None  # encoded (posterior mean) with its mask
-        n_given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
-        segment = dataclasses.replace(segment, frames=max_latent_length - n_given)
-        if segment.frames < 0:
-            raise InputError(f"{n_given} prefilled latent frames exceed max_latent_length = {max_latent_length}.")
+        frames = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
         pinned = None
-        if keyframes:  # checked and encoded (posterior mean: no draw) before any sampling
+        if keyframes:
             if self.vae is None:
                 raise InputError("keyframes need the VAE to encode their pictures; load the pipeline with "
                                  "load_vae=True.")
             pinned = self.keyframes(keyframes, max_latent_length, keyframe_approach, keyframe_strength)
-        generator = generator if generator is not None else new_generator()
         if image is not None:  # the posterior sample comes before anything else draws from the generator
             prefix = self.encode_image(image, generator).unsqueeze(2)
-        plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=prefix, accel=self.accel,
-                              prefix_mask=prefix_mask, denoise=strength, keyframes=pinned)
-        with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
-            def on_progress(p):
-                bar(p)
-                if callback is not None:
-                    callback(p)
-
-            out = plan.run(generator, on_progress)
-        return self._output(out, output_type, blend)
+        return GivenFrames(prefix, frames, prefix_mask, blend, pinned)
 
     def _negative(self, negative_prompt, negative_embeds, batch: int) -> Optional[PromptEmbeds]:
         """None means the learned null embedding (what the empty prompt encodes to)."""
