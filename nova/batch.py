@@ -16,6 +16,9 @@ process does all of them. The steps:
 3. A unit that fails (unreadable image, bad option, ...) is recorded with its error; a batch that
    fails is retried unit by unit. The exit code is 1 when some units failed.
 
+URSA checkpoints (``model_index.json``) run through the same steps, text only: no prompt encoding
+(URSA tokenizes as it samples) and each unit sampled alone, as ``nova generate`` does with its seed.
+
 A rerun with the same arguments skips what the manifest records as done (a kill loses at most the
 batches in flight); other arguments are refused with what differs. ``DIR`` must be on a file
 system every process sees (one machine, or a shared mount across machines).
@@ -322,6 +325,7 @@ class _UrsaInfo:
 
     is_video_model: bool
     temporal_stride: int
+    spatial_stride: int
 
 
 def _ursa_info(job: BatchJob, folder: str) -> _UrsaInfo:
@@ -337,7 +341,7 @@ def _ursa_info(job: BatchJob, folder: str) -> _UrsaInfo:
         raise InputError(f"{', '.join(given)}: NOVA options; {folder} is an URSA checkpoint (`nova batch` runs it "
                          "from text only: prompt, negative_prompt, frames, steps, cfg, width, height, motion, fps).")
     vae = load_vae_config(os.path.join(folder, "vae"))
-    info = _UrsaInfo(vae.video, vae.temporal_stride)
+    info = _UrsaInfo(vae.video, vae.temporal_stride, vae.spatial_stride)
     error = _ursa_item_error(job.options, 1, info)  # a bad run-wide default would fail every item
     if error:
         raise InputError(error)
@@ -357,8 +361,8 @@ def _ursa_item_error(o: Dict[str, Any], prompts: int, info: _UrsaInfo) -> Option
         if info.is_video_model and (frames < 1 or (frames - 1) % info.temporal_stride):
             return f"frames = {frames}; expected 1 + {info.temporal_stride}k frames."
     for key in ("width", "height"):
-        if o[key] is not None and o[key] < 1:
-            return f"{key} = {o[key]}; expected a positive number of pixels."
+        if o[key] is not None and (o[key] < 1 or o[key] % info.spatial_stride):
+            return f"{key} = {o[key]}; expected a positive multiple of {info.spatial_stride} pixels (the tokenizer's stride)."
     if o["motion"] is not None and o["motion"] < 0:
         return f"motion = {o['motion']}; expected a number >= 0."
     return None

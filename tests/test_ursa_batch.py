@@ -205,6 +205,9 @@ def test_options_of_the_other_family_are_refused_before_work(tmp_path):
     # an image checkpoint makes one frame
     with pytest.raises(InputError, match="frames = 5: an URSA image checkpoint makes 1 frame"):
         run(_job(T2I, prompts, tmp_path / "img", frames=5, width=64, height=48, steps=1))
+    assert not os.path.exists(tmp_path / "img")
+    with pytest.raises(InputError, match="width = 50; expected a positive multiple of 8 pixels"):
+        run(_job(T2V, prompts, tmp_path / "w", **{**SMALL_VIDEO, "width": 50}))
     # URSA options on a NOVA checkpoint
     from conftest import GOLDEN
 
