@@ -224,3 +224,21 @@ def test_cli_leaves_steps_and_cfg_to_the_family(tmp_path):
     assert job.options["steps"] is None and job.options["cfg"] is None and job.options["width"] == 64
     args = build_parser().parse_args(["batch", "--model", T2I, "--prompts", "p.txt", "--out", "o", "--steps", "3"])
     assert job_from_args(args).options["steps"] == 3
+
+
+def test_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    _write(tmp_path / "p.txt", ["a cup"])
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    common = [sys.executable, "-m", "nova", "batch", "--model", T2I, "--prompts", "p.txt", "--device", "cpu",
+              "--width", "32", "--height", "32", "--steps", "1"]
+    r = subprocess.run([*common, "--out", "o"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "1 of 1 outputs in o" in r.stderr and os.path.isfile(tmp_path / "o" / "00000-0.png")
+    args = next(x for x in manifest.read(str(tmp_path / "o" / manifest.NAME)) if x["kind"] == "run")["args"]
+    assert (args["steps"], args["cfg"], args["width"]) == (1, 7.0, 32)
+    r = subprocess.run([*common, "--out", "w", "--motion-flow", "3"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "--motion-flow: NOVA options" in r.stderr and not os.path.exists(tmp_path / "w")
