@@ -143,6 +143,10 @@ def run(job: BatchJob) -> BatchSummary:
     if job.dtype not in DTYPE_NAMES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
+    # (the options and the prompt file checked before a download: steps and cfg, if unset, valid either way)
+    early = {k: FAMILY_DEFAULTS["nova"][k] if k in FAMILY_DEFAULTS["nova"] and v is None else v for k, v in job.options.items()}
+    checks.check_options(early, combined=False)
+    read_items(job.prompts, early)
     folder = resolve_checkpoint(job.model)
     ursa = read_family(folder) == URSA_PIPELINE
     defaults = FAMILY_DEFAULTS["ursa" if ursa else "nova"]
