@@ -16,6 +16,9 @@ process does all of them. The steps:
 3. A unit that fails (unreadable image, bad option, ...) is recorded with its error; a batch that
    fails is retried unit by unit. The exit code is 1 when some units failed.
 
+URSA checkpoints (``model_index.json``) run through the same steps, text only: no prompt encoding
+(URSA tokenizes as it samples) and each unit sampled alone, as ``nova generate`` does with its seed.
+
 A rerun with the same arguments skips what the manifest records as done (a kill loses at most the
 batches in flight); other arguments are refused with what differs. ``DIR`` must be on a file
 system every process sees (one machine, or a shared mount across machines).
@@ -38,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from . import embed_cache, manifest
-from .batch_items import OPTIONS, Item, Unit, plan_batches, read_items, share
+from .batch_items import FAMILY_DEFAULTS, NOVA_ONLY, OPTIONS, URSA_KEYS, Item, Unit, plan_batches, read_items, share
 from .distributed import World
 from .dtypes import DTYPE_NAMES, torch_dtype
 from .errors import InputError, NovaError
@@ -64,7 +67,9 @@ class BatchJob:
     dtype: str = "fp32"
     device: Optional[str] = None
     reference: bool = False
-    options: Dict[str, Any] = dataclasses.field(default_factory=lambda: {o.key: o.default for o in OPTIONS})
+    # (steps and cfg None: the checkpoint family's defaults, FAMILY_DEFAULTS)
+    options: Dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {o.key: None if o.key in FAMILY_DEFAULTS["nova"] else o.default for o in OPTIONS})
     attention: str = "auto"  # the spatial encoder's mode (nova/speed/spatial_kernels.py)
     fp8_matmuls: bool = False
     compile_encoder: bool = False  # (same latents up to rounding: not part of the run's identity)
@@ -83,7 +88,8 @@ class BatchJob:
         if self.fp8_matmuls:
             speed["fp8_matmuls"] = True
         # (as speed: options added later appear only when set, so the identities of earlier runs stay as they were)
-        unset = {"denoise": None, "keyframe": None, "keyframe_approach": 2, "keyframe_strength": 0.5}
+        unset = {"denoise": None, "keyframe": None, "keyframe_approach": 2, "keyframe_strength": 0.5,
+                 "width": None, "height": None, "motion": None}
         options = {k: v for k, v in self.options.items() if not (k in unset and v == unset[k])}
         return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
                 "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **options, **speed,
@@ -132,22 +138,44 @@ def run(job: BatchJob) -> BatchSummary:
     from .config import load_config
     from .fast import Accel
     from .loading import resolve_checkpoint
+    from .ursa.config import URSA_PIPELINE, read_family
 
     if job.dtype not in DTYPE_NAMES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
     Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
-    checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
-    read = read_items(job.prompts, job.options)
+    # (the options and the prompt file checked before a download: steps and cfg, if unset, valid either way)
+    early = {k: FAMILY_DEFAULTS["nova"][k] if k in FAMILY_DEFAULTS["nova"] and v is None else v for k, v in job.options.items()}
+    checks.check_options(early, combined=False)
+    read_items(job.prompts, early)
     folder = resolve_checkpoint(job.model)
-    _refuse_ursa(folder)
+    ursa = read_family(folder) == URSA_PIPELINE
+    defaults = FAMILY_DEFAULTS["ursa" if ursa else "nova"]
+    job = dataclasses.replace(job, options={k: defaults[k] if k in defaults and v is None else v for k, v in job.options.items()})
+    checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
+    if ursa:
+        return _run_family(job, folder, _ursa_info(job, folder), _ursa_item_error)
+    given = [o.flag for o in OPTIONS if o.key in URSA_KEYS and job.options[o.key] is not None]
+    if given:
+        raise InputError(f"{', '.join(given)}: URSA options; {folder} is a NOVA checkpoint.")
     config = load_config(os.path.join(folder, "transformer", "config.json"))
+    return _run_family(job, folder, config, _item_error)
+
+
+def _run_family(job: BatchJob, folder: str, config, item_error) -> BatchSummary:
+    """The run itself, the same for both families: ``config`` is the NOVA config or an
+    :class:`_UrsaInfo`; ``item_error`` the family's check of one item's options."""
+    from . import checks
+
+    ursa = isinstance(config, _UrsaInfo)
+    read = read_items(job.prompts, job.options)
     checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
-    items = [_checked_item(item, config, seen) for item in read]
+    items = [_checked_item(item, config, seen, item_error) for item in read]
     check_layout(job.layout, config.is_video_model)
     check_collisions(items, job.layout, config.is_video_model)
     batches = plan_batches(items, job.samples, job.batch_size, job.seed)
-    checks.warn_about_steps(job.options["steps"], config)
+    if not ursa:
+        checks.warn_about_steps(job.options["steps"], config)
     out = os.path.abspath(job.out)
     manifest_path = os.path.join(out, manifest.NAME)
     identity = job.identity(folder)
@@ -155,9 +183,10 @@ def run(job: BatchJob) -> BatchSummary:
     world, handlers, lock, created = None, [], None, False
     try:  # whatever fails from here on (even the output folder), the process group is closed
         world = World.start(job.device)
-        from .speed.spatial_kernels import check_runnable
+        if not ursa:
+            from .speed.spatial_kernels import check_runnable
 
-        check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
+            check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
         existed = os.path.exists(out)
         os.makedirs(os.path.join(out, "logs"), exist_ok=True)
         if world.main:
@@ -179,7 +208,7 @@ def run(job: BatchJob) -> BatchSummary:
             world.close()
 
 
-def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]]) -> Item:
+def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]], item_error) -> Item:
     """An item with the error its options, input files and frame counts give it on this
     checkpoint, found before any work (the same checks as ``generate``; the worker reads the
     files again when it gets to the item). ``seen``: the outcome for each set of options so far."""
@@ -187,7 +216,7 @@ def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]]) -> Item:
         return item
     key = (len(item.prompts), tuple(sorted(item.options.items())))
     if key not in seen:
-        seen[key] = _item_error(item.options, len(item.prompts), config)
+        seen[key] = item_error(item.options, len(item.prompts), config)
     return item if seen[key] is None else dataclasses.replace(item, error=f"line {item.line}: {seen[key]}")
 
 
@@ -196,6 +225,9 @@ def _item_error(o: Dict[str, Any], prompts: int, config) -> Optional[str]:
 
     video_model = config.is_video_model
     try:
+        given = [key for key in URSA_KEYS if o[key] is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: URSA options; this is a NOVA checkpoint.")
         if not video_model and (prompts > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
         image, clip, mask = checks.read_media(o, video_model, _key_name)
@@ -243,7 +275,7 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
         _set_up_folder(out, folder, items, config, job, world, identity)
     # (no weights for a run whose items all failed their checks: they are only recorded)
     needed = any(u.item.error is None for b in batches for u in b)
-    pipe = _load_pipeline(folder, job, world.device) if needed else None
+    pipe = _load_pipeline(folder, job, world.device, isinstance(config, _UrsaInfo)) if needed else None
     world.barrier()
 
     done = manifest.finished(manifest.read(manifest_path), out)
@@ -257,9 +289,11 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
             from .batch_progress import ProgressBar
 
             bar = ProgressBar(manifest_path, total, len(done), "videos" if config.is_video_model else "images").start()
-        texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
-        embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
-                                  config.text_token_dim, torch_dtype(job.dtype))
+        embeds = None  # (URSA tokenizes each prompt as it samples: there is nothing to encode first)
+        if not isinstance(config, _UrsaInfo):
+            texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
+            embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
+                                      config.text_token_dim, torch_dtype(job.dtype))
         worker = _Worker(pipe, config, job, out, world, embeds, manifest_path)
         for batch in mine:
             worker.run(batch)
@@ -281,22 +315,61 @@ def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: Ba
     manifest.repair(manifest_path)
     shutil.rmtree(os.path.join(out, PARTIAL), ignore_errors=True)
     embed_cache.discard_partial(os.path.join(out, embed_cache.NAME))
-    _encode_prompts(folder, items, out, config.text_token_len, torch_dtype(job.dtype), world.device)
+    if not isinstance(config, _UrsaInfo):
+        _encode_prompts(folder, items, out, config.text_token_len, torch_dtype(job.dtype), world.device)
     manifest.append(manifest_path, {
         "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
 
 
-def _refuse_ursa(folder: str) -> None:
-    from .errors import WrongFamilyError
-    from .ursa.config import URSA_PIPELINE, read_family
+@dataclasses.dataclass(frozen=True)
+class _UrsaInfo:
+    """What a batch run needs to know of an URSA checkpoint before loading it."""
 
-    if read_family(folder) == URSA_PIPELINE:
-        raise WrongFamilyError(
-            f"{folder} is an URSA checkpoint; `nova batch` runs NOVA checkpoints only for now. "
-            "Generate URSA videos with `nova generate` (one call per prompt) or UrsaPipeline."
-        )
+    is_video_model: bool
+    temporal_stride: int
+    spatial_stride: int
+
+
+def _ursa_info(job: BatchJob, folder: str) -> _UrsaInfo:
+    """An URSA run's run-wide checks: NOVA-only flags are refused, naming them."""
+    from .ursa.config import check_ursa_folder, load_vae_config
+
+    check_ursa_folder(folder)
+    speed = [("--reference", job.reference), ("--attention", job.attention != "auto"),
+             ("--fp8-matmuls", job.fp8_matmuls), ("--compile-encoder", job.compile_encoder)]
+    given = [name for name, value in speed if value]
+    given += ["--" + key.replace("_", "-") for key, unset in NOVA_ONLY if job.options[key] != unset]
+    if given:
+        raise InputError(f"{', '.join(given)}: NOVA options; {folder} is an URSA checkpoint (`nova batch` runs it "
+                         "from text only: prompt, negative_prompt, frames, steps, cfg, width, height, motion, fps).")
+    vae = load_vae_config(os.path.join(folder, "vae"))
+    info = _UrsaInfo(vae.video, vae.temporal_stride, vae.spatial_stride)
+    error = _ursa_item_error(job.options, 1, info)  # a bad run-wide default would fail every item
+    if error:
+        raise InputError(error)
+    return info
+
+
+def _ursa_item_error(o: Dict[str, Any], prompts: int, info: _UrsaInfo) -> Optional[str]:
+    given = [key for key, unset in NOVA_ONLY if o[key] != unset]
+    if given:
+        return f"{', '.join(given)}: NOVA options; an URSA checkpoint takes none of them."
+    if prompts > 1:
+        return "several prompts: URSA makes one clip per item (one prompt)."
+    frames = o["frames"]
+    if frames is not None:
+        if not info.is_video_model and frames != 1:
+            return f"frames = {frames}: an URSA image checkpoint makes 1 frame."
+        if info.is_video_model and (frames < 1 or (frames - 1) % info.temporal_stride):
+            return f"frames = {frames}; expected 1 + {info.temporal_stride}k frames."
+    for key in ("width", "height"):
+        if o[key] is not None and (o[key] < 1 or o[key] % info.spatial_stride):
+            return f"{key} = {o[key]}; expected a positive multiple of {info.spatial_stride} pixels (the tokenizer's stride)."
+    if o["motion"] is not None and o["motion"] < 0:
+        return f"motion = {o['motion']}; expected a number >= 0."
+    return None
 
 
 def summarize(batches: Sequence[List[Unit]], records: List[dict], out: str) -> BatchSummary:
@@ -328,10 +401,14 @@ def _encode_prompts(folder: str, items: Sequence[Item], out: str, max_length: in
     log.info("encoded %d prompts in %.1fs (text encoder released)", count, time.time() - t0)
 
 
-def _load_pipeline(folder: str, job: BatchJob, device):
+def _load_pipeline(folder: str, job: BatchJob, device, ursa: bool = False):
     from .fast import Accel
     from .pipeline import NovaPipeline
 
+    if ursa:
+        from .ursa.pipeline import UrsaPipeline
+
+        return UrsaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device)
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device,
                                         vae_dtype=torch.float32, load_text_encoder=False)
     pipe.accel = Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)
@@ -387,11 +464,16 @@ class _Worker:
         self.pipe, self.job, self.out, self.world, self.embeds = pipe, job, out, world, embeds
         self.manifest_path = manifest_path
         self.video = config.is_video_model
+        self.ursa = isinstance(config, _UrsaInfo)
         self.tmp = os.path.join(out, PARTIAL, f"rank-{world.rank}")
         os.makedirs(self.tmp, exist_ok=True)
 
     @torch.inference_mode()
     def run(self, units: Sequence[Unit]) -> None:
+        if self.ursa:  # one unit after the other, whatever the batch size
+            for unit in units:
+                self._ursa_unit(unit)
+            return
         prepared = []
         for unit in units:
             try:
@@ -423,12 +505,53 @@ class _Worker:
             try:
                 self._write(p, latents[i : i + 1], share_seconds)
             except Exception as exc:
-                self._fail(p.unit, exc)
-                if _disk_full(exc):  # every unit after it would be sampled, then fail the same way
-                    raise InputError(f"{self.out}: the disk is full ({exc}); stopped. Free some space and rerun the "
-                                     "same command: finished outputs are kept.") from exc
+                self._write_failed(p.unit, exc)
         log.debug("batch of %d (items %s): %.1fs", len(group), ", ".join(f"{p.unit.item.index}/{p.unit.sample}" for p in group),
                   time.time() - t0)
+
+    def _write_failed(self, unit: Unit, exc: Exception) -> None:
+        self._fail(unit, exc)
+        if _disk_full(exc):  # every unit after it would be sampled, then fail the same way
+            raise InputError(f"{self.out}: the disk is full ({exc}); stopped. Free some space and rerun the "
+                             "same command: finished outputs are kept.") from exc
+
+    def _ursa_unit(self, unit: Unit) -> None:
+        """One URSA unit, as ``nova generate`` makes it with the unit's seed (nova/ursa/cli.py)."""
+        from .ursa.cli import IMAGE_SIZE, MOTION, VIDEO_SIZE
+
+        t0 = time.time()
+        item, o = unit.item, unit.item.options
+        try:
+            if item.error is not None:
+                raise InputError(item.error)
+            path = output_path(item, unit.sample, self.job.layout, self.video)
+            height, width = VIDEO_SIZE if self.video else IMAGE_SIZE
+            height, width = o["height"] or height, o["width"] or width
+            frames = o["frames"] or (49 if self.video else 1)
+            motion = MOTION if o["motion"] is None else o["motion"]
+            prompt = item.prompts[0]
+            if self.video and frames > 1 and motion > 0 and not prompt.lstrip().startswith("motion="):
+                prompt = f"motion={float(motion)}, {prompt}"
+            out = self.pipe(prompt=prompt, negative_prompt=o["negative_prompt"], height=height, width=width,
+                            num_frames=frames, num_inference_steps=o["steps"], guidance_scale=o["cfg"],
+                            generator=torch.Generator(device=self.world.device).manual_seed(unit.seed), output_type="np")
+            result = out.frames[0] if out.frames.ndim == 5 else out.frames  # [F, H, W, 3]
+        except Exception as exc:
+            if self.world.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self._fail(unit, exc)
+            return
+
+        def save(tmp: str) -> None:
+            from .media import VideoWriter
+
+            with VideoWriter(tmp, o["fps"]) as writer:
+                writer.write(result)
+
+        try:
+            self._place(unit, path, save, time.time() - t0, None)
+        except Exception as exc:
+            self._write_failed(unit, exc)
 
     def _prepare(self, unit: Unit) -> _Prepared:
         from . import checks
@@ -500,16 +623,21 @@ class _Worker:
         return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:
+        self._place(p.unit, p.path, lambda tmp: self.pipe.save(latents, tmp, fps=p.unit.item.options["fps"], blend=p.blend),
+                    sample_seconds, p.truncated)
+
+    def _place(self, unit: Unit, path: str, save, sample_seconds: float, truncated: Optional[bool]) -> None:
+        """Writes the unit's output with ``save(temporary path)``, moves it to ``path`` and records it."""
         t0 = time.time()
-        unit, item = p.unit, p.unit.item
+        item = unit.item
         for rel, text in side_files(item, self.job.layout).items():
             self._place_text(rel, text)
-        ext = os.path.splitext(p.path)[1]
+        ext = os.path.splitext(path)[1]
         tmp = os.path.join(self.tmp, f"{uuid.uuid4().hex}{ext}")
-        final = os.path.join(self.out, p.path)
+        final = os.path.join(self.out, path)
         try:
             try:
-                self.pipe.save(latents, tmp, fps=item.options["fps"], blend=p.blend)
+                save(tmp)
             except InputError as exc:  # named by the output it was for, not the temporary file
                 raise InputError(str(exc).replace(tmp, final)) from exc
             digest, size = _sha256(tmp)
@@ -520,7 +648,7 @@ class _Worker:
                 os.remove(tmp)
         manifest.append(self.manifest_path, {
             "kind": "done", "item": item.index, "sample": unit.sample, "seed": unit.seed, "prompt": item.prompt,
-            "name": item.name, "settings": item.options, "prompt_truncated": p.truncated, "path": p.path, "sha256": digest, "bytes": size,
+            "name": item.name, "settings": item.options, "prompt_truncated": truncated, "path": path, "sha256": digest, "bytes": size,
             "seconds": round(sample_seconds + time.time() - t0, 3), "rank": self.world.rank,
         })
 

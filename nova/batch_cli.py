@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .batch_items import OPTIONS, PATH_KEYS
+from .batch_items import FAMILY_DEFAULTS, OPTIONS, PATH_KEYS
 from .dtypes import DTYPE_NAMES
 from .layouts import LAYOUTS
 
@@ -27,7 +27,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed; each sample's seed derives from it, the item and the sample")
     p.add_argument("--layout", choices=LAYOUTS, default="default", help="file names: default, vbench, geneval")
     for option in OPTIONS:
-        p.add_argument(option.flag, type=option.type, default=option.default, help=option.help)
+        if option.key in FAMILY_DEFAULTS["nova"]:  # unset: the checkpoint family's default
+            nova, ursa = FAMILY_DEFAULTS["nova"][option.key], FAMILY_DEFAULTS["ursa"][option.key]
+            p.add_argument(option.flag, type=option.type, default=None,
+                           help=f"{option.help} (default {nova:g} for NOVA, {ursa:g} for URSA checkpoints)")
+        else:
+            p.add_argument(option.flag, type=option.type, default=option.default, help=option.help)
     p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp32", help="compute dtype of the transformer")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available; GPU of the local rank)")
     p.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower)")

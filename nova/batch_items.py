@@ -62,7 +62,17 @@ OPTIONS = (
     Option("cfg", float, 5.0, "guidance scale"),
     Option("motion_flow", float, 5.0, "motion flow", per_sample=True),
     Option("fps", float, 12.0, "frames per second (conditioning and file)", per_sample=True),
+    Option("width", int, None, "URSA only: output width in pixels (default 512 video, 1024 image)"),
+    Option("height", int, None, "URSA only: output height in pixels (default 320 video, 1024 image)"),
+    Option("motion", float, None, "URSA only: the 'motion=<value>, ' prompt prefix of a video (default 9; 0 = none)"),
 )
+# Steps and cfg left unset on the command line take the checkpoint family's defaults (nova/batch.py).
+FAMILY_DEFAULTS = {"nova": {"steps": 64, "cfg": 5.0}, "ursa": {"steps": 25, "cfg": 7.0}}
+URSA_KEYS = ("width", "height", "motion")
+# NOVA-only options with the value that means "not used" (an URSA run refuses any other).
+NOVA_ONLY = (("image", None), ("video", None), ("window", 0), ("blend", 0), ("loop", 0), ("mask", None),
+             ("mask_threshold", 0.5), ("mask_grow", 0), ("feather", 0), ("denoise", None), ("keyframe", None),
+             ("keyframe_approach", 2), ("keyframe_strength", 0.5), ("diffusion_steps", 25), ("motion_flow", 5.0))
 OPTION_KEYS = {o.key: o for o in OPTIONS}
 PATH_KEYS = ("image", "video", "mask")
 ITEM_KEYS = ("prompt", "seed", "name")

@@ -59,17 +59,3 @@ def test_options_of_the_other_family_are_refused(tmp_path):
                  "--height", "32", "--out", "a.mp4"], tmp_path)
     assert r.returncode == 2 and "num_frames = 6" in r.stderr
 
-
-def test_batch_refuses_ursa_for_now(tmp_path):
-    import pytest
-
-    from nova.batch import BatchJob, run
-    from nova.batch_items import OPTIONS
-    from nova.errors import WrongFamilyError
-
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a bear\n", encoding="utf-8")
-    job = BatchJob(os.path.join(GOLDEN_URSA, "t2v_tiny"), str(prompts), str(tmp_path / "out"),
-                   options={o.key: o.default for o in OPTIONS}, device="cpu")
-    with pytest.raises(WrongFamilyError, match="URSA checkpoint; `nova batch` runs NOVA checkpoints only"):
-        run(job)
