@@ -13,7 +13,7 @@ from typing import Optional
 from ..nova.errors import InputError
 from ..nova.media import MAX_FPS, MIN_FPS
 from ..nova.plan import GenerationPlan, Segment
-from ..nova.sampling import SamplerSettings, check_denoise, new_generator
+from ..nova.sampling import SamplerSettings, check_denoise, check_seed, new_generator
 from ..nova.vae_frames import latents_for_frames
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
@@ -216,7 +216,7 @@ class NovaGenerate(io.ComfyNode):
                              "clip), or set denoise to 1.")
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
-        new_generator(seed)  # checks the seed
+        check_seed(seed)  # (before the image is encoded)
         if mask is not None and start_image is None:
             raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
         # Everything is checked on a plan before the start image is encoded (the same plan, with no
