@@ -9,7 +9,6 @@ import torch
 from ..nova import masks
 from ..nova.errors import InputError
 from ..nova.media import MAX_FPS, MIN_FPS
-from ..nova.models.vae_opensora import temporal_tiles
 from ..nova.pixels import fit_frames
 from ..nova.vae_frames import frames_kept
 from .compat import io
@@ -53,7 +52,7 @@ def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
         raise InputError(f"latents of shape {list(z.shape)} do not fit this VAE ({vae.latent_channels} channels, [B, C, T, h, w]).")
     host.load(handle.patcher, vae.decode_memory_bytes(z.shape[-2], z.shape[-1], tile_latents))
     out = []
-    tiles = len(temporal_tiles(z.shape[2], tile_latents)) if vae.temporal else z.shape[2]
+    tiles = vae.decode_chunk_count(z.shape[2], tile_latents)
     progress = host.progress(z.shape[0] * tiles)
     step = 0
     for b in range(z.shape[0]):

@@ -11,7 +11,7 @@ import torch
 from .config import read_json
 from .errors import ConfigError
 from .loading import load_module, weight_files
-from .models.vae_opensora import AutoencoderKLOpenSora
+from .models.vae_opensora import AutoencoderKLOpenSora, temporal_tiles
 
 VIDEO_VAE, IMAGE_VAE = "AutoencoderKLOpenSora", "AutoencoderKL"
 
@@ -113,6 +113,10 @@ class NovaVAE:
         return self.scale(noise * std + mean)
 
     @torch.no_grad()
+    def decode_chunk_count(self, latent_frames: int, tile_latents: int) -> int:
+        """How many pieces :meth:`decode_chunks` yields for one sample (progress bars count them)."""
+        return len(temporal_tiles(latent_frames, tile_latents)) if self.temporal else latent_frames
+
     def decode_chunks(self, latents: torch.Tensor, raw: bool = False, tile_latents: Optional[int] = None) -> Iterator[torch.Tensor]:
         """Scaled latents [B, C, T, h, w] (``raw=True``: unscaled VAE latents) -> pixel chunks
         [B, 3, t, H, W] in [-1, 1], in temporal tiles so memory stays bounded whatever T."""

@@ -128,6 +128,18 @@ def test_the_rule_sees_a_host_import(tmp_path):
     assert found == ["comfy.model_management", "nodes", "server"]
 
 
+def test_nodes_reach_the_engine_through_its_wrappers():
+    """nodes/ converts ComfyUI types and calls the engine; the networks (nova/models/) stay behind
+    the engine's wrappers (nova/vae.py, nova/components.py, ...)."""
+    offenders = []
+    for path in _sources(("nodes",)):
+        name = _module_name(path)
+        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+        offenders += [f"{os.path.relpath(path, ROOT)} imports {mod}" for mod, _ in _imports(path, package)
+                      if mod.startswith("nova.models")]
+    assert not offenders, offenders
+
+
 def test_building_the_cli_parser_imports_no_torch():
     """`python -m nova --help` answers at once: the parser (generate, batch, make-tiny) is built
     without importing torch, diffusers or transformers."""
