@@ -31,26 +31,19 @@ from nova.fast import Accel, FastPlan  # noqa: E402
 from nova.sampling import SamplerSettings  # noqa: E402
 
 STAGES = (("temporal step", "model", "encode_frame"), ("spatial encoder", "model", "encode_image"),
-          ("diffusion head loop", "fast", "denoise"), ("diffusion head loop", "fast", "denoise_eager"))
+          ("diffusion head loop", "fast", "denoise"))
 
 
 def _mark_stages(model):
     """Wraps each stage's function in a record_function range; returns the undo."""
     undo = []
-    open_ranges = set()  # (the per-step head loop calls the eager one: one range, not two)
     for label, kind, attr in STAGES:
         owner = model if kind == "model" else FastPlan
         original = getattr(owner, attr)
 
         def marked(*args, _f=original, _label=label, **kwargs):
-            if _label in open_ranges:
+            with record_function("stage: " + _label):
                 return _f(*args, **kwargs)
-            open_ranges.add(_label)
-            try:
-                with record_function("stage: " + _label):
-                    return _f(*args, **kwargs)
-            finally:
-                open_ranges.discard(_label)
 
         setattr(owner, attr, marked)
         undo.append((owner, attr, original, kind == "model"))

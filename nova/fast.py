@@ -279,10 +279,6 @@ class FastPlan:
             except RuntimeError as exc:  # capture can fail on unusual setups: stay correct, go eager
                 log.warning("NOVA: CUDA graph capture failed (%s); using the eager diffusion loop.", exc)
                 object.__setattr__(self, "graphed", None)
-        return self.denoise_eager(model, cond_proj, x_tokens, step_noise, guidance)
-
-    def denoise_eager(self, model, cond_proj, x_tokens, step_noise, guidance) -> torch.Tensor:
-        """The diffusion loop as plain tensor operations."""
         return denoise_tokens(model, self.steps, self.head, cond_proj, x_tokens, step_noise, guidance)
 
 
