@@ -3,12 +3,12 @@
     python bench/batch_throughput.py                                   # CPU, cpu-mid sizes, batch 1/2/4
     python bench/batch_throughput.py --checkpoint PATH --dtype bf16 --frames 33 --steps 64 25 --sizes 1 2 4 8
 
-Each batch size runs the real runner (nova.batch.run) in a fresh process on its own output
+Each batch size runs the real runner (nova.batch.runner.run) in a fresh process on its own output
 folder, so peak memory is per batch size (CUDA: most allocated; CPU: the process's peak RSS).
 Throughput is counted two ways: from the manifest's per-output seconds (sampling share + decode
 + write: the steady state of a long run) and from the wall time of the whole process's run
 (model load and the prompt encoding included). Without --checkpoint a random checkpoint of the
-cpu-mid sizes is written (nova.tiny 'mid': 256 wide, 4 + 8 layers, 128 x 192, 9 frames).
+cpu-mid sizes is written (nova.components.tiny 'mid': 256 wide, 4 + 8 layers, 128 x 192, 9 frames).
 Writes bench/results/batch-<label>.json and .md.
 """
 
@@ -40,9 +40,9 @@ def child(args) -> dict:
     """One batch size, in this process: run the job, report time, throughput and peak memory."""
     import torch
 
-    from nova import manifest
-    from nova.batch import BatchJob, run
-    from nova.batch_items import OPTIONS
+    from nova.batch import manifest
+    from nova.batch.items import OPTIONS
+    from nova.batch.runner import BatchJob, run
 
     options = {o.key: o.default for o in OPTIONS}
     options.update(frames=args.frames, steps=args.steps[0], diffusion_steps=args.steps[1])
@@ -82,7 +82,7 @@ def main() -> None:
         return
     work = tempfile.mkdtemp(prefix="nova-batch-bench-")
     if args.checkpoint is None:
-        from nova.tiny import make_tiny
+        from nova.components.tiny import make_tiny
 
         args.checkpoint = make_tiny(os.path.join(work, "mid"), preset="mid")
     prompt_file = os.path.join(work, "prompts.txt")
@@ -102,7 +102,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     import torch
 
-    report = {"label": args.label, "checkpoint": "random cpu-mid weights (nova.tiny 'mid')" if "nova-batch-bench-" in args.checkpoint else args.checkpoint,
+    report = {"label": args.label, "checkpoint": "random cpu-mid weights (nova.components.tiny 'mid')" if "nova-batch-bench-" in args.checkpoint else args.checkpoint,
               "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"), "cpu": platform.processor() or platform.machine(),
               "threads": rows[0]["threads"], "torch": torch.__version__, "dtype": args.dtype, "frames": args.frames,
               "steps": args.steps, "videos_per_size": args.prompts, "load_average": os.getloadavg()[0],

@@ -32,9 +32,9 @@ from official import head_to_head, official_runner  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build, load  # noqa: E402
 from report import markdown  # noqa: E402
 
-from nova.fast import Accel, FastPlan  # noqa: E402
-from nova.plan import GenerationPlan, Segment  # noqa: E402
-from nova.sampling import SamplerSettings, new_generator  # noqa: E402
+from nova.sampling.fast import Accel, FastPlan  # noqa: E402
+from nova.sampling.plan import GenerationPlan, Segment  # noqa: E402
+from nova.sampling.sampler import SamplerSettings, new_generator  # noqa: E402
 from nova.speed import triton_head  # noqa: E402  (imports triton only when used)
 
 
@@ -223,7 +223,7 @@ def diff_vs(out: torch.Tensor, ref: torch.Tensor) -> dict:
 def long_video_memory(model, sched, embeds, device, window, args) -> dict:
     """Peak memory of 9, 33 and 65 latent frames at a fixed window (few steps: memory does not
     depend on them). On CPU each length runs in a fresh process (peak RSS is per process)."""
-    from nova import plan as video_mod
+    from nova.sampling import plan as video_mod
 
     settings = SamplerSettings(4, 2, 5.0)
     out = {"window": window}
@@ -264,7 +264,7 @@ def _cpu_long_run(n: int, window: int, args) -> dict:
     models = "presets.load(%r, cpu, torch.float32)" % args.checkpoint if args.checkpoint else "presets.build(presets.PRESETS[%r], cpu)" % args.preset
     code = (
         "import sys, torch, resource; sys.argv=['x']; sys.path.insert(0, %r); import presets; "
-        "from nova.sampling import *; from nova.plan import *; cpu = torch.device('cpu'); "
+        "from nova.sampling.sampler import *; from nova.sampling.plan import *; cpu = torch.device('cpu'); "
         "m, t, v, s = %s; st = SamplerSettings(4, 2, 5.0); "
         "e = t.encode([presets.PROMPT], m.config.text_token_len); "
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "

@@ -48,11 +48,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import matmul_peak, peak_bytes, reset_peak, sync, timed  # noqa: E402
 from presets import MID, OSP480, ROOT, SDXL1024  # noqa: E402
 
-from nova.config import NovaConfig  # noqa: E402
-from nova.fast import Accel  # noqa: E402
-from nova.plan import GenerationPlan, Segment  # noqa: E402
-from nova.sampling import SamplerSettings, new_generator  # noqa: E402
-from nova.text_encoder import PromptEmbeds  # noqa: E402
+from nova.components.config import NovaConfig  # noqa: E402
+from nova.components.text_encoder import PromptEmbeds  # noqa: E402
+from nova.sampling.fast import Accel  # noqa: E402
+from nova.sampling.plan import GenerationPlan, Segment  # noqa: E402
+from nova.sampling.sampler import SamplerSettings, new_generator  # noqa: E402
 
 DEFAULT = Accel()
 PER_STEP = Accel(step_graphs=False)
@@ -71,7 +71,7 @@ LAST_MODES = {"attention math": Accel(attention="math")}  # 3x slower on an H200
 
 def random_model(config: dict, device, dtype):
     """Random weights at a real size, scaled so the post-norm blocks stay in range."""
-    from nova.components import build_transformer
+    from nova.components.loaders import build_transformer
 
     torch.manual_seed(0)
     model = build_transformer(NovaConfig.from_dict(config), device=device, dtype=dtype)
@@ -187,8 +187,8 @@ def _tokenizer_stub():
     import tempfile
     from types import SimpleNamespace
 
-    from nova.text_encoder import load_tokenizer
-    from nova.tiny import write_tokenizer
+    from nova.components.text_encoder import load_tokenizer
+    from nova.components.tiny import write_tokenizer
 
     folder = tempfile.mkdtemp()
     write_tokenizer(folder)

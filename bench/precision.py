@@ -33,10 +33,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the modules beside this script
 from presets import PRESETS, PROMPT, ROOT, build  # noqa: E402
 
-from nova.fast import Accel  # noqa: E402
 from nova.models.vit import MLP  # noqa: E402
-from nova.plan import GenerationPlan, Segment  # noqa: E402
-from nova.sampling import SamplerSettings, new_generator  # noqa: E402
+from nova.sampling.fast import Accel  # noqa: E402
+from nova.sampling.plan import GenerationPlan, Segment  # noqa: E402
+from nova.sampling.sampler import SamplerSettings, new_generator  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from tolerances import assert_latents_close  # noqa: E402

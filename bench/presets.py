@@ -13,10 +13,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from nova.config import NovaConfig  # noqa: E402
+from nova.components.config import NovaConfig  # noqa: E402
+from nova.components.text_encoder import TextEncoder  # noqa: E402
+from nova.components.vae import NovaVAE  # noqa: E402
 from nova.models.vae_opensora import AutoencoderKLOpenSora  # noqa: E402
-from nova.text_encoder import TextEncoder  # noqa: E402
-from nova.vae import NovaVAE  # noqa: E402
 
 OSP480 = {
     "image_dim": 4, "image_size": [480, 768], "image_stride": 8, "text_token_dim": 2560, "text_token_len": 256,
@@ -77,9 +77,9 @@ def build(preset: Preset, device: torch.device):
     import diffusers
     from transformers import PhiConfig, PhiModel
 
-    from nova.components import build_transformer
-    from nova.text_encoder import load_tokenizer
-    from nova.tiny import write_tokenizer
+    from nova.components.loaders import build_transformer
+    from nova.components.text_encoder import load_tokenizer
+    from nova.components.tiny import write_tokenizer
 
     dtype = preset.dtype
     torch.manual_seed(0)

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import PRESETS, PROMPT, ROOT, build, load  # noqa: E402
 
 from bench import generate  # noqa: E402
-from nova.fast import Accel, FastPlan  # noqa: E402
-from nova.sampling import SamplerSettings  # noqa: E402
+from nova.sampling.fast import Accel, FastPlan  # noqa: E402
+from nova.sampling.sampler import SamplerSettings  # noqa: E402
 
 STAGES = (("temporal step", "model", "encode_frame"), ("spatial encoder", "model", "encode_image"),
           ("diffusion head loop", "fast", "denoise"))

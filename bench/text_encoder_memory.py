@@ -1,5 +1,5 @@
 """Phi-2 (random weights, real size) encoding one 256-token prompt: bf16 weights against fp8
-weight storage (nova.fp8). python bench/text_encoder_memory.py"""
+weight storage (nova.speed.fp8). python bench/text_encoder_memory.py"""
 
 import json
 import os
@@ -14,9 +14,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import PHI2, PROMPT  # noqa: E402
 
-from nova.fp8 import store_linear_weights_fp8  # noqa: E402
-from nova.text_encoder import TextEncoder, load_tokenizer  # noqa: E402
-from nova.tiny import write_tokenizer  # noqa: E402
+from nova.components.text_encoder import TextEncoder, load_tokenizer  # noqa: E402
+from nova.components.tiny import write_tokenizer  # noqa: E402
+from nova.speed.fp8 import store_linear_weights_fp8  # noqa: E402
 
 
 def main():

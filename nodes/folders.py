@@ -11,8 +11,8 @@ import json
 import os
 from typing import Dict, Tuple
 
+from ..nova.components.loading import HUB_PATTERNS, expected_layout
 from ..nova.errors import CheckpointError
-from ..nova.loading import HUB_PATTERNS, expected_layout
 
 OFFICIAL = {
     "nova-d48w1024-osp480": "BAAI/nova-d48w1024-osp480",

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..nova.config import NovaConfig
+from ..nova.components.config import NovaConfig
 from ..nova.errors import InputError
 
 
@@ -25,8 +25,8 @@ class NovaModel:
     latent_scale: float  # scaling_factor of the checkpoint's VAE: transformer latents = raw * scale
     latent_shift: float = 0.0
     latent_format: str = "sd15"  # latent2rgb preview factors
-    latent_space: str = ""  # nova.vae.latent_space_id of the checkpoint's VAE (LATENT "nova_latent_format")
-    accel: Any = None  # nova.fast.Accel from NOVA Speed Mode (None: the default fast path)
+    latent_space: str = ""  # nova.components.vae.latent_space_id of the checkpoint's VAE (LATENT "nova_latent_format")
+    accel: Any = None  # nova.sampling.fast.Accel from NOVA Speed Mode (None: the default fast path)
 
     @property
     def transformer(self):
@@ -54,7 +54,7 @@ class NovaVaeHandle:
     """NOVA_VAE: the autoencoder (inside ``patcher``) and its interface object."""
 
     patcher: Any
-    vae: Any  # nova.vae.NovaVAE
+    vae: Any  # nova.components.vae.NovaVAE
     name: str
     host: Any
 

@@ -127,7 +127,7 @@ class FallbackHost:
     def pick_dtype(self, choice: str, kind: str, device) -> torch.dtype:
         if choice in DTYPE_NAMES:
             return torch_dtype(choice)
-        from ..nova.pipeline import auto_dtype
+        from ..nova.devices import auto_dtype
 
         return auto_dtype(device)
 

@@ -1,5 +1,5 @@
 """NOVA Keyframes: pictures pinned at video frames, for AR Frame Step and Generate (the rule of
-which frames can be exact, and what the sampler does: nova/keyframes.py)."""
+which frames can be exact, and what the sampler does: nova/sampling/keyframes.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import List, Optional, Sequence
 import torch
 
 from ..nova.errors import InputError
-from ..nova.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
-from ..nova.pixels import check_images
+from ..nova.io.pixels import check_images
+from ..nova.sampling.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
 from .compat import io
 from .handles import LATENT_SPACE_KEY, NovaModel, check_latent_space
 from .types import NovaKeyframesType, NovaVaeType

@@ -6,12 +6,12 @@ import os
 
 import torch
 
-from ..nova.components import load_scheduler, load_transformer
-from ..nova.config import read_json
+from ..nova.components.config import read_json
+from ..nova.components.loaders import load_scheduler, load_transformer
+from ..nova.components.text_encoder import load_phi, load_tokenizer
+from ..nova.components.vae import IMAGE_VAE, VIDEO_VAE, check_vae_config, latent_space_id, load_vae
 from ..nova.errors import CheckpointError
-from ..nova.fp8 import store_linear_weights_fp8
-from ..nova.text_encoder import load_phi, load_tokenizer
-from ..nova.vae import IMAGE_VAE, VIDEO_VAE, check_vae_config, latent_space_id, load_vae
+from ..nova.speed.fp8 import store_linear_weights_fp8
 from . import folders
 from .compat import io
 from .handles import NovaModel, NovaTextEncoder, NovaVaeHandle

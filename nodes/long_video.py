@@ -7,8 +7,8 @@ import dataclasses
 from typing import Any, Optional
 
 from ..nova.errors import InputError
-from ..nova.media import MAX_FPS, MIN_FPS
-from ..nova.plan import GenerationPlan, Segment
+from ..nova.io.media import MAX_FPS, MIN_FPS
+from ..nova.sampling.plan import GenerationPlan, Segment
 from .compat import io
 from .handles import latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input

@@ -1,7 +1,7 @@
 """Masks in the nodes: NOVA AR Frame Step and NOVA Generate repaint the given frames under a mask
 (core SetLatentNoiseMask's ``noise_mask``, LoadImage's alpha, the mask editor, core mask nodes),
 and NOVA Outpaint Canvas places a picture or clip on the checkpoint's canvas with the mask of the
-area to generate. The rules live in :mod:`nova.masks`; masks and latents are never modified.
+area to generate. The rules live in :mod:`nova.sampling.masks`; masks and latents are never modified.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Optional
 
 import torch
 
-from ..nova import masks
 from ..nova.errors import InputError
-from ..nova.pixels import fit_frames
+from ..nova.io.pixels import fit_frames
+from ..nova.sampling import masks
 from .compat import io
 from .handles import NovaModel, latent_tensor
 
@@ -27,7 +27,7 @@ REPAINTED = "nova_repainted"
 # feather's source are fitted to the latents' frames the way those frames were.
 RESIZE = "nova_resize"
 # LATENT key set by NOVA VAE Encode: how many frames it was given, so a noise_mask as long as that
-# clip is accepted even where encoding kept a single latent frame (nova.masks rule 1).
+# clip is accepted even where encoding kept a single latent frame (nova.sampling.masks rule 1).
 ENCODED_FRAMES = "nova_encoded_frames"
 MAX_GROW = masks.MAX_GROW
 MAX_FEATHER = masks.MAX_FEATHER
@@ -97,7 +97,7 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
     """Blend IMAGE frames decoded from a repainted LATENT ([B * frames, H, W, 3]) with the source
     frames (IMAGE, fitted to H x W as NOVA VAE Encode did: the LATENT's ``RESIZE``) at the mask edge:
     pixels outside the regenerated tokens (the mask rounded out to 16-px cells, after mask_grow) become
-    the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.masks.feather_weights`).
+    the source's, the blend ramps up over ``radius`` pixels inside them (:func:`nova.sampling.masks.feather_weights`).
     Latents without a repainted area pass unchanged (with a warning when a feather was asked for)."""
 
     grid = latent.get(REPAINTED)

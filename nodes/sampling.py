@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 from ..nova.errors import InputError
-from ..nova.media import MAX_FPS, MIN_FPS
-from ..nova.plan import GenerationPlan, Segment
-from ..nova.sampling import SamplerSettings, check_denoise, check_seed, new_generator
-from ..nova.vae_frames import latents_for_frames
+from ..nova.io.frames import latents_for_frames
+from ..nova.io.media import MAX_FPS, MIN_FPS
+from ..nova.sampling.plan import GenerationPlan, Segment
+from ..nova.sampling.sampler import SamplerSettings, check_denoise, check_seed, new_generator
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
@@ -33,7 +33,7 @@ from .types import NovaModelType, NovaSamplerType, NovaVaeType
 
 MAX_LATENTS = 256
 # The seed widgets' range. Only the low 32 bits of a seed change the result on the CPU generator (as in the
-# official code); the engine itself accepts up to nova.sampling.MAX_SEED (2**64 - 1).
+# official code); the engine itself accepts up to nova.sampling.sampler.MAX_SEED (2**64 - 1).
 UI_MAX_SEED = 2**32 - 1
 SEED_TIP = ("Random seed, drawn on the CPU generator as the official pipeline does. Only 32 bits matter there "
             "(seed and seed + 2**32 give the same video), so the range stops at 2**32 - 1.")
@@ -207,7 +207,7 @@ class NovaGenerate(io.ComfyNode):
     def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
                 mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0, denoise=1.0,
                 keyframes=None) -> io.NodeOutput:
-        from ..nova.pixels import check_images
+        from ..nova.io.pixels import check_images
         from .vae import decode_latent, encode_images
 
         strength = engine_denoise(denoise)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..nova.errors import InputError
-from ..nova.fast import Accel
+from ..nova.sampling.fast import Accel
 from ..nova.speed.options import ATTENTION_CHOICES
 from ..nova.speed.spatial_kernels import check_runnable
 from .compat import io

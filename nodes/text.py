@@ -6,8 +6,8 @@ import logging
 
 import torch
 
+from ..nova.components.text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from ..nova.errors import InputError
-from ..nova.text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .compat import io
 from .types import NovaTextEncoderType
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..nova.components.loading import HUB_PATTERNS
 from ..nova.errors import CheckpointError, InputError
-from ..nova.loading import HUB_PATTERNS
-from ..nova.sampling import check_seed
+from ..nova.sampling.sampler import check_seed
 from ..nova.ursa.config import URSA_PIPELINE, check_ursa_folder, read_family
 from . import folders
 from .compat import io

@@ -6,11 +6,11 @@ import logging
 
 import torch
 
-from ..nova import masks
 from ..nova.errors import InputError
-from ..nova.media import MAX_FPS, MIN_FPS
-from ..nova.pixels import fit_frames
-from ..nova.vae_frames import frames_kept
+from ..nova.io.frames import frames_kept
+from ..nova.io.media import MAX_FPS, MIN_FPS
+from ..nova.io.pixels import fit_frames
+from ..nova.sampling import masks
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
 from .masks import ENCODED_FRAMES, MAX_FEATHER, RESIZE, feather_decoded
@@ -128,7 +128,7 @@ class NovaVAEDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, latents, fps=12.0, tile_latents=5, source=None, feather=0) -> io.NodeOutput:
-        from ..nova.media import check_fps
+        from ..nova.io.media import check_fps
 
         images = decode_latent(vae, latents, int(tile_latents))
         if source is not None and feather:

@@ -1,34 +1,49 @@
 """NOVA (autoregressive video generation without vector quantization) and its successor URSA
 (``nova.ursa``: discrete flow matching over VQ tokens) in pure PyTorch.
 
-Importing this package is cheap: heavy modules load on first use.
+The packages, from the front ends down (docs/architecture.md draws them):
+``pipeline`` (``NovaPipeline``), ``__main__`` (the CLI) and ``batch`` (``nova batch``) take a
+request, ``checks`` holds the rules a request meets before any work; ``sampling`` plans and samples
+it; ``speed`` holds other ways to compute, offered once measured faster; ``components`` loads a
+checkpoint's parts; ``models`` are the networks; ``io`` reads and writes pixels and files;
+``ursa`` is the successor model beside them. Importing this package is cheap: heavy modules load
+on first use.
 """
+
+from ._exports import MovedModules, lazy_names
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "NovaPipeline": ("pipeline", "NovaPipeline"),
     "NovaPipelineOutput": ("pipeline", "NovaPipelineOutput"),
-    "NovaConfig": ("config", "NovaConfig"),
-    "SamplerSettings": ("sampling", "SamplerSettings"),
-    "Keyframe": ("keyframes", "Keyframe"),
-    "load_transformer": ("components", "load_transformer"),
-    "load_scheduler": ("components", "load_scheduler"),
-    "load_vae": ("vae", "load_vae"),
-    "TextEncoder": ("text_encoder", "TextEncoder"),
+    "NovaConfig": ("components.config", "NovaConfig"),
+    "SamplerSettings": ("sampling.sampler", "SamplerSettings"),
+    "GenerationPlan": ("sampling.plan", "GenerationPlan"),
+    "Segment": ("sampling.plan", "Segment"),
+    "Accel": ("sampling.fast", "Accel"),
+    "Keyframe": ("sampling.keyframes", "Keyframe"),
+    "load_transformer": ("components.loaders", "load_transformer"),
+    "load_scheduler": ("components.loaders", "load_scheduler"),
+    "load_vae": ("components.vae", "load_vae"),
+    "TextEncoder": ("components.text_encoder", "TextEncoder"),
     "NovaError": ("errors", "NovaError"),
     "UrsaPipeline": ("ursa.pipeline", "UrsaPipeline"),
     "UrsaPipelineOutput": ("ursa.pipeline", "UrsaPipelineOutput"),
 }
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    raise AttributeError(f"module 'nova' has no attribute {name!r}")
-
-
+__getattr__ = lazy_names(__name__, _LAZY)
 __all__ = list(_LAZY)
+
+# The flat modules of 0.1 (``nova.plan``, ``nova.fast``, ...) at their places in the packages.
+# (``nova.batch``, ``nova.sampling`` and ``nova.components`` are packages now; their old names
+# are handed on by the packages themselves.)
+MovedModules.install(__name__, {
+    "batch_cli": "batch.cli", "batch_items": "batch.items", "batch_progress": "batch.progress",
+    "manifest": "batch.manifest", "layouts": "batch.layouts", "distributed": "batch.distributed",
+    "embed_cache": "batch.embed_cache", "plan": "sampling.plan", "fast": "sampling.fast",
+    "set_step": "sampling.set_step", "masks": "sampling.masks", "keyframes": "sampling.keyframes",
+    "rng": "sampling.rng", "step_progress": "sampling.progress", "loading": "components.loading",
+    "config": "components.config", "text_encoder": "components.text_encoder", "vae": "components.vae",
+    "tiny": "components.tiny", "media": "io.media", "images": "io.images", "pixels": "io.pixels",
+    "vae_frames": "io.frames", "latents": "io.latents", "fp8": "speed.fp8",
+})

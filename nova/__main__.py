@@ -23,7 +23,7 @@ def _check_control_args(args):
     from .errors import InputError
 
     if args.denoise is not None:
-        from .sampling import check_denoise
+        from .sampling.sampler import check_denoise
 
         check_denoise(args.denoise, "--denoise")
         if not (args.image or args.video):
@@ -42,7 +42,7 @@ def _check_control_args(args):
 def _keyframe_arg(text: str):
     """--keyframe IMAGE@FRAME -> (picture, frame); the frame is checked against the video later."""
     from .errors import InputError
-    from .media import read_frames
+    from .io.media import read_frames
 
     path, sep, frame = text.rpartition("@")
     try:
@@ -60,7 +60,7 @@ def _check_keyframes(args, folder: str, video: bool, latents: int) -> None:
 
     if not args.keyframe_pairs:
         return
-    from .keyframes import latent_index
+    from .sampling.keyframes import latent_index
 
     if not video:
         raise InputError(f"--keyframe pins pictures at times of a video; {folder} is an image checkpoint.")
@@ -74,13 +74,13 @@ def _checked_request(args):
     headers and frames against it. Returns (device, folder, config, latents, long_video, image,
     clip, mask)."""
     from . import checks
-    from .config import load_config
+    from .components.config import load_config
+    from .components.loading import resolve_checkpoint
+    from .devices import check_device, default_device
     from .errors import InputError
-    from .loading import resolve_checkpoint
-    from .media import check_output
-    from .pipeline import check_device, default_device
-    from .sampling import check_seed
-    from .vae_frames import frames_for_latents
+    from .io.frames import frames_for_latents
+    from .io.media import check_output
+    from .sampling.sampler import check_seed
 
     options = vars(args)
     check_output(args.out)
@@ -110,7 +110,7 @@ def _checked_request(args):
 def _checked_speed_mode(args, device, dtype, config):
     """The speed mode of --reference, --attention, --fp8-matmuls and --compile, checked against the
     device, the dtype and the checkpoint's head size before the weights load."""
-    from .fast import Accel
+    from .sampling.fast import Accel
     from .speed.spatial_kernels import check_runnable
 
     accel = Accel.choose(args.reference, args.attention, args.fp8_matmuls, args.compile_encoder)
@@ -119,7 +119,7 @@ def _checked_speed_mode(args, device, dtype, config):
 
 
 def _generate(args) -> int:
-    from .loading import resolve_checkpoint
+    from .components.loading import resolve_checkpoint
     from .ursa.config import URSA_PIPELINE, read_family
 
     if read_family(resolve_checkpoint(args.model)) == URSA_PIPELINE:  # URSA: its own defaults and options
@@ -134,7 +134,8 @@ def _generate(args) -> int:
 
     import torch
 
-    from .pipeline import NovaPipeline, auto_dtype
+    from .devices import auto_dtype
+    from .pipeline import NovaPipeline
 
     dtype = auto_dtype(device) if args.dtype == "auto" else torch_dtype(args.dtype)
     accel = _checked_speed_mode(args, device, dtype, config)
@@ -168,10 +169,10 @@ def _generate(args) -> int:
 def _checked_ursa_inputs(args):
     """An URSA run's checks before its weights load: the output, fps, seed, device, and the
     --image / --video it conditions on. Returns (device, image, clip)."""
+    from .devices import check_device, default_device
     from .errors import InputError
-    from .media import check_fps, check_output, read_frames
-    from .pipeline import check_device, default_device
-    from .sampling import check_seed
+    from .io.media import check_fps, check_output, read_frames
+    from .sampling.sampler import check_seed
 
     check_output(args.out)
     check_fps(args.fps)
@@ -199,8 +200,8 @@ def _check_no_ursa_options(args):
 def _long_video(pipe, args, latents, image, clip, generator):
     """Several prompts, a window, a loop or a clip to continue: one plan over segments."""
     from .pipeline import progress_bar
-    from .plan import GenerationPlan
-    from .sampling import SamplerSettings
+    from .sampling.plan import GenerationPlan
+    from .sampling.sampler import SamplerSettings
 
     settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
     prompts = args.prompt
@@ -220,13 +221,13 @@ def _long_video(pipe, args, latents, image, clip, generator):
 
 
 def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
-    """--mask: repaint --image or --video under the mask (nova/masks.py), then continue up to --frames."""
+    """--mask: repaint --image or --video under the mask (nova/sampling/masks.py), then continue up to --frames."""
     import torch
 
-    from .masks import masked_prefix
     from .pipeline import progress_bar
-    from .plan import GenerationPlan
-    from .sampling import SamplerSettings
+    from .sampling.masks import masked_prefix
+    from .sampling.plan import GenerationPlan
+    from .sampling.sampler import SamplerSettings
 
     source = {"video": clip} if clip is not None else {"image": image}
     prefix, regen, blend = masked_prefix(pipe, mask, threshold=args.mask_threshold, grow=args.mask_grow, feather=args.feather, **source)
@@ -244,7 +245,7 @@ def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
 
 
 def _make_tiny(args) -> int:
-    from .tiny import make_tiny
+    from .components.tiny import make_tiny
 
     make_tiny(args.dir, preset=args.preset, seed=args.seed)
     print(f"wrote a random '{args.preset}' checkpoint to {args.dir} (random weights: its videos are noise)", file=sys.stderr)
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which checkpoint to imitate")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=_make_tiny)
-    from .batch_cli import add_parser as add_batch_parser  # `batch`: nova/batch_cli.py, nova/batch.py
+    from .batch.cli import add_parser as add_batch_parser  # `batch`: nova/batch/cli.py, nova/batch/runner.py
 
     add_batch_parser(sub)
     return parser

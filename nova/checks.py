@@ -3,7 +3,7 @@
 ``nova generate`` and ``nova batch`` (its run-wide defaults before anything runs, and every JSONL
 item as it is read) call the same functions, so a rule is written once and says the same thing
 whichever way the request came in. ``options`` is a mapping with every key of
-:data:`nova.batch_items.OPTIONS`; ``name`` spells a key the way the caller's user wrote it
+:data:`nova.batch.items.OPTIONS`; ``name`` spells a key the way the caller's user wrote it
 (``--mask-grow`` on the command line, ``mask_grow`` in a JSONL line).
 """
 
@@ -27,10 +27,10 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
     """Every rule on the values themselves and, with ``combined``, on how they combine (nothing read
     from files). A batch's run-wide defaults are checked without: an item may complete them
     (a run-wide mask for items that each give their image)."""
-    from .masks import check_feather, check_grow
-    from .media import check_fps
-    from .sampling import SamplerSettings
-    from .vae_frames import latents_for_frames
+    from .io.frames import latents_for_frames
+    from .io.media import check_fps
+    from .sampling.masks import check_feather, check_grow
+    from .sampling.sampler import SamplerSettings
 
     o = options
     if o["frames"] is not None:
@@ -71,8 +71,8 @@ def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] =
     """The request's ``image`` (one [H, W, 3] uint8 frame), ``video`` clip (a list of frames,
     decoded no further than the request can use) and ``mask`` ([M, H, W] floats), each None when
     not given; sizes are checked from the headers before decoding."""
-    from .masks import mask_from_rgb
-    from .media import read_frames
+    from .io.media import read_frames
+    from .sampling.masks import mask_from_rgb
 
     o = options
     image = read_frames(o["image"], name("image"), max_frames=1)[0] if o["image"] else None
@@ -91,8 +91,8 @@ def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] =
 def check_mask(options: Mapping, config, mask, clip_frames: Optional[int]) -> None:
     """The mask against the checkpoint's frame size and the frames it repaints (an image, or a clip
     of ``clip_frames``): the token mask the generation will compute, once before any weights load."""
-    from .masks import token_mask
-    from .vae_frames import frames_kept, latents_for_frames
+    from .io.frames import frames_kept, latents_for_frames
+    from .sampling.masks import token_mask
 
     given = 1 if clip_frames is None else latents_for_frames(frames_kept(clip_frames))
     token_mask(mask, config, given, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
@@ -105,7 +105,7 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
     is the length of the ``video`` clip (None without one; an ``image`` is one latent frame). A
     clip longer than the request, or fewer new latent frames than prompts, is refused; with
     ``denoise`` the given frames are re-sampled (a clip: as long as it, unless frames asks more)."""
-    from .vae_frames import frames_kept, latents_for_frames
+    from .io.frames import frames_kept, latents_for_frames
 
     o = options
     frames = o["frames"]
@@ -139,7 +139,7 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
 def max_clip_frames(options: Mapping, video_model: bool) -> Optional[int]:
     """How many frames of the ``video`` clip to decode at most: one more than the request can use,
     so a longer clip is still seen to be too long (None: a masked clip without frames sets the length)."""
-    from .vae_frames import frames_for_latents, latents_for_frames
+    from .io.frames import frames_for_latents, latents_for_frames
 
     if options["frames"] is None and options["mask"]:
         return None

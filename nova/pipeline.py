@@ -17,19 +17,20 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .components import load_scheduler, load_transformer
+from .components.loaders import load_scheduler, load_transformer
+from .components.loading import read_model_index, resolve_checkpoint
+from .components.text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
+from .components.vae import NovaVAE
+from .components.vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
+from .devices import default_device
 from .errors import InputError, WrongFamilyError
-from .fast import Accel
-from .images import fit_image
-from .keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
-from .latents import as_prefix
-from .loading import read_model_index, resolve_checkpoint
-from .plan import GenerationPlan, Segment, per_sample
-from .sampling import SamplerSettings, check_denoise, new_generator
-from .text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
-from .vae import NovaVAE
-from .vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
-from .vae_frames import frames_kept
+from .io.frames import frames_kept
+from .io.images import fit_image
+from .io.latents import as_prefix
+from .sampling.fast import Accel
+from .sampling.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
+from .sampling.plan import GenerationPlan, Segment, per_sample
+from .sampling.sampler import SamplerSettings, check_denoise, new_generator
 
 log = logging.getLogger("nova")
 
@@ -51,41 +52,6 @@ class GivenFrames:
 class NovaPipelineOutput:
     images: Optional[Union[List, np.ndarray, torch.Tensor]] = None
     frames: Optional[Union[np.ndarray, torch.Tensor]] = None
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if _mps_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def check_device(device) -> torch.device:
-    """A device string or object that exists on this machine, else an InputError saying which do."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"device = {device!r} is not a device name; use cpu, cuda, cuda:N or mps.") from exc
-    available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if _mps_available() else [])
-    if dev.type not in available:
-        raise InputError(f"device = {device!r}: {dev.type} is not available on this machine; available: {', '.join(available)}.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
-    return dev
-
-
-def auto_dtype(device) -> torch.dtype:
-    """bf16 where the device runs it natively (CUDA with bf16 support), else fp32. fp16 is never
-    chosen: NOVA overflows in fp16 on some prompts."""
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
 
 
 def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
@@ -162,8 +128,8 @@ class NovaPipeline:
     def save(self, latents: torch.Tensor, path: str, fps: float = 12.0, blend=None) -> str:
         """Decode latents [1, C, T, h, w] tile by tile straight into a video/image file, so a long
         video never holds all its frames or activations at once. ``blend``: a
-        :class:`nova.masks.FeatherBlend` applied to the decoded frames (masked generation)."""
-        from .media import VideoWriter
+        :class:`nova.sampling.masks.FeatherBlend` applied to the decoded frames (masked generation)."""
+        from .io.media import VideoWriter
 
         if self.vae is None:
             raise InputError("saving frames needs the VAE; load the pipeline with load_vae=True.")
@@ -177,7 +143,7 @@ class NovaPipeline:
 
     def segment(self, prompt: str, frames: int, negative_prompt: str = "", motion_flow: float = 5.0, fps: float = 12.0,
                 guided: bool = True) -> Segment:
-        """A :class:`nova.plan.Segment` from prompt strings (``guided=False`` skips the negative)."""
+        """A :class:`nova.sampling.plan.Segment` from prompt strings (``guided=False`` skips the negative)."""
         negative = self.encode_prompt([negative_prompt]) if negative_prompt and guided else None
         return Segment(self.encode_prompt([prompt]), frames, negative, motion_flow, fps)
 
@@ -205,8 +171,8 @@ class NovaPipeline:
 
     def keyframes(self, pairs, num_latents: int, approach: int = DEFAULT_APPROACH,
                   strength: float = DEFAULT_STRENGTH) -> List[Keyframe]:
-        """(picture, video frame) pairs -> :class:`nova.keyframes.Keyframe` for a video of
-        ``num_latents`` latent frames (which frames are exact: nova/keyframes.py)."""
+        """(picture, video frame) pairs -> :class:`nova.sampling.keyframes.Keyframe` for a video of
+        ``num_latents`` latent frames (which frames are exact: nova/sampling/keyframes.py)."""
         if not self.config.is_video_model:
             raise InputError("keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
                              "Use a video checkpoint, or image with strength for an image.")
@@ -295,8 +261,8 @@ class NovaPipeline:
             output_type: "pil" (images), "np" (uint8 arrays), "pt" (float tensors in [0, 1]) or
                 "latent" (the latents, transformer scale).
             fps: the frame-rate conditioning of video checkpoints, one value or one per prompt.
-            callback: called with a :class:`nova.sampling.Progress` after every set step.
-            mask: white where ``image`` / ``latents`` are repainted (nova/masks.py); a token is repainted
+            callback: called with a :class:`nova.sampling.sampler.Progress` after every set step.
+            mask: white where ``image`` / ``latents`` are repainted (nova/sampling/masks.py); a token is repainted
                 if any of its pixels is above ``mask_threshold``; ``mask_grow`` widens the region by
                 tokens, ``mask_feather`` blends the decoded result into the source over that many pixels.
             strength: in [0, 1] (image-to-image, video-to-video; not in the official pipeline):
@@ -305,7 +271,7 @@ class NovaPipeline:
                 0 returns them, 1 ignores them; None keeps them and continues (or repaints).
             keyframes: (picture, video frame) pairs pinned in the video (frame 0 or a multiple of 4,
                 -1 = the last frame); the ``keyframe_approach`` latent frames before each approach it
-                with up to ``keyframe_strength`` of their tokens fixed to it (nova/keyframes.py).
+                with up to ``keyframe_strength`` of their tokens fixed to it (nova/sampling/keyframes.py).
 
         Returns:
             NovaPipelineOutput: ``frames`` for a video checkpoint ([B, T, H, W, 3] for "np"),
@@ -406,8 +372,8 @@ class NovaPipeline:
         posterior sample (drawn first from ``generator``, as the official code does), or ``latents``;
         and the pinned keyframes (posterior means: no draw)."""
         prefix_mask = blend = None
-        if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/masks.py)
-            from .masks import masked_prefix
+        if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/sampling/masks.py)
+            from .sampling.masks import masked_prefix
 
             prefix, prefix_mask, blend = masked_prefix(self, mask, image=image, latents=latents, threshold=mask_threshold,
                                                        grow=mask_grow, feather=mask_feather)
@@ -493,8 +459,8 @@ def _whole(value, name: str) -> int:
 
 
 def progress_bar(total: int, disable: bool = False, desc: str = "NOVA"):
-    """A tqdm bar on stderr that a :class:`nova.sampling.Progress` callback advances (frames and
+    """A tqdm bar on stderr that a :class:`nova.sampling.sampler.Progress` callback advances (frames and
     set steps, with ETA); ``disable`` gives a no-op."""
-    from .step_progress import StepProgressBar
+    from .sampling.progress import StepProgressBar
 
     return StepProgressBar(total, disable=disable, desc=desc)

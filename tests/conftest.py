@@ -46,14 +46,14 @@ def golden_pipes():
 
 @pytest.fixture(scope="session")
 def tiny_video(tmp_path_factory):
-    from nova.tiny import make_tiny
+    from nova.components.tiny import make_tiny
 
     return make_tiny(str(tmp_path_factory.mktemp("ckpt") / "nova-tiny-video"), preset="video")
 
 
 @pytest.fixture(scope="session")
 def tiny_image(tmp_path_factory):
-    from nova.tiny import make_tiny
+    from nova.components.tiny import make_tiny
 
     return make_tiny(str(tmp_path_factory.mktemp("ckpt") / "nova-tiny-image"), preset="image")
 

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from conftest import golden_case, golden_runs
 from tolerances import assert_latents_close
 
-from nova.fast import Accel, HeadPlan, StepPlan, denoise_tokens
-from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
+from nova.sampling.fast import Accel, HeadPlan, StepPlan, denoise_tokens
+from nova.sampling.sampler import Guidance, SamplerSettings, prepare_scheduler
 
 VARIANTS = {
     "all": Accel(),

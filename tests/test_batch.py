@@ -14,11 +14,11 @@ import torch
 from conftest import ROOT
 from tolerances import assert_frames_close, assert_latents_close
 
-from nova import manifest
-from nova.batch import BatchJob, run
-from nova.batch_items import OPTIONS, plan_batches, read_items, share, unit_seed
+from nova.batch import manifest
+from nova.batch.items import OPTIONS, plan_batches, read_items, share, unit_seed
+from nova.batch.layouts import check_collisions, output_path
+from nova.batch.runner import BatchJob, run
 from nova.errors import InputError
-from nova.layouts import check_collisions, output_path
 
 FAST = {"frames": 1, "steps": 4, "diffusion_steps": 2}
 PROMPTS = ["a red fox runs through snow", "a cat, a dog, and a bird", "waves crash on a rocky beach",
@@ -146,10 +146,10 @@ def manifest_sha(path):
 
 
 def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe):
-    from nova.fast import Accel
-    from nova.plan import GenerationPlan, Segment
-    from nova.sampling import SamplerSettings, new_generator
-    from nova.text_encoder import PromptEmbeds
+    from nova.components.text_encoder import PromptEmbeds
+    from nova.sampling.fast import Accel
+    from nova.sampling.plan import GenerationPlan, Segment
+    from nova.sampling.sampler import SamplerSettings, new_generator
 
     pipe = tiny_video_pipe
     settings = SamplerSettings(4, 2, 5.0)
@@ -170,16 +170,16 @@ def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe
 def _run_capturing(job, monkeypatch):
     """Run ``job`` in this process; returns the latents the runner decoded into each output file
     (an MP4 is lossy: H.264 can turn a one-level pixel difference into a larger one)."""
-    import nova.batch
+    import nova.batch.runner
 
     seen = {}
-    write = nova.batch._Worker._write
+    write = nova.batch.runner._Worker._write
 
     def spy(self, prepared, latents, seconds):
         seen[prepared.path] = latents.clone()
         return write(self, prepared, latents, seconds)
 
-    monkeypatch.setattr(nova.batch._Worker, "_write", spy)
+    monkeypatch.setattr(nova.batch.runner._Worker, "_write", spy)
     assert run(job).exit_code == 0
     return seen
 
@@ -286,7 +286,7 @@ def test_image_to_video_batched_like_alone(tiny_video, tiny_video_pipe, tmp_path
 
 
 def test_progress_line_follows_the_manifest(tmp_path):
-    from nova.batch_progress import ProgressBar
+    from nova.batch.progress import ProgressBar
 
     path = str(tmp_path / manifest.NAME)
     manifest.append(path, {"kind": "run", "args": {}})
@@ -308,7 +308,7 @@ def test_masked_items_match_the_pipeline(tiny_image, tmp_path, monkeypatch):
     from PIL import Image
 
     from nova import NovaPipeline
-    from nova.sampling import new_generator
+    from nova.sampling.sampler import new_generator
 
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "src.png")
@@ -344,7 +344,7 @@ def test_units_with_and_without_a_negative_prompt_are_batched_apart(tiny_image, 
 
 def test_batch_device_is_checked(tiny_image, tmp_path):
     """Review 4: a device this machine lacks was a raw AssertionError from torch."""
-    from nova.distributed import pick_device
+    from nova.batch.distributed import pick_device
 
     missing = "cuda:99" if torch.cuda.is_available() else "cuda:0"
     with pytest.raises(InputError, match=f"device = '{missing}'"):
@@ -354,7 +354,7 @@ def test_batch_device_is_checked(tiny_image, tmp_path):
     prompts = _write(tmp_path / "p.txt", PROMPTS[:1])
     with pytest.raises(InputError, match=f"device = '{missing}'"):
         run(_job(tiny_image, prompts, tmp_path / "out", device=missing, **FAST))
-    assert pick_device(None, 0) == __import__("nova.pipeline").pipeline.default_device()
+    assert pick_device(None, 0) == __import__("nova.devices").devices.default_device()
 
 
 def _free_port():
@@ -372,7 +372,7 @@ def test_early_failures_close_the_process_group_and_the_progress_thread(tiny_ima
 
     import torch.distributed as dist
 
-    from nova import embed_cache
+    from nova.batch import embed_cache
 
     for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(_free_port())}.items():
@@ -422,7 +422,7 @@ def test_speed_mode_is_part_of_the_run_identity(tmp_path):
     ("image", "missing.png", "--image .*missing.png: no such file"),
 ])
 def test_bad_run_wide_default_is_refused_before_anything(tiny_video, tmp_path, monkeypatch, option, value, match):
-    from nova.text_encoder import TextEncoder
+    from nova.components.text_encoder import TextEncoder
 
     def encode(*args, **kwargs):
         raise AssertionError("a prompt was encoded before the bad default was reported")
@@ -481,7 +481,7 @@ def test_manifest_line_without_item_or_sample_is_named(tiny_image, tmp_path):
 def test_run_identity_includes_the_weights(tiny_image, tmp_path):
     import shutil
 
-    from nova.tiny import make_tiny
+    from nova.components.tiny import make_tiny
 
     model = tmp_path / "model"
     shutil.copytree(tiny_image, model)
@@ -528,8 +528,8 @@ def test_early_failure_leaves_no_folder(tiny_image, tmp_path, monkeypatch):
 
 
 def test_item_with_more_prompts_than_latent_frames_fails_before_any_work(tiny_video, tmp_path, monkeypatch):
+    from nova.components.text_encoder import TextEncoder
     from nova.pipeline import NovaPipeline
-    from nova.text_encoder import TextEncoder
 
     def work(*args, **kwargs):
         raise AssertionError("work was done for an item that cannot be generated")
@@ -567,9 +567,9 @@ def test_full_disk_stops_the_run_and_names_the_output(tiny_image, tmp_path, monk
 def test_item_with_a_bad_mask_or_clip_fails_before_any_work(tiny_video, tmp_path, monkeypatch):
     from PIL import Image
 
-    from nova.media import write_video
+    from nova.components.text_encoder import TextEncoder
+    from nova.io.media import write_video
     from nova.pipeline import NovaPipeline
-    from nova.text_encoder import TextEncoder
 
     def work(*args, **kwargs):
         raise AssertionError("work was done for an item that cannot be generated")

@@ -106,7 +106,7 @@ def media(tmp_path_factory):
             c.mux(packet)
     (folder / "file.txt").write_text("x")
     (folder / "dir.mp4").mkdir()
-    from nova.media import write_video
+    from nova.io.media import write_video
 
     write_video(np.zeros((9, 64, 96, 3), np.uint8), str(folder / "clip9.mp4"))
     write_video(np.full((12, 64, 96, 3), 255, np.uint8), str(folder / "mask12.mp4"))
@@ -194,7 +194,7 @@ def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, 
 
 def test_cli_mask_video_on_an_image_checkpoint(tiny_image, media, no_load, capsys, monkeypatch):
     """Review 1: --mask --video on an image checkpoint was let through and crashed in the VAE."""
-    from nova.media import VideoWriter
+    from nova.io.media import VideoWriter
 
     monkeypatch.chdir(media)
     with VideoWriter(str(media / "clip3.mp4"), 12.0) as writer:
@@ -237,7 +237,7 @@ def test_cli_debug_shows_the_traceback(tiny_video, tmp_path, no_load):
 def test_cli_dtype_defaults_to_auto():
     args = cli.build_parser().parse_args(["generate", "--model", "m", "--prompt", "p", "--out", "o.mp4"])
     assert args.dtype == "auto"
-    from nova.pipeline import auto_dtype
+    from nova.devices import auto_dtype
 
     assert auto_dtype("cpu") == __import__("torch").float32
 

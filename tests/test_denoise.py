@@ -1,5 +1,5 @@
 """Denoise strength (image-to-image, video-to-video): given frames re-sampled set by set, each token's
-diffusion starting from the given token noised to the strength's level (nova.plan.GenerationPlan's
+diffusion starting from the given token noised to the strength's level (nova.sampling.plan.GenerationPlan's
 ``denoise``), on a DDPM video checkpoint and a flow-matching image checkpoint."""
 
 import math
@@ -10,9 +10,9 @@ import torch
 from tolerances import assert_latents_close
 
 from nova.errors import InputError
-from nova.fast import Accel
-from nova.plan import GenerationPlan, Segment
-from nova.sampling import SamplerSettings, denoise_skip, new_generator, noise_to, prepare_scheduler
+from nova.sampling.fast import Accel
+from nova.sampling.plan import GenerationPlan, Segment
+from nova.sampling.sampler import SamplerSettings, denoise_skip, new_generator, noise_to, prepare_scheduler
 
 SETTINGS = SamplerSettings(num_inference_steps=6, num_diffusion_steps=8, guidance_scale=5.0)
 CASES = (("t2v_tiny", 2), ("t2i_tiny", 1))  # (golden checkpoint, latent frames)
@@ -73,7 +73,7 @@ def test_fast_paths_agree(golden_pipes, given, case, n):
 
 
 def test_video_runs_use_the_set_step_runner(golden_pipes, given, monkeypatch):
-    from nova.set_step import StepBuffers
+    from nova.sampling.set_step import StepBuffers
 
     calls = []
     original = StepBuffers.__call__
@@ -130,9 +130,9 @@ def test_skipped_steps_round_half_up():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), float("inf"), True, "0.5", None])
 def test_bad_denoise_is_refused_before_sampling(golden_pipes, given, bad, monkeypatch):
-    import nova.plan
+    import nova.sampling.plan
 
-    monkeypatch.setattr(nova.plan, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr(nova.sampling.plan, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
     pipe = golden_pipes["t2v_tiny"]
     if bad is None:  # denoise with nothing to start from
         with pytest.raises(InputError, match="denoise = 0.5 needs given latents"):
@@ -259,9 +259,9 @@ def test_cli_bad_denoise_fails_before_loading(tiny_image, tmp_path, capsys, monk
 def test_batch_denoise_per_item(tiny_image, tmp_path, plans_seen):
     import json
 
-    from nova import manifest
-    from nova.batch import BatchJob, run
-    from nova.batch_items import OPTIONS
+    from nova.batch import manifest
+    from nova.batch.items import OPTIONS
+    from nova.batch.runner import BatchJob, run
 
     src = _image(tmp_path / "src.png")
     lines = [{"prompt": "a fox", "image": src, "denoise": 0.25}, {"prompt": "a cat"},

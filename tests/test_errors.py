@@ -12,9 +12,9 @@ import torch
 from conftest import edit_json
 
 from nova.errors import CheckpointError, ConfigError, InputError, NumericalError, WeightsError
-from nova.images import fit_image, to_rgb8
-from nova.media import read_frames
-from nova.sampling import new_generator
+from nova.io.images import fit_image, to_rgb8
+from nova.io.media import read_frames
+from nova.sampling.sampler import new_generator
 
 FAST = dict(num_inference_steps=2, num_diffusion_steps=1, output_type="latent", disable_progress_bar=True)
 
@@ -81,7 +81,7 @@ def test_only_32_bits_of_a_seed_matter_on_the_cpu_generator(tiny_video_pipe):
 
 
 def test_prompt_embeds_batch_must_match_lengths():
-    from nova.text_encoder import PromptEmbeds
+    from nova.components.text_encoder import PromptEmbeds
 
     with pytest.raises(InputError, match="2 rows but 1 lengths"):
         PromptEmbeds(torch.zeros(2, 4, 8), [3], [False])
@@ -212,7 +212,7 @@ def test_config_with_wrong_types(broken, component, file, changes, match):
 def test_config_claiming_a_huge_frame_is_refused_before_any_weight(broken, monkeypatch):
     """6400 x 9600 pixels with the real weights would load (positions are computed, not stored) and
     run out of memory or time: refused from the config, before a weight is read."""
-    from nova import loading
+    from nova.components import loading
 
     edit_json(broken / "transformer" / "config.json", image_size=[6400, 9600], image_base_size=[400, 600],
               video_base_size=[16, 200, 300])
@@ -265,7 +265,7 @@ def test_tokenizer_that_raises_at_the_first_prompt(broken, monkeypatch):
 # -- review 1: a clip given to an image checkpoint -------------------------------------------------
 def test_image_checkpoint_refuses_a_clip_of_several_frames(tiny_image):
     from nova import NovaPipeline
-    from nova.masks import masked_prefix
+    from nova.sampling.masks import masked_prefix
 
     pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
     clip = [np.full((64, 64, 3), 40 * t, np.uint8) for t in range(3)]
@@ -286,7 +286,7 @@ def test_the_checked_scheduler_is_the_one_returned(tiny_video, monkeypatch):
 
     import diffusers
 
-    from nova.components import load_scheduler
+    from nova.components.loaders import load_scheduler
 
     folder = os.path.join(tiny_video, "scheduler")
     with open(os.path.join(folder, "scheduler_config.json")) as f:
@@ -305,7 +305,7 @@ def test_the_checked_scheduler_is_the_one_returned(tiny_video, monkeypatch):
 def test_the_temporal_anchor_is_kept_per_context_object(monkeypatch):
     """The anchor was cached under id(context) without holding the context: a new context at a
     freed one's address got the old context's anchor."""
-    from nova import plan
+    from nova.sampling import plan
 
     class Context:
         def __init__(self, name):

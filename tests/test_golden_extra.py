@@ -9,9 +9,9 @@ import torch
 from conftest import ROOT
 from tolerances import assert_latents_close
 
-from nova.components import load_scheduler, load_transformer
-from nova.fast import Accel
+from nova.components.loaders import load_scheduler, load_transformer
 from nova.pipeline import NovaPipeline
+from nova.sampling.fast import Accel
 
 EXTRA = os.path.join(ROOT, "tests", "golden_extra")
 CASES = sorted(d for d in os.listdir(EXTRA) if os.path.isdir(os.path.join(EXTRA, d)))

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from nova.errors import InputError, NumericalError
-from nova.images import fit_image
-from nova.sampling import SamplerSettings, mask_schedule
-from nova.vae_frames import frames_for_latents, latents_for_frames
+from nova.io.frames import frames_for_latents, latents_for_frames
+from nova.io.images import fit_image
+from nova.sampling.sampler import SamplerSettings, mask_schedule
 
 FAST = dict(num_inference_steps=4, num_diffusion_steps=2, output_type="latent")
 

@@ -1,4 +1,4 @@
-"""Keyframes (nova/keyframes.py): latents pinned at latent frames of a video, approached by the frames
+"""Keyframes (nova/sampling/keyframes.py): latents pinned at latent frames of a video, approached by the frames
 before them; the frame rule of the VAE's 4-frame stride; the front ends that take them."""
 
 import os
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from nova.errors import InputError
-from nova.keyframes import Keyframe, latent_index
-from nova.plan import GenerationPlan, Segment
-from nova.sampling import SamplerSettings, new_generator
+from nova.sampling.keyframes import Keyframe, latent_index
+from nova.sampling.plan import GenerationPlan, Segment
+from nova.sampling.sampler import SamplerSettings, new_generator
 
 SETTINGS = SamplerSettings(num_inference_steps=6, num_diffusion_steps=4, guidance_scale=5.0)
 
@@ -81,9 +81,9 @@ def test_latent_index_refuses(frame, match):
 
 
 def test_bad_keyframes_are_refused_before_sampling(golden_pipes, video, monkeypatch):
-    import nova.plan
+    import nova.sampling.plan
 
-    monkeypatch.setattr(nova.plan, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr(nova.sampling.plan, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
     pipe, key = video
     cases = [
         (dict(keyframes=[Keyframe(5, key)]), "keyframe 0 is at latent frame 5, beyond the end of the video"),
@@ -158,9 +158,9 @@ def test_cli_keyframe(tiny_video, tmp_path, capsys, monkeypatch):
 def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
     import json
 
-    from nova import manifest
-    from nova.batch import BatchJob, run
-    from nova.batch_items import OPTIONS
+    from nova.batch import manifest
+    from nova.batch.items import OPTIONS
+    from nova.batch.runner import BatchJob, run
 
     seen = []
     init = GenerationPlan.__init__
@@ -185,8 +185,8 @@ def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
 
 def test_batch_flag_paths_are_made_absolute(tmp_path, monkeypatch):
     from nova.__main__ import build_parser
-    from nova.batch_cli import job_from_args
-    from nova.batch_items import keyframe_pairs
+    from nova.batch.cli import job_from_args
+    from nova.batch.items import keyframe_pairs
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["batch", "--model", "m", "--prompts", "p.txt", "--out", "o",

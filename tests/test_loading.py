@@ -9,11 +9,11 @@ import torch
 from conftest import GOLDEN, edit_json
 
 from nova import NovaPipeline
-from nova.components import load_transformer
+from nova.components.loaders import load_transformer
+from nova.components.loading import resolve_checkpoint
+from nova.components.text_encoder import load_phi
+from nova.components.vae import load_vae
 from nova.errors import CheckpointError, ConfigError, WeightsError
-from nova.loading import resolve_checkpoint
-from nova.text_encoder import load_phi
-from nova.vae import load_vae
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""Long video: windows, continuation, segments, blends and loops in nova.plan."""
+"""Long video: windows, continuation, segments, blends and loops in nova.sampling.plan."""
 
 import pytest
 import torch
 
 from nova.errors import InputError
-from nova.plan import GenerationPlan, Segment, _TemporalCache, kv_cache_bytes, segment_contexts, slot_positions
-from nova.sampling import Guidance, SamplerSettings, build_context, new_generator
+from nova.sampling.plan import GenerationPlan, Segment, _TemporalCache, kv_cache_bytes, segment_contexts, slot_positions
+from nova.sampling.sampler import Guidance, SamplerSettings, build_context, new_generator
 
 SETTINGS = SamplerSettings(num_inference_steps=3, num_diffusion_steps=2, guidance_scale=3.0)
 

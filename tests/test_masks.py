@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nova.errors import InputError
-from nova.masks import (
+from nova.sampling.masks import (
     feather_weights,
     grid_feather_weights,
     grid_region,
@@ -369,7 +369,7 @@ def test_long_video_takes_the_mask_rule(nodes):
 
 def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):
     from nova.__main__ import main
-    from nova.media import read_frames, write_video
+    from nova.io.media import read_frames, write_video
 
     clip = np.stack(_clip_frames(9))
     write_video(clip, str(tmp_path / "clip.mp4"))

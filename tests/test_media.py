@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 from nova.errors import InputError
-from nova.media import VideoWriter, check_output, write_video
+from nova.io.media import VideoWriter, check_output, write_video
 
 FRAMES = np.random.RandomState(0).randint(0, 255, (5, 32, 48, 3), dtype=np.uint8)
 
@@ -90,7 +90,7 @@ def test_a_complete_write_replaces_the_target(tmp_path):
 SLOW_WRITER = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
-from nova.media import VideoWriter
+from nova.io.media import VideoWriter
 frames = np.random.RandomState(0).randint(0, 255, (4, 64, 96, 3), dtype=np.uint8)
 with VideoWriter({target!r}, 12) as w:
     w.write(frames)

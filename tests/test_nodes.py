@@ -262,7 +262,7 @@ def test_samplers_honour_an_engine_speed_mode(comfy):
     AR Frame Step and Long Video alike."""
     import dataclasses
 
-    from nova.fast import Accel
+    from nova.sampling.fast import Accel
 
     model = comfy["model"]
     run = lambda m: NovaARFrameStep.execute(m, comfy["cond"], comfy["sampler"], 2, 3, 5.0, 12.0)[0]["samples"]  # noqa: E731
@@ -385,7 +385,7 @@ def test_memory_estimate_counts_the_fp8_weights(comfy):
     import dataclasses
 
     from comfyui_nova.nodes.sampling import plan_frames
-    from nova.fast import Accel
+    from nova.sampling.fast import Accel
 
     fp8 = dataclasses.replace(comfy["model"], accel=Accel(fp8_matmuls=True))
     base = plan_frames(comfy["model"], comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0).memory_bytes()

@@ -1,4 +1,4 @@
-"""Whole set steps on fixed buffers (nova/set_step.py): the path that CUDA graphs replay, run here by
+"""Whole set steps on fixed buffers (nova/sampling/set_step.py): the path that CUDA graphs replay, run here by
 its eager twin. Same draws, same operations: on one machine the latents equal today's per-step fast
 path exactly (same shapes, same kernels, same thread count in one process)."""
 
@@ -10,9 +10,9 @@ import torch
 from conftest import GOLDEN, golden_case, golden_runs
 from tolerances import assert_latents_close
 
-from nova.fast import Accel, FastPlan
-from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
-from nova.set_step import GraphedSteps, StepBuffers, make_runner, pick_noise
+from nova.sampling.fast import Accel, FastPlan
+from nova.sampling.sampler import Guidance, SamplerSettings, prepare_scheduler
+from nova.sampling.set_step import GraphedSteps, StepBuffers, make_runner, pick_noise
 
 PER_STEP = Accel(step_graphs=False)  # the fast path before set-step graphs (the comparison switch)
 
@@ -114,7 +114,7 @@ def test_other_video_layouts_equal_the_per_step_path(name):
 
     from safetensors.torch import load_file
 
-    from nova.components import load_scheduler, load_transformer
+    from nova.components.loaders import load_scheduler, load_transformer
     from nova.pipeline import NovaPipeline
 
     folder = os.path.join(os.path.dirname(GOLDEN), "golden_extra", name)

@@ -10,8 +10,8 @@ from conftest import golden_case, golden_runs
 from tolerances import assert_latents_close
 
 from nova.errors import InputError
-from nova.fast import Accel, FastPlan
-from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
+from nova.sampling.fast import Accel, FastPlan
+from nova.sampling.sampler import Guidance, SamplerSettings, prepare_scheduler
 from nova.speed.spatial_kernels import Fp8Product, SpatialKernels, quantize_rows
 
 ONE_RUN_PER_CASE = [p for p in golden_runs() if p.values[1]["name"] in ("t2v", "t2i")]

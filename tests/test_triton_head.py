@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from nova.fast import Accel, FastPlan, HeadPlan, StepPlan
-from nova.sampling import Guidance, SamplerSettings, prepare_scheduler
+from nova.sampling.fast import Accel, FastPlan, HeadPlan, StepPlan
+from nova.sampling.sampler import Guidance, SamplerSettings, prepare_scheduler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -21,7 +21,7 @@ def test_triton_head_is_off_by_default():
 
 
 def test_importing_nova_and_the_fast_path_does_not_import_triton():
-    code = "import sys, nova, nova.fast, nova.speed.triton_head; assert 'triton' not in sys.modules, 'triton imported'"
+    code = "import sys, nova, nova.sampling.fast, nova.speed.triton_head; assert 'triton' not in sys.modules, 'triton imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(HERE))
 
 

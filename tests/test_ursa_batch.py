@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from nova import manifest
-from nova.batch import BatchJob, run
-from nova.batch_items import OPTIONS
+from nova.batch import manifest
+from nova.batch.items import OPTIONS
+from nova.batch.runner import BatchJob, run
 from nova.errors import InputError
 
 GOLDEN_URSA = os.path.join(ROOT, "tests", "golden_ursa")
@@ -217,7 +217,7 @@ def test_options_of_the_other_family_are_refused_before_work(tmp_path):
 
 def test_cli_leaves_steps_and_cfg_to_the_family(tmp_path):
     from nova.__main__ import build_parser
-    from nova.batch_cli import job_from_args
+    from nova.batch.cli import job_from_args
 
     args = build_parser().parse_args(["batch", "--model", T2I, "--prompts", "p.txt", "--out", "o", "--width", "64"])
     job = job_from_args(args)

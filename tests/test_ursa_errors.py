@@ -252,7 +252,7 @@ def test_output_types(video_pipe):
 def test_downloads_fetch_the_sampler_codebook_and_no_other_pickle():
     from fnmatch import fnmatch
 
-    from nova.loading import HUB_PATTERNS
+    from nova.components.loading import HUB_PATTERNS
 
     assert any(fnmatch("scheduler/scheduler_model.pth", p) for p in HUB_PATTERNS)
     pickles = ("transformer/diffusion_pytorch_model.bin", "vae/model.pt", "model.ckpt", "scheduler/other.pth")

@@ -41,7 +41,7 @@ def main(names=()):
     sys.path.insert(0, ROOT)
     from playwright.sync_api import sync_playwright
 
-    from nova.tiny import make_tiny
+    from nova.components.tiny import make_tiny
 
     base = tempfile.mkdtemp()
     os.makedirs(os.path.join(base, "custom_nodes"))

@@ -1,7 +1,7 @@
 """NOVATransformer3DModel: the modules of the official checkpoint, under the official key names.
 
 The module only holds weights and per-stage forward functions. The autoregressive loops (what
-frame comes next, which tokens are known, the K/V cache) live in :mod:`nova.sampling` and pass
+frame comes next, which tokens are known, the K/V cache) live in :mod:`nova.sampling.sampler` and pass
 their state explicitly.
 """
 
@@ -13,7 +13,6 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..config import NovaConfig
 from .diffusion_mlp import DiffusionMLP
 from .embeddings import MaskEmbed, MotionEmbed, Rotary3D, TextEmbed, VideoPosEmbed, space_embed_2d, timestep_embed
 from .vit import EAGER, KV, AdaLayerNorm, VisionTransformer
@@ -27,7 +26,10 @@ def _image_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
 
 
 class NovaTransformer(nn.Module):
-    def __init__(self, config: NovaConfig, ops=nn):
+    """NOVA's network from a :class:`nova.components.config.NovaConfig` (the official
+    ``transformer/config.json``); ``ops`` supplies the layer classes (a host may swap them)."""
+
+    def __init__(self, config, ops=nn):
         super().__init__()
         self.config = config
         ve, ie, dh = config.video_encoder, config.image_encoder, config.diffusion_head

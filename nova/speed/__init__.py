@@ -2,4 +2,4 @@
 measured against the default path before it is offered (``options``: which are offered, and the
 CLI flags). ``spatial_kernels``: attention kernel choice, SageAttention, fp8 products, compiled
 blocks; ``triton_head`` and ``triton_kernels``: the diffusion head's step as fused Triton kernels.
-The default path itself (set steps replayed as CUDA graphs) is nova/fast.py and nova/set_step.py."""
+The default path itself (set steps replayed as CUDA graphs) is nova/sampling/fast.py and nova/sampling/set_step.py."""

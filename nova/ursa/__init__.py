@@ -8,6 +8,8 @@ paths), ``loading`` (safe loading of a checkpoint folder) and ``pipeline`` (``Ur
 Importing this package is cheap: heavy modules load on first use.
 """
 
+from .._exports import lazy_names
+
 _LAZY = {
     "UrsaPipeline": ("pipeline", "UrsaPipeline"),
     "UrsaPipelineOutput": ("pipeline", "UrsaPipelineOutput"),
@@ -15,14 +17,5 @@ _LAZY = {
     "KineticOptimalScheduler": ("scheduler", "KineticOptimalScheduler"),
 }
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    raise AttributeError(f"module 'nova.ursa' has no attribute {name!r}")
-
-
+__getattr__ = lazy_names(__name__, _LAZY)
 __all__ = list(_LAZY)

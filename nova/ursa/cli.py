@@ -35,9 +35,9 @@ def refuse_nova_options(args) -> None:
 def generate_ursa(args, folder: str, device, image, clip) -> int:
     import torch
 
-    from ..media import VideoWriter, check_output
-    from ..pipeline import auto_dtype
-    from ..sampling import check_seed
+    from ..devices import auto_dtype
+    from ..io.media import VideoWriter, check_output
+    from ..sampling.sampler import check_seed
     from .config import load_vae_config
     from .pipeline import UrsaPipeline
 
@@ -49,7 +49,7 @@ def generate_ursa(args, folder: str, device, image, clip) -> int:
     frames = args.frames or (49 if video_model else 1)
     if clip is not None and not video_model:
         raise InputError("--video needs a video checkpoint (URSA-*-FSQ320).")
-    from ..images import fit_image
+    from ..io.images import fit_image
 
     image = None if image is None else fit_image(image, height, width)
     clip = None if clip is None else np.stack([fit_image(f, height, width, name="--video") for f in clip])

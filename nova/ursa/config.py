@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Optional, Tuple
 
-from ..config import read_json
+from ..components.config import read_json
 from ..errors import ConfigError, WrongFamilyError
 
 log = logging.getLogger("nova")

@@ -2,7 +2,7 @@
 sampler (``scheduler/``) and the Qwen text tokenizer.
 
 Weights come from safetensors only, checked key by key against the module built from the config
-(:func:`nova.loading.load_module`); ``scheduler_model.pth`` is read with ``weights_only=True``.
+(:func:`nova.components.loading.load_module`); ``scheduler_model.pth`` is read with ``weights_only=True``.
 Nothing in the folder is imported or executed.
 """
 
@@ -12,9 +12,9 @@ import os
 
 import torch
 
+from ..components.loading import load_module, weight_files
+from ..components.text_encoder import load_tokenizer
 from ..errors import CheckpointError
-from ..loading import load_module, weight_files
-from ..text_encoder import load_tokenizer
 from .config import load_transformer_config, load_vae_config
 from .scheduler import KineticOptimalScheduler
 from .tokenizer_fsq import AutoencoderVQCosmos3D

@@ -30,9 +30,9 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..components.loading import resolve_checkpoint
+from ..components.text_encoder import as_prompt_list
 from ..errors import InputError
-from ..loading import resolve_checkpoint
-from ..text_encoder import as_prompt_list
 from .config import check_ursa_folder
 from .loading import check_components, load_scheduler, load_text_tokenizer, load_transformer, load_vq_tokenizer
 from .scheduler import KineticOptimalScheduler, as_generator_device
@@ -98,7 +98,7 @@ class UrsaPipeline:
     ) -> "UrsaPipeline":
         """Load a local folder or a Hugging Face repo id (``BAAI/URSA-1.7B-FSQ320``, ...). The
         sampler's codebook stays float16 whatever ``torch_dtype`` is (as official)."""
-        from ..pipeline import check_device, default_device
+        from ..devices import check_device, default_device
 
         folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
         check_ursa_folder(folder)

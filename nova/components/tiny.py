@@ -105,7 +105,7 @@ def write_vae(folder: str, kind: str, seed: int) -> None:
     }
     torch.manual_seed(seed)
     if kind == "video":
-        from .models.vae_opensora import AutoencoderKLOpenSora
+        from ..models.vae_opensora import AutoencoderKLOpenSora
 
         config = {
             "_class_name": "AutoencoderKLOpenSora", **common, "scaling_factor": 0.18215,
@@ -139,7 +139,7 @@ def write_scheduler(folder: str, kind: str) -> None:
 
 
 def write_transformer(folder: str, config_dict: dict, seed: int) -> None:
-    from .components import build_transformer
+    from .loaders import build_transformer
 
     os.makedirs(folder, exist_ok=True)
     config = NovaConfig.from_dict(config_dict)
@@ -157,7 +157,7 @@ def make_tiny(folder: str, preset: str = "video", seed: int = 0, text_encoder: O
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"{folder}: exists and is not an empty folder; make-tiny writes random weights only into a "
                          "new or empty folder (it would overwrite a checkpoint there).")

@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .errors import CheckpointError, WeightsError
+from ..errors import CheckpointError, WeightsError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
@@ -124,7 +124,7 @@ def check_depths(found: Dict[str, Tuple[Tuple[int, ...], str, str]], depths, whe
         count = max(indices) + 1 if indices else 0
         if value != count:
             held = f"{prefix}.0 .. {prefix}.{count - 1}" if count else f"no {prefix}.*"
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError(f"{where}: {what} = {value!r}, but the weights hold {count} ({held}); is config.json "
                               "from the same checkpoint?")
@@ -160,7 +160,7 @@ def load_module(build, files: List[str], where: str, device, dtype, ignore_unexp
         try:
             module = build()
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as exc:
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError(f"{config_path or where}: the config does not describe a buildable model ({type(exc).__name__}: {exc}).") from exc
     state = module.state_dict()
@@ -213,8 +213,8 @@ def read_model_index(folder: str) -> dict:
     path = os.path.join(folder, "model_index.json")
     if not os.path.isfile(path):
         return {}
+    from ..errors import ConfigError
     from .config import read_json
-    from .errors import ConfigError
 
     index = read_json(path)
     if not isinstance(index, dict):

@@ -32,11 +32,12 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
-from .errors import InputError, NumericalError
+from ..components.text_encoder import PromptEmbeds
+from ..errors import InputError, NumericalError
 from .fast import Accel, FastPlan
 from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask, known_first
-from .sampling import (
+from .sampler import (
     Guidance,
     Progress,
     ProgressCallback,
@@ -52,7 +53,6 @@ from .sampling import (
     sample_frame,
     temporal_step,
 )
-from .text_encoder import PromptEmbeds
 
 MAX_LATENT_FRAMES = 4096  # 4 video frames each: about 23 minutes at 12 fps
 
@@ -155,7 +155,7 @@ def check_embeds(embeds, name: str, text_dim: int) -> PromptEmbeds:
 class GenerationPlan:
     """One generation: ``segments`` one after another, after the optional ``prefix`` latents
     ([B, C, N, h, w], transformer scale, returned unchanged, except the tokens ``prefix_mask``
-    (bool [N, L], :func:`nova.masks.token_mask`) marks: those are regenerated, for inpainting and
+    (bool [N, L], :func:`nova.sampling.masks.token_mask`) marks: those are regenerated, for inpainting and
     outpainting), then ``loop_frames`` frames that lead back to the first frame. Every argument is
     checked here, before anything runs.
 
@@ -167,8 +167,8 @@ class GenerationPlan:
     (SDEdit). 1 samples from pure noise (plain generation, with a mask: the repaint of None); a
     strength that leaves no step (0) keeps the given frames exactly.
 
-    ``keyframes`` (:class:`nova.keyframes.Keyframe`) pin latents at frames the run generates: such a
-    frame is the keyframe's latent exactly, and the frames before it approach it (nova/keyframes.py)."""
+    ``keyframes`` (:class:`nova.sampling.keyframes.Keyframe`) pin latents at frames the run generates: such a
+    frame is the keyframe's latent exactly, and the frames before it approach it (nova/sampling/keyframes.py)."""
 
     def __init__(
         self,
@@ -242,7 +242,7 @@ class GenerationPlan:
         batch = None
         for i, seg in enumerate(segments):
             if not isinstance(seg, Segment):
-                raise InputError(f"segment {i} is a {type(seg).__name__}; expected nova.plan.Segment.")
+                raise InputError(f"segment {i} is a {type(seg).__name__}; expected nova.sampling.plan.Segment.")
             where = f"segment {i} " if len(segments) > 1 else ""
             pos = check_embeds(seg.positive, f"{where}positive conditioning", cfg.text_token_dim)
             batch = len(pos) if batch is None else batch

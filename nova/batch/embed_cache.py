@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List
 
 import torch
 
-from .text_encoder import PromptEmbeds, TextEncoder
+from ..components.text_encoder import PromptEmbeds, TextEncoder
 
 NAME = "prompt_embeds.safetensors"
 PREFIX = "p/"

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Optional, Tuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _OFFICIAL_HEADS = {768: 12, 1024: 16, 1536: 16}
 _ARCH_RE = {"vit": re.compile(r"^vit_d(\d+)w(\d+)$"), "mlp": re.compile(r"^mlp_d(\d+)w(\d+)$")}

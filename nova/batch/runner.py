@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 8 -m nova batch --model M --prompts prompts.txt --out DIR ...
 
 Under torchrun / ``accelerate launch`` every process takes its local rank's device and every
-``world_size``-th batch of the run's plan (:mod:`nova.batch_items`); without a launcher one
+``world_size``-th batch of the run's plan (:mod:`nova.batch.items`); without a launcher one
 process does all of them. The steps:
 
 1. Rank 0 encodes every prompt with Phi-2 into ``DIR/prompt_embeds.safetensors`` and frees the
@@ -12,7 +12,7 @@ process does all of them. The steps:
 2. Each process samples its batches (each sample with its own generator, seeded from the run
    seed, item and sample: the same video whatever the batch or the number of processes), decodes
    each output to a temporary file, renames it into place, then appends its line to
-   ``DIR/manifest.jsonl`` (:mod:`nova.manifest`).
+   ``DIR/manifest.jsonl`` (:mod:`nova.batch.manifest`).
 3. A unit that fails (unreadable image, bad option, ...) is recorded with its error; a batch that
    fails is retried unit by unit. The exit code is 1 when some units failed.
 
@@ -40,11 +40,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from ..dtypes import DTYPE_NAMES, torch_dtype
+from ..errors import InputError, NovaError
 from . import embed_cache, manifest
-from .batch_items import FAMILY_DEFAULTS, NOVA_ONLY, OPTIONS, URSA_KEYS, Item, Unit, plan_batches, read_items, share
 from .distributed import World
-from .dtypes import DTYPE_NAMES, torch_dtype
-from .errors import InputError, NovaError
+from .items import FAMILY_DEFAULTS, NOVA_ONLY, OPTIONS, URSA_KEYS, Item, Unit, plan_batches, read_items, share
 from .layouts import check_collisions, check_layout, output_path, side_files
 
 # Temporary outputs, per rank; removed at every start. (Not VideoWriter's own temp file beside the
@@ -134,11 +134,11 @@ def run(job: BatchJob) -> BatchSummary:
     """Run (or resume) a batch job in this process, as one rank of the launcher's process group.
     Everything knowable from the arguments, the prompt file, the checkpoint's config and the
     run-wide input files is checked before the output folder is touched or a prompt encoded."""
-    from . import checks
-    from .config import load_config
-    from .fast import Accel
-    from .loading import resolve_checkpoint
-    from .ursa.config import URSA_PIPELINE, read_family
+    from .. import checks
+    from ..components.config import load_config
+    from ..components.loading import resolve_checkpoint
+    from ..sampling.fast import Accel
+    from ..ursa.config import URSA_PIPELINE, read_family
 
     if job.dtype not in DTYPE_NAMES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
@@ -164,7 +164,7 @@ def run(job: BatchJob) -> BatchSummary:
 def _run_family(job: BatchJob, folder: str, config, item_error) -> BatchSummary:
     """The run itself, the same for both families: ``config`` is the NOVA config or an
     :class:`_UrsaInfo`; ``item_error`` the family's check of one item's options."""
-    from . import checks
+    from .. import checks
 
     ursa = isinstance(config, _UrsaInfo)
     read = read_items(job.prompts, job.options)
@@ -184,7 +184,7 @@ def _run_family(job: BatchJob, folder: str, config, item_error) -> BatchSummary:
     try:  # whatever fails from here on (even the output folder), the process group is closed
         world = World.start(job.device)
         if not ursa:
-            from .speed.spatial_kernels import check_runnable
+            from ..speed.spatial_kernels import check_runnable
 
             check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
         existed = os.path.exists(out)
@@ -221,7 +221,7 @@ def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]], item_err
 
 
 def _item_error(o: Dict[str, Any], prompts: int, config) -> Optional[str]:
-    from . import checks
+    from .. import checks
 
     video_model = config.is_video_model
     try:
@@ -286,7 +286,7 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
     bar = None
     try:  # the progress thread stops however this ends
         if world.main:
-            from .batch_progress import ProgressBar
+            from .progress import ProgressBar
 
             bar = ProgressBar(manifest_path, total, len(done), "videos" if config.is_video_model else "images").start()
         embeds = None  # (URSA tokenizes each prompt as it samples: there is nothing to encode first)
@@ -334,7 +334,7 @@ class _UrsaInfo:
 
 def _ursa_info(job: BatchJob, folder: str) -> _UrsaInfo:
     """An URSA run's run-wide checks: NOVA-only flags are refused, naming them."""
-    from .ursa.config import check_ursa_folder, load_vae_config
+    from ..ursa.config import check_ursa_folder, load_vae_config
 
     check_ursa_folder(folder)
     speed = [("--reference", job.reference), ("--attention", job.attention != "auto"),
@@ -390,7 +390,7 @@ def _encode_prompts(folder: str, items: Sequence[Item], out: str, max_length: in
     texts = {t for item in items if item.error is None for t in _texts(item)}
     if not set(texts) - {""} - set(embed_cache.cached(path)):
         return
-    from .text_encoder import TextEncoder
+    from ..components.text_encoder import TextEncoder
 
     t0 = time.time()
     encoder = TextEncoder.from_folders(os.path.join(folder, "text_encoder"), os.path.join(folder, "tokenizer"), device, dtype)
@@ -402,11 +402,11 @@ def _encode_prompts(folder: str, items: Sequence[Item], out: str, max_length: in
 
 
 def _load_pipeline(folder: str, job: BatchJob, device, ursa: bool = False):
-    from .fast import Accel
-    from .pipeline import NovaPipeline
+    from ..pipeline import NovaPipeline
+    from ..sampling.fast import Accel
 
     if ursa:
-        from .ursa.pipeline import UrsaPipeline
+        from ..ursa.pipeline import UrsaPipeline
 
         return UrsaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device)
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device,
@@ -440,7 +440,7 @@ class _Prepared:
     path: str
     generator: torch.Generator
     settings: Any
-    positives: List[Any]  # nova.text_encoder.PromptEmbeds, one per segment
+    positives: List[Any]  # nova.components.text_encoder.PromptEmbeds, one per segment
     negative: Optional[Any]
     motion_flow: float
     fps: float
@@ -448,8 +448,8 @@ class _Prepared:
     prefix: Optional[torch.Tensor]
     truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
     regen: Optional[torch.Tensor] = None  # with a mask: the prefix tokens to repaint, bool [N, L] (one per batch)
-    blend: Any = None  # with a mask and feather: nova.masks.FeatherBlend for the decoded frames
-    keyframes: Any = None  # nova.keyframes.Keyframe list (the same for every unit of a batch: a shared option)
+    blend: Any = None  # with a mask and feather: nova.sampling.masks.FeatherBlend for the decoded frames
+    keyframes: Any = None  # nova.sampling.keyframes.Keyframe list (the same for every unit of a batch: a shared option)
 
     @property
     def signature(self) -> tuple:
@@ -517,7 +517,7 @@ class _Worker:
 
     def _ursa_unit(self, unit: Unit) -> None:
         """One URSA unit, as ``nova generate`` makes it with the unit's seed (nova/ursa/cli.py)."""
-        from .ursa.cli import IMAGE_SIZE, MOTION, VIDEO_SIZE
+        from ..ursa.cli import IMAGE_SIZE, MOTION, VIDEO_SIZE
 
         t0 = time.time()
         item, o = unit.item, unit.item.options
@@ -543,7 +543,7 @@ class _Worker:
             return
 
         def save(tmp: str) -> None:
-            from .media import VideoWriter
+            from ..io.media import VideoWriter
 
             with VideoWriter(tmp, o["fps"]) as writer:
                 writer.write(result)
@@ -554,10 +554,10 @@ class _Worker:
             self._write_failed(unit, exc)
 
     def _prepare(self, unit: Unit) -> _Prepared:
-        from . import checks
-        from .masks import masked_prefix
-        from .media import read_frames
-        from .sampling import SamplerSettings, check_denoise, new_generator
+        from .. import checks
+        from ..io.media import read_frames
+        from ..sampling.masks import masked_prefix
+        from ..sampling.sampler import SamplerSettings, check_denoise, new_generator
 
         item, o = unit.item, unit.item.options
         if item.error is not None:
@@ -589,8 +589,8 @@ class _Worker:
         sizes = tuple(new // n + (1 if i < new % n else 0) for i in range(n))
         keyframes = None
         if o["keyframe"]:
-            from .batch_items import keyframe_pairs
-            from .keyframes import latent_index
+            from ..sampling.keyframes import latent_index
+            from .items import keyframe_pairs
 
             pairs = keyframe_pairs(o["keyframe"])
             for _, frame in pairs:  # (every frame checked before any picture is read)
@@ -605,8 +605,8 @@ class _Worker:
                          regen, blend, keyframes)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
-        from .plan import GenerationPlan, Segment
-        from .text_encoder import PromptEmbeds
+        from ..components.text_encoder import PromptEmbeds
+        from ..sampling.plan import GenerationPlan, Segment
 
         o = group[0].unit.item.options
         negatives = [p.negative for p in group]

@@ -9,7 +9,7 @@ four frames); negative frames count from the end (-1 = the last frame, always ex
 are refused with the two nearest exact ones in the message (rounding silently would move the picture
 by up to 2 frames, 1/6 s at 12 fps).
 
-What the sampler does (:class:`nova.plan.GenerationPlan`'s ``keyframes``): the latent frame of a
+What the sampler does (:class:`nova.sampling.plan.GenerationPlan`'s ``keyframes``): the latent frame of a
 keyframe is not sampled: it is the keyframe's latent, bit for bit, and later frames read it as
 temporal context like any other frame. Each of the ``approach`` frames before it has a share of its
 tokens fixed to the keyframe's (the first tokens of the video's random token order, as a loop fixes
@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_APPROACH = 2
 DEFAULT_STRENGTH = 0.5
@@ -78,7 +78,7 @@ def check_keyframes(keyframes: Optional[Sequence[Keyframe]], cfg, batch: int, fi
     out = []
     for i, kf in enumerate(keyframes):
         if not isinstance(kf, Keyframe):
-            raise InputError(f"keyframe {i} is a {type(kf).__name__}; expected nova.keyframes.Keyframe.")
+            raise InputError(f"keyframe {i} is a {type(kf).__name__}; expected nova.sampling.keyframes.Keyframe.")
         if isinstance(kf.index, bool) or not isinstance(kf.index, Integral):
             raise InputError(f"keyframe {i} index = {kf.index!r}; expected an integer latent frame index.")
         if not first <= kf.index < end:

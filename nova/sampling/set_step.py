@@ -6,7 +6,7 @@ and they are scattered into the latent. The spatial half's shapes depend only on
 count K and the predicted count n, which the mask schedule fixes: the same (K, n) comes round once
 per frame. So each shape is captured once as a CUDA graph and replayed for every later frame: one
 launch in place of ~500 kernels, with no Python between them. The diffusion loop has its own graphs
-(nova/fast.py's GraphedLoop), one per bucket of n, which a frame's set steps share: a capture costs
+(nova/sampling/fast.py's GraphedLoop), one per bucket of n, which a frame's set steps share: a capture costs
 about as much CPU time as running the step eagerly, so fewer, shared graphs cost less to capture.
 Nothing between two set steps waits for the GPU.
 
@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .models.embeddings import patchify, unpatchify
+from ..models.embeddings import patchify, unpatchify
 
 log = logging.getLogger("nova")
 
@@ -125,7 +125,7 @@ class GraphedSteps(StepBuffers):
 
 def encode_step(model, fast, guidance, x, unknown, context, known_ids, pred_ids):
     """The spatial half of one set step: the diffusion head's condition for the ``pred_ids`` tokens,
-    [P*B, n, D] (what the diffusion loop then denoises, see :meth:`nova.fast.FastPlan.denoise`).
+    [P*B, n, D] (what the diffusion loop then denoises, see :meth:`nova.sampling.fast.FastPlan.denoise`).
 
     ``x`` [B, C, h, w] float32 the latent so far, ``unknown`` [B, L, 1] the tokens not yet sampled
     (this step's included), ``context`` [P*B, Lc, D] the frame's spatial context, ``known_ids``

@@ -8,10 +8,10 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..errors import ConfigError
+from ..models.vae_opensora import AutoencoderKLOpenSora, temporal_tiles
 from .config import read_json
-from .errors import ConfigError
 from .loading import load_module, weight_files
-from .models.vae_opensora import AutoencoderKLOpenSora, temporal_tiles
 
 VIDEO_VAE, IMAGE_VAE = "AutoencoderKLOpenSora", "AutoencoderKL"
 

@@ -1,5 +1,5 @@
 """NOVA inference stages: the sampler settings and guidance, one temporal-encoder step, and the
-set-by-set spatial sampler of one frame (the temporal loop over frames is :mod:`nova.plan`).
+set-by-set spatial sampler of one frame (the temporal loop over frames is :mod:`nova.sampling.plan`).
 
 All state is explicit: :class:`TemporalState` carries the video encoder's K/V cache and the
 first frame's features between frames, the token order is an argument, and the scheduler is a
@@ -24,10 +24,10 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
+from ..models.embeddings import patchify, unpatchify
+from ..models.vit import KV
 from .fast import FastPlan, draw_step_noise
-from .models.embeddings import patchify, unpatchify
-from .models.vit import KV
 from .rng import Generators, draw_per_sample
 from .set_step import pick_noise, scatter_tokens
 
@@ -170,7 +170,7 @@ def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
 
 def draw_token_order(generator: Generators, batch: int, num_tokens: int, device) -> torch.Tensor:
     """Random order in which tokens get predicted: [B, L, 1], drawn once per video (``generator``:
-    one, or one per sample, see :mod:`nova.rng`)."""
+    one, or one per sample, see :mod:`nova.sampling.rng`)."""
     u = draw_per_sample(generator, batch, lambda g, n: torch.empty(n, num_tokens, 1, device=g.device).uniform_(generator=g))
     return u.argsort(dim=1).to(device)
 
@@ -352,7 +352,7 @@ def sample_frame(
 
 def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
                         mask_pos, start_from):
-    """:func:`sample_frame`'s set steps through the plan's set-step runner (nova/set_step.py): the
+    """:func:`sample_frame`'s set steps through the plan's set-step runner (nova/sampling/set_step.py): the
     same draws in the same order, the same operations, no wait for the GPU between set steps.
     ``start_from``: (scheduler, reference or None, skip), see :func:`sample_frame`."""
     batch, device, p = order.shape[0], model.device, model.config.patch_size
@@ -383,7 +383,7 @@ def _sample_frame_steps(model, context, order, counts, guidance, generator, on_s
 def build_context(model, guidance: Guidance, positive, negative=None, flow=(5.0,), fps=(12.0,)) -> torch.Tensor:
     """Context tokens for every guidance pass from prompt embeddings.
 
-    ``positive``/``negative`` are :class:`nova.text_encoder.PromptEmbeds`; a missing negative is the
+    ``positive``/``negative`` are :class:`nova.components.text_encoder.PromptEmbeds`; a missing negative is the
     learned null embedding (the official default, same as the empty prompt). ``flow``/``fps`` hold
     one value per sample.
     """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .errors import InputError
+from ..errors import InputError
 from .images import center_crop_box
 
 

@@ -15,8 +15,8 @@ from typing import List, Sequence
 
 import torch
 
+from ..errors import CheckpointError, ConfigError, InputError
 from .config import read_json
-from .errors import CheckpointError, ConfigError, InputError
 from .loading import check_depths, check_state, read_shapes, weight_files
 
 log = logging.getLogger("nova")

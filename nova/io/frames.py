@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def frames_for_latents(num_latents: int, ratio: int = 4) -> int:

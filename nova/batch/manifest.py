@@ -17,7 +17,7 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .errors import InputError
+from ..errors import InputError
 
 try:  # POSIX record locks (NFS-aware); Windows runs one process per folder without them
     import fcntl

@@ -1,19 +1,19 @@
 """``python -m nova batch``: its arguments and its entry point. Torch-free, so that the CLI's parser
-builds without importing torch; the runner is nova/batch.py."""
+builds without importing torch; the runner is nova/batch/runner.py."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from .batch_items import FAMILY_DEFAULTS, OPTIONS, PATH_KEYS
-from .dtypes import DTYPE_NAMES
+from ..dtypes import DTYPE_NAMES
+from .items import FAMILY_DEFAULTS, OPTIONS, PATH_KEYS
 from .layouts import LAYOUTS
 
 
 def add_parser(sub) -> None:
     """The ``batch`` subcommand of ``python -m nova``."""
-    from .speed.options import add_speed_arguments
+    from ..speed.options import add_speed_arguments
 
     p = sub.add_parser("batch", help="prompts x samples into a folder: resumable, one process or many (torchrun)",
                        description="Generate every prompt of a file --samples times into --out: resumable, in one "
@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 
 def job_from_args(args):
     """The BatchJob that the parsed arguments describe."""
-    from .batch import BatchJob
+    from .runner import BatchJob
 
     options = {o.key: getattr(args, o.key) for o in OPTIONS}
     for key in PATH_KEYS:
@@ -56,7 +56,7 @@ def job_from_args(args):
 
 
 def main(args) -> int:
-    from .batch import run
+    from .runner import run
 
     summary = run(job_from_args(args))
     if os.environ.get("RANK", "0") == "0":

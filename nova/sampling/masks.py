@@ -3,7 +3,7 @@ the outpainting canvas, and the feathered blend of decoded frames with their sou
 
 NOVA predicts a frame as sets of tokens around the ones already known, so any region can be
 regenerated without training: the tokens outside the mask are fixed to the given latents and the
-rest are predicted in NOVA's set order (:class:`nova.plan.GenerationPlan`, ``prefix_mask``).
+rest are predicted in NOVA's set order (:class:`nova.sampling.plan.GenerationPlan`, ``prefix_mask``).
 
 Convention (ComfyUI's): mask value 1 = regenerate, 0 = keep.
 
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .errors import InputError
-from .vae_frames import frames_for_latents, frames_kept
+from ..errors import InputError
+from ..io.frames import frames_for_latents, frames_kept
 
 DEFAULT_THRESHOLD = 0.5
 FILLS = ("edge", "gray", "black")
@@ -133,7 +133,7 @@ def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRE
     if not 0 <= float(threshold) < 1:
         raise InputError(f"mask threshold = {threshold!r}; expected a value in [0, 1).")
     check_grow(grow)
-    from .images import center_crop_box  # the crop images get
+    from ..io.images import center_crop_box  # the crop images get
 
     ratio = ratio if ratio is not None else (4 if config.is_video_model else 1)
     frames = per_latent_frame(as_mask_frames(mask, name), latent_frames, ratio, name, clip_frames)
@@ -163,7 +163,7 @@ def check_token_mask(regen: torch.Tensor, n_prefix: int, num_tokens: int) -> tor
         got = list(regen.shape) if isinstance(regen, torch.Tensor) else type(regen).__name__
         raise InputError(
             f"prefix_mask must be a bool tensor [{n_prefix}, {num_tokens}] (one row of tokens per given latent "
-            f"frame; make it with nova.masks.token_mask), got {got}."
+            f"frame; make it with nova.sampling.masks.token_mask), got {got}."
         )
     return regen.cpu()
 
@@ -311,8 +311,8 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     token mask [N, L], a :class:`FeatherBlend` or None). The frames to repaint are an image (uint8
     HxWx3), a clip (uint8 frames) or latents; they are encoded to the posterior mean, so the seed
     draws what plain generation draws."""
-    from .images import fit_image
-    from .latents import as_prefix
+    from ..io.images import fit_image
+    from ..io.latents import as_prefix
 
     grow, feather = check_grow(grow), check_feather(feather)  # before any encoding
     given = [k for k, v in (("image", image), ("video", video), ("latents", latents)) if v is not None]

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def launched() -> bool:
@@ -26,7 +26,7 @@ def launched() -> bool:
 def pick_device(requested: Optional[str], local_rank: int) -> torch.device:
     """``requested`` (cpu, cuda, cuda:N, mps or None for the best available), checked to exist on
     this machine, with the local rank's GPU when the index is left open."""
-    from .pipeline import check_device, default_device
+    from ..devices import check_device, default_device
 
     device = check_device(requested) if requested else default_device()
     if device.type == "cuda" and device.index is None:

@@ -1,7 +1,7 @@
 """Random draws from one generator or from one generator per sample.
 
 With one ``torch.Generator`` a batch is drawn in one call: the official random stream. With a
-list of generators (one per sample, as :mod:`nova.batch` passes), each sample's values come from
+list of generators (one per sample, as :mod:`nova.batch.runner` passes), each sample's values come from
 its own generator and are stacked, so a sample gets the same values whatever batch it runs in: a
 list of one generator draws exactly what that generator alone would.
 """
@@ -12,7 +12,7 @@ from typing import Callable, Sequence, Union
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 Generators = Union[torch.Generator, Sequence[torch.Generator]]
 

@@ -29,12 +29,12 @@ from typing import List, Optional
 import torch
 from torch.nn import functional as F
 
-from .errors import InputError
-from .models.embeddings import timestep_embed
+from ..errors import InputError
+from ..models.embeddings import timestep_embed
+from ..speed.options import LOSSY_ATTENTION, check_mode, check_offered
+from ..speed.spatial_kernels import SpatialKernels
 from .rng import draw_per_sample
 from .set_step import StepBuffers, encode_step, make_runner
-from .speed.options import LOSSY_ATTENTION, check_mode, check_offered
-from .speed.spatial_kernels import SpatialKernels
 
 log = logging.getLogger("nova")
 
@@ -54,7 +54,7 @@ class Accel:
     attention: str = "auto"
     fp8_matmuls: bool = False  # the spatial encoder's linears as fp8 products: other latents, opt-in only
     compile_encoder: bool = False  # the spatial encoder's blocks through torch.compile (exact modes only)
-    # Whole set steps on fixed buffers, replayed as CUDA graphs on CUDA (nova/set_step.py), for runs
+    # Whole set steps on fixed buffers, replayed as CUDA graphs on CUDA (nova/sampling/set_step.py), for runs
     # that sample more than one frame (a graph pays off when its shape comes round again).
     step_graphs: bool = True
 
@@ -180,7 +180,7 @@ class HeadPlan:
         ]
         self.out = (get(dec.head.bias), get(dec.head.weight).t().contiguous())
         if triton:
-            from .speed import triton_head  # (imports triton only when it can run)
+            from ..speed import triton_head  # (imports triton only when it can run)
 
             self.kernels = triton_head.load(self)
 
@@ -233,7 +233,7 @@ class FastPlan:
     prune_last_block: bool
     graphed: Optional[GraphedLoop] = None
     encoder: Optional[SpatialKernels] = None
-    runner: Optional[StepBuffers] = None  # whole set steps on fixed buffers (nova/set_step.py)
+    runner: Optional[StepBuffers] = None  # whole set steps on fixed buffers (nova/sampling/set_step.py)
 
     @classmethod
     def build(cls, model, sched, accel: Optional[Accel], guidance, frames: int = 1) -> "FastPlan":
@@ -284,7 +284,7 @@ class FastPlan:
 
 def draw_step_noise(plan: StepPlan, shape, generator) -> List[Optional[torch.Tensor]]:
     """The scheduler's variance noise for every step, drawn in the library's order (full latent;
-    ``generator``: one, or one per sample, see :mod:`nova.rng`)."""
+    ``generator``: one, or one per sample, see :mod:`nova.sampling.rng`)."""
     def draw(g, n):
         return torch.randn((n, *shape[1:]), generator=g, device=g.device)
 

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 FORMATS = (".mp4", ".webp", ".gif", ".png")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Sequence
 
-from .batch_items import Item
-from .errors import InputError
+from ..errors import InputError
+from .items import Item
 
 LAYOUTS = ("default", "vbench", "geneval")
 _MAX_NAME_BYTES = 240  # file systems allow 255 bytes a name; room for "-<sample>.mp4"

@@ -20,7 +20,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ OPTIONS = (
     Option("height", int, None, "URSA only: output height in pixels (default 320 video, 1024 image)"),
     Option("motion", float, None, "URSA only: the 'motion=<value>, ' prompt prefix of a video (default 9; 0 = none)"),
 )
-# Steps and cfg left unset on the command line take the checkpoint family's defaults (nova/batch.py).
+# Steps and cfg left unset on the command line take the checkpoint family's defaults (nova/batch/runner.py).
 FAMILY_DEFAULTS = {"nova": {"steps": 64, "cfg": 5.0}, "ursa": {"steps": 25, "cfg": 7.0}}
 URSA_KEYS = ("width", "height", "motion")
 # NOVA-only options with the value that means "not used" (an URSA run refuses any other).
@@ -184,7 +184,7 @@ def _json_item(index: int, line: int, text: str, defaults: Dict[str, Any], base:
 
 def _checked(item: Item) -> Item:
     """The item with the error the shared option rules (nova/checks.py) find, if any."""
-    from .checks import check_options
+    from ..checks import check_options
 
     try:
         check_options(item.options, prompts=len(item.prompts), name=lambda key: key)

@@ -7,10 +7,10 @@ import os
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from ..models.transformer import NovaTransformer
 from .config import NovaConfig, load_config, read_json
-from .errors import ConfigError
 from .loading import load_module, weight_files
-from .models.transformer import NovaTransformer
 
 SCHEDULERS = ("DDPMScheduler", "FlowMatchEulerDiscreteScheduler")
 

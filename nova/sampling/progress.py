@@ -10,7 +10,7 @@ import time
 
 
 class StepProgressBar:
-    """Context manager; calling it with a :class:`nova.sampling.Progress` advances the bar to that
+    """Context manager; calling it with a :class:`nova.sampling.sampler.Progress` advances the bar to that
     tick. ``disable=True`` (``disable_progress_bar``) draws nothing."""
 
     def __init__(self, total: int, disable: bool = False, desc: str = "NOVA", file=None):
