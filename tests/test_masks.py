@@ -325,7 +325,7 @@ def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     from comfyui_nova.nodes.masks import feather_decoded, noise_mask_tokens
     from comfyui_nova.nodes.vae import NovaVAEEncode
     from comfyui_nova.nova.errors import InputError as PackInputError  # the pack's copy of the engine
-    from comfyui_nova.nova.pixels import fit_frames
+    from comfyui_nova.nova.io.pixels import fit_frames
 
     tokens = torch.zeros(4, 6, dtype=torch.bool)
     tokens[:, 5] = True  # the right column of tokens

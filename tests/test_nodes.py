@@ -296,7 +296,7 @@ def test_long_video_node_extends_with_a_window(comfy):
 
 def test_text_encoder_in_fp8(comfy):
     te8 = NovaTextEncoderLoader.execute("nova-tiny-video", "fp8_e4m3fn")[0]
-    from comfyui_nova.nova.fp8 import Fp8Linear
+    from comfyui_nova.nova.speed.fp8 import Fp8Linear
 
     assert any(isinstance(m, Fp8Linear) for m in te8.patcher.model.modules())
     a = NovaTextEncode.execute(comfy["te"], "a red fox runs through snow")[0][0][0].float()

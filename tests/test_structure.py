@@ -181,3 +181,25 @@ def test_two_threads_on_one_pipeline_give_the_sequential_results(tiny_video_pipe
     assert not errors
     assert all(torch.equal(r, e) for r, e in zip(results, expected))
     assert len({float(e.sum()) for e in expected}) > 30  # the prompts and seeds do differ
+
+
+def test_the_old_flat_module_paths_still_import_with_a_warning():
+    """Code written against 0.1 (``from nova.plan import GenerationPlan``, ``import nova.media``)
+    keeps working: the module at its new place, one DeprecationWarning naming where it went."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings; sys.path.insert(0, sys.argv[1]); warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    from nova.plan import GenerationPlan\n"
+        "    import nova.media as old_media\n"
+        "import nova.sampling.plan, nova.io.media\n"
+        "assert GenerationPlan is nova.sampling.plan.GenerationPlan\n"
+        "assert old_media is nova.io.media\n"
+        "msgs = [str(w.message) for w in caught if w.category is DeprecationWarning]\n"
+        "assert any('nova.plan moved to nova.sampling.plan' in m for m in msgs), msgs\n"
+        "assert any('nova.media moved to nova.io.media' in m for m in msgs), msgs\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -83,7 +83,7 @@ def test_api_workflow_runs(env, name):
         with Image.open(core.saved[0]) as im:
             assert im.size == IMAGE_SIZE[name]
         if name == "nova_image_inpainting":  # feathered: outside the mask the loaded picture, inside new pixels
-            from comfyui_nova.nova.pixels import fit_frames
+            from comfyui_nova.nova.io.pixels import fit_frames
 
             by_class = {workflow[nid]["class_type"]: out for nid, out in results.items()}
             source = (fit_frames(by_class["LoadImage"][0], 64, 64, "crop").movedim(1, -1) + 1) / 2

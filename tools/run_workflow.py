@@ -49,7 +49,7 @@ class CoreStandIns:
     def GetVideoComponents(self, video):
         import av
 
-        from comfyui_nova.nova.media import read_frames
+        from comfyui_nova.nova.io.media import read_frames
 
         frames = np.stack(read_frames(video)).astype(np.float32) / 255.0
         with av.open(video) as c:
@@ -83,7 +83,7 @@ class CoreStandIns:
         return path
 
     def SaveVideo(self, video, filename_prefix, format="auto", codec="auto"):
-        from comfyui_nova.nova.media import write_video
+        from comfyui_nova.nova.io.media import write_video
 
         frames = (video["images"].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         path = write_video(frames, self._path(filename_prefix, "mp4"), fps=video["fps"])
@@ -205,7 +205,7 @@ def shrink(workflow: dict) -> dict:
 
 def prepare_tiny_models(models_dir: str) -> None:
     load_pack()
-    from comfyui_nova.nova.tiny import make_tiny
+    from comfyui_nova.nova.components.tiny import make_tiny
 
     for name, preset in (("nova-tiny-video", "video"), ("nova-tiny-image", "image")):
         folder = os.path.join(models_dir, "nova", name)
@@ -226,7 +226,7 @@ def prepare_inputs(input_dir: str) -> None:
     from PIL import Image
 
     load_pack()
-    from comfyui_nova.nova.media import write_video
+    from comfyui_nova.nova.io.media import write_video
 
     os.makedirs(input_dir, exist_ok=True)
     rng = np.random.RandomState(0)
