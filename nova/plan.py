@@ -53,8 +53,7 @@ from .sampling import (
     temporal_step,
 )
 from .text_encoder import PromptEmbeds
-
-MAX_LATENT_FRAMES = 4096  # 4 video frames each: about 23 minutes at 12 fps
+from .vae_frames import MAX_LATENT_FRAMES  # (the longest generation; defined with the frame arithmetic)
 
 
 def segment_contexts(contexts: Sequence[torch.Tensor], frames: Sequence[int], n_prefix: int, blend_frames: int) -> List[torch.Tensor]:
