@@ -355,7 +355,7 @@ def test_cli_clip_too_large_to_decode_is_refused_from_its_header(tiny_video, med
 
     monkeypatch.chdir(media)
     _long_clip(media / "wide.mp4", 40, (64, 96))
-    monkeypatch.setattr(nova.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3)
+    monkeypatch.setattr(nova.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)
     real = nova.media._read_video
     decoded = []
     monkeypatch.setattr(nova.media, "_read_video", lambda path, *a, **kw: decoded.append(path) or real(path, *a, **kw))
@@ -372,7 +372,7 @@ def test_decoding_stops_at_the_byte_limit_when_the_header_has_no_count(tmp_path,
     from nova.media import read_frames
 
     _long_clip(tmp_path / "wide.mkv", 40, (64, 96))
-    monkeypatch.setattr(nova.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3)
+    monkeypatch.setattr(nova.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)
     with pytest.raises(InputError, match=r"--video .*wide.mkv: 31 or more frames of 96x64 decode to 0.5 MiB; at most"):
         read_frames(str(tmp_path / "wide.mkv"), "--video")
     assert len(read_frames(str(tmp_path / "wide.mkv"), "--video", max_frames=30)) == 30
