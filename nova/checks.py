@@ -27,14 +27,15 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
     """Every rule on the values themselves and, with ``combined``, on how they combine (nothing read
     from files). A batch's run-wide defaults are checked without: an item may complete them
     (a run-wide mask for items that each give their image)."""
-    from .io.frames import latents_for_frames
+    from .io.frames import MAX_LATENT_FRAMES, latents_for_frames, max_video_frames
     from .io.media import check_fps
     from .sampling.masks import check_feather, check_grow
     from .sampling.sampler import SamplerSettings
 
     o = options
-    if o["frames"] is not None:
-        latents_for_frames(o["frames"])
+    if o["frames"] is not None and latents_for_frames(o["frames"]) > MAX_LATENT_FRAMES:
+        raise InputError(f"{name('frames')} = {o['frames']}; at most {max_video_frames()} "
+                         f"({MAX_LATENT_FRAMES} latent frames).")
     check_fps(o["fps"])
     SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
     flow = o["motion_flow"]
@@ -70,22 +71,74 @@ def _check_combination(o: Mapping, prompts: int, name: Callable[[str], str]) -> 
 def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] = flag):
     """The request's ``image`` (one [H, W, 3] uint8 frame), ``video`` clip (a list of frames,
     decoded no further than the request can use) and ``mask`` ([M, H, W] floats), each None when
-    not given; sizes are checked from the headers before decoding."""
+    not given. Sizes and frame counts are checked from the headers before decoding (:func:`probe_clip`)."""
     from .io.media import read_frames
-    from .sampling.masks import mask_from_rgb
 
     o = options
     image = read_frames(o["image"], name("image"), max_frames=1)[0] if o["image"] else None
-    clip = read_frames(o["video"], name("video"), max_frames=max_clip_frames(o, video_model)) if o["video"] else None
-    mask = None
-    if o["mask"]:
-        limit = 1 if clip is None else len(clip)
-        frames = read_frames(o["mask"], name("mask"), max_frames=limit + 1)
-        if len(frames) > limit and limit > 1:
-            raise InputError(f"{name('mask')} {o['mask']}: has more frames than the {limit} of {name('video')}; give "
-                             "1 mask frame, one per latent frame or one per clip frame.")
-        mask = mask_from_rgb(frames, o["mask"])
+    clip = None
+    if o["video"]:
+        probe_clip(o, video_model, name)
+        clip = read_frames(o["video"], name("video"), max_frames=max_clip_frames(o, video_model))
+    mask = _read_mask(o, None if clip is None else len(clip), name) if o["mask"] else None
     return image, clip, mask
+
+
+def check_media(options: Mapping, video_model: bool, name: Callable[[str], str] = flag):
+    """What :func:`read_media` checks, with the clip read from its header only: (the clip's frame
+    count or None, the mask or None). A batch checks every item with it before any work, cheaply
+    (the clip is decoded when its unit runs, and checked again then)."""
+    from .io.media import read_frames
+
+    o = options
+    if o["image"]:
+        read_frames(o["image"], name("image"), max_frames=1)
+    clip_frames = probe_clip(o, video_model, name) if o["video"] else None
+    mask = _read_mask(o, clip_frames, name) if o["mask"] else None
+    return clip_frames, mask
+
+
+def probe_clip(options: Mapping, video_model: bool, name: Callable[[str], str] = flag) -> int:
+    """How many frames of the ``video`` clip the request reads (at most :func:`max_clip_frames`),
+    from the file's header (or its packets counted, when the header has no count), before any frame
+    is decoded. A clip longer than the longest generation is refused, and so is one whose frames
+    would decode to more than :data:`nova.media.MAX_DECODED_BYTES`."""
+    from .io.frames import MAX_LATENT_FRAMES, max_video_frames
+    from .io.media import check_decoded_bytes, probe
+
+    o = options
+    path, label = o["video"], name("video")
+    limit = max_clip_frames(o, video_model)
+    info = probe(path, label, max_frames=limit)
+    frames = min(info.frames, limit)
+    longest = max_video_frames()
+    if frames > longest:
+        raise InputError(f"{label} {path}: more than {longest} frames; NOVA makes at most {longest} "
+                         f"({MAX_LATENT_FRAMES} latent frames). Give a clip of at most {longest} frames "
+                         f"(e.g. `ffmpeg -i IN -frames:v {longest} OUT`).")
+    check_decoded_bytes(frames, info.width, info.height, path, label, more=info.frames > limit)
+    return frames
+
+
+def _read_mask(options: Mapping, clip_frames: Optional[int], name: Callable[[str], str]):
+    """The ``mask`` ([M, H, W] floats) for an image (``clip_frames`` None) or a clip of
+    ``clip_frames``: a mask longer than the clip is refused from its header when it gives the count."""
+    from .io.media import probe, read_frames
+    from .sampling.masks import mask_from_rgb
+
+    path, label = options["mask"], name("mask")
+    limit = 1 if clip_frames is None else clip_frames
+
+    def too_long():
+        return InputError(f"{label} {path}: has more frames than the {limit} of {name('video')}; give "
+                          "1 mask frame, one per latent frame or one per clip frame.")
+
+    if limit > 1 and probe(path, label, max_frames=limit).frames > limit:
+        raise too_long()
+    frames = read_frames(path, label, max_frames=limit + 1)
+    if len(frames) > limit and limit > 1:
+        raise too_long()
+    return mask_from_rgb(frames, path)
 
 
 def check_mask(options: Mapping, config, mask, clip_frames: Optional[int]) -> None:
@@ -136,13 +189,14 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
     return latents
 
 
-def max_clip_frames(options: Mapping, video_model: bool) -> Optional[int]:
+def max_clip_frames(options: Mapping, video_model: bool) -> int:
     """How many frames of the ``video`` clip to decode at most: one more than the request can use,
-    so a longer clip is still seen to be too long (None: a masked clip without frames sets the length)."""
-    from .io.frames import frames_for_latents, latents_for_frames
+    so a longer clip is still seen to be too long. A masked clip without frames sets the length
+    itself, up to the longest generation."""
+    from .io.frames import frames_for_latents, latents_for_frames, max_video_frames
 
     if options["frames"] is None and options["mask"]:
-        return None
+        return max_video_frames() + 1
     frames = DEFAULT_FRAMES if options["frames"] is None else options["frames"]
     return frames_for_latents(latents_for_frames(frames) if video_model else 1) + 1
 

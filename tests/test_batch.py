@@ -592,6 +592,58 @@ def test_item_with_a_bad_mask_or_clip_fails_before_any_work(tiny_video, tmp_path
     assert "nothing is left to generate" in summary.failed[(2, 0)]
 
 
+def _clip(path, frames, size=(64, 96)):
+    """A clip of ``frames`` black frames; a .mkv header holds no frame count (it is counted)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "yuv420p"
+        black = av.VideoFrame.from_ndarray(np.zeros((*size, 3), np.uint8), format="rgb24")
+        for _ in range(frames):
+            for packet in stream.encode(black):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+
+
+def test_items_clips_are_checked_from_their_headers_before_any_work(tiny_video, tmp_path, monkeypatch):
+    """video + mask without frames: the clip sets the length. Every item's clip is measured from
+    its header (Matroska's packets counted) before a prompt is encoded or a weight loads, none
+    decoded; a clip too long for any video, or too large to decode, fails its item naming the
+    line and the file, and the other items run."""
+    from PIL import Image
+
+    import nova.io.media
+    from nova.pipeline import NovaPipeline
+    from nova.components.text_encoder import TextEncoder
+
+    decoded, at_work = [], []
+    real_read = nova.io.media._read_video
+    monkeypatch.setattr(nova.io.media, "_read_video", lambda path, *a, **kw: decoded.append(os.path.basename(path))
+                        or real_read(path, *a, **kw))
+    for cls, name in ((TextEncoder, "from_folders"), (NovaPipeline, "from_pretrained")):
+        real = getattr(cls, name).__func__
+        monkeypatch.setattr(cls, name, classmethod(lambda c, *a, _real=real, **kw: at_work.append(list(decoded))
+                                                   or _real(c, *a, **kw)))
+    monkeypatch.setattr(nova.io.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)  # (a 40-frame clip stands for 1200 at 720p)
+    _clip(tmp_path / "long.mp4", 16400, (16, 16))
+    _clip(tmp_path / "wide.mkv", 40)
+    _clip(tmp_path / "clip9.mkv", 9)
+    Image.fromarray(np.full((64, 96, 3), 255, np.uint8)).save(tmp_path / "mask.png")
+    prompts = _write(tmp_path / "p.jsonl", [
+        json.dumps({"prompt": "a", "video": "clip9.mkv", "mask": "mask.png"}),
+        json.dumps({"prompt": "b", "video": "long.mp4", "mask": "mask.png"}),
+        json.dumps({"prompt": "c", "video": "wide.mkv", "mask": "mask.png"}),
+    ])
+    summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
+    assert at_work and at_work[0] == []  # nothing decoded before the first prompt was encoded
+    assert summary.done == 1 and decoded == ["clip9.mkv"]  # (the good item's clip, when its unit ran)
+    assert "line 2: video " in summary.failed[(1, 0)] and "long.mp4: more than 16381 frames" in summary.failed[(1, 0)]
+    assert "line 3: video " in summary.failed[(2, 0)]
+    assert "wide.mkv: 40 frames of 96x64 decode to 0.7 MiB; at most 0.5 MiB" in summary.failed[(2, 0)]
+
+
 def test_run_wide_mask_for_items_that_give_their_image(tiny_image, tmp_path):
     """The run-wide defaults are checked value by value; how they combine is each item's."""
     from PIL import Image

@@ -172,6 +172,7 @@ def _png_header(width, height):
     (["--video", "clip9.mp4", "--frames", "5"], "x.mp4",
      r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
     (["--prompt", "b", "--prompt", "c", "--frames", "5"], "x.mp4", "3 prompt\\(s\\) need at least 3 new latent frames"),
+    (["--frames", "16385"], "x.mp4", r"--frames = 16385; at most 16381 \(4096 latent frames\)"),
     ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
     (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
     (["--image", "ok.png", "--mask", "bomb.png"], "x.mp4", "--mask .*bomb.png: .*give at most 8192x8192 pixels"),
@@ -303,3 +304,91 @@ def test_version_and_defaults_in_every_help(capsys):
             if hidden or not action.option_strings or action.required or unset:
                 continue
             assert f"(default: {default})" in text, (name, action.dest)
+
+
+def _long_clip(path, frames, size=(16, 16)):
+    """A clip of ``frames`` black frames; a .mkv header holds no frame count (it is counted)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libx264", rate=12)
+        stream.width, stream.height = size[1], size[0]
+        stream.pix_fmt = "yuv420p"
+        black = av.VideoFrame.from_ndarray(np.zeros((*size, 3), np.uint8), format="rgb24")
+        for _ in range(frames):
+            for packet in stream.encode(black):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return path
+
+
+@pytest.fixture
+def no_decode(monkeypatch):
+    """Fails the test if a video file is decoded (its header must have been enough)."""
+    import nova.io.media
+
+    def decoded(path, *args, **kwargs):
+        raise AssertionError(f"{path} was decoded before it was refused")
+
+    monkeypatch.setattr(nova.io.media, "_read_video", decoded)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_cli_masked_clip_longer_than_any_video_is_refused_from_its_header(tiny_video, media, no_load, no_decode, capsys,
+                                                                         monkeypatch, ext):
+    """--video CLIP --mask MASK without --frames: the clip sets the length, so it was decoded whole
+    (and 4100 latent frames went on to the weights). MP4 says its count; Matroska's is counted."""
+    monkeypatch.chdir(media)
+    _long_clip(media / f"long.{ext}", 16400)
+    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--video", f"long.{ext}", "--mask", "ok.png",
+                    "--out", "x.mp4"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--video long.{ext}: more than 16381 frames; NOVA makes at most 16381 (4096 latent frames)" in err, err
+    assert not os.path.exists(media / "x.mp4")
+
+
+def test_cli_clip_too_large_to_decode_is_refused_from_its_header(tiny_video, media, no_load, capsys, monkeypatch):
+    """A short file of many large frames (1200 frames at 720p: 3.3 GB decoded) is refused before
+    decoding; the limit is scaled down here so that the clip stays tiny."""
+    import nova.io.media
+
+    monkeypatch.chdir(media)
+    _long_clip(media / "wide.mp4", 40, (64, 96))
+    monkeypatch.setattr(nova.io.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)
+    real = nova.io.media._read_video
+    decoded = []
+    monkeypatch.setattr(nova.io.media, "_read_video", lambda path, *a, **kw: decoded.append(path) or real(path, *a, **kw))
+    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--video", "wide.mp4", "--mask", "ok.png",
+                    "--out", "x.mp4"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--video wide.mp4: 40 frames of 96x64 decode to 0.7 MiB; at most 0.5 MiB (30 frames of this size)" in err, err
+    assert "Give a shorter clip" in err and decoded == []
+
+
+def test_decoding_stops_at_the_byte_limit_when_the_header_has_no_count(tmp_path, monkeypatch):
+    import nova.io.media
+    from nova.errors import InputError
+    from nova.io.media import read_frames
+
+    _long_clip(tmp_path / "wide.mkv", 40, (64, 96))
+    monkeypatch.setattr(nova.io.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)
+    with pytest.raises(InputError, match=r"--video .*wide.mkv: 31 or more frames of 96x64 decode to 0.5 MiB; at most"):
+        read_frames(str(tmp_path / "wide.mkv"), "--video")
+    assert len(read_frames(str(tmp_path / "wide.mkv"), "--video", max_frames=30)) == 30
+
+
+def test_cli_masked_clip_within_the_limits_is_read_whole(tiny_video, media, no_load, capsys, monkeypatch):
+    """No --frames with a mask: the clip's length is kept (41 frames, not cut at the default 33)."""
+    from nova import checks
+
+    monkeypatch.chdir(media)
+    _long_clip(media / "clip41.mkv", 41, (64, 96))
+    seen = {}
+    real = checks.check_mask
+    monkeypatch.setattr(checks, "check_mask", lambda o, config, mask, clip_frames: seen.setdefault("clip", clip_frames)
+                        and real(o, config, mask, clip_frames))
+    with pytest.raises(AssertionError, match="the model was loaded"):  # (every check passed)
+        cli.main(["generate", "--model", tiny_video, "--prompt", "a fox", "--video", "clip41.mkv", "--mask", "ok.png",
+                  "--out", "x.mp4"])
+    assert seen == {"clip": 41}

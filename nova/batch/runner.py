@@ -168,7 +168,7 @@ def _run_family(job: BatchJob, folder: str, config, item_error) -> BatchSummary:
 
     ursa = isinstance(config, _UrsaInfo)
     read = read_items(job.prompts, job.options)
-    checks.read_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
+    checks.check_media(job.options, config.is_video_model)  # run-wide --image/--video/--mask: readable, not too large
     seen: Dict[tuple, Optional[str]] = {}  # (items sharing their options and prompt count are checked once)
     items = [_checked_item(item, config, seen, item_error) for item in read]
     check_layout(job.layout, config.is_video_model)
@@ -210,8 +210,9 @@ def _run_family(job: BatchJob, folder: str, config, item_error) -> BatchSummary:
 
 def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]], item_error) -> Item:
     """An item with the error its options, input files and frame counts give it on this
-    checkpoint, found before any work (the same checks as ``generate``; the worker reads the
-    files again when it gets to the item). ``seen``: the outcome for each set of options so far."""
+    checkpoint, found before any work (the same checks as ``generate``, a clip's length and size
+    from its header so that a thousand items stay cheap; the worker decodes the files when it
+    gets to the item, and checks them again). ``seen``: the outcome for each set of options so far."""
     if item.error is not None:
         return item
     key = (len(item.prompts), tuple(sorted(item.options.items())))
@@ -230,8 +231,7 @@ def _item_error(o: Dict[str, Any], prompts: int, config) -> Optional[str]:
             raise InputError(f"{', '.join(given)}: URSA options; this is a NOVA checkpoint.")
         if not video_model and (prompts > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
             raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
-        image, clip, mask = checks.read_media(o, video_model, _key_name)
-        clip_frames = None if clip is None else len(clip)
+        clip_frames, mask = checks.check_media(o, video_model, _key_name)  # (the clip from its header)
         checks.plan_latents(o, video_model, prompts, clip_frames, _key_name)
         if mask is not None:
             checks.check_mask(o, config, mask, clip_frames)

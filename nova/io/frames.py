@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..errors import InputError
 
+MAX_LATENT_FRAMES = 4096  # the longest generation: 4 video frames each, about 23 minutes at 12 fps
+
 
 def frames_for_latents(num_latents: int, ratio: int = 4) -> int:
     return 1 + ratio * (num_latents - 1) if num_latents > 0 else 0
@@ -21,3 +23,8 @@ def latents_for_frames(num_frames: int, ratio: int = 4) -> int:
             f"frames = {num_frames!r}; the video VAE needs 1 + {ratio}k frames (1, 5, 9, 17, 33, ...)."
         )
     return (num_frames - 1) // ratio + 1
+
+
+def max_video_frames(ratio: int = 4) -> int:
+    """The most video frames a clip may have: the longest generation, :data:`MAX_LATENT_FRAMES`."""
+    return frames_for_latents(MAX_LATENT_FRAMES, ratio)

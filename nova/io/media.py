@@ -10,6 +10,8 @@ leaves an existing target as it was.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -32,6 +34,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MIN_FPS, MAX_FPS = 1.0, 120.0
 # Larger inputs are refused before decoding (they are resized to the checkpoint's size anyway).
 MAX_INPUT_PIXELS = 8192 * 8192
+# The decoded RGB frames of one clip, at most: a clip is held whole at its own size before it is
+# resized, so a short file of many large frames (a 48 KB MP4 of 1200 frames at 720p: 3.3 GB) is
+# refused from its header, and a decode that outgrows it (a header that lies) stops there.
+# 2 GiB: 776 frames at 1280x720, 1941 at 768x480.
+MAX_DECODED_BYTES = 2 << 30
 
 
 def check_fps(fps) -> float:
@@ -240,24 +247,107 @@ def write_video(frames: np.ndarray, path: str, fps: float = 12.0) -> str:
     return path
 
 
-def read_frames(path: str, name: str = "input", max_frames: Optional[int] = None) -> Sequence[np.ndarray]:
+def read_frames(path: str, name: str = "input", max_frames: Optional[int] = None,
+                max_bytes: Optional[int] = None) -> Sequence[np.ndarray]:
     """Decode a video or image file to a list of [H, W, 3] uint8 frames (16-bit images scaled from
-    their full range), at most ``max_frames`` of them. The size is checked from the header before
-    any decoding. Errors name the file and say what is wrong with it."""
+    their full range), at most ``max_frames`` of them and at most ``max_bytes`` of them (default
+    :data:`MAX_DECODED_BYTES`; refused beyond, from the header when it gives the frame count). The size is checked from the header
+    before any decoding. Errors name the file and say what is wrong with it."""
+    _check_readable(path, name)
+    ext = os.path.splitext(path)[1].lower()
+    if ext in IMAGE_EXTENSIONS:
+        frames = _read_image(path, name)
+    else:
+        frames = _read_video(path, name, max_frames, max_bytes)
+    if not frames:
+        raise InputError(f"{name} {path}: holds no frames.")
+    return frames
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaInfo:
+    """What a file's header says: ``frames`` (an image: 1; a video: its frame count, or, counted
+    up to a limit, that limit + 1 for a longer one), ``width`` and ``height``."""
+
+    frames: int
+    width: int
+    height: int
+
+
+def probe(path: str, name: str = "input", max_frames: Optional[int] = None) -> MediaInfo:
+    """The frame count and size of an image or video file without decoding a frame. A video whose
+    header has no frame count (Matroska/WebM, some GIFs) has its packets counted instead, up to
+    ``max_frames`` + 1. The size is checked as :func:`read_frames` checks it."""
+    _check_readable(path, name)
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:  # reads the header only
+                _check_size(im.size[0], im.size[1], path, name)
+                return MediaInfo(1, im.size[0], im.size[1])
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"{name} {path}: too large ({exc}); give at most {_max_size()} pixels.") from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"{name} {path}: not a readable image ({type(exc).__name__}: {exc}).") from exc
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = _video_stream(container, path, name)
+            width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+            frames = stream.frames or 0
+            if frames <= 0:
+                limit = None if max_frames is None else max_frames + 1
+                packets = (p for p in container.demux(stream) if p.size)  # (the last is an empty flush packet)
+                frames = sum(1 for _ in itertools.islice(packets, limit))
+    except InputError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name} {path}: not a readable video ({type(exc).__name__}: {exc}).") from exc
+    if frames < 1:
+        raise InputError(f"{name} {path}: holds no frames.")
+    return MediaInfo(frames, width, height)
+
+
+def check_decoded_bytes(frames: int, width: int, height: int, path: str, name: str, more: bool = False,
+                        max_bytes: Optional[int] = None) -> None:
+    """Refuses a clip whose ``frames`` decoded frames of ``width`` x ``height`` (``more``: at least
+    that many) would take more than ``max_bytes``, saying how many frames of that size fit."""
+    max_bytes = MAX_DECODED_BYTES if max_bytes is None else max_bytes
+    size = frames * width * height * 3
+    if size > max_bytes:
+        raise _too_many_bytes(frames, width, height, size, path, name, more, max_bytes)
+
+
+def _too_many_bytes(frames: int, width: int, height: int, size: int, path: str, name: str, more: bool,
+                    max_bytes: int) -> InputError:
+    fit = max_bytes // max(1, width * height * 3)
+    return InputError(f"{name} {path}: {frames}{' or more' if more else ''} frames of {width}x{height} decode to "
+                     f"{_bytes(size)}; at most {_bytes(max_bytes)} ({fit} frames of this size) are "
+                     "read. Give a shorter clip (cut it, e.g. `ffmpeg -i IN -frames:v N OUT`) or a smaller one; "
+                     "without a mask, frames also bounds what is read.")
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _check_readable(path: str, name: str) -> None:
     if not os.path.exists(path):
         raise InputError(f"{name} {path}: no such file.")
     if os.path.isdir(path):
         raise InputError(f"{name} {path}: is a folder, not an image or video file.")
     if not os.access(path, os.R_OK):
         raise InputError(f"{name} {path}: no permission to read it.")
-    ext = os.path.splitext(path)[1].lower()
-    if ext in IMAGE_EXTENSIONS:
-        frames = _read_image(path, name)
-    else:
-        frames = _read_video(path, name, max_frames)
-    if not frames:
-        raise InputError(f"{name} {path}: holds no frames.")
-    return frames
+
+
+def _video_stream(container, path: str, name: str):
+    if not container.streams.video:
+        raise InputError(f"{name} {path}: has no video stream (audio only, or not a video).")
+    stream = container.streams.video[0]
+    _check_size(stream.codec_context.width or 0, stream.codec_context.height or 0, path, name)
+    return stream
 
 
 def _read_image(path: str, name: str) -> List[np.ndarray]:
@@ -287,19 +377,25 @@ def _check_size(width: int, height: int, path: str, name: str) -> None:
                          "(it is resized to the checkpoint's size anyway).")
 
 
-def _read_video(path: str, name: str, max_frames: Optional[int] = None) -> List[np.ndarray]:
-    import itertools
-
+def _read_video(path: str, name: str, max_frames: Optional[int] = None,
+                max_bytes: Optional[int] = None) -> List[np.ndarray]:
     import av
 
+    max_bytes = MAX_DECODED_BYTES if max_bytes is None else max_bytes
     try:
         with av.open(path) as container:
-            if not container.streams.video:
-                raise InputError(f"{name} {path}: has no video stream (audio only, or not a video).")
-            stream = container.streams.video[0]
-            _check_size(stream.codec_context.width or 0, stream.codec_context.height or 0, path, name)
-            frames = itertools.islice(container.decode(stream), max_frames)
-            return [f.to_ndarray(format="rgb24") for f in frames]
+            stream = _video_stream(container, path, name)
+            width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+            if stream.frames:  # refused from the header when it says how many frames there are
+                count = stream.frames if max_frames is None else min(stream.frames, max_frames)
+                check_decoded_bytes(count, width, height, path, name, max_bytes=max_bytes)
+            frames, size = [], 0
+            for frame in itertools.islice(container.decode(stream), max_frames):
+                size += frame.width * frame.height * 3
+                if size > max_bytes:  # (no count in the header, or one that lied)
+                    raise _too_many_bytes(len(frames) + 1, frame.width, frame.height, size, path, name, True, max_bytes)
+                frames.append(frame.to_ndarray(format="rgb24"))
+            return frames
     except InputError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:

@@ -34,6 +34,7 @@ import torch
 
 from ..components.text_encoder import PromptEmbeds
 from ..errors import InputError, NumericalError
+from ..io.frames import MAX_LATENT_FRAMES  # (the longest generation; defined with the frame arithmetic)
 from .fast import Accel, FastPlan
 from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask, known_first
@@ -53,8 +54,6 @@ from .sampler import (
     sample_frame,
     temporal_step,
 )
-
-MAX_LATENT_FRAMES = 4096  # 4 video frames each: about 23 minutes at 12 fps
 
 
 def segment_contexts(contexts: Sequence[torch.Tensor], frames: Sequence[int], n_prefix: int, blend_frames: int) -> List[torch.Tensor]:
