@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 from ..nova.errors import InputError
 from ..nova.io.media import MAX_FPS, MIN_FPS
-from ..nova.sampling.plan import GenerationPlan, Segment
+from ..nova.request import GivenFrames, build_plan
+from ..nova.sampling.plan import Segment
 from .compat import io
 from .handles import latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
@@ -102,9 +103,9 @@ class NovaLongVideo(io.ComfyNode):
         # keyframe frames count in the video without its loop (-1: the last frame before the loop)
         length = (0 if prefix is None else prefix.shape[2]) + sum(int(s.frames) for s in plan_segments)
         pinned = engine_keyframes(keyframes, model, length)
-        plan = GenerationPlan(model.transformer, model.scheduler, sampler, plan_segments, prefix=prefix,
-                              window=int(window) or None, blend_frames=int(blend_frames), loop_frames=int(loop_frames),
-                              prefix_mask=regen, accel=model.accel, denoise=strength, keyframes=pinned)
+        given = GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], regen, keyframes=pinned)
+        plan = build_plan(model, sampler, plan_segments, given, denoise=strength, window=int(window),
+                          blend=int(blend_frames), loop=int(loop_frames))
         scaled = run_plan(model, plan, seed)
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
         if regen is not None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..nova.checks import check_fits
 from ..nova.errors import InputError
 from ..nova.io.frames import latents_for_frames
 from ..nova.io.media import MAX_FPS, MIN_FPS
+from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import GenerationPlan, Segment
 from ..nova.sampling.sampler import SamplerSettings, check_denoise, check_seed, new_generator
 from .compat import io
@@ -109,8 +111,8 @@ def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_
     pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
-    return GenerationPlan(model.transformer, model.scheduler, sampler, [segment], prefix=prefix, prefix_mask=prefix_mask,
-                          accel=model.accel, denoise=denoise, keyframes=keyframes)
+    given = GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], prefix_mask, keyframes=keyframes)
+    return build_plan(model, sampler, [segment], given, denoise=denoise)
 
 
 def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
@@ -234,8 +236,7 @@ class NovaGenerate(io.ComfyNode):
         n_prefix = 0 if prefix is None else prefix["samples"].shape[2]
         if mask is not None:
             regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask", clip_frames=image.shape[0])
-        if total < n_prefix:
-            raise InputError(f"frames = {frames} is shorter than start_image ({n_prefix} latent frames); raise frames.")
+        check_fits(total, n_prefix, "frames", "start_image")
         plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen,
                            strength, pinned)
         if plan.ticks == 0 and strength is None:

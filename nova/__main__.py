@@ -15,96 +15,32 @@ import os
 import sys
 import time
 
+from . import checks
 from .dtypes import DTYPE_NAMES, torch_dtype
 
 
-def _check_control_args(args):
-    """--denoise and --keyframe: their values, and what they need (checked before any file is read)."""
-    from .errors import InputError
-
-    if args.denoise is not None:
-        from .sampling.sampler import check_denoise
-
-        check_denoise(args.denoise, "--denoise")
-        if not (args.image or args.video):
-            raise InputError(f"--denoise {args.denoise} re-samples given frames: pass --image or --video "
-                             "(or drop --denoise).")
-    if args.keyframe and args.mask:
-        raise InputError("--keyframe with --mask: a masked generation repaints given frames; pin keyframes in a "
-                         "generation without --mask.")
-    if not 0 <= args.keyframe_approach <= 64:
-        raise InputError(f"--keyframe-approach = {args.keyframe_approach}; expected an integer in [0, 64].")
-    if not 0 <= args.keyframe_strength <= 1:
-        raise InputError(f"--keyframe-strength = {args.keyframe_strength}; expected a number in [0, 1].")
-    args.keyframe_pairs = [_keyframe_arg(text) for text in args.keyframe or ()]
-
-
-def _keyframe_arg(text: str):
-    """--keyframe IMAGE@FRAME -> (picture, frame); the frame is checked against the video later."""
-    from .errors import InputError
-    from .io.media import read_frames
-
-    path, sep, frame = text.rpartition("@")
-    try:
-        index = int(frame)
-    except ValueError:
-        index = None
-    if not sep or not path or index is None:
-        raise InputError(f"--keyframe {text!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 (the last frame).")
-    return read_frames(path, "--keyframe")[0], index
-
-
-def _check_keyframes(args, folder: str, video: bool, latents: int) -> None:
-    """Each keyframe inside the video and at a frame the VAE's stride makes exact."""
-    from .errors import InputError
-
-    if not args.keyframe_pairs:
-        return
-    from .sampling.keyframes import latent_index
-
-    if not video:
-        raise InputError(f"--keyframe pins pictures at times of a video; {folder} is an image checkpoint.")
-    for _, frame in args.keyframe_pairs:
-        latent_index(frame, latents)
-
-
 def _checked_request(args):
-    """Everything knowable before any weights load: the output file, the options (nova/checks.py,
-    the same rules as ``nova batch``), the device, the checkpoint's config, and the input files'
-    headers and frames against it. Returns (device, folder, config, latents, long_video, image,
-    clip, mask)."""
-    from . import checks
+    """Everything knowable before any weights load: the output file, the request (nova/request.py:
+    the same rules as ``nova batch``, the input files read), the seed, the device and the
+    checkpoint's config. Returns (device, folder, config, request)."""
     from .components.config import load_config
     from .components.loading import resolve_checkpoint
     from .devices import check_device, default_device
-    from .errors import InputError
     from .io.frames import frames_for_latents
     from .io.media import check_output
+    from .request import read_request
     from .sampling.sampler import check_seed
 
-    options = vars(args)
     check_output(args.out)
-    checks.check_options(options, prompts=len(args.prompt))
-    _check_control_args(args)
+    checks.check_options(vars(args), prompts=len(args.prompt))  # (before the checkpoint is looked up)
     check_seed(args.seed)
     device = check_device(args.device) if args.device else default_device()
     folder = resolve_checkpoint(args.model)
     config = load_config(os.path.join(folder, "transformer", "config.json"))
-    video = config.is_video_model
-    long_video = len(args.prompt) > 1 or args.window or args.loop or args.video
-    if not video and long_video:
-        raise InputError("--window/--loop/--video and several --prompt need a video checkpoint"
-                         f" ({folder} is an image checkpoint); with --mask, repaint an --image instead.")
-    image, clip, mask = checks.read_media(options, video)
-    clip_frames = None if clip is None else len(clip)
-    latents = checks.plan_latents(options, video, len(args.prompt), clip_frames)
-    if mask is not None:
-        checks.check_mask(options, config, mask, clip_frames)
-        long_video = False
+    request = read_request(vars(args), args.prompt, config, checkpoint=folder)
     checks.warn_about_steps(args.steps, config)
-    _check_keyframes(args, folder, video, latents)
-    check_output(args.out, frames=frames_for_latents(latents + args.loop))
-    return device, folder, config, latents, bool(long_video), image, clip, mask
+    check_output(args.out, frames=frames_for_latents(request.latents + args.loop))
+    return device, folder, config, request
 
 
 def _checked_speed_mode(args, device, dtype, config):
@@ -130,38 +66,38 @@ def _generate(args) -> int:
     _check_no_ursa_options(args)
     args.steps = 64 if args.steps is None else args.steps
     args.cfg = 5.0 if args.cfg is None else args.cfg
-    device, folder, config, latents, long_video, image, clip, mask = _checked_request(args)
+    device, folder, config, request = _checked_request(args)
 
     import torch
 
     from .devices import auto_dtype
-    from .pipeline import NovaPipeline
+    from .pipeline import NovaPipeline, progress_bar
+    from .sampling.sampler import SamplerSettings, new_generator
 
     dtype = auto_dtype(device) if args.dtype == "auto" else torch_dtype(args.dtype)
     accel = _checked_speed_mode(args, device, dtype, config)
     t0 = time.time()
     pipe = NovaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device, vae_dtype=torch.float32)
     pipe.accel = accel
-    if args.mask:
-        return _generate_masked(pipe, args, image, clip, mask, latents, t0)
     path = " on the reference path" if args.reference else ""
     path += "" if accel.describe() == "default kernels" else f", spatial encoder with {accel.describe()}"
     name = str(dtype).replace("torch.", "")
-    print(f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {latents} latent frame(s){path}", file=sys.stderr)
+    print(f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {request.latents} "
+          f"latent frame(s){path}", file=sys.stderr)
     t0 = time.time()
-    generator = torch.Generator().manual_seed(args.seed)
-    if not long_video:
-        out = pipe(
-            prompt=args.prompt[0], negative_prompt=args.negative_prompt, image=image, max_latent_length=latents,
-            num_inference_steps=args.steps, num_diffusion_steps=args.diffusion_steps, guidance_scale=args.cfg,
-            motion_flow=args.motion_flow, fps=args.fps, generator=generator, output_type="latent",
-            strength=args.denoise, keyframes=args.keyframe_pairs or None, keyframe_approach=args.keyframe_approach,
-            keyframe_strength=args.keyframe_strength,
-        )
-        result = out.frames if config.is_video_model else out.images
-    else:
-        result = _long_video(pipe, args, latents, image, clip, generator)
-    pipe.save(result, args.out, fps=args.fps)
+    generator = new_generator(args.seed)  # CPU, as the official code draws
+    given = request.given_frames(pipe, generator)
+    if given.mask is not None:
+        print(f"repainting {int(given.mask.any(dim=1).sum())} of {given.frames} latent frame(s) under {args.mask}",
+              file=sys.stderr)
+    settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
+    guided = settings.guidance_scale > 1
+    segments = [pipe.segment(prompt, frames, args.negative_prompt or "", args.motion_flow, args.fps, guided)
+                for prompt, frames in zip(request.prompts, request.frames_per_prompt(given))]
+    plan = request.plan(pipe, settings, segments, given)
+    with progress_bar(plan.ticks) as bar:
+        result = plan.run(generator, bar)
+    pipe.save(result, args.out, fps=args.fps, blend=given.blend)
     print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
     return 0
 
@@ -195,53 +131,6 @@ def _check_no_ursa_options(args):
                                       ("--cond-noise-scale", args.cond_noise_scale)) if value]
     if given:
         raise InputError(f"{', '.join(given)}: URSA options; NOVA checkpoints have a fixed size and use --motion-flow.")
-
-
-def _long_video(pipe, args, latents, image, clip, generator):
-    """Several prompts, a window, a loop or a clip to continue: one plan over segments."""
-    from .pipeline import progress_bar
-    from .sampling.plan import GenerationPlan
-    from .sampling.sampler import SamplerSettings
-
-    settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
-    prompts = args.prompt
-    prefix = pipe.encode_video(clip) if clip is not None else None
-    if image is not None:
-        prefix = pipe.encode_image(image, generator).unsqueeze(2)
-    new = latents - (0 if prefix is None else prefix.shape[2])  # (at least one per prompt: nova/checks.py)
-    sizes = [new // len(prompts) + (1 if i < new % len(prompts) else 0) for i in range(len(prompts))]
-    guided = settings.guidance_scale > 1
-    segments = [pipe.segment(p, n, args.negative_prompt or "", args.motion_flow, args.fps, guided) for p, n in zip(prompts, sizes)]
-    keyframes = pipe.keyframes(args.keyframe_pairs, latents, args.keyframe_approach, args.keyframe_strength)
-    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, segments, prefix=prefix, window=args.window or None,
-                          blend_frames=args.blend, loop_frames=args.loop, accel=pipe.accel, denoise=args.denoise,
-                          keyframes=keyframes)
-    with progress_bar(plan.ticks) as bar:
-        return plan.run(generator, bar)
-
-
-def _generate_masked(pipe, args, image, clip, mask, latents, t0) -> int:
-    """--mask: repaint --image or --video under the mask (nova/sampling/masks.py), then continue up to --frames."""
-    import torch
-
-    from .pipeline import progress_bar
-    from .sampling.masks import masked_prefix
-    from .sampling.plan import GenerationPlan
-    from .sampling.sampler import SamplerSettings
-
-    source = {"video": clip} if clip is not None else {"image": image}
-    prefix, regen, blend = masked_prefix(pipe, mask, threshold=args.mask_threshold, grow=args.mask_grow, feather=args.feather, **source)
-    settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
-    segment = pipe.segment(args.prompt[0], latents - prefix.shape[2], args.negative_prompt or "", args.motion_flow, args.fps,
-                           settings.guidance_scale > 1)
-    plan = GenerationPlan(pipe.transformer, pipe.scheduler, settings, [segment], prefix=prefix, accel=pipe.accel,
-                          prefix_mask=regen, denoise=args.denoise)
-    print(f"repainting {int(regen.any(dim=1).sum())} of {prefix.shape[2]} latent frame(s) under {args.mask}", file=sys.stderr)
-    with progress_bar(plan.ticks) as bar:
-        result = plan.run(torch.Generator().manual_seed(args.seed), bar)
-    pipe.save(result, args.out, fps=args.fps, blend=blend)
-    print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
-    return 0
 
 
 def _make_tiny(args) -> int:

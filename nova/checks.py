@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Mapping, Optional
+from typing import Callable, List, Mapping, Optional, Tuple
 
 from .errors import InputError
 
@@ -30,7 +30,7 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
     from .io.frames import MAX_LATENT_FRAMES, latents_for_frames, max_video_frames
     from .io.media import check_fps
     from .sampling.masks import check_feather, check_grow
-    from .sampling.sampler import SamplerSettings
+    from .sampling.sampler import SamplerSettings, check_denoise
 
     o = options
     if o["frames"] is not None and latents_for_frames(o["frames"]) > MAX_LATENT_FRAMES:
@@ -46,6 +46,14 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
             raise InputError(f"{name(key)} = {o[key]}; expected an integer >= 0.")
     if o["window"] == 1:
         raise InputError(f"{name('window')} = 1; use at least 2 latent frames (or 0 for the whole video).")
+    if o["denoise"] is not None:
+        check_denoise(o["denoise"], name("denoise"))
+    approach, strength = o["keyframe_approach"], o["keyframe_strength"]
+    if isinstance(approach, bool) or not isinstance(approach, int) or not 0 <= approach <= 64:
+        raise InputError(f"{name('keyframe_approach')} = {approach}; expected an integer in [0, 64].")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise InputError(f"{name('keyframe_strength')} = {strength}; expected a number in [0, 1].")
+    keyframe_pairs(o["keyframe"], name)
     if combined:
         _check_combination(o, prompts, name)
     threshold = o["mask_threshold"]
@@ -62,10 +70,54 @@ def _check_combination(o: Mapping, prompts: int, name: Callable[[str], str]) -> 
     if o["mask"] and (bool(o["image"]) == bool(o["video"]) or prompts != 1):
         raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) "
                          "under one prompt.")
+    if o["denoise"] is not None and not (o["image"] or o["video"]):
+        raise InputError(f"{name('denoise')} {o['denoise']} re-samples given frames: set {name('image')} or "
+                         f"{name('video')} (or drop {name('denoise')}).")
+    if o["keyframe"] and o["mask"]:
+        raise InputError(f"{name('keyframe')} with {name('mask')}: a masked generation repaints given frames; pin "
+                         f"keyframes in a generation without {name('mask')}.")
     if o["mask"] and (o["window"] or o["blend"] or o["loop"]):
         raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
                          f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
                          f"{name('window')}, {name('blend')} and {name('loop')} at 0.")
+
+
+def check_model_kind(options: Mapping, prompts: int, video_model: bool, name: Callable[[str], str] = flag,
+                     checkpoint: str = "this") -> None:
+    """What only a video checkpoint does: several prompts, a window, a blend, a loop, a clip to
+    continue, keyframes. ``checkpoint`` names it in the message (its folder)."""
+    if video_model:
+        return
+    o = options
+    used = [name(key) for key in ("window", "blend", "loop", "video", "keyframe") if o[key]]
+    used = ([f"{prompts} prompts"] if prompts > 1 else []) + used
+    if used:
+        raise InputError(f"{', '.join(used)}: need a video checkpoint ({checkpoint} is an image checkpoint; it "
+                         f"makes one frame). With {name('mask')}, repaint an {name('image')} instead.")
+
+
+def keyframe_pairs(value, name: Callable[[str], str] = flag) -> List[Tuple[str, int]]:
+    """The ``keyframe`` option -> [(picture path, video frame)]: a list of ``IMAGE@FRAME`` (one per
+    command-line flag) or one string of them separated by ``;`` (a JSONL line); the syntax only,
+    the frames are checked against the video's length by :func:`nova.request.read_request`."""
+    if not value:
+        return []
+    parts = value.split(";") if isinstance(value, str) else list(value)
+    pairs = []
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        path, sep, frame = part.rpartition("@")
+        try:
+            number = int(frame)
+        except ValueError:
+            number = None
+        if not sep or not path or number is None:
+            raise InputError(f"{name('keyframe')} {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 "
+                             "(the last frame).")
+        pairs.append((path, number))
+    return pairs
 
 
 def read_media(options: Mapping, video_model: bool, name: Callable[[str], str] = flag):
@@ -102,7 +154,7 @@ def probe_clip(options: Mapping, video_model: bool, name: Callable[[str], str] =
     """How many frames of the ``video`` clip the request reads (at most :func:`max_clip_frames`),
     from the file's header (or its packets counted, when the header has no count), before any frame
     is decoded. A clip longer than the longest generation is refused, and so is one whose frames
-    would decode to more than :data:`nova.media.MAX_DECODED_BYTES`."""
+    would decode to more than :data:`nova.io.media.MAX_DECODED_BYTES`."""
     from .io.frames import MAX_LATENT_FRAMES, max_video_frames
     from .io.media import check_decoded_bytes, probe
 
@@ -170,8 +222,7 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
     if o["mask"] or (denoise is not None and clip_frames is not None):
         # the given frames are repainted or re-sampled, then continued up to frames (default: no more)
         latents = given if frames is None else (latents_for_frames(frames) if video_model else 1)
-        if latents < given:
-            raise InputError(f"{name('frames')} {frames} is shorter than the {given} latent frames of the given clip.")
+        check_fits(latents, given, name("frames"), f"the given {name('video') if clip_frames else name('image')}")
         return latents
     latents = latents_for_frames(DEFAULT_FRAMES if frames is None else frames) if video_model else 1
     if clip_frames is not None and given >= latents:
@@ -187,6 +238,15 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
         raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
                          f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")
     return latents
+
+
+def check_fits(total: int, given: int, total_name: str, given_name: str) -> int:
+    """The new latent frames after ``given`` in a result of ``total`` latent frames; a result
+    shorter than what it is given is refused, naming both (every front end's rule)."""
+    if total < given:
+        raise InputError(f"{total_name} makes {total} latent frame(s), fewer than the {given} of {given_name}; "
+                         f"raise {total_name}.")
+    return total - given
 
 
 def max_clip_frames(options: Mapping, video_model: bool) -> int:

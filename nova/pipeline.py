@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .checks import check_fits
 from .components.loaders import load_scheduler, load_transformer
 from .components.loading import read_model_index, resolve_checkpoint
 from .components.text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
@@ -27,37 +28,20 @@ from .errors import InputError, WrongFamilyError
 from .io.frames import frames_kept
 from .io.images import fit_image
 from .io.latents import as_prefix
+from .io.pixels import pixels_to_uint8
+from .request import GivenFrames, build_plan
 from .sampling.fast import Accel
 from .sampling.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
-from .sampling.plan import GenerationPlan, Segment, per_sample
+from .sampling.plan import Segment, per_sample
 from .sampling.sampler import SamplerSettings, check_denoise, new_generator
 
 log = logging.getLogger("nova")
-
-
-@dataclasses.dataclass(frozen=True)
-class GivenFrames:
-    """What :meth:`NovaPipeline.prepare_latents` hands the plan: the given latent frames (None:
-    none), how many they are, the token mask that repaints them and the decoded-result blend
-    (masks), and the pinned keyframes."""
-
-    prefix: Optional[torch.Tensor]
-    frames: int
-    mask: Optional[torch.Tensor] = None
-    blend: Optional[object] = None
-    keyframes: Optional[list] = None
 
 
 @dataclasses.dataclass
 class NovaPipelineOutput:
     images: Optional[Union[List, np.ndarray, torch.Tensor]] = None
     frames: Optional[Union[np.ndarray, torch.Tensor]] = None
-
-
-def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    """[B, 3, T, H, W] in [-1, 1] -> [B, T, H, W, 3] uint8, rounding as the official code does
-    (truncation after clamping)."""
-    return pixels.permute(0, 2, 3, 4, 1).mul(127.5).add(127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
 class NovaPipeline:
@@ -290,8 +274,7 @@ class NovaPipeline:
         given = self.prepare_latents(image, latents, prefix, max_latent_length, generator, mask, mask_threshold,
                                      mask_grow, mask_feather, keyframes, keyframe_approach, keyframe_strength)
         segment = dataclasses.replace(segment, frames=max_latent_length - given.frames)
-        plan = GenerationPlan(self.transformer, self.scheduler, settings, [segment], prefix=given.prefix,
-                              accel=self.accel, prefix_mask=given.mask, denoise=strength, keyframes=given.keyframes)
+        plan = build_plan(self, settings, [segment], given, denoise=strength)
         with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
             def on_progress(p):
                 bar(p)
@@ -342,8 +325,8 @@ class NovaPipeline:
             h, w = self.config.image_size
             image = fit_image(image, h, w)
         given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
-        if given > max_latent_length:
-            raise InputError(f"{given} prefilled latent frames exceed max_latent_length = {max_latent_length}.")
+        check_fits(max_latent_length, given, "max_latent_length", "the given image" if image is not None else
+                   "the given latents")
         return image, prefix
 
     def encode_prompts(self, prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, settings: SamplerSettings,

@@ -615,8 +615,8 @@ def test_items_clips_are_checked_from_their_headers_before_any_work(tiny_video, 
     from PIL import Image
 
     import nova.io.media
-    from nova.pipeline import NovaPipeline
     from nova.components.text_encoder import TextEncoder
+    from nova.pipeline import NovaPipeline
 
     decoded, at_work = [], []
     real_read = nova.io.media._read_video

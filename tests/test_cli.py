@@ -392,3 +392,27 @@ def test_cli_masked_clip_within_the_limits_is_read_whole(tiny_video, media, no_l
         cli.main(["generate", "--model", tiny_video, "--prompt", "a fox", "--video", "clip41.mkv", "--mask", "ok.png",
                   "--out", "x.mp4"])
     assert seen == {"clip": 41}
+
+
+def test_the_same_seed_gives_the_same_mp4_in_every_process(tiny_video, tmp_path):
+    """`nova generate` run again with the same seed writes the same bytes, while every core is
+    busy. (The frames were always the same; x264's AVX-512 routines read memory it never wrote, so
+    on an AVX-512 CPU 4 runs gave 4 different files: nova/io/media.py leaves them out.)"""
+    from test_media import _busy
+
+    args = ["--model", tiny_video, "--prompt", "a fox", "--negative-prompt", "blur", "--frames", "9", "--seed", "4",
+            "--steps", "4", "--diffusion-steps", "3", "--device", "cpu"]
+    busy = _busy(150)
+    try:
+        digests = set()
+        for i in range(10):
+            out = tmp_path / f"v{i}.mp4"
+            r = subprocess.run([sys.executable, "-m", "nova", "generate", *args, "--out", str(out)], cwd=ROOT,
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            digests.add(out.read_bytes())
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert len(digests) == 1

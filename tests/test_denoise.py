@@ -242,7 +242,7 @@ def test_cli_denoise_video_keeps_the_clip_length(tiny_video, tmp_path, plans_see
 @pytest.mark.parametrize("extra,match", [
     (["--denoise", "1.5"], r"--denoise = 1.5; expected a number in \[0, 1\]"),
     (["--denoise", "nan"], "--denoise = nan"),
-    (["--denoise", "0.5"], "--denoise 0.5 re-samples given frames: pass --image or --video"),
+    (["--denoise", "0.5"], "--denoise 0.5 re-samples given frames: set --image or --video"),
 ])
 def test_cli_bad_denoise_fails_before_loading(tiny_image, tmp_path, capsys, monkeypatch, extra, match):
     import re
@@ -273,7 +273,7 @@ def test_batch_denoise_per_item(tiny_image, tmp_path, plans_seen):
     summary = run(job)
     assert summary.done == 2 and sorted(plans_seen, key=str) == [0.25, None]
     failed = {item: error for (item, _), error in summary.failed.items()}
-    assert "denoise = 0.5 re-samples given frames: set image or video" in failed[2]
+    assert "line 3: denoise 0.5 re-samples given frames: set image or video" in failed[2]
     assert "denoise = 2.0; expected a number in [0, 1]" in failed[3]
     records = [r for r in manifest.read(os.path.join(tmp_path, "out", manifest.NAME)) if r["kind"] == "run"]
     assert "denoise" not in records[0]["args"]  # unset: the identity of runs before the option stays the same

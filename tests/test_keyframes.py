@@ -186,7 +186,7 @@ def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
 def test_batch_flag_paths_are_made_absolute(tmp_path, monkeypatch):
     from nova.__main__ import build_parser
     from nova.batch.cli import job_from_args
-    from nova.batch.items import keyframe_pairs
+    from nova.checks import keyframe_pairs
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["batch", "--model", "m", "--prompts", "p.txt", "--out", "o",

@@ -229,6 +229,15 @@ def test_chain_continues_without_touching_inputs(comfy):
     assert torch.equal(second["samples"][:, :, :2], first["samples"])
 
 
+def test_generate_refuses_fewer_frames_than_start_image(comfy):
+    clip = torch.rand(9, 64, 96, 3)
+    mask = torch.ones(1, 64, 96)
+    with pytest.raises(InputError, match=r"frames makes 2 latent frame\(s\), fewer than the 3 of start_image; raise "
+                                         "frames"):
+        NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 5, 5, 5.0, 12.0,
+                             start_image=clip, mask=mask)
+
+
 def test_generate_equals_the_chain(comfy):
     frames, fps, latent = NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0)
     chain = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 3, 5, 5.0, 12.0)[0]

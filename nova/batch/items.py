@@ -203,25 +203,6 @@ def _typed(value, kind) -> Tuple[Any, Optional[str]]:
     return value, None if isinstance(value, str) and value else "expected a non-empty string."
 
 
-def keyframe_pairs(text: Optional[str]) -> List[Tuple[str, int]]:
-    """``IMAGE@FRAME;IMAGE@FRAME`` -> [(path, frame)]."""
-    pairs = []
-    for part in (text or "").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        path, sep, frame = part.rpartition("@")
-        try:
-            number = int(frame)
-        except ValueError:
-            number = None
-        if not sep or not path or number is None:
-            raise InputError(f"keyframe {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 "
-                             "(the last frame).")
-        pairs.append((path, number))
-    return pairs
-
-
 def unit_seed(run_seed: int, item: Item, sample: int) -> int:
     """An item's own seed counts up with the sample (its sample 0 is ``generate --seed`` with that
     seed); otherwise a hash of (run seed, item index, sample index)."""

@@ -222,19 +222,13 @@ def _checked_item(item: Item, config, seen: Dict[tuple, Optional[str]], item_err
 
 
 def _item_error(o: Dict[str, Any], prompts: int, config) -> Optional[str]:
-    from .. import checks
+    from ..request import read_request
 
-    video_model = config.is_video_model
     try:
         given = [key for key in URSA_KEYS if o[key] is not None]
         if given:
             raise InputError(f"{', '.join(given)}: URSA options; this is a NOVA checkpoint.")
-        if not video_model and (prompts > 1 or o["window"] or o["loop"] or o["blend"] or o["video"]):
-            raise InputError("several prompts, window, blend, loop and video need a video checkpoint.")
-        clip_frames, mask = checks.check_media(o, video_model, _key_name)  # (the clip from its header)
-        checks.plan_latents(o, video_model, prompts, clip_frames, _key_name)
-        if mask is not None:
-            checks.check_mask(o, config, mask, clip_frames)
+        read_request(o, ("",) * prompts, config, _key_name, decode=False)  # (a clip from its header)
     except InputError as exc:
         return str(exc)
     return None
@@ -445,16 +439,14 @@ class _Prepared:
     motion_flow: float
     fps: float
     sizes: tuple
-    prefix: Optional[torch.Tensor]
+    given: Any  # nova.request.GivenFrames: prefix latents, their repaint mask and blend, keyframes
     truncated: bool  # a prompt was longer than the text encoder's window (cut, as the official code does)
-    regen: Optional[torch.Tensor] = None  # with a mask: the prefix tokens to repaint, bool [N, L] (one per batch)
-    blend: Any = None  # with a mask and feather: nova.sampling.masks.FeatherBlend for the decoded frames
-    keyframes: Any = None  # nova.sampling.keyframes.Keyframe list (the same for every unit of a batch: a shared option)
 
     @property
     def signature(self) -> tuple:
-        regen = None if self.regen is None else hashlib.sha256(self.regen.cpu().numpy().tobytes()).hexdigest()
-        return self.sizes, None if self.prefix is None else tuple(self.prefix.shape), regen
+        prefix, regen = self.given.prefix, self.given.mask
+        regen = None if regen is None else hashlib.sha256(regen.cpu().numpy().tobytes()).hexdigest()
+        return self.sizes, None if prefix is None else tuple(prefix.shape), regen
 
 
 class _Worker:
@@ -463,7 +455,7 @@ class _Worker:
     def __init__(self, pipe, config, job: BatchJob, out: str, world: World, embeds, manifest_path: str):
         self.pipe, self.job, self.out, self.world, self.embeds = pipe, job, out, world, embeds
         self.manifest_path = manifest_path
-        self.video = config.is_video_model
+        self.config, self.video = config, config.is_video_model
         self.ursa = isinstance(config, _UrsaInfo)
         self.tmp = os.path.join(out, PARTIAL, f"rank-{world.rank}")
         os.makedirs(self.tmp, exist_ok=True)
@@ -554,59 +546,31 @@ class _Worker:
             self._write_failed(unit, exc)
 
     def _prepare(self, unit: Unit) -> _Prepared:
-        from .. import checks
-        from ..io.media import read_frames
-        from ..sampling.masks import masked_prefix
-        from ..sampling.sampler import SamplerSettings, check_denoise, new_generator
+        """The unit's request read (its files decoded, checked again) and its given frames encoded."""
+        from ..request import read_request
+        from ..sampling.sampler import SamplerSettings, new_generator
 
         item, o = unit.item, unit.item.options
         if item.error is not None:
             raise InputError(item.error)
         path = output_path(item, unit.sample, self.job.layout, self.video)
         settings = SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
-        denoise = o["denoise"]
-        if denoise is not None:
-            check_denoise(denoise)
-            if not (o["image"] or o["video"]):
-                raise InputError(f"denoise = {denoise} re-samples given frames: set image or video (or drop denoise).")
-        image, clip, mask = checks.read_media(o, self.video, _key_name)
-        clip_frames = None if clip is None else len(clip)
-        latents = checks.plan_latents(o, self.video, len(item.prompts), clip_frames, _key_name)
+        request = read_request(o, item.prompts, self.config, _key_name)
         generator = new_generator(unit.seed)  # CPU, as `generate`: the manifest's seed reproduces the output there
-        regen = blend = None
-        if mask is not None:  # as ``generate --mask``: the image or clip (posterior mean) with the tokens to repaint
-            source = {"video": clip} if clip is not None else {"image": image}
-            prefix, regen, blend = masked_prefix(self.pipe, mask, threshold=o["mask_threshold"], grow=o["mask_grow"],
-                                                 feather=o["feather"], **source)
-        else:
-            prefix = None
-            if clip is not None:
-                prefix = self.pipe.encode_video(clip)
-            elif image is not None:  # the posterior draw comes first from the unit's generator, as in the pipeline
-                prefix = self.pipe.encode_image(image, generator).unsqueeze(2)
-        new = latents - (0 if prefix is None else prefix.shape[2])
-        n = len(item.prompts)
-        sizes = tuple(new // n + (1 if i < new % n else 0) for i in range(n))
-        keyframes = None
-        if o["keyframe"]:
-            from ..sampling.keyframes import latent_index
-            from .items import keyframe_pairs
-
-            pairs = keyframe_pairs(o["keyframe"])
-            for _, frame in pairs:  # (every frame checked before any picture is read)
-                latent_index(frame, latents)
-            pictures = [(read_frames(path, "keyframe")[0], frame) for path, frame in pairs]
-            keyframes = self.pipe.keyframes(pictures, latents, o["keyframe_approach"], o["keyframe_strength"])
+        given = request.given_frames(self.pipe, generator)
         negative = o["negative_prompt"]
         neg = self.embeds[negative] if negative and settings.guidance_scale > 1 else None
         positives = [self.embeds[p] for p in item.prompts]
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
-        return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"], sizes, prefix, truncated,
-                         regen, blend, keyframes)
+        return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"],
+                         tuple(request.frames_per_prompt(given)), given, truncated)
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
+        """One plan for the group (units of one signature: the same options and frame layout), each
+        sample's prompt features, prefix and generator stacked along the batch."""
         from ..components.text_encoder import PromptEmbeds
-        from ..sampling.plan import GenerationPlan, Segment
+        from ..request import build_plan
+        from ..sampling.plan import Segment
 
         o = group[0].unit.item.options
         negatives = [p.negative for p in group]
@@ -616,14 +580,15 @@ class _Worker:
         flows, fpss = [p.motion_flow for p in group], [p.fps for p in group]
         segments = [Segment(PromptEmbeds.cat([p.positives[k] for p in group]), size, negative, flows, fpss)
                     for k, size in enumerate(group[0].sizes)]
-        prefix = None if group[0].prefix is None else torch.cat([p.prefix for p in group])
-        plan = GenerationPlan(self.pipe.transformer, self.pipe.scheduler, group[0].settings, segments, prefix=prefix,
-                              window=o["window"] or None, blend_frames=o["blend"], loop_frames=o["loop"], accel=self.pipe.accel,
-                              prefix_mask=group[0].regen, denoise=o["denoise"], keyframes=group[0].keyframes)
+        first = group[0].given
+        prefix = None if first.prefix is None else torch.cat([p.given.prefix for p in group])
+        given = dataclasses.replace(first, prefix=prefix)  # (mask and keyframes: shared, by the signature)
+        plan = build_plan(self.pipe, group[0].settings, segments, given, denoise=o["denoise"], window=o["window"],
+                          blend=o["blend"], loop=o["loop"])
         return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:
-        self._place(p.unit, p.path, lambda tmp: self.pipe.save(latents, tmp, fps=p.unit.item.options["fps"], blend=p.blend),
+        self._place(p.unit, p.path, lambda tmp: self.pipe.save(latents, tmp, fps=p.unit.item.options["fps"], blend=p.given.blend),
                     sample_seconds, p.truncated)
 
     def _place(self, unit: Unit, path: str, save, sample_seconds: float, truncated: Optional[bool]) -> None:

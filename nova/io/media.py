@@ -11,6 +11,7 @@ leaves an existing target as it was.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -129,6 +130,27 @@ def _remove(path: str) -> None:
         pass
 
 
+# x264's AVX-512 routines read memory the encoder never wrote: on a CPU with AVX-512 the same frames
+# gave other bytes (and pixels) from one write to the next. Every AVX-512 CPU has this AVX2-level set,
+# which encodes about as fast and gives the same bytes on every run (and on AVX2-only CPUs).
+X264_WITHOUT_AVX512 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2,LZCNT"
+
+
+@functools.lru_cache(maxsize=None)
+def _has_avx512() -> bool:
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return " avx512f" in f.read()
+    except OSError:  # not Linux: torch reads the CPU's features itself
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 class VideoWriter:
     def __init__(self, path: str, fps: float = 12.0):
         check_output(path, fps=fps)
@@ -174,7 +196,10 @@ class VideoWriter:
             self._stream.width, self._stream.height = w + w % 2, h + h % 2
             # One encoder thread: x264's choices with several depend on how its threads are scheduled,
             # so the same frames gave other bytes (and pixels) on a busy machine.
-            self._stream.pix_fmt, self._stream.options = "yuv420p", {"crf": "18", "threads": "1"}
+            options = {"crf": "18", "threads": "1"}
+            if _has_avx512():
+                options["x264-params"] = f"asm={X264_WITHOUT_AVX512}"
+            self._stream.pix_fmt, self._stream.options = "yuv420p", options
             self._stream.codec_context.thread_count = 1
         ph, pw = self._stream.height, self._stream.width
         if frames.shape[1:3] != (ph, pw):

@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..errors import InputError
 from .images import center_crop_box
+
+
+def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """A VAE's pixels [B, 3, (T,) H, W] in [-1, 1] -> uint8 channels last, [B, (T,) H, W, 3],
+    truncating after clamping as the official code does."""
+    order = (0, 2, 3, 4, 1) if pixels.dim() == 5 else (0, 2, 3, 1)
+    return pixels.permute(*order).mul(127.5).add(127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def check_images(images) -> torch.Tensor:

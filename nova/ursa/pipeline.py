@@ -33,6 +33,7 @@ import torch
 from ..components.loading import resolve_checkpoint
 from ..components.text_encoder import as_prompt_list
 from ..errors import InputError
+from ..io.pixels import pixels_to_uint8
 from .config import check_ursa_folder
 from .loading import check_components, load_scheduler, load_text_tokenizer, load_transformer, load_vq_tokenizer
 from .scheduler import KineticOptimalScheduler, as_generator_device
@@ -382,7 +383,3 @@ class UrsaPipeline:
         return cond
 
 
-def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    """[B, 3, (F,) H, W] in [-1, 1] -> uint8 channels last, truncating as the official code does."""
-    order = (0, 2, 3, 4, 1) if pixels.dim() == 5 else (0, 2, 3, 1)
-    return pixels.permute(*order).mul(127.5).add_(127.5).clamp(0, 255).byte().cpu().numpy()
