@@ -10,6 +10,7 @@ from ..nova.errors import InputError
 from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import Segment
+from ..nova.sampling.rng import new_generator
 from .compat import io
 from .handles import latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
@@ -106,7 +107,7 @@ class NovaLongVideo(io.ComfyNode):
         given = GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], regen, keyframes=pinned)
         plan = build_plan(model, sampler, plan_segments, given, denoise=strength, window=int(window),
                           blend=int(blend_frames), loop=int(loop_frames))
-        scaled = run_plan(model, plan, seed)
+        scaled = run_plan(model, plan, new_generator(seed))
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
         if regen is not None:
             latent = keep_given_tokens(latent, latents["samples"], regen, model)

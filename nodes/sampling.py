@@ -16,7 +16,8 @@ from ..nova.io.frames import latents_for_frames
 from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import GenerationPlan, Segment
-from ..nova.sampling.sampler import SamplerSettings, check_denoise, check_seed, new_generator
+from ..nova.sampling.rng import new_generator
+from ..nova.sampling.sampler import SamplerSettings, check_denoise
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
@@ -115,10 +116,10 @@ def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_
     return build_plan(model, sampler, [segment], given, denoise=denoise)
 
 
-def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
-    """Load the model for the plan's memory, then run it, ticking the host's progress bar once per
-    set step with a preview of the frame being sampled (and, in ComfyUI, Cancel)."""
-    generator = new_generator(seed)
+def run_plan(model: NovaModel, plan: GenerationPlan, generator):
+    """Load the model for the plan's memory, then run it with ``generator`` (``new_generator(seed)``),
+    ticking the host's progress bar once per set step with a preview of the frame being sampled
+    (and, in ComfyUI, Cancel)."""
     host = model.host
     host.load(model.patcher, plan.memory_bytes())
     progress = host.progress(max(1, plan.ticks))
@@ -162,7 +163,7 @@ class NovaARFrameStep(io.ComfyNode):
         pinned = engine_keyframes(keyframes, model, given + int(latent_frames))
         plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen,
                            strength, pinned)
-        latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
+        latent = make_latent(run_plan(model, plan, new_generator(seed)), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
         latent = carry_repainted(latent, latents)
@@ -218,7 +219,7 @@ class NovaGenerate(io.ComfyNode):
                              "clip), or set denoise to 1.")
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
-        check_seed(seed)  # (before the image is encoded)
+        generator = new_generator(seed)  # (the seed checked before the image is encoded)
         if mask is not None and start_image is None:
             raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
         # Everything is checked on a plan before the start image is encoded (the same plan, with no
@@ -242,7 +243,7 @@ class NovaGenerate(io.ComfyNode):
         if plan.ticks == 0 and strength is None:
             raise InputError(f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
                              "an area to repaint. Connect a mask, or raise frames to continue start_image.")
-        latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
+        latent = make_latent(run_plan(model, plan, generator), model, model.host.intermediate_device(), fps)
         if regen is not None:
             latent = keep_given_tokens(latent, prefix["samples"], regen, model)
         images = decode_latent(vae, latent)

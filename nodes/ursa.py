@@ -17,7 +17,7 @@ import torch
 
 from ..nova.components.loading import HUB_PATTERNS
 from ..nova.errors import CheckpointError, InputError
-from ..nova.sampling.sampler import check_seed
+from ..nova.sampling.rng import check_seed
 from ..nova.ursa.config import URSA_PIPELINE, check_ursa_folder, read_family
 from . import folders
 from .compat import io

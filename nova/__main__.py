@@ -29,7 +29,7 @@ def _checked_request(args):
     from .io.frames import frames_for_latents
     from .io.media import check_output
     from .request import read_request
-    from .sampling.sampler import check_seed
+    from .sampling.rng import check_seed
 
     check_output(args.out)
     checks.check_options(vars(args), prompts=len(args.prompt))  # (before the checkpoint is looked up)
@@ -71,8 +71,10 @@ def _generate(args) -> int:
     import torch
 
     from .devices import auto_dtype
-    from .pipeline import NovaPipeline, progress_bar
-    from .sampling.sampler import SamplerSettings, new_generator
+    from .pipeline import NovaPipeline
+    from .sampling.progress import StepProgressBar
+    from .sampling.rng import new_generator
+    from .sampling.sampler import SamplerSettings
 
     dtype = auto_dtype(device) if args.dtype == "auto" else torch_dtype(args.dtype)
     accel = _checked_speed_mode(args, device, dtype, config)
@@ -95,7 +97,7 @@ def _generate(args) -> int:
     segments = [pipe.segment(prompt, frames, args.negative_prompt or "", args.motion_flow, args.fps, guided)
                 for prompt, frames in zip(request.prompts, request.frames_per_prompt(given))]
     plan = request.plan(pipe, settings, segments, given)
-    with progress_bar(plan.ticks) as bar:
+    with StepProgressBar(plan.ticks) as bar:
         result = plan.run(generator, bar)
     pipe.save(result, args.out, fps=args.fps, blend=given.blend)
     print(f"wrote {args.out} ({time.time() - t0:.1f}s)", file=sys.stderr)
@@ -108,7 +110,7 @@ def _checked_ursa_inputs(args):
     from .devices import check_device, default_device
     from .errors import InputError
     from .io.media import check_fps, check_output, read_frames
-    from .sampling.sampler import check_seed
+    from .sampling.rng import check_seed
 
     check_output(args.out)
     check_fps(args.fps)

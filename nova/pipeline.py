@@ -33,7 +33,8 @@ from .request import GivenFrames, build_plan
 from .sampling.fast import Accel
 from .sampling.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
 from .sampling.plan import Segment, per_sample
-from .sampling.sampler import SamplerSettings, check_denoise, new_generator
+from .sampling.rng import new_generator
+from .sampling.sampler import SamplerSettings, check_denoise
 
 log = logging.getLogger("nova")
 

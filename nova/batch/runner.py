@@ -548,7 +548,8 @@ class _Worker:
     def _prepare(self, unit: Unit) -> _Prepared:
         """The unit's request read (its files decoded, checked again) and its given frames encoded."""
         from ..request import read_request
-        from ..sampling.sampler import SamplerSettings, new_generator
+        from ..sampling.rng import new_generator
+        from ..sampling.sampler import SamplerSettings
 
         item, o = unit.item, unit.item.options
         if item.error is not None:

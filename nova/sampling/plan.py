@@ -38,6 +38,7 @@ from ..io.frames import MAX_LATENT_FRAMES  # (the longest generation; defined wi
 from .fast import Accel, FastPlan
 from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask, known_first
+from .rng import draw_token_order, new_generator
 from .sampler import (
     Guidance,
     Progress,
@@ -47,9 +48,7 @@ from .sampler import (
     build_context,
     check_denoise,
     denoise_skip,
-    draw_token_order,
     mask_schedule,
-    new_generator,
     prepare_scheduler,
     sample_frame,
     temporal_step,

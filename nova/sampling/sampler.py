@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..models.embeddings import patchify, unpatchify
 from ..models.vit import KV
 from .fast import FastPlan, draw_step_noise
-from .rng import Generators, draw_per_sample
+from .rng import MAX_SEED, Generators, check_seed, draw_per_sample, draw_token_order, new_generator  # noqa: F401
 from .set_step import pick_noise, scatter_tokens
 
 
@@ -145,34 +145,6 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
-
-
-MAX_SEED = 2**64 - 1
-
-
-def check_seed(seed) -> int:
-    """A seed ``torch.Generator.manual_seed`` takes: an integer in [0, 2**64 - 1]. On the CPU
-    generator (the official pipeline's) only the low 32 bits change the result: seed, seed + 2**32
-    and seed + 2**63 give the same video."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise InputError(f"seed = {seed!r}; expected an integer in [0, 2**64 - 1] (only the low 32 bits change the result on the CPU generator).")
-    return int(seed)
-
-
-def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(check_seed(seed))
-    return gen
-
-
-def draw_token_order(generator: Generators, batch: int, num_tokens: int, device) -> torch.Tensor:
-    """Random order in which tokens get predicted: [B, L, 1], drawn once per video (``generator``:
-    one, or one per sample, see :mod:`nova.sampling.rng`)."""
-    u = draw_per_sample(generator, batch, lambda g, n: torch.empty(n, num_tokens, 1, device=g.device).uniform_(generator=g))
-    return u.argsort(dim=1).to(device)
 
 
 def prepare_scheduler(template, settings: SamplerSettings):

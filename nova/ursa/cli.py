@@ -37,7 +37,7 @@ def generate_ursa(args, folder: str, device, image, clip) -> int:
 
     from ..devices import auto_dtype
     from ..io.media import VideoWriter, check_output
-    from ..sampling.sampler import check_seed
+    from ..sampling.rng import check_seed
     from .config import load_vae_config
     from .pipeline import UrsaPipeline
 
