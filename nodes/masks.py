@@ -12,7 +12,6 @@ from typing import Optional
 import torch
 
 from ..nova.errors import InputError
-from ..nova.io.pixels import fit_frames
 from ..nova.sampling import masks
 from .compat import io
 from .handles import NovaModel, latent_tensor
@@ -107,21 +106,8 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
         log.warning("NOVA feather %d: these latents carry no repainted area (%s), so the plain decode is returned. "
                     "Feather the output of an AR Frame Step that repainted under a noise_mask.", radius, REPAINTED)
         return images
-    h, w = images.shape[1:3]
-    weights = masks.grid_feather_weights(grid, (h, w), ratio, int(radius))[..., None]  # [F, H, W, 1]
-    f = weights.shape[0]
-    if source.shape[0] < f:
-        raise InputError(f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the frames that were encoded.")
-    source = source[:f, :, :, :3]
-    if tuple(source.shape[1:3]) != (h, w):
-        source = (fit_frames(source, w, h, resize_of(latent)) + 1) / 2
-        source = source.movedim(1, -1)
-    source = source.to(images)
-    per_item = images.shape[0] // latent["samples"].shape[0]
-    out = images.clone()
-    for start in range(0, images.shape[0], per_item):
-        out[start : start + f] = masks.blend(images[start : start + f], source, weights)
-    return out
+    return masks.feather_frames(images, grid, source, int(radius), ratio, resize_of(latent),
+                                latent["samples"].shape[0])
 
 
 class NovaOutpaintCanvas(io.ComfyNode):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from ..nova.errors import InputError
-from ..nova.io.frames import frames_kept
 from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.io.pixels import fit_frames
 from ..nova.sampling import masks
@@ -16,7 +13,6 @@ from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
 from .masks import ENCODED_FRAMES, MAX_FEATHER, RESIZE, feather_decoded
 from .types import NovaVaeType
 
-log = logging.getLogger("nova")
 RESIZE_MODES = list(masks.RESIZE_MODES)
 
 
@@ -27,15 +23,7 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     vae = handle.vae
     pixels = fit_frames(images, width, height, mode)
     host.load(handle.patcher, vae.encode_memory_bytes(pixels.shape[0], height, width))
-    if vae.temporal:
-        n = pixels.shape[0]
-        keep = frames_kept(n, vae.temporal_ratio)
-        if keep != n:
-            log.warning("NOVA VAE Encode: %d frames -> using the first %d (the 3D VAE needs 1 + %dk).", n, keep, vae.temporal_ratio)
-        mean, _ = vae.moments(pixels[:keep].movedim(0, 1).unsqueeze(0))
-    else:
-        mean, _ = vae.moments(pixels)
-        mean = mean.unsqueeze(2)
+    mean = vae.encode_frames(pixels)
     return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space, RESIZE: mode,
             ENCODED_FRAMES: int(pixels.shape[0])}
 

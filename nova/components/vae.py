@@ -3,15 +3,19 @@ checkpoints, :class:`AutoencoderKLOpenSora` for the video checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterator, Optional
 
 import torch
 
 from ..errors import ConfigError
+from ..io.frames import frames_kept
 from ..models.vae_opensora import AutoencoderKLOpenSora, temporal_tiles
 from .config import read_json
 from .loading import load_module, weight_files
+
+log = logging.getLogger("nova")
 
 VIDEO_VAE, IMAGE_VAE = "AutoencoderKLOpenSora", "AutoencoderKL"
 
@@ -102,6 +106,19 @@ class NovaVAE:
                 z = z.view(x.shape[0], x.shape[2], *z.shape[1:]).transpose(1, 2)
         mean, logvar = z.float().chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0).mul(0.5).exp()
+
+    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Frames [N, 3, H, W] in [-1, 1] -> posterior means in raw VAE space: a video VAE takes
+        them as one clip [1, C, T, h, w] (its first 1 + 4k frames; the rest are dropped with a
+        warning), an image VAE each frame on its own [N, C, 1, h, w]."""
+        if not self.temporal:
+            return self.moments(pixels)[0].unsqueeze(2)
+        n = pixels.shape[0]
+        keep = frames_kept(n, self.temporal_ratio)
+        if keep != n:
+            log.warning("NOVA VAE: %d frames -> using the first %d (the 3D VAE needs 1 + %dk).", n, keep,
+                        self.temporal_ratio)
+        return self.moments(pixels[:keep].movedim(0, 1).unsqueeze(0))[0]
 
     def encode(self, pixels: torch.Tensor, generator: Optional[torch.Generator] = None, sample: bool = True):
         """Scaled latents. ``sample=True`` draws from the posterior with ``generator`` (official I2V)."""

@@ -231,6 +231,32 @@ def blend(result: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> 
     return torch.lerp(source.to(device=result.device, dtype=result.dtype), result, weights)
 
 
+def feather_frames(frames: torch.Tensor, grid: torch.Tensor, source: torch.Tensor, radius: int, ratio: int,
+                   resize: str = "crop", samples: int = 1) -> torch.Tensor:
+    """Decoded frames [samples * frames, H, W, 3] in 0..1 blended with the frames they were repainted
+    from, ``source`` [N, H', W', C] in 0..1 (fitted to H x W with ``resize`` as they were for
+    encoding), at the edge of the repainted tokens ``grid`` [latents, h, w] (the first frames of
+    each sample): outside the tokens exactly the source, inside rising to the result over
+    ``radius`` pixels."""
+    from ..io.pixels import fit_frames
+
+    h, w = frames.shape[1:3]
+    weights = grid_feather_weights(grid, (h, w), ratio, int(radius))[..., None]  # [F, H, W, 1]
+    f = weights.shape[0]
+    if source.shape[0] < f:
+        raise InputError(f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the "
+                         "frames that were encoded.")
+    source = source[:f, :, :, :3]
+    if tuple(source.shape[1:3]) != (h, w):
+        source = ((fit_frames(source, w, h, resize) + 1) / 2).movedim(1, -1)
+    source = source.to(frames)
+    per_sample = frames.shape[0] // samples
+    out = frames.clone()
+    for start in range(0, frames.shape[0], per_sample):
+        out[start : start + f] = blend(frames[start : start + f], source, weights)
+    return out
+
+
 # -- outpainting ---------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

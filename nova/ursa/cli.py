@@ -36,6 +36,7 @@ def generate_ursa(args, folder: str, device, image, clip) -> int:
     import torch
 
     from ..devices import auto_dtype
+    from ..dtypes import torch_dtype
     from ..io.media import VideoWriter, check_output
     from ..sampling.rng import check_seed
     from .config import load_vae_config
@@ -64,8 +65,7 @@ def generate_ursa(args, folder: str, device, image, clip) -> int:
     if noise is None:
         noise = EXTENSION_NOISE if clip is not None else 0.0
 
-    dtype = auto_dtype(device) if args.dtype == "auto" else getattr(torch, {"fp32": "float32", "bf16": "bfloat16",
-                                                                           "fp16": "float16"}[args.dtype])
+    dtype = auto_dtype(device) if args.dtype == "auto" else torch_dtype(args.dtype)
     t0 = time.time()
     pipe = UrsaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device)
     print(f"loaded {args.model} ({str(dtype).replace('torch.', '')} on {device}) in {time.time() - t0:.1f}s",
