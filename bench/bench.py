@@ -40,7 +40,10 @@ from nova.speed import triton_head  # noqa: E402  (imports triton only when used
 
 def generate(model, sched, embeds, n, settings, accel=None, window=None):
     """Latents of one ``n``-latent video from ``embeds`` with seed 0 (the plan every front end runs)."""
-    return GenerationPlan(model, sched, settings, [Segment(embeds, n)], window=window, accel=accel).run(new_generator(0))
+    return GenerationPlan(model, sched, settings, [Segment(embeds, n)], window=window, accel=accel).run(
+        new_generator(0)
+    )
+
 
 def run(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -57,9 +60,17 @@ def run(args) -> dict:
     if args.steps:
         steps, dsteps = args.steps
     report = {
-        "preset": args.preset, "checkpoint": args.checkpoint or "random weights", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(dtype).replace("torch.", ""),
-        "video_model": model.config.is_video_model, "latents": latents, "frames": 1 + 4 * (latents - 1), "steps": [steps, dsteps], "command": " ".join(sys.argv),
+        "preset": args.preset,
+        "checkpoint": args.checkpoint or "random weights",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dtype": str(dtype).replace("torch.", ""),
+        "video_model": model.config.is_video_model,
+        "latents": latents,
+        "frames": 1 + 4 * (latents - 1),
+        "steps": [steps, dsteps],
+        "command": " ".join(sys.argv),
     }
     report["matmul_peak_tflops"] = round(matmul_peak(device, dtype), 2)
     settings = SamplerSettings(steps, dsteps, 5.0)
@@ -71,6 +82,7 @@ def run(args) -> dict:
     text.model.to("cpu")
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
     def sample(accel, n=latents, s=settings):
         return generate(model, sched, embeds, n, s, accel)
 
@@ -87,10 +99,22 @@ def run(args) -> dict:
         print("stage breakdown...", flush=True)
         stages = stage_breakdown(model, sample, device, latents, report["matmul_peak_tflops"])
         official_tiles = next(iter(vae_runs.values()))
-        stages["VAE decode"] = {"seconds": official_tiles["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
-                                "peak_gb": official_tiles["peak_gb"]}
-        stages["text encode"] = {"seconds": report["text_encode"]["seconds"], "calls": 1, "gflop": None, "tflops": None, "of_peak": None,
-                                 "peak_gb": report["text_encode"]["peak_gb"]}
+        stages["VAE decode"] = {
+            "seconds": official_tiles["seconds"],
+            "calls": 1,
+            "gflop": None,
+            "tflops": None,
+            "of_peak": None,
+            "peak_gb": official_tiles["peak_gb"],
+        }
+        stages["text encode"] = {
+            "seconds": report["text_encode"]["seconds"],
+            "calls": 1,
+            "gflop": None,
+            "tflops": None,
+            "of_peak": None,
+            "peak_gb": report["text_encode"]["peak_gb"],
+        }
         report["stages"] = stages
     print("stages", json.dumps(stages), flush=True)
     if args.demo and not args.quick:  # the official demo's 128/100 setting, fast path (and the Triton head)
@@ -98,10 +122,14 @@ def run(args) -> dict:
         dt, _ = timed(lambda: generate(model, sched, embeds, latents, demo, Accel()), device)
         report["demo_128_100_seconds"] = round(dt, 2)
         if triton_head.usable(device) and device.type == "cuda":  # the exact modes that may be faster (issue 15)
-            for key, accel in (("triton_head", Accel(triton_head=True)),
-                               ("triton_head_compiled", Accel(triton_head=True, compile_encoder=True))):
+            for key, accel in (
+                ("triton_head", Accel(triton_head=True)),
+                ("triton_head_compiled", Accel(triton_head=True, compile_encoder=True)),
+            ):
                 try:
-                    generate(model, sched, embeds, 1, demo, accel)  # warm-up: Triton and Inductor compile, graph capture
+                    generate(
+                        model, sched, embeds, 1, demo, accel
+                    )  # warm-up: Triton and Inductor compile, graph capture
                     dt, _ = timed(lambda: generate(model, sched, embeds, latents, demo, accel), device)
                     report[f"demo_128_100_{key}_seconds"] = round(dt, 2)
                 except Exception as exc:  # noqa: BLE001 (a one-shot GPU run keeps going)
@@ -138,11 +166,15 @@ def end_to_end(model, sched, settings, embeds, sample, device, args):
             if device.type == "cuda":
                 variants["fast + Triton head, no CUDA graphs"] = Accel(cuda_graphs=False, triton_head=True)
                 variants["fast + Triton head + compiled blocks"] = Accel(triton_head=True, compile_encoder=True)
-        variants.update({
-            "fast, last block on all rows": dataclasses.replace(Accel(), prune_last_block=False),
-            "fast, head as modules": dataclasses.replace(Accel(), fused_head=False),  # (CUDA graphs need the fused head)
-            "fast, library scheduler steps": dataclasses.replace(Accel(), token_loop=False, fused_head=False),
-        })
+        variants.update(
+            {
+                "fast, last block on all rows": dataclasses.replace(Accel(), prune_last_block=False),
+                "fast, head as modules": dataclasses.replace(
+                    Accel(), fused_head=False
+                ),  # (CUDA graphs need the fused head)
+                "fast, library scheduler steps": dataclasses.replace(Accel(), token_loop=False, fused_head=False),
+            }
+        )
     e2e, outs = {}, {}
     for name, accel in variants.items():
         try:  # (an optional variant that fails must not cost the rest of a one-shot GPU run)
@@ -155,7 +187,11 @@ def end_to_end(model, sched, settings, embeds, sample, device, args):
             e2e[name] = {"failed": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
             print(name, e2e[name], flush=True)
             continue
-        e2e[name] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2), **diff_vs(outs[name], outs["plain"])}
+        e2e[name] = {
+            "seconds": round(dt, 3),
+            "peak_gb": round(peak_bytes(device) / 2**30, 2),
+            **diff_vs(outs[name], outs["plain"]),
+        }
         print(name, e2e[name], flush=True)
     if device.type == "cpu" and model.dtype == torch.float32 and not args.quick:
         # what a CPU user gets from bf16 weights (AMX on recent x86): faster, but not the same latents
@@ -164,8 +200,11 @@ def end_to_end(model, sched, settings, embeds, sample, device, args):
         run_low = lambda: generate(low, sched, embeds, n, settings, Accel())  # noqa: E731
         run_low()
         dt, out = timed(run_low, device, repeat=args.repeat)
-        e2e["fast, bf16 weights (other latents)"] = {"seconds": round(dt, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2),
-                                                     **diff_vs(out, outs["plain"])}
+        e2e["fast, bf16 weights (other latents)"] = {
+            "seconds": round(dt, 3),
+            "peak_gb": round(peak_bytes(device) / 2**30, 2),
+            **diff_vs(out, outs["plain"]),
+        }
     return e2e, outs
 
 
@@ -199,16 +238,24 @@ def stage_breakdown(model, sample, device, latents: int, peak_tflops: float) -> 
     finally:
         timer.restore()
     stages = {}
-    for stage, owner, attr in (("temporal step", model, "encode_frame"), ("spatial encoder", model, "encode_image"),
-                               ("diffusion head loop", FastPlan, "denoise")):
+    for stage, owner, attr in (
+        ("temporal step", model, "encode_frame"),
+        ("spatial encoder", model, "encode_image"),
+        ("diffusion head loop", FastPlan, "denoise"),
+    ):
         counter = StageFlops(owner, attr)
         with counter:
             sample(Accel(cuda_graphs=False), n=1)
         flops = counter.flops * latents  # (the temporal step grows a little per frame)
         secs = timer.time.get(stage, 0.0)
         tflops = flops / secs / 1e12 if secs else 0.0
-        stages[stage] = {"seconds": round(secs, 3), "calls": timer.calls.get(stage, 0), "gflop": round(flops / 1e9, 1),
-                         "tflops": round(tflops, 3), "of_peak": f"{100 * tflops / peak_tflops:.1f}%"}
+        stages[stage] = {
+            "seconds": round(secs, 3),
+            "calls": timer.calls.get(stage, 0),
+            "gflop": round(flops / 1e9, 1),
+            "tflops": round(tflops, 3),
+            "of_peak": f"{100 * tflops / peak_tflops:.1f}%",
+        }
         if stage in timer.peak:
             stages[stage]["peak_gb"] = round(timer.peak[stage] / 2**30, 2)
     return stages
@@ -217,7 +264,10 @@ def stage_breakdown(model, sample, device, latents: int, peak_tflops: float) -> 
 def diff_vs(out: torch.Tensor, ref: torch.Tensor) -> dict:
     """max and mean |out - ref| over std(ref): the golden tolerances' measures."""
     d = (out.float() - ref).abs()
-    return {"max_diff_vs_plain_over_std": float(d.max() / ref.std()), "mean_diff_vs_plain_over_std": float(d.mean() / ref.std())}
+    return {
+        "max_diff_vs_plain_over_std": float(d.max() / ref.std()),
+        "mean_diff_vs_plain_over_std": float(d.mean() / ref.std()),
+    }
 
 
 def long_video_memory(model, sched, embeds, device, window, args) -> dict:
@@ -246,7 +296,10 @@ def long_video_memory(model, sched, embeds, device, window, args) -> dict:
                     reset_peak(device)
                     base = torch.cuda.memory_allocated(device)
                     dt, _ = timed(lambda: generate(model, sched, embeds, n, settings, window=w), device)
-                    row = {"peak_gb_above_weights": round((peak_bytes(device) - base) / 2**30, 3), "seconds": round(dt, 2)}
+                    row = {
+                        "peak_gb_above_weights": round((peak_bytes(device) - base) / 2**30, 3),
+                        "seconds": round(dt, 2),
+                    }
                 else:
                     generate(model, sched, embeds, n, settings, window=w)
                     row = _cpu_long_run(n, w, args) if w is not None else {}
@@ -261,7 +314,11 @@ def long_video_memory(model, sched, embeds, device, window, args) -> dict:
 def _cpu_long_run(n: int, window: int, args) -> dict:
     import subprocess
 
-    models = "presets.load(%r, cpu, torch.float32)" % args.checkpoint if args.checkpoint else "presets.build(presets.PRESETS[%r], cpu)" % args.preset
+    models = (
+        "presets.load(%r, cpu, torch.float32)" % args.checkpoint
+        if args.checkpoint
+        else "presets.build(presets.PRESETS[%r], cpu)" % args.preset
+    )
     code = (
         "import sys, torch, resource; sys.argv=['x']; sys.path.insert(0, %r); import presets; "
         "from nova.sampling.sampler import *; from nova.sampling.plan import *; cpu = torch.device('cpu'); "
@@ -281,13 +338,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-mid")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--checkpoint", default=None, help="a NOVA checkpoint (local folder in the hub layout, or hub id) instead of random weights")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a NOVA checkpoint (local folder in the hub layout, or hub id) instead of random weights",
+    )
     parser.add_argument("--latents", type=int, default=None)
-    parser.add_argument("--steps", type=int, nargs=2, default=None, metavar=("SET", "DIFFUSION"), help="override the preset's steps (dry runs)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("SET", "DIFFUSION"),
+        help="override the preset's steps (dry runs)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="alternating official/fast rounds (with --official)")
     parser.add_argument("--demo", action="store_true", help="also time the official demo's 128/100 setting")
-    parser.add_argument("--official", default=None, help="path of an official NOVA checkout (diffnext) to time as baseline")
+    parser.add_argument(
+        "--official", default=None, help="path of an official NOVA checkout (diffnext) to time as baseline"
+    )
     parser.add_argument("--long", action="store_true", help="long-video memory at 9/33/65 latents")
     parser.add_argument("--quick", action="store_true", help="end to end, VAE decode, official and long video only")
     parser.add_argument("--floor", action="store_true", help="the kernel floor even with --quick")

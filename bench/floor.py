@@ -19,10 +19,18 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 # composite ops are seen before they decompose (inference mode), their parts otherwise
 KERNELS = {
-    "aten.linear.default", "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "aten.baddbmm.default",
-    "aten.matmul.default", "aten.scaled_dot_product_attention.default", "aten.conv2d.default",
-    "aten._scaled_dot_product_flash_attention_for_cpu.default", "aten._scaled_dot_product_flash_attention.default",
-    "aten._scaled_dot_product_efficient_attention.default", "aten._scaled_dot_product_cudnn_attention.default",
+    "aten.linear.default",
+    "aten.addmm.default",
+    "aten.mm.default",
+    "aten.bmm.default",
+    "aten.baddbmm.default",
+    "aten.matmul.default",
+    "aten.scaled_dot_product_attention.default",
+    "aten.conv2d.default",
+    "aten._scaled_dot_product_flash_attention_for_cpu.default",
+    "aten._scaled_dot_product_flash_attention.default",
+    "aten._scaled_dot_product_efficient_attention.default",
+    "aten._scaled_dot_product_cudnn_attention.default",
 }
 
 

@@ -143,8 +143,11 @@ def alternate(runs: dict, device, rounds: int) -> dict:
             reset_peak(device)
             dt, outs[name] = timed(fn, device)
             times[name].append(round(dt, 3))
-    return {"seconds": times, "best": {k: min(v) for k, v in times.items()},
-            "peak_gb": round(peak_bytes(device) / 2**30, 2)}, outs
+    return {
+        "seconds": times,
+        "best": {k: min(v) for k, v in times.items()},
+        "peak_gb": round(peak_bytes(device) / 2**30, 2),
+    }, outs
 
 
 def profile_frame(model, sched, embeds, settings, accel, device) -> dict:
@@ -177,8 +180,11 @@ def official_pair(model, embeds, sched, device, latents, settings, rounds):
         return {"failed": f"no official checkout at {path}/diffnext"}
     tok = _tokenizer_stub()
     run_official = official_runner(path, model, tok, embeds, sched, device, latents, settings)
-    res, _ = alternate({"official": run_official, "default": lambda: generate(model, sched, embeds, latents, settings, DEFAULT)},
-                       device, rounds)
+    res, _ = alternate(
+        {"official": run_official, "default": lambda: generate(model, sched, embeds, latents, settings, DEFAULT)},
+        device,
+        rounds,
+    )
     res["speedup_best"] = round(res["best"]["official"] / res["best"]["default"], 2)
     return res
 
@@ -204,10 +210,16 @@ def run(args) -> dict:
     video_cfg, image_cfg = (MID, {**MID, "video_base_size": [1, 4, 6]}) if args.smoke else (OSP480, SDXL1024)
     latents, steps, demo_steps = (3, (6, 4), (8, 6)) if args.smoke else (9, (64, 25), (128, 100))
     rounds = 1 if args.smoke else args.rounds
-    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu"),
-            "torch": torch.__version__, "dtype": str(dtype).replace("torch.", ""), "latents": latents, "steps": list(steps),
-            "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke,
-            "command": "python bench/gpu_check.py " + " ".join(sys.argv[1:])}
+    meta = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu"),
+        "torch": torch.__version__,
+        "dtype": str(dtype).replace("torch.", ""),
+        "latents": latents,
+        "steps": list(steps),
+        "date": time.strftime("%Y-%m-%d"),
+        "smoke": args.smoke,
+        "command": "python bench/gpu_check.py " + " ".join(sys.argv[1:]),
+    }
     try:
         import triton
 
@@ -226,9 +238,14 @@ def run(args) -> dict:
         state = {}
 
         def default_vs_per_step():
-            res, outs = alternate({"default": lambda: generate(model, ddpm, embeds, latents, settings, DEFAULT),
-                                   "per-step path (before)": lambda: generate(model, ddpm, embeds, latents, settings, PER_STEP)},
-                                  device, rounds)
+            res, outs = alternate(
+                {
+                    "default": lambda: generate(model, ddpm, embeds, latents, settings, DEFAULT),
+                    "per-step path (before)": lambda: generate(model, ddpm, embeds, latents, settings, PER_STEP),
+                },
+                device,
+                rounds,
+            )
             state["default"] = outs["default"]
             res["latents_max_diff_over_std"] = difference(outs["per-step path (before)"], outs["default"])
             res["ratio_default_over_before"] = round(res["best"]["default"] / res["best"]["per-step path (before)"], 3)
@@ -237,8 +254,13 @@ def run(args) -> dict:
         check.item("default vs per-step path", 40 if not args.smoke else 5, default_vs_per_step)
         base = check.report["items"].get("default vs per-step path", {}).get("best", {}).get("default", 10.0)
         demo = SamplerSettings(*demo_steps, 7.0)
-        check.item("128/100 (cfg 7)", 6 * base, lambda: {"seconds": round(timed(
-            lambda: generate(model, ddpm, embeds, latents, demo, DEFAULT), device)[0], 3)})
+        check.item(
+            "128/100 (cfg 7)",
+            6 * base,
+            lambda: {
+                "seconds": round(timed(lambda: generate(model, ddpm, embeds, latents, demo, DEFAULT), device)[0], 3)
+            },
+        )
 
         def profile(accel):
             return lambda: profile_frame(model, ddpm, embeds, settings, accel, device)
@@ -250,7 +272,11 @@ def run(args) -> dict:
                 generate(model, ddpm, embeds, 1, settings, accel)  # warm-up: compile, autotune
                 dt, out = timed(lambda: generate(model, ddpm, embeds, latents, settings, accel), device)
                 dt_default, _ = timed(lambda: generate(model, ddpm, embeds, latents, settings, DEFAULT), device)
-                res = {"seconds": round(dt, 3), "default_seconds": round(dt_default, 3), "ratio": round(dt / dt_default, 3)}
+                res = {
+                    "seconds": round(dt, 3),
+                    "default_seconds": round(dt_default, 3),
+                    "ratio": round(dt / dt_default, 3),
+                }
                 if "default" in state:
                     res["latents_max_diff_over_std"] = difference(out, state["default"])
                 return res
@@ -259,8 +285,11 @@ def run(args) -> dict:
 
         for name, accel in MODES.items():
             mode_item(name, accel)
-        check.item("official vs default (osp480)", 10 * base,
-                   lambda: official_pair(model, embeds, ddpm, device, latents, settings, rounds))
+        check.item(
+            "official vs default (osp480)",
+            10 * base,
+            lambda: official_pair(model, embeds, ddpm, device, latents, settings, rounds),
+        )
         check.item("profile: per-step path", 25 if not args.smoke else 5, profile(PER_STEP))
         flow = diffusers.FlowMatchEulerDiscreteScheduler.from_config(FLOW)
 
@@ -278,26 +307,46 @@ def run(args) -> dict:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# NOVA GPU check ({r['date']})", "",
-             f"- device: {r['device']}; torch {r['torch']}; triton {r.get('triton')}; {r['dtype']}; matmul peak "
-             f"{r.get('matmul_peak_tflops')} TFLOP/s", f"- video: {r['latents']} latents, {r['steps'][0]}/{r['steps'][1]} steps, "
-             "batch 1, cfg 5, random weights at the real size, text encoder excluded",
-             f"- command: `{r['command']}`; {r.get('elapsed_seconds')} s in all", ""]
+    lines = [
+        f"# NOVA GPU check ({r['date']})",
+        "",
+        f"- device: {r['device']}; torch {r['torch']}; triton {r.get('triton')}; {r['dtype']}; matmul peak "
+        f"{r.get('matmul_peak_tflops')} TFLOP/s",
+        f"- video: {r['latents']} latents, {r['steps'][0]}/{r['steps'][1]} steps, "
+        "batch 1, cfg 5, random weights at the real size, text encoder excluded",
+        f"- command: `{r['command']}`; {r.get('elapsed_seconds')} s in all",
+        "",
+    ]
     items = r["items"]
     main = items.get("default vs per-step path", {})
     if "best" in main:
-        lines += ["## Default path against the per-step path before it (alternately, same process)", "",
-                  "| path | seconds (rounds) | best |", "|---|---|---|"]
+        lines += [
+            "## Default path against the per-step path before it (alternately, same process)",
+            "",
+            "| path | seconds (rounds) | best |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {v} | {main['best'][k]} |" for k, v in main["seconds"].items()]
-        lines += ["", f"Default / before: **{main['ratio_default_over_before']}**; latents max |diff| / std: "
-                  f"{main['latents_max_diff_over_std']}.", ""]
+        lines += [
+            "",
+            f"Default / before: **{main['ratio_default_over_before']}**; latents max |diff| / std: "
+            f"{main['latents_max_diff_over_std']}.",
+            "",
+        ]
     modes = {k[6:]: v for k, v in items.items() if k.startswith("mode: ")}
     if modes:
-        lines += ["## Speed modes on top of the default (each timed beside a default run)", "",
-                  "| mode | seconds | default seconds | ratio | latents max diff / std |", "|---|---|---|---|---|"]
+        lines += [
+            "## Speed modes on top of the default (each timed beside a default run)",
+            "",
+            "| mode | seconds | default seconds | ratio | latents max diff / std |",
+            "|---|---|---|---|---|",
+        ]
         for k, v in modes.items():
             if "seconds" in v:
-                lines.append(f"| {k} | {v['seconds']} | {v['default_seconds']} | {v['ratio']} | {v.get('latents_max_diff_over_std')} |")
+                lines.append(
+                    f"| {k} | {v['seconds']} | {v['default_seconds']} | {v['ratio']} | "
+                    f"{v.get('latents_max_diff_over_std')} |"
+                )
             else:
                 lines.append(f"| {k} | {v.get('failed') or v.get('skipped')} | | | |")
         lines.append("")
@@ -313,8 +362,12 @@ def main(argv=None):
     parser.add_argument("--deadline", type=float, default=480, help="seconds; items that would pass it are skipped")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (checks the script end to end)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the timed pairs")
-    parser.add_argument("--only", default="", help="comma-separated item names (their beginnings) to run, e.g. "
-                        "'default,128/100,sdxl1024'; the rest are left out")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated item names (their beginnings) to run, e.g. "
+        "'default,128/100,sdxl1024'; the rest are left out",
+    )
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():

@@ -110,8 +110,9 @@ def golden_errors(mode: str) -> list:
             runs = json.load(f)["runs"]
         expected = load_file(os.path.join(folder, "expected.safetensors"))
         dtype = torch.bfloat16 if mode == "bf16 weights" else torch.float32
-        pipe = NovaPipeline.from_pretrained(folder, torch_dtype=dtype, device="cpu", text_encoder_dtype=torch.float32,
-                                            vae_dtype=torch.float32)
+        pipe = NovaPipeline.from_pretrained(
+            folder, torch_dtype=dtype, device="cpu", text_encoder_dtype=torch.float32, vae_dtype=torch.float32
+        )
         flow = "FlowMatch" in type(pipe.scheduler).__name__
         for run in runs:
             kwargs = {k: v for k, v in run.items() if k not in ("name", "seed", "image")}
@@ -127,8 +128,16 @@ def golden_errors(mode: str) -> list:
                 within = True
             except AssertionError:
                 within = False
-            rows.append({"case": case, "run": run["name"], "tolerance": "flow (1e-3 max, 1e-4 mean)" if flow else "ddpm (2e-2 max, 1e-3 mean)",
-                         "max_over_std": float(diff.max()), "mean_over_std": float(diff.mean()), "within": within})
+            rows.append(
+                {
+                    "case": case,
+                    "run": run["name"],
+                    "tolerance": "flow (1e-3 max, 1e-4 mean)" if flow else "ddpm (2e-2 max, 1e-3 mean)",
+                    "max_over_std": float(diff.max()),
+                    "mean_over_std": float(diff.mean()),
+                    "within": within,
+                }
+            )
     return rows
 
 
@@ -142,7 +151,11 @@ def cpu_mid_times(modes, rounds: int) -> dict:
 
     def sample(mode):
         with mode_context(mode, models[mode]):
-            return GenerationPlan(models[mode], sched, settings, [Segment(embeds, 3)], accel=Accel()).run(new_generator(0)).float()
+            return (
+                GenerationPlan(models[mode], sched, settings, [Segment(embeds, 3)], accel=Accel())
+                .run(new_generator(0))
+                .float()
+            )
 
     ref = sample("float32")
     times, diffs = {m: [] for m in modes}, {}
@@ -155,29 +168,50 @@ def cpu_mid_times(modes, rounds: int) -> dict:
             t0 = time.perf_counter()
             sample(mode)
             times[mode].append(time.perf_counter() - t0)
-    return {m: {"best": round(min(times[m]), 3), "median": round(statistics.median(times[m]), 3), **diffs[m]} for m in modes}
+    return {
+        m: {"best": round(min(times[m]), 3), "median": round(statistics.median(times[m]), 3), **diffs[m]} for m in modes
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = ["# NOVA on CPU: lower precision against the golden tolerances", "",
-             f"- device: {report['device']} ({report['threads']} threads, torch {report['torch']}); bf16 units: {report['bf16_units']}",
-             f"- command: `{report['command']}`", "",
-             "## Speed: cpu-mid latents (3 latents, 16/10 steps), rounds alternating between modes", "",
-             "| mode | best s | median s | speed-up (best) | max diff vs float32 / std | mean diff vs float32 / std |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# NOVA on CPU: lower precision against the golden tolerances",
+        "",
+        f"- device: {report['device']} ({report['threads']} threads, torch {report['torch']}); bf16 units: "
+        f"{report['bf16_units']}",
+        f"- command: `{report['command']}`",
+        "",
+        "## Speed: cpu-mid latents (3 latents, 16/10 steps), rounds alternating between modes",
+        "",
+        "| mode | best s | median s | speed-up (best) | max diff vs float32 / std | mean diff vs float32 / std |",
+        "|---|---|---|---|---|---|",
+    ]
     base = report["cpu_mid"].get("float32", {}).get("best")
     for mode, v in report["cpu_mid"].items():
-        lines.append(f"| {mode} | {v['best']} | {v['median']} | {base / v['best']:.2f}x | {v['max_over_std']:.2e} | {v['mean_over_std']:.2e} |")
-    lines += ["", "## Parity: every golden case against the official outputs", "",
-              "| mode | case | run | tolerance | max diff / std | mean diff / std | within |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {mode} | {v['best']} | {v['median']} | {base / v['best']:.2f}x | {v['max_over_std']:.2e} | "
+            f"{v['mean_over_std']:.2e} |"
+        )
+    lines += [
+        "",
+        "## Parity: every golden case against the official outputs",
+        "",
+        "| mode | case | run | tolerance | max diff / std | mean diff / std | within |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode, rows in report["golden"].items():
         for r in rows:
-            lines.append(f"| {mode} | {r['case']} | {r['run']} | {r['tolerance']} | {r['max_over_std']:.2e} | "
-                         f"{r['mean_over_std']:.2e} | {'yes' if r['within'] else '**no**'} |")
+            lines.append(
+                f"| {mode} | {r['case']} | {r['run']} | {r['tolerance']} | {r['max_over_std']:.2e} | "
+                f"{r['mean_over_std']:.2e} | {'yes' if r['within'] else '**no**'} |"
+            )
     lines += ["", "A mode can stand in for float32 only if every golden run stays within the tolerances."]
     for mode, rows in report["golden"].items():
         failed = sum(not r["within"] for r in rows)
-        lines.append(f"- {mode}: {len(rows) - failed} of {len(rows)} runs within" + ("." if not failed else f"; {failed} outside."))
+        lines.append(
+            f"- {mode}: {len(rows) - failed} of {len(rows)} runs within"
+            + ("." if not failed else f"; {failed} outside.")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -193,8 +227,13 @@ def main(argv=None):
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = f.read()
     units = [u for u in ("amx_bf16", "avx512_bf16") if u in flags] or ["none found"]
-    report = {"device": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "bf16_units": ", ".join(units), "command": "bench/precision.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    report = {
+        "device": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "bf16_units": ", ".join(units),
+        "command": "bench/precision.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     with torch.inference_mode():
         report["cpu_mid"] = {} if args.skip_speed else cpu_mid_times(modes, args.rounds)
         report["golden"] = {mode: golden_errors(mode) for mode in modes}

@@ -30,8 +30,11 @@ from bench import generate  # noqa: E402
 from nova.sampling.fast import Accel, FastPlan  # noqa: E402
 from nova.sampling.sampler import SamplerSettings  # noqa: E402
 
-STAGES = (("temporal step", "model", "encode_frame"), ("spatial encoder", "model", "encode_image"),
-          ("diffusion head loop", "fast", "denoise"))
+STAGES = (
+    ("temporal step", "model", "encode_frame"),
+    ("spatial encoder", "model", "encode_image"),
+    ("diffusion head loop", "fast", "denoise"),
+)
 
 
 def _mark_stages(model):
@@ -84,8 +87,12 @@ def summarize(prof, device: torch.device, set_steps: int, top: int = 20) -> dict
         launches = sum(1 for e in events if _top_level_op(e))
         graph_launches = 0
     out = {
-        "device": device.type, "set_steps": set_steps, "stages": {k: {"ms": round(v["ms"], 2), "calls": v["calls"]} for k, v in stages.items()},
-        "top": table[:top], "launches": launches, "launches_per_set_step": round(launches / max(set_steps, 1), 1),
+        "device": device.type,
+        "set_steps": set_steps,
+        "stages": {k: {"ms": round(v["ms"], 2), "calls": v["calls"]} for k, v in stages.items()},
+        "top": table[:top],
+        "launches": launches,
+        "launches_per_set_step": round(launches / max(set_steps, 1), 1),
         "cuda_graph_launches": graph_launches,
     }
     if kernels:
@@ -97,30 +104,54 @@ def summarize(prof, device: torch.device, set_steps: int, top: int = 20) -> dict
                 gaps.append(start - end)
             end = max(end, stop)
         busy = wall - sum(gaps)
-        out["gpu"] = {"wall_ms": round(wall / 1000, 2), "busy_ms": round(busy / 1000, 2), "idle_ms": round(sum(gaps) / 1000, 2),
-                      "idle_share": round(sum(gaps) / max(wall, 1), 3), "gaps_over_50us": sum(1 for g in gaps if g > 50),
-                      "largest_gaps_ms": [round(g / 1000, 3) for g in sorted(gaps)[-5:][::-1]]}
+        out["gpu"] = {
+            "wall_ms": round(wall / 1000, 2),
+            "busy_ms": round(busy / 1000, 2),
+            "idle_ms": round(sum(gaps) / 1000, 2),
+            "idle_share": round(sum(gaps) / max(wall, 1), 3),
+            "gaps_over_50us": sum(1 for g in gaps if g > 50),
+            "largest_gaps_ms": [round(g / 1000, 3) for g in sorted(gaps)[-5:][::-1]],
+        }
     return out
 
 
 def markdown(s: dict, meta: dict) -> str:
-    lines = [f"# NOVA profile: {meta['preset']}", "", f"- device: {meta['device_name']} (torch {meta['torch']})",
-             f"- path: {meta['path']}; {meta['latents']} latents, {meta['steps'][0]}/{meta['steps'][1]} steps, batch 1",
-             f"- command: `{meta['command']}`", "", "## Time by stage (wall time of the marked ranges)", "",
-             "| stage | ms | calls | ms per call |", "|---|---|---|---|"]
+    lines = [
+        f"# NOVA profile: {meta['preset']}",
+        "",
+        f"- device: {meta['device_name']} (torch {meta['torch']})",
+        f"- path: {meta['path']}; {meta['latents']} latents, {meta['steps'][0]}/{meta['steps'][1]} steps, batch 1",
+        f"- command: `{meta['command']}`",
+        "",
+        "## Time by stage (wall time of the marked ranges)",
+        "",
+        "| stage | ms | calls | ms per call |",
+        "|---|---|---|---|",
+    ]
     for name, v in s["stages"].items():
         lines.append(f"| {name} | {v['ms']} | {v['calls']} | {v['ms'] / max(v['calls'], 1):.3f} |")
     what = "kernels by device time" if s["device"] == "cuda" else "ops by self CPU time"
     lines += ["", f"## Top {what}", "", "| name | ms | calls |", "|---|---|---|"]
     lines += [f"| `{r['name']}` | {r['ms']} | {r['calls']} |" for r in s["top"]]
-    lines += ["", "## Launches", "", f"- {'kernels' if s['device'] == 'cuda' else 'top-level ops'}: {s['launches']} "
-              f"({s['launches_per_set_step']} per set step, {s['set_steps']} set steps)"]
+    lines += [
+        "",
+        "## Launches",
+        "",
+        f"- {'kernels' if s['device'] == 'cuda' else 'top-level ops'}: {s['launches']} "
+        f"({s['launches_per_set_step']} per set step, {s['set_steps']} set steps)",
+    ]
     if s["device"] == "cuda":
         lines.append(f"- CUDA graph replays: {s['cuda_graph_launches']}")
     if "gpu" in s:
         g = s["gpu"]
-        lines += ["", "## GPU idle gaps", "", f"- span of the kernels: {g['wall_ms']} ms; busy {g['busy_ms']} ms; idle {g['idle_ms']} ms "
-                  f"({100 * g['idle_share']:.1f}%)", f"- gaps over 50 us: {g['gaps_over_50us']}; largest (ms): {g['largest_gaps_ms']}"]
+        lines += [
+            "",
+            "## GPU idle gaps",
+            "",
+            f"- span of the kernels: {g['wall_ms']} ms; busy {g['busy_ms']} ms; idle {g['idle_ms']} ms "
+            f"({100 * g['idle_share']:.1f}%)",
+            f"- gaps over 50 us: {g['gaps_over_50us']}; largest (ms): {g['largest_gaps_ms']}",
+        ]
     else:
         lines += ["", "GPU idle gaps: not applicable (no GPU in this run)."]
     return "\n".join(lines) + "\n"
@@ -140,7 +171,9 @@ def main(argv=None) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset = PRESETS[args.preset]
     with torch.inference_mode():
-        model, text, _, sched = load(args.checkpoint, device, preset.dtype) if args.checkpoint else build(preset, device)
+        model, text, _, sched = (
+            load(args.checkpoint, device, preset.dtype) if args.checkpoint else build(preset, device)
+        )
         latents = args.latents or (preset.latents if model.config.is_video_model else 1)
         steps = args.steps or preset.steps
         embeds = text.encode([PROMPT], model.config.text_token_len)
@@ -157,13 +190,25 @@ def main(argv=None) -> dict:
         finally:
             undo()
     summary = summarize(prof, device, set_steps=steps[0] * latents)
-    path = ("fast" + (", no CUDA graphs" if args.no_graphs or device.type != "cuda" else ", CUDA graphs")
-            + (", Triton head" if args.triton_head else ""))
-    meta = {"preset": args.preset if not args.checkpoint else os.path.basename(os.path.normpath(args.checkpoint)),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
-            "path": path, "latents": latents, "steps": list(steps), "command": " ".join(["python bench/profile_run.py"] + (argv or sys.argv[1:]))}
+    path = (
+        "fast"
+        + (", no CUDA graphs" if args.no_graphs or device.type != "cuda" else ", CUDA graphs")
+        + (", Triton head" if args.triton_head else "")
+    )
+    meta = {
+        "preset": args.preset if not args.checkpoint else os.path.basename(os.path.normpath(args.checkpoint)),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "path": path,
+        "latents": latents,
+        "steps": list(steps),
+        "command": " ".join(["python bench/profile_run.py"] + (argv or sys.argv[1:])),
+    }
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "profile-" + meta["preset"] + ("-nographs" if args.no_graphs else "") + ("-triton" if args.triton_head else ""))
+    stem = os.path.join(
+        args.out,
+        "profile-" + meta["preset"] + ("-nographs" if args.no_graphs else "") + ("-triton" if args.triton_head else ""),
+    )
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump({**meta, **summary}, f, indent=2)
     with open(stem + ".md", "w", encoding="utf-8") as f:

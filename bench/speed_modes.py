@@ -66,7 +66,9 @@ def modes(model, combos: bool = True):
     device, dtype = model.device, model.dtype
     rowwise = spatial_kernels.fp8_rowwise_supported(device)
     none = contextlib.nullcontext
-    candidates = [(f"attention {name}", Accel(attention=name), none) for name in ("flash", "cudnn", "efficient", "math")]
+    candidates = [
+        (f"attention {name}", Accel(attention=name), none) for name in ("flash", "cudnn", "efficient", "math")
+    ]
     candidates += [
         ("compiled blocks (torch.compile)", Accel(compile_encoder=True), none),  # (compiles in the warm-up run)
         (f"fp8 matmuls ({'row-wise' if rowwise else 'per-tensor'} scales)", Accel(fp8_matmuls=True), none),
@@ -75,14 +77,17 @@ def modes(model, combos: bool = True):
         ("SageAttention + fp8 matmuls", Accel(attention="sage", fp8_matmuls=True), none),
     ]
     if combos and device.type == "cuda" and triton_head.usable(device):
-        candidates += [(f"Triton head + {label}", dataclasses.replace(accel, triton_head=True), scope)
-                       for label, accel, scope in [("default kernels", Accel(), none), *candidates]
-                       if not label.startswith("attention ") and "as on Ada" not in label]
+        candidates += [
+            (f"Triton head + {label}", dataclasses.replace(accel, triton_head=True), scope)
+            for label, accel, scope in [("default kernels", Accel(), none), *candidates]
+            if not label.startswith("attention ") and "as on Ada" not in label
+        ]
     out, skipped = [], {}
     for label, accel, scope in candidates:
         try:
-            spatial_kernels.check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype,
-                                           model.config)
+            spatial_kernels.check_runnable(
+                accel.attention, accel.fp8_matmuls, accel.compile_encoder, device, dtype, model.config
+            )
             out.append((label, accel, scope))
         except InputError as exc:  # (the reason goes into the report)
             skipped[label] = str(exc)
@@ -101,7 +106,14 @@ def measure(model, sample, device, repeat: int, combos: bool = True, fresh_compi
     sample(Accel(), 1)  # warm-up
     reset_peak(device)
     t_ref, ref = timed(lambda: sample(Accel(), None), device, repeat=repeat)
-    rows = {"default": {"seconds": round(t_ref, 3), "peak_gb": round(peak_bytes(device) / 2**30, 2), "max_over_std": 0.0, "mean_over_std": 0.0}}
+    rows = {
+        "default": {
+            "seconds": round(t_ref, 3),
+            "peak_gb": round(peak_bytes(device) / 2**30, 2),
+            "max_over_std": 0.0,
+            "mean_over_std": 0.0,
+        }
+    }
     with nudged(model):
         rows["default, one weight nudged by 1 ulp (chaos floor)"] = diff(sample(Accel(), None), ref)
     found, skipped = modes(model, combos)
@@ -117,8 +129,13 @@ def measure(model, sample, device, repeat: int, combos: bool = True, fresh_compi
             skipped[label] = f"failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
             print(label, skipped[label], flush=True)
             continue
-        rows[label] = {"seconds": round(dt, 3), "warm_up_seconds": round(t_first, 2), "speedup": round(t_ref / dt, 2),
-                       "peak_gb": round(peak_bytes(device) / 2**30, 2), **diff(out, ref)}
+        rows[label] = {
+            "seconds": round(dt, 3),
+            "warm_up_seconds": round(t_first, 2),
+            "speedup": round(t_ref / dt, 2),
+            "peak_gb": round(peak_bytes(device) / 2**30, 2),
+            **diff(out, ref),
+        }
         print(label, rows[label], flush=True)
     return {"rows": rows, "not_run": skipped}
 
@@ -148,7 +165,9 @@ def golden(device) -> dict:
 
             print(f"golden {case}/{run['name']}", flush=True)
             first = run is runs[0]  # (a case's runs share its model and compiled graphs)
-            results[f"{case}/{run['name']}"] = measure(pipe.transformer, sample, device, repeat=1, combos=False, fresh_compile=first)
+            results[f"{case}/{run['name']}"] = measure(
+                pipe.transformer, sample, device, repeat=1, combos=False, fresh_compile=first
+            )
         pipe.accel = Accel()
     return results
 
@@ -170,25 +189,35 @@ def preset_model(name: str, device, steps, repeat: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Speed modes of the spatial encoder: difference from the default, and time ({report['device']})", "",
-             f"Command: `{report['command']}`", "",
-             "Differences are max and mean |mode - default| over the default latents' std (the golden tolerances' "
-             "measure: 2e-2 / 1e-3 for DDPM runs, 1e-3 / 1e-4 for flow matching). The chaos floor row is the default "
-             "with one weight (the spatial encoder's final LayerNorm scale) nudged by one float32 ulp: a mode's "
-             "difference near that floor is rounding amplified by the sampler, not the mode.", ""]
+    lines = [
+        f"# Speed modes of the spatial encoder: difference from the default, and time ({report['device']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "Differences are max and mean |mode - default| over the default latents' std (the golden tolerances' "
+        "measure: 2e-2 / 1e-3 for DDPM runs, 1e-3 / 1e-4 for flow matching). The chaos floor row is the default "
+        "with one weight (the spatial encoder's final LayerNorm scale) nudged by one float32 ulp: a mode's "
+        "difference near that floor is rounding amplified by the sampler, not the mode.",
+        "",
+    ]
     not_run = {}
     sections = [(f"golden {k}", v, False) for k, v in report.get("golden", {}).items()]
     if "preset" in report:
         p = report["preset"]
-        sections.append((f"{p['preset']} (random weights, {p['latents']} latents, {p['steps'][0]}/{p['steps'][1]} steps)", p, True))
+        sections.append(
+            (f"{p['preset']} (random weights, {p['latents']} latents, {p['steps'][0]}/{p['steps'][1]} steps)", p, True)
+        )
     for title, section, timed_rows in sections:
         # (the tiny golden runs take milliseconds: their times are noise, only their differences count)
-        head = "| mode | max / std | mean / std |" + (" seconds | speed-up | peak GB | warm-up s (1 latent, with compilation) |" if timed_rows else "")
+        head = "| mode | max / std | mean / std |" + (
+            " seconds | speed-up | peak GB | warm-up s (1 latent, with compilation) |" if timed_rows else ""
+        )
         lines += [f"## {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
         for label, row in section["rows"].items():
             line = f"| {label} | {row['max_over_std']:.3g} | {row['mean_over_std']:.3g} |"
             if timed_rows:
-                line += f" {row.get('seconds', '')} | {row.get('speedup', '')} | {row.get('peak_gb', '')} | {row.get('warm_up_seconds', '')} |"
+                cells = ("seconds", "speedup", "peak_gb", "warm_up_seconds")
+                line += "".join(f" {row.get(cell, '')} |" for cell in cells)
             lines.append(line)
         not_run.update(section["not_run"])
         lines.append("")
@@ -201,14 +230,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None)
     ap.add_argument("--preset", default="cpu-mid", choices=sorted(PRESETS))
-    ap.add_argument("--steps", type=int, nargs=2, default=None, help="set steps, diffusion steps (default: the preset's)")
+    ap.add_argument(
+        "--steps", type=int, nargs=2, default=None, help="set steps, diffusion steps (default: the preset's)"
+    )
     ap.add_argument("--no-golden", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or 'x86_64'}, "
-              f"{torch.get_num_threads()} threads)", "torch": torch.__version__, "command": "python " + " ".join(sys.argv)}
+    report = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "command": "python " + " ".join(sys.argv),
+    }
     with torch.inference_mode():
         if not args.no_golden:
             report["golden"] = golden(device)

@@ -46,8 +46,12 @@ def main():
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
         feats = out.features[0, : out.lengths[0]].float()
-        row = {"weights": mode, "weight_gb": round(weights / 2**30, 2), "seconds": round(dt, 4),
-               "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None}
+        row = {
+            "weights": mode,
+            "weight_gb": round(weights / 2**30, 2),
+            "seconds": round(dt, 4),
+            "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
+        }
         if ref is None:
             ref = feats
         else:
@@ -59,7 +63,9 @@ def main():
             torch.cuda.empty_cache()
     out_dir = os.environ.get("OUT", os.path.join(ROOT, "bench", "results"))
     with open(os.path.join(out_dir, "text-encoder-fp8.json"), "w", encoding="utf-8") as f:
-        json.dump({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "rows": rows}, f, indent=2)
+        json.dump(
+            {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "rows": rows}, f, indent=2
+        )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,14 @@ def main():
             t0 = time.perf_counter()
             frames = sum(x.shape[2] for x in vae.decode_tiles(z.to(dtype), tile))
             torch.cuda.synchronize()
-            row = {"dtype": str(dtype)[6:], "tile_latents": tile, "stream_frames": chunk, "frames": frames,
-                   "seconds": round(time.perf_counter() - t0, 3),
-                   "peak_gb_above_weights": round((torch.cuda.max_memory_allocated(device) - base) / 2**30, 2)}
+            row = {
+                "dtype": str(dtype)[6:],
+                "tile_latents": tile,
+                "stream_frames": chunk,
+                "frames": frames,
+                "seconds": round(time.perf_counter() - t0, 3),
+                "peak_gb_above_weights": round((torch.cuda.max_memory_allocated(device) - base) / 2**30, 2),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     out = os.environ.get("OUT", os.path.join(ROOT, "bench", "results"))

@@ -29,11 +29,15 @@ class _Output:
 
 def _type(io_type: str):
     attrs = {"io_type": io_type}
-    return type(io_type.title(), (), {
-        "io_type": io_type,
-        "Input": type("Input", (_Input,), dict(attrs)),
-        "Output": type("Output", (_Output,), dict(attrs)),
-    })
+    return type(
+        io_type.title(),
+        (),
+        {
+            "io_type": io_type,
+            "Input": type("Input", (_Input,), dict(attrs)),
+            "Output": type("Output", (_Output,), dict(attrs)),
+        },
+    )
 
 
 class _Combo:
@@ -42,7 +46,9 @@ class _Combo:
     class Input(_Input):
         io_type = "COMBO"
 
-        def __init__(self, id, options=None, display_name=None, optional=False, tooltip=None, lazy=None, default=None, **extra):
+        def __init__(
+            self, id, options=None, display_name=None, optional=False, tooltip=None, lazy=None, default=None, **extra
+        ):
             super().__init__(id, display_name, optional, tooltip, lazy, default, **extra)
             self.options = list(options or [])
 

@@ -84,7 +84,9 @@ def latent_tensor(latent, what: str = "latents") -> torch.Tensor:
         raise InputError(f"{what} must be a ComfyUI LATENT (a dict with 'samples'), got {type(latent).__name__}.")
     samples = latent["samples"]
     if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
-        raise InputError(f"{what}['samples'] must be a float tensor, got {getattr(samples, 'dtype', type(samples).__name__)}.")
+        raise InputError(
+            f"{what}['samples'] must be a float tensor, got {getattr(samples, 'dtype', type(samples).__name__)}."
+        )
     samples = samples.unsqueeze(2) if samples.dim() == 4 else samples
     if samples.dim() != 5 or samples.shape[0] < 1 or samples.shape[2] < 1:
         raise InputError(f"{what} have shape {list(samples.shape)}; expected [B, C, T, h, w] with B >= 1 and T >= 1.")

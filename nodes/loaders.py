@@ -39,7 +39,10 @@ def _check_dtype(dtype, choices):
 
 def _unknown(name, found, what):
     if name not in folders.choices(found):
-        return f"{what} '{name}' is not in models/nova, models/diffusers or models/text_encoders. Refresh the page or check the folder."
+        return (
+            f"{what} '{name}' is not in models/nova, models/diffusers or models/text_encoders. Refresh the page or "
+            "check the folder."
+        )
     return True
 
 
@@ -52,7 +55,10 @@ def _checkpoint_latent_info(folder: str, scheduler, video: bool):
         cfg = read_json(path)
         check_vae_config(cfg, path)
     else:
-        cfg = {"_class_name": VIDEO_VAE if video else IMAGE_VAE, "scaling_factor": 0.13025 if fmt == "sdxl" else 0.18215}
+        cfg = {
+            "_class_name": VIDEO_VAE if video else IMAGE_VAE,
+            "scaling_factor": 0.13025 if fmt == "sdxl" else 0.18215,
+        }
     return float(cfg.get("scaling_factor") or 1.0), float(cfg.get("shift_factor") or 0.0), fmt, latent_space_id(cfg)
 
 
@@ -64,8 +70,14 @@ class NovaCheckpointLoader(io.ComfyNode):
             display_name="NOVA Checkpoint Loader",
             category="NOVA/loaders",
             description="Loads the NOVA transformer and scheduler of a checkpoint folder in the official layout.",
-            inputs=_loader_inputs("ckpt_name", folders.find_checkpoints(default_host()),
-                                  "Checkpoint folder under models/nova or models/diffusers.", DTYPE_CHOICES, "auto", DTYPE_TIP),
+            inputs=_loader_inputs(
+                "ckpt_name",
+                folders.find_checkpoints(default_host()),
+                "Checkpoint folder under models/nova or models/diffusers.",
+                DTYPE_CHOICES,
+                "auto",
+                DTYPE_TIP,
+            ),
             outputs=[io_model_output()],
         )
 
@@ -88,7 +100,9 @@ def load_nova_model(folder: str, name: str, dtype: str, host: Host) -> NovaModel
     transformer = load_transformer(os.path.join(folder, "transformer"), offload_device, torch_dtype, host.operations())
     transformer.compute_device = torch.device(load_device)
     scale, shift, fmt, space = _checkpoint_latent_info(folder, scheduler, transformer.config.is_video_model)
-    return NovaModel(host.wrap(transformer, "transformer"), scheduler, transformer.config, name, host, scale, shift, fmt, space)
+    return NovaModel(
+        host.wrap(transformer, "transformer"), scheduler, transformer.config, name, host, scale, shift, fmt, space
+    )
 
 
 class NovaTextEncoderLoader(io.ComfyNode):
@@ -99,10 +113,15 @@ class NovaTextEncoderLoader(io.ComfyNode):
             display_name="NOVA Text Encoder Loader (Phi-2)",
             category="NOVA/loaders",
             description="Loads Phi-2 from a NOVA checkpoint or a standalone folder in models/text_encoders "
-                        "(one copy serves every NOVA checkpoint).",
-            inputs=_loader_inputs("text_encoder_name", folders.find_text_encoders(default_host()),
-                                  "A NOVA checkpoint (uses its text_encoder/) or a Phi-2 folder.", TEXT_DTYPE_CHOICES, "auto",
-                                  DTYPE_TIP + " fp8 stores the weights in float8 (half of bf16's memory) and computes in bf16."),
+            "(one copy serves every NOVA checkpoint).",
+            inputs=_loader_inputs(
+                "text_encoder_name",
+                folders.find_text_encoders(default_host()),
+                "A NOVA checkpoint (uses its text_encoder/) or a Phi-2 folder.",
+                TEXT_DTYPE_CHOICES,
+                "auto",
+                DTYPE_TIP + " fp8 stores the weights in float8 (half of bf16's memory) and computes in bf16.",
+            ),
             outputs=[NovaTextEncoderType.Output(display_name="text_encoder")],
         )
 
@@ -114,14 +133,20 @@ class NovaTextEncoderLoader(io.ComfyNode):
     def execute(cls, text_encoder_name, dtype="auto", download=False) -> io.NodeOutput:
         host = default_host()
         entry = folders.locate(text_encoder_name, folders.find_text_encoders(host), "text encoder", host, download)
-        te_dir, tok_dir = entry if isinstance(entry, tuple) else (os.path.join(entry, "text_encoder"), os.path.join(entry, "tokenizer"))
+        te_dir, tok_dir = (
+            entry
+            if isinstance(entry, tuple)
+            else (os.path.join(entry, "text_encoder"), os.path.join(entry, "tokenizer"))
+        )
         _check_dtype(dtype, TEXT_DTYPE_CHOICES)
         load_device, offload_device = host.devices("text_encoder")
         compute = "bf16" if dtype == "fp8_e4m3fn" else dtype
         model = load_phi(te_dir, offload_device, host.pick_dtype(compute, "text_encoder", load_device))
         if dtype == "fp8_e4m3fn":
             store_linear_weights_fp8(model)
-        return io.NodeOutput(NovaTextEncoder(host.wrap(model, "text_encoder"), load_tokenizer(tok_dir), text_encoder_name, host))
+        return io.NodeOutput(
+            NovaTextEncoder(host.wrap(model, "text_encoder"), load_tokenizer(tok_dir), text_encoder_name, host)
+        )
 
 
 class NovaVAELoader(io.ComfyNode):
@@ -132,9 +157,14 @@ class NovaVAELoader(io.ComfyNode):
             display_name="NOVA VAE Loader",
             category="NOVA/loaders",
             description="Loads a NOVA checkpoint's VAE (3D Open-Sora-Plan for video, AutoencoderKL for images).",
-            inputs=_loader_inputs("vae_name", folders.find_vaes(default_host()),
-                                  "A NOVA checkpoint (uses its vae/) or a VAE folder in models/vae.", DTYPE_CHOICES, "fp32",
-                                  "fp32 is safest for decoding; bf16 halves memory."),
+            inputs=_loader_inputs(
+                "vae_name",
+                folders.find_vaes(default_host()),
+                "A NOVA checkpoint (uses its vae/) or a VAE folder in models/vae.",
+                DTYPE_CHOICES,
+                "fp32",
+                "fp32 is safest for decoding; bf16 halves memory.",
+            ),
             outputs=[NovaVaeType.Output(display_name="vae")],
         )
 

@@ -35,18 +35,47 @@ MAX_FEATHER = masks.MAX_FEATHER
 def mask_inputs():
     """The mask rule's knobs (optional, so API workflows saved before them still run)."""
     return [
-        io.Float.Input("mask_threshold", default=masks.DEFAULT_THRESHOLD, min=0.0, max=0.99, step=0.01, optional=True,
-                       tooltip="With a mask: a token (16x16 pixels) is regenerated if any of its mask pixels is above this."),
-        io.Int.Input("mask_grow", default=0, min=0, max=MAX_GROW, optional=True,
-                     tooltip="With a mask: widen the regenerated region by this many tokens (16 pixels each)."),
+        io.Float.Input(
+            "mask_threshold",
+            default=masks.DEFAULT_THRESHOLD,
+            min=0.0,
+            max=0.99,
+            step=0.01,
+            optional=True,
+            tooltip="With a mask: a token (16x16 pixels) is regenerated if any of its mask pixels is above this.",
+        ),
+        io.Int.Input(
+            "mask_grow",
+            default=0,
+            min=0,
+            max=MAX_GROW,
+            optional=True,
+            tooltip="With a mask: widen the regenerated region by this many tokens (16 pixels each).",
+        ),
     ]
 
 
-def token_mask(mask, model: NovaModel, latent_frames: int, threshold: float, grow: int, name: str,
-               resize: str = "crop", clip_frames: Optional[int] = None) -> torch.Tensor:
+def token_mask(
+    mask,
+    model: NovaModel,
+    latent_frames: int,
+    threshold: float,
+    grow: int,
+    name: str,
+    resize: str = "crop",
+    clip_frames: Optional[int] = None,
+) -> torch.Tensor:
     """A MASK / noise_mask (pixel or latent size, 1 or per-frame) -> bool [T, L] (True = regenerate)."""
-    return masks.token_mask(mask, model.config, latent_frames, float(threshold), int(grow), name=name, resize=resize,
-                            clip_frames=clip_frames)
+    return masks.token_mask(
+        mask,
+        model.config,
+        latent_frames,
+        float(threshold),
+        int(grow),
+        name=name,
+        resize=resize,
+        clip_frames=clip_frames,
+    )
 
 
 def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float, grow: int) -> Optional[torch.Tensor]:
@@ -56,8 +85,16 @@ def noise_mask_tokens(latent: Optional[dict], model: NovaModel, threshold: float
     frames = latent_tensor(latent).shape[2]  # (a bare tensor or a dict without samples is named here)
     if latent.get("noise_mask") is None:
         return None
-    return token_mask(latent["noise_mask"], model, frames, threshold, grow, "the latents' noise_mask", resize_of(latent),
-                      latent.get(ENCODED_FRAMES))
+    return token_mask(
+        latent["noise_mask"],
+        model,
+        frames,
+        threshold,
+        grow,
+        "the latents' noise_mask",
+        resize_of(latent),
+        latent.get(ENCODED_FRAMES),
+    )
 
 
 def resize_of(latent: dict) -> str:
@@ -103,11 +140,14 @@ def feather_decoded(images: torch.Tensor, latent: dict, source: torch.Tensor, ra
     if not radius:
         return images
     if grid is None:
-        log.warning("NOVA feather %d: these latents carry no repainted area (%s), so the plain decode is returned. "
-                    "Feather the output of an AR Frame Step that repainted under a noise_mask.", radius, REPAINTED)
+        log.warning(
+            "NOVA feather %d: these latents carry no repainted area (%s), so the plain decode is returned. "
+            "Feather the output of an AR Frame Step that repainted under a noise_mask.",
+            radius,
+            REPAINTED,
+        )
         return images
-    return masks.feather_frames(images, grid, source, int(radius), ratio, resize_of(latent),
-                                latent["samples"].shape[0])
+    return masks.feather_frames(images, grid, source, int(radius), ratio, resize_of(latent), latent["samples"].shape[0])
 
 
 class NovaOutpaintCanvas(io.ComfyNode):
@@ -118,19 +158,58 @@ class NovaOutpaintCanvas(io.ComfyNode):
             display_name="NOVA Outpaint Canvas",
             category="NOVA",
             description="Places an image or clip on the checkpoint's canvas (scaled to fit, times zoom) and outputs "
-                        "the mask of the area around it. Encode the canvas, attach the mask with Set Latent Noise "
-                        "Mask and run AR Frame Step with latent_frames 0: NOVA generates the rest (a 4:3 clip "
-                        "becomes 768x480).",
+            "the mask of the area around it. Encode the canvas, attach the mask with Set Latent Noise "
+            "Mask and run AR Frame Step with latent_frames 0: NOVA generates the rest (a 4:3 clip "
+            "becomes 768x480).",
             inputs=[
                 io.Image.Input("image", tooltip="An image or video frames."),
-                io.Int.Input("width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
-                io.Int.Input("height", default=480, min=64, max=4096, step=8, tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
-                io.Float.Input("zoom", default=1.0, min=0.05, max=1.0, step=0.01, tooltip="Size of the source: 1 = as large as fits; less leaves room on every side."),
-                io.Float.Input("x", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Horizontal position: 0 = left edge, 0.5 = centered, 1 = right edge."),
-                io.Float.Input("y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip="Vertical position: 0 = top, 0.5 = centered, 1 = bottom."),
-                io.Combo.Input("fill", options=list(masks.FILLS), default="edge",
-                               tooltip="What the area to generate holds before generation. edge: the border pixels repeated "
-                                       "(no hard edge for the VAE next to the kept tokens)."),
+                io.Int.Input(
+                    "width",
+                    default=768,
+                    min=64,
+                    max=4096,
+                    step=8,
+                    tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024).",
+                ),
+                io.Int.Input(
+                    "height",
+                    default=480,
+                    min=64,
+                    max=4096,
+                    step=8,
+                    tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024).",
+                ),
+                io.Float.Input(
+                    "zoom",
+                    default=1.0,
+                    min=0.05,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Size of the source: 1 = as large as fits; less leaves room on every side.",
+                ),
+                io.Float.Input(
+                    "x",
+                    default=0.5,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Horizontal position: 0 = left edge, 0.5 = centered, 1 = right edge.",
+                ),
+                io.Float.Input(
+                    "y",
+                    default=0.5,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Vertical position: 0 = top, 0.5 = centered, 1 = bottom.",
+                ),
+                io.Combo.Input(
+                    "fill",
+                    options=list(masks.FILLS),
+                    default="edge",
+                    tooltip="What the area to generate holds before generation. edge: the border pixels repeated "
+                    "(no hard edge for the VAE next to the kept tokens).",
+                ),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],
         )

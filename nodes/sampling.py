@@ -38,8 +38,10 @@ MAX_LATENTS = 256
 # The seed widgets' range. Only the low 32 bits of a seed change the result on the CPU generator (as in the
 # official code); the engine itself accepts up to nova.sampling.sampler.MAX_SEED (2**64 - 1).
 UI_MAX_SEED = 2**32 - 1
-SEED_TIP = ("Random seed, drawn on the CPU generator as the official pipeline does. Only 32 bits matter there "
-            "(seed and seed + 2**32 give the same video), so the range stops at 2**32 - 1.")
+SEED_TIP = (
+    "Random seed, drawn on the CPU generator as the official pipeline does. Only 32 bits matter there "
+    "(seed and seed + 2**32 give the same video), so the range stops at 2**32 - 1."
+)
 # The official T2V demo's settings (scripts/app_nova_t2v.py); NovaPipeline keeps the call defaults 64/25/5.
 DEMO_SETTINGS = SamplerSettings(num_inference_steps=128, num_diffusion_steps=100, guidance_scale=7.0)
 
@@ -53,42 +55,120 @@ class NovaSetSampler(io.ComfyNode):
             display_name="NOVA Set Sampler",
             category="NOVA",
             description="Settings of the set-by-set spatial sampler. Defaults: the official T2V demo (128/100, cfg 7); "
-                        "the pipeline defaults 64/25/5 are several times faster.",
+            "the pipeline defaults 64/25/5 are several times faster.",
             inputs=[
-                io.Int.Input("ar_steps", default=d.num_inference_steps, min=1, max=1024, tooltip="Set-by-set steps per frame (num_inference_steps)."),
-                io.Int.Input("diffusion_steps", default=d.num_diffusion_steps, min=1, max=1000, tooltip="Denoising steps of the diffusion head per set."),
-                io.Float.Input("cfg", default=d.guidance_scale, min=0.0, max=30.0, step=0.1, tooltip="Classifier-free guidance scale (<= 1 disables guidance)."),
-                io.Float.Input("guidance_trunc", default=d.guidance_trunc, min=0.0, max=1000.0, step=0.01, tooltip="Drop guidance for diffusion timesteps below this value (0 = never)."),
-                io.Float.Input("guidance_renorm", default=d.guidance_renorm, min=0.01, max=1.0, step=0.01, tooltip="Renormalize guided predictions to at least this fraction of the conditional norm (1 = off)."),
-                io.Float.Input("image_guidance", default=d.image_guidance_scale, min=0.0, max=30.0, step=0.1, tooltip="Extra guidance towards the video context (a third pass; 0 = off)."),
-                io.Float.Input("flow_shift", default=0.0, min=0.0, max=100.0, step=0.1, tooltip="Timestep shift for flow-matching checkpoints (0 = the checkpoint's own)."),
+                io.Int.Input(
+                    "ar_steps",
+                    default=d.num_inference_steps,
+                    min=1,
+                    max=1024,
+                    tooltip="Set-by-set steps per frame (num_inference_steps).",
+                ),
+                io.Int.Input(
+                    "diffusion_steps",
+                    default=d.num_diffusion_steps,
+                    min=1,
+                    max=1000,
+                    tooltip="Denoising steps of the diffusion head per set.",
+                ),
+                io.Float.Input(
+                    "cfg",
+                    default=d.guidance_scale,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Classifier-free guidance scale (<= 1 disables guidance).",
+                ),
+                io.Float.Input(
+                    "guidance_trunc",
+                    default=d.guidance_trunc,
+                    min=0.0,
+                    max=1000.0,
+                    step=0.01,
+                    tooltip="Drop guidance for diffusion timesteps below this value (0 = never).",
+                ),
+                io.Float.Input(
+                    "guidance_renorm",
+                    default=d.guidance_renorm,
+                    min=0.01,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Renormalize guided predictions to at least this fraction of the conditional norm (1 = "
+                    "off).",
+                ),
+                io.Float.Input(
+                    "image_guidance",
+                    default=d.image_guidance_scale,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Extra guidance towards the video context (a third pass; 0 = off).",
+                ),
+                io.Float.Input(
+                    "flow_shift",
+                    default=0.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    tooltip="Timestep shift for flow-matching checkpoints (0 = the checkpoint's own).",
+                ),
             ],
             outputs=[NovaSamplerType.Output(display_name="sampler")],
         )
 
     @classmethod
-    def execute(cls, ar_steps, diffusion_steps, cfg, guidance_trunc=0.0, guidance_renorm=1.0, image_guidance=0.0, flow_shift=0.0) -> io.NodeOutput:
-        return io.NodeOutput(SamplerSettings(int(ar_steps), int(diffusion_steps), float(cfg), float(guidance_trunc),
-                                             float(guidance_renorm), float(image_guidance), float(flow_shift) or None))
+    def execute(
+        cls, ar_steps, diffusion_steps, cfg, guidance_trunc=0.0, guidance_renorm=1.0, image_guidance=0.0, flow_shift=0.0
+    ) -> io.NodeOutput:
+        return io.NodeOutput(
+            SamplerSettings(
+                int(ar_steps),
+                int(diffusion_steps),
+                float(cfg),
+                float(guidance_trunc),
+                float(guidance_renorm),
+                float(image_guidance),
+                float(flow_shift) or None,
+            )
+        )
 
 
 def _frame_inputs():
     return [
         io.Int.Input("seed", default=0, min=0, max=UI_MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
-        io.Float.Input("motion_flow", default=5.0, min=0.0, max=20.0, step=0.1, tooltip="Amount of motion (video checkpoints; official default 5)."),
-        io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5,
-                       tooltip="Frame rate the model conditions on and the video plays at (trained at 12)."),
+        io.Float.Input(
+            "motion_flow",
+            default=5.0,
+            min=0.0,
+            max=20.0,
+            step=0.1,
+            tooltip="Amount of motion (video checkpoints; official default 5).",
+        ),
+        io.Float.Input(
+            "fps",
+            default=12.0,
+            min=MIN_FPS,
+            max=MAX_FPS,
+            step=0.5,
+            tooltip="Frame rate the model conditions on and the video plays at (trained at 12).",
+        ),
     ]
 
 
 def denoise_input():
     """The denoise strength (optional and last, so workflows saved before it keep their widget order)."""
     return io.Float.Input(
-        "denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+        "denoise",
+        default=1.0,
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        optional=True,
         tooltip="Below 1: re-sample the given frames instead of keeping them (image-to-image, video-to-video; only "
-                "under the mask with one). Each token's diffusion starts from the given token noised to this level "
-                "and runs the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep "
-                "them as they are; 1 = keep and continue them (with a mask: repaint from pure noise).")
+        "under the mask with one). Each token's diffusion starts from the given token noised to this level "
+        "and runs the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep "
+        "them as they are; 1 = keep and continue them (with a mask: repaint from pure noise).",
+    )
 
 
 def engine_denoise(denoise) -> Optional[float]:
@@ -102,8 +182,19 @@ def require_sampler(sampler) -> None:
         raise InputError(f"sampler is a {type(sampler).__name__}; it must come from NOVA Set Sampler.")
 
 
-def plan_frames(model: NovaModel, positive, negative, sampler, add: int, motion_flow: float, fps: float,
-                prefix_latent=None, prefix_mask=None, denoise=None, keyframes=None) -> GenerationPlan:
+def plan_frames(
+    model: NovaModel,
+    positive,
+    negative,
+    sampler,
+    add: int,
+    motion_flow: float,
+    fps: float,
+    prefix_latent=None,
+    prefix_mask=None,
+    denoise=None,
+    keyframes=None,
+) -> GenerationPlan:
     """The plan for ``add`` new latent frames after the (optional) given ones, first repainting the
     tokens of the given frames that ``prefix_mask`` marks (nodes/masks.py); checks everything."""
     require_sampler(sampler)
@@ -134,35 +225,65 @@ class NovaARFrameStep(io.ComfyNode):
             display_name="NOVA AR Frame Step",
             category="NOVA",
             description="Frame-by-frame autoregressive step: continues the given latents (none: starts a new "
-                        "video) with latent_frames new frames. Chain steps to extend a video or change the prompt. "
-                        "Latents with a noise_mask (Set Latent Noise Mask) are repainted under the mask first "
-                        "(inpainting, outpainting; latent_frames 0 = only repaint).",
+            "video) with latent_frames new frames. Chain steps to extend a video or change the prompt. "
+            "Latents with a noise_mask (Set Latent Noise Mask) are repainted under the mask first "
+            "(inpainting, outpainting; latent_frames 0 = only repaint).",
             inputs=[
                 NovaModelType.Input("model"),
                 io.Conditioning.Input("positive"),
                 NovaSamplerType.Input("sampler"),
-                io.Int.Input("latent_frames", default=9, min=0, max=MAX_LATENTS, tooltip="Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame). "
-                             "0: only repaint the given latents under their noise_mask."),
+                io.Int.Input(
+                    "latent_frames",
+                    default=9,
+                    min=0,
+                    max=MAX_LATENTS,
+                    tooltip="Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame). "
+                    "0: only repaint the given latents under their noise_mask.",
+                ),
                 *_frame_inputs(),
-                io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
-                io.Latent.Input("latents", optional=True, tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded clip. "
-                                "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated."),
+                io.Conditioning.Input(
+                    "negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."
+                ),
+                io.Latent.Input(
+                    "latents",
+                    optional=True,
+                    tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded "
+                    "clip. "
+                    "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated.",
+                ),
                 *mask_inputs(),
                 denoise_input(),
                 keyframes_input(),
             ],
-            outputs=[io.Latent.Output(display_name="latents", tooltip="All frames: the given ones followed by the new ones.")],
+            outputs=[
+                io.Latent.Output(display_name="latents", tooltip="All frames: the given ones followed by the new ones.")
+            ],
         )
 
     @classmethod
-    def execute(cls, model, positive, sampler, latent_frames, seed, motion_flow, fps, negative=None, latents=None,
-                mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, denoise=1.0, keyframes=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        positive,
+        sampler,
+        latent_frames,
+        seed,
+        motion_flow,
+        fps,
+        negative=None,
+        latents=None,
+        mask_threshold=DEFAULT_THRESHOLD,
+        mask_grow=0,
+        denoise=1.0,
+        keyframes=None,
+    ) -> io.NodeOutput:
         strength = engine_denoise(denoise)
         regen = noise_mask_tokens(latents, model, mask_threshold, mask_grow)
         given = 0 if latents is None else latent_samples(latents, model).shape[2]
         pinned = engine_keyframes(keyframes, model, given + int(latent_frames))
-        plan = plan_frames(model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen,
-                           strength, pinned)
+        plan = plan_frames(
+            model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen, strength, pinned
+        )
         latent = make_latent(run_plan(model, plan, new_generator(seed)), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
@@ -178,24 +299,48 @@ class NovaGenerate(io.ComfyNode):
             display_name="NOVA Generate",
             category="NOVA",
             description="Text-to-video, image-to-video (connect start_image) or text-to-image (frames = 1) in one "
-                        "node: VAE Encode -> AR Frame Step -> VAE Decode. With a mask, start_image (an image or a "
-                        "clip) is repainted under it (inpainting, outpainting), then continued up to frames.",
+            "node: VAE Encode -> AR Frame Step -> VAE Decode. With a mask, start_image (an image or a "
+            "clip) is repainted under it (inpainting, outpainting), then continued up to frames.",
             inputs=[
                 NovaModelType.Input("model"),
                 NovaVaeType.Input("vae"),
                 io.Conditioning.Input("positive"),
                 NovaSamplerType.Input("sampler"),
-                io.Int.Input("frames", default=33, min=1, max=1 + 4 * (MAX_LATENTS - 1), step=4, tooltip="Video frames, 1 + 4k (33 = 9 latents; 1 = an image)."),
+                io.Int.Input(
+                    "frames",
+                    default=33,
+                    min=1,
+                    max=1 + 4 * (MAX_LATENTS - 1),
+                    step=4,
+                    tooltip="Video frames, 1 + 4k (33 = 9 latents; 1 = an image).",
+                ),
                 *_frame_inputs(),
-                io.Conditioning.Input("negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."),
-                io.Image.Input("start_image", optional=True, tooltip="First frame for image-to-video; center-cropped and resized to the checkpoint's size."),
-                io.Mask.Input("mask", optional=True, tooltip="Area of start_image to regenerate (white; e.g. LoadImage's alpha from the mask "
-                              "editor). One mask or one per frame; start_image is then used whole (an image or a 1 + 4k clip)."),
+                io.Conditioning.Input(
+                    "negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."
+                ),
+                io.Image.Input(
+                    "start_image",
+                    optional=True,
+                    tooltip="First frame for image-to-video; center-cropped and resized to the checkpoint's size.",
+                ),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Area of start_image to regenerate (white; e.g. LoadImage's alpha from the mask "
+                    "editor). One mask or one per frame; start_image is then used whole (an image or a 1 + 4k clip).",
+                ),
                 *mask_inputs(),
-                io.Int.Input("feather", default=0, min=0, max=MAX_FEATHER, optional=True,
-                             tooltip="With a mask: blend the result into start_image over this many pixels inside the edge of the "
-                                     "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
-                                     "those tokens are then start_image's exactly. 0 = the plain decode."),
+                io.Int.Input(
+                    "feather",
+                    default=0,
+                    min=0,
+                    max=MAX_FEATHER,
+                    optional=True,
+                    tooltip="With a mask: blend the result into start_image over this many pixels inside the edge of "
+                    "the "
+                    "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
+                    "those tokens are then start_image's exactly. 0 = the plain decode.",
+                ),
                 denoise_input(),
                 keyframes_input(),
             ],
@@ -207,16 +352,34 @@ class NovaGenerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, vae, positive, sampler, frames, seed, motion_flow, fps, negative=None, start_image=None,
-                mask=None, mask_threshold=DEFAULT_THRESHOLD, mask_grow=0, feather=0, denoise=1.0,
-                keyframes=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        vae,
+        positive,
+        sampler,
+        frames,
+        seed,
+        motion_flow,
+        fps,
+        negative=None,
+        start_image=None,
+        mask=None,
+        mask_threshold=DEFAULT_THRESHOLD,
+        mask_grow=0,
+        feather=0,
+        denoise=1.0,
+        keyframes=None,
+    ) -> io.NodeOutput:
         from ..nova.io.pixels import check_images
         from .vae import decode_latent, encode_images
 
         strength = engine_denoise(denoise)
         if strength is not None and start_image is None:
-            raise InputError(f"denoise = {denoise} re-samples start_image: connect start_image (an image or a 1 + 4k "
-                             "clip), or set denoise to 1.")
+            raise InputError(
+                f"denoise = {denoise} re-samples start_image: connect start_image (an image or a 1 + 4k "
+                "clip), or set denoise to 1."
+            )
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
         generator = new_generator(seed)  # (the seed checked before the image is encoded)
@@ -238,11 +401,14 @@ class NovaGenerate(io.ComfyNode):
         if mask is not None:
             regen = token_mask(mask, model, n_prefix, mask_threshold, mask_grow, "mask", clip_frames=image.shape[0])
         check_fits(total, n_prefix, "frames", "start_image")
-        plan = plan_frames(model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen,
-                           strength, pinned)
+        plan = plan_frames(
+            model, positive, negative, sampler, total - n_prefix, motion_flow, fps, prefix, regen, strength, pinned
+        )
         if plan.ticks == 0 and strength is None:
-            raise InputError(f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
-                             "an area to repaint. Connect a mask, or raise frames to continue start_image.")
+            raise InputError(
+                f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
+                "an area to repaint. Connect a mask, or raise frames to continue start_image."
+            )
         latent = make_latent(run_plan(model, plan, generator), model, model.host.intermediate_device(), fps)
         if regen is not None:
             latent = keep_given_tokens(latent, prefix["samples"], regen, model)

@@ -16,14 +16,20 @@ from .compat import io
 from .handles import NovaModel
 from .types import NovaModelType
 
-ATTENTION_TIP = ("The spatial encoder's attention kernel. auto: PyTorch picks (default). flash / cudnn / efficient / "
-                 "math: that SDPA kernel only (same video up to rounding; refused where it cannot run). sage: "
-                 "SageAttention, if installed (CUDA only; faster, a slightly different video).")
-COMPILE_TIP = ("Run the spatial encoder's blocks through torch.compile: fused normalization and activation kernels, "
-               "the same video up to rounding. The first run waits for the compilation (about a minute; once per "
-               "ComfyUI session). Exact attention modes only (not with sage or fp8_matmuls).")
-FP8_TIP = ("Run the spatial encoder's linear layers as fp8 matrix products (Ada and Hopper GPUs: RTX 40xx, L4/L40, "
-           "H100/H200). Faster, a slightly different video; never on by default.")
+ATTENTION_TIP = (
+    "The spatial encoder's attention kernel. auto: PyTorch picks (default). flash / cudnn / efficient / "
+    "math: that SDPA kernel only (same video up to rounding; refused where it cannot run). sage: "
+    "SageAttention, if installed (CUDA only; faster, a slightly different video)."
+)
+COMPILE_TIP = (
+    "Run the spatial encoder's blocks through torch.compile: fused normalization and activation kernels, "
+    "the same video up to rounding. The first run waits for the compilation (about a minute; once per "
+    "ComfyUI session). Exact attention modes only (not with sage or fp8_matmuls)."
+)
+FP8_TIP = (
+    "Run the spatial encoder's linear layers as fp8 matrix products (Ada and Hopper GPUs: RTX 40xx, L4/L40, "
+    "H100/H200). Faster, a slightly different video; never on by default."
+)
 
 
 class NovaSpeedMode(io.ComfyNode):
@@ -34,8 +40,8 @@ class NovaSpeedMode(io.ComfyNode):
             display_name="NOVA Speed Mode",
             category="NOVA",
             description="Deprecated: every mode it offered was slower than the default on an H200 (2026-12-04), so "
-                        "only its defaults run (attention auto, no fp8, no compile). Remove it from the workflow; the "
-                        "default path is the fastest measured.",
+            "only its defaults run (attention auto, no fp8, no compile). Remove it from the workflow; the "
+            "default path is the fastest measured.",
             is_deprecated=True,
             inputs=[
                 NovaModelType.Input("model"),
@@ -52,7 +58,13 @@ class NovaSpeedMode(io.ComfyNode):
             raise InputError(f"model is a {type(model).__name__}; connect NOVA Checkpoint Loader.")
         accel = Accel.choose(False, attention, bool(fp8_matmuls), bool(compile))
         transformer = model.transformer  # (computes on the host's load device)
-        check_runnable(accel.attention, accel.fp8_matmuls, accel.compile_encoder, transformer.device, transformer.dtype,
-                       model.config)
+        check_runnable(
+            accel.attention,
+            accel.fp8_matmuls,
+            accel.compile_encoder,
+            transformer.device,
+            transformer.dtype,
+            model.config,
+        )
         # a new handle over the same weights: the input handle is cached by ComfyUI and stays as it was
         return io.NodeOutput(dataclasses.replace(model, accel=accel))

@@ -23,10 +23,15 @@ class NovaTextEncode(io.ComfyNode):
             display_name="NOVA Text Encode",
             category="NOVA",
             description="Encodes a prompt with Phi-2. Leave the sampler's negative unconnected for the learned "
-                        "null embedding (the official default). The text encoder is offloaded after use.",
+            "null embedding (the official default). The text encoder is offloaded after use.",
             inputs=[
                 NovaTextEncoderType.Input("text_encoder"),
-                io.String.Input("text", multiline=True, default="", tooltip="The prompt (up to 256 tokens; longer prompts are truncated with a warning)."),
+                io.String.Input(
+                    "text",
+                    multiline=True,
+                    default="",
+                    tooltip="The prompt (up to 256 tokens; longer prompts are truncated with a warning).",
+                ),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )
@@ -47,7 +52,9 @@ def encode_text(handle, prompts) -> list:
     if any(embeds.truncated):
         log.warning("NOVA Text Encode: prompt longer than %d tokens was truncated.", MAX_TOKENS)
     feats = embeds.features.to(host.intermediate_device())
-    return [[feats, {"nova_lengths": list(embeds.lengths), "nova_truncated": list(embeds.truncated), "pooled_output": None}]]
+    return [
+        [feats, {"nova_lengths": list(embeds.lengths), "nova_truncated": list(embeds.truncated), "pooled_output": None}]
+    ]
 
 
 def conditioning_embeds(conditioning, text_dim: int, what: str) -> PromptEmbeds:
@@ -57,7 +64,9 @@ def conditioning_embeds(conditioning, text_dim: int, what: str) -> PromptEmbeds:
     feats, lengths = [], []
     for entry in conditioning:
         if not isinstance(entry, (list, tuple)) or not entry or not isinstance(entry[0], torch.Tensor):
-            raise InputError(f"{what} conditioning is not a CONDITIONING list of [tensor, dict]; connect NOVA Text Encode.")
+            raise InputError(
+                f"{what} conditioning is not a CONDITIONING list of [tensor, dict]; connect NOVA Text Encode."
+            )
         tensor, extra = entry[0], entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
         if tensor.dim() != 3 or tensor.shape[-1] != text_dim or "nova_lengths" not in extra:
             raise InputError(
@@ -69,10 +78,14 @@ def conditioning_embeds(conditioning, text_dim: int, what: str) -> PromptEmbeds:
             # Each row needs its own length: a missing one would silently become the null prompt.
             raise InputError(
                 f"{what} conditioning has a batch of {tensor.shape[0]} prompts but {len(entry_lengths)} "
-                "nova_lengths; a node between NOVA Text Encode and here changed the batch. Encode each prompt with NOVA Text Encode."
+                "nova_lengths; a node between NOVA Text Encode and here changed the batch. Encode each prompt with "
+                "NOVA Text Encode."
             )
         if not tensor.is_floating_point():
-            raise InputError(f"{what} conditioning features have dtype {tensor.dtype}; expected float features from NOVA Text Encode.")
+            raise InputError(
+                f"{what} conditioning features have dtype {tensor.dtype}; expected float features from NOVA Text "
+                "Encode."
+            )
         feats.append(tensor)
         lengths += entry_lengths
     width = max(f.shape[1] for f in feats)

@@ -110,15 +110,26 @@ class UrsaCheckpointLoader(io.ComfyNode):
             display_name="URSA Checkpoint Loader",
             category="NOVA/URSA",
             description="Loads an URSA checkpoint (transformer, VQ tokenizer, sampler, text tokenizer) in the "
-                        "official Hugging Face layout. FSQ320 checkpoints make videos, IBQ1024 ones images.",
+            "official Hugging Face layout. FSQ320 checkpoints make videos, IBQ1024 ones images.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=sorted(set(found) | set(OFFICIAL_URSA)), default=DEFAULT_CHECKPOINT,
-                               tooltip="URSA checkpoint folder under models/ursa or models/diffusers."),
-                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto",
-                               tooltip="Weight/compute dtype. auto = bf16 where supported, else fp32. Only fp32 on "
-                                       "the CPU reproduces the official ids exactly."),
-                io.Boolean.Input("download", default=False, tooltip="Download the official checkpoint into "
-                                 "models/ursa/<name> when it is missing."),
+                io.Combo.Input(
+                    "ckpt_name",
+                    options=sorted(set(found) | set(OFFICIAL_URSA)),
+                    default=DEFAULT_CHECKPOINT,
+                    tooltip="URSA checkpoint folder under models/ursa or models/diffusers.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=DTYPE_CHOICES,
+                    default="auto",
+                    tooltip="Weight/compute dtype. auto = bf16 where supported, else fp32. Only fp32 on "
+                    "the CPU reproduces the official ids exactly.",
+                ),
+                io.Boolean.Input(
+                    "download",
+                    default=False,
+                    tooltip="Download the official checkpoint into models/ursa/<name> when it is missing.",
+                ),
             ],
             outputs=[UrsaModelType.Output(display_name="model")],
         )
@@ -145,14 +156,21 @@ class UrsaCheckpointLoader(io.ComfyNode):
         folder = locate_ursa(ckpt_name, host, download)
         check_ursa_folder(folder)
         load_device, offload_device = host.devices("transformer")
-        transformer = load_transformer(os.path.join(folder, "transformer"), offload_device,
-                                       host.pick_dtype(dtype, "transformer", load_device))
+        transformer = load_transformer(
+            os.path.join(folder, "transformer"), offload_device, host.pick_dtype(dtype, "transformer", load_device)
+        )
         scheduler = load_scheduler(os.path.join(folder, "scheduler"))
         check_components(transformer, scheduler, folder)
         vae_load, vae_offload = host.devices("vae")
         vae = load_vq_tokenizer(os.path.join(folder, "vae"), vae_offload, host.pick_dtype(dtype, "vae", vae_load))
-        model = UrsaModel(host.wrap(transformer, "transformer"), host.wrap(vae, "vae"), scheduler,
-                          load_text_tokenizer(os.path.join(folder, "tokenizer")), ckpt_name, host)
+        model = UrsaModel(
+            host.wrap(transformer, "transformer"),
+            host.wrap(vae, "vae"),
+            scheduler,
+            load_text_tokenizer(os.path.join(folder, "tokenizer")),
+            ckpt_name,
+            host,
+        )
         return io.NodeOutput(model)
 
 
@@ -201,39 +219,95 @@ class UrsaGenerate(io.ComfyNode):
             display_name="URSA Generate",
             category="NOVA/URSA",
             description="Text-to-video, image-to-video (connect image), video extension (connect video: the result "
-                        "continues it) or text-to-image (frames = 1, or an IBQ checkpoint) with URSA.",
+            "continues it) or text-to-image (frames = 1, or an IBQ checkpoint) with URSA.",
             inputs=[
                 UrsaModelType.Input("model"),
                 io.String.Input("prompt", multiline=True, default="", tooltip="What to generate."),
-                io.String.Input("negative_prompt", multiline=True, default=OFFICIAL_NEGATIVE,
-                                tooltip="What to avoid (the official examples' negative prompt by default)."),
-                io.Float.Input("motion", default=9.0, min=0.0, max=20.0, step=0.5,
-                               tooltip="Motion strength, sent as the official 'motion=<value>, ' prompt prefix "
-                                       "on video checkpoints when frames > 1 (9 for text/image-to-video, 5 for "
-                                       "extension). 0 = no prefix."),
+                io.String.Input(
+                    "negative_prompt",
+                    multiline=True,
+                    default=OFFICIAL_NEGATIVE,
+                    tooltip="What to avoid (the official examples' negative prompt by default).",
+                ),
+                io.Float.Input(
+                    "motion",
+                    default=9.0,
+                    min=0.0,
+                    max=20.0,
+                    step=0.5,
+                    tooltip="Motion strength, sent as the official 'motion=<value>, ' prompt prefix "
+                    "on video checkpoints when frames > 1 (9 for text/image-to-video, 5 for "
+                    "extension). 0 = no prefix.",
+                ),
                 io.Int.Input("width", default=512, min=8, max=4096, step=8, tooltip="Width in pixels (multiple of 8)."),
-                io.Int.Input("height", default=320, min=8, max=4096, step=8,
-                             tooltip="Height in pixels (multiple of 8)."),
-                io.Int.Input("frames", default=49, min=1, max=1 + 4 * 256, step=4,
-                             tooltip="Frames, 1 + 4k (49 as trained; 1 = an image). IBQ checkpoints make one image."),
-                io.Int.Input("steps", default=25, min=1, max=500,
-                             tooltip="Sampling steps (the official videos use 50)."),
-                io.Float.Input("guidance", default=7.0, min=0.0, max=30.0, step=0.1,
-                               tooltip="Classifier-free guidance scale; <= 1 runs without the negative prompt."),
-                io.Float.Input("guidance_trunc", default=0.9, min=0.0, max=1.0, step=0.01,
-                               tooltip="Guidance applies while t < guidance_trunc (t runs from 0 to 1)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed. On the CPU in fp32 it gives the official ids exactly."),
-                io.Image.Input("image", optional=True,
-                               tooltip="First frame (image-to-video), or the image to vary (IBQ). Its size must be "
-                                       "width x height."),
-                io.Image.Input("video", optional=True,
-                               tooltip="A clip to extend: its last num_cond_frames frames start the new clip, and the "
-                                       "output is the clip followed by the new frames."),
-                io.Int.Input("num_cond_frames", default=13, min=1, max=1 + 4 * 256, step=4, optional=True,
-                             tooltip="With video: how many of its last frames condition the new clip (1 + 4k)."),
-                io.Float.Input("cond_noise_scale", default=0.0, min=0.0, max=1.0, step=0.01, optional=True,
-                               tooltip="Noise on the conditioning tokens (the official extension uses 0.1)."),
+                io.Int.Input(
+                    "height", default=320, min=8, max=4096, step=8, tooltip="Height in pixels (multiple of 8)."
+                ),
+                io.Int.Input(
+                    "frames",
+                    default=49,
+                    min=1,
+                    max=1 + 4 * 256,
+                    step=4,
+                    tooltip="Frames, 1 + 4k (49 as trained; 1 = an image). IBQ checkpoints make one image.",
+                ),
+                io.Int.Input(
+                    "steps", default=25, min=1, max=500, tooltip="Sampling steps (the official videos use 50)."
+                ),
+                io.Float.Input(
+                    "guidance",
+                    default=7.0,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Classifier-free guidance scale; <= 1 runs without the negative prompt.",
+                ),
+                io.Float.Input(
+                    "guidance_trunc",
+                    default=0.9,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Guidance applies while t < guidance_trunc (t runs from 0 to 1).",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Random seed. On the CPU in fp32 it gives the official ids exactly.",
+                ),
+                io.Image.Input(
+                    "image",
+                    optional=True,
+                    tooltip="First frame (image-to-video), or the image to vary (IBQ). Its size must be "
+                    "width x height.",
+                ),
+                io.Image.Input(
+                    "video",
+                    optional=True,
+                    tooltip="A clip to extend: its last num_cond_frames frames start the new clip, and the "
+                    "output is the clip followed by the new frames.",
+                ),
+                io.Int.Input(
+                    "num_cond_frames",
+                    default=13,
+                    min=1,
+                    max=1 + 4 * 256,
+                    step=4,
+                    optional=True,
+                    tooltip="With video: how many of its last frames condition the new clip (1 + 4k).",
+                ),
+                io.Float.Input(
+                    "cond_noise_scale",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    optional=True,
+                    tooltip="Noise on the conditioning tokens (the official extension uses 0.1).",
+                ),
             ],
             outputs=[io.Image.Output(display_name="frames")],
         )
@@ -247,8 +321,24 @@ class UrsaGenerate(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model, prompt, negative_prompt, motion, width, height, frames, steps, guidance, guidance_trunc,
-                seed, image=None, video=None, num_cond_frames=13, cond_noise_scale=0.0) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        prompt,
+        negative_prompt,
+        motion,
+        width,
+        height,
+        frames,
+        steps,
+        guidance,
+        guidance_trunc,
+        seed,
+        image=None,
+        video=None,
+        num_cond_frames=13,
+        cond_noise_scale=0.0,
+    ) -> io.NodeOutput:
         from ..nova.ursa.pipeline import UrsaPipeline, pixels_to_uint8
 
         if not isinstance(model, UrsaModel):
@@ -264,9 +354,16 @@ class UrsaGenerate(io.ComfyNode):
             text = f"motion={float(motion)}, {text}"
         start = None if video is None else image_to_uint8(video, "video")
         kwargs = dict(
-            prompt=text, negative_prompt=negative_prompt, height=int(height), width=int(width),
-            num_frames=int(frames), num_inference_steps=int(steps), guidance_scale=float(guidance),
-            guidance_trunc=float(guidance_trunc), cond_noise_scale=float(cond_noise_scale), output_type="np",
+            prompt=text,
+            negative_prompt=negative_prompt,
+            height=int(height),
+            width=int(width),
+            num_frames=int(frames),
+            num_inference_steps=int(steps),
+            guidance_scale=float(guidance),
+            guidance_trunc=float(guidance_trunc),
+            cond_noise_scale=float(cond_noise_scale),
+            output_type="np",
         )
         if image is not None:
             kwargs["image"] = image_to_uint8(image, "image")[0]
@@ -283,20 +380,25 @@ class UrsaGenerate(io.ComfyNode):
             if image is not None:
                 kwargs["cond_latents"] = pipe.encode_image(kwargs.pop("image"), *size)
             else:
-                kwargs["cond_latents"] = pipe.encode_video(kwargs.pop("video"), *size, int(frames),
-                                                           kwargs.pop("num_cond_frames"))
+                kwargs["cond_latents"] = pipe.encode_video(
+                    kwargs.pop("video"), *size, int(frames), kwargs.pop("num_cond_frames")
+                )
         host.load(model.transformer_patcher, memory_required=sampling_memory(model, frames, height, width, guidance))
         device = transformer.device
         pipe = UrsaPipeline(transformer, model.scheduler.to(device), vae, model.tokenizer)
         progress = host.progress(int(steps))
         generator = torch.Generator(device=device).manual_seed(int(seed))
-        ids = pipe(**{**kwargs, "output_type": "latent"}, generator=generator,
-                   callback_on_step_end=lambda step, total, ids: progress.update(
-                       step + 1, preview_image=token_preview(model, ids))).frames
+        ids = pipe(
+            **{**kwargs, "output_type": "latent"},
+            generator=generator,
+            callback_on_step_end=lambda step, total, ids: progress.update(
+                step + 1, preview_image=token_preview(model, ids)
+            ),
+        ).frames
         host.load(model.vae_patcher)
         result = pixels_to_uint8(pipe.decode(ids))[0]  # [F, H, W, 3] (video) or [H, W, 3] (image)
         result = result if model.is_video_model else result[None]
         if start is not None:  # the official extension: the given clip, then the frames after the condition
-            result = np.concatenate([start, result[int(num_cond_frames):]])
+            result = np.concatenate([start, result[int(num_cond_frames) :]])
         pixels = torch.from_numpy(np.ascontiguousarray(result)).float().div(255)
         return io.NodeOutput(pixels.to(host.intermediate_device()))

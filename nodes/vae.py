@@ -24,8 +24,12 @@ def encode_images(handle, images: torch.Tensor, width: int, height: int, mode: s
     pixels = fit_frames(images, width, height, mode)
     host.load(handle.patcher, vae.encode_memory_bytes(pixels.shape[0], height, width))
     mean = vae.encode_frames(pixels)
-    return {"samples": mean.to(host.intermediate_device()), LATENT_SPACE_KEY: vae.latent_space, RESIZE: mode,
-            ENCODED_FRAMES: int(pixels.shape[0])}
+    return {
+        "samples": mean.to(host.intermediate_device()),
+        LATENT_SPACE_KEY: vae.latent_space,
+        RESIZE: mode,
+        ENCODED_FRAMES: int(pixels.shape[0]),
+    }
 
 
 def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
@@ -37,7 +41,9 @@ def decode_latent(handle, latent: dict, tile_latents: int = 5) -> torch.Tensor:
     z = latent_tensor(latent)
     check_latent_space(latent, vae.latent_space, f"VAE '{handle.name}'")
     if z.shape[1] != vae.latent_channels:
-        raise InputError(f"latents of shape {list(z.shape)} do not fit this VAE ({vae.latent_channels} channels, [B, C, T, h, w]).")
+        raise InputError(
+            f"latents of shape {list(z.shape)} do not fit this VAE ({vae.latent_channels} channels, [B, C, T, h, w])."
+        )
     host.load(handle.patcher, vae.decode_memory_bytes(z.shape[-2], z.shape[-1], tile_latents))
     out = []
     tiles = vae.decode_chunk_count(z.shape[2], tile_latents)
@@ -66,12 +72,29 @@ class NovaVAEEncode(io.ComfyNode):
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Image.Input("image", tooltip="An image, or video frames (1 + 4k frames for the video VAE)."),
-                io.Int.Input("width", default=768, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_STEP,
-                             tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024)."),
-                io.Int.Input("height", default=480, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_STEP,
-                             tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024)."),
-                io.Combo.Input("resize", options=RESIZE_MODES, default="crop", tooltip="crop: center-crop to the aspect ratio, then resize (official demo). "
-                               "The latents remember it: a noise_mask and the feather's source are fitted the same way."),
+                io.Int.Input(
+                    "width",
+                    default=768,
+                    min=MIN_SIZE,
+                    max=MAX_SIZE,
+                    step=SIZE_STEP,
+                    tooltip="The checkpoint's width (osp480: 768; sdxl1024: 1024).",
+                ),
+                io.Int.Input(
+                    "height",
+                    default=480,
+                    min=MIN_SIZE,
+                    max=MAX_SIZE,
+                    step=SIZE_STEP,
+                    tooltip="The checkpoint's height (osp480: 480; sdxl1024: 1024).",
+                ),
+                io.Combo.Input(
+                    "resize",
+                    options=RESIZE_MODES,
+                    default="crop",
+                    tooltip="crop: center-crop to the aspect ratio, then resize (official demo). "
+                    "The latents remember it: a noise_mask and the feather's source are fitted the same way.",
+                ),
             ],
             outputs=[io.Latent.Output(display_name="latents")],
         )
@@ -83,8 +106,10 @@ class NovaVAEEncode(io.ComfyNode):
         for name, value in (("width", width), ("height", height)):
             ok = isinstance(value, int) and not isinstance(value, bool) and MIN_SIZE <= value <= MAX_SIZE
             if not ok or value % SIZE_STEP:
-                raise InputError(f"{name} = {value!r}; expected a multiple of {SIZE_STEP} in [{MIN_SIZE}, {MAX_SIZE}] "
-                                 "(the checkpoint's size: osp480 768x480, sdxl1024 1024x1024).")
+                raise InputError(
+                    f"{name} = {value!r}; expected a multiple of {SIZE_STEP} in [{MIN_SIZE}, {MAX_SIZE}] "
+                    "(the checkpoint's size: osp480 768x480, sdxl1024 1024x1024)."
+                )
         return io.NodeOutput(encode_images(vae, image, width, height, resize))
 
 
@@ -96,20 +121,42 @@ class NovaVAEDecode(io.ComfyNode):
             display_name="NOVA VAE Decode",
             category="NOVA",
             description="Decodes NOVA latents to frames, in temporal chunks so memory stays bounded. Every "
-                        "latent count decodes to 1 + 4(T-1) frames. Latents repainted under a mask (AR Frame Step) "
-                        "can be feathered into their source frames.",
+            "latent count decodes to 1 + 4(T-1) frames. Latents repainted under a mask (AR Frame Step) "
+            "can be feathered into their source frames.",
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
-                io.Float.Input("fps", default=12.0, min=MIN_FPS, max=MAX_FPS, step=0.5,
-                               tooltip="Used when the latents do not carry the fps they were generated at."),
-                io.Int.Input("tile_latents", default=5, min=2, max=64, tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
-                             "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."),
-                io.Image.Input("source", optional=True, tooltip="Repainted latents: the frames that were encoded, to blend the result into."),
-                io.Int.Input("feather", default=0, min=0, max=MAX_FEATHER, optional=True,
-                             tooltip="With source and repainted latents: blend over this many pixels inside the edge of the "
-                                     "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
-                                     "those tokens are then the source's exactly. 0 = the plain decode."),
+                io.Float.Input(
+                    "fps",
+                    default=12.0,
+                    min=MIN_FPS,
+                    max=MAX_FPS,
+                    step=0.5,
+                    tooltip="Used when the latents do not carry the fps they were generated at.",
+                ),
+                io.Int.Input(
+                    "tile_latents",
+                    default=5,
+                    min=2,
+                    max=64,
+                    tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
+                    "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8).",
+                ),
+                io.Image.Input(
+                    "source",
+                    optional=True,
+                    tooltip="Repainted latents: the frames that were encoded, to blend the result into.",
+                ),
+                io.Int.Input(
+                    "feather",
+                    default=0,
+                    min=0,
+                    max=MAX_FEATHER,
+                    optional=True,
+                    tooltip="With source and repainted latents: blend over this many pixels inside the edge of the "
+                    "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
+                    "those tokens are then the source's exactly. 0 = the plain decode.",
+                ),
             ],
             outputs=[io.Image.Output(display_name="frames"), io.Float.Output(display_name="fps")],
         )

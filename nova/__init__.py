@@ -37,13 +37,33 @@ __all__ = list(_LAZY)
 # The flat modules of 0.1 (``nova.plan``, ``nova.fast``, ...) at their places in the packages.
 # (``nova.batch``, ``nova.sampling`` and ``nova.components`` are packages now; their old names
 # are handed on by the packages themselves.)
-MovedModules.install(__name__, {
-    "batch_cli": "batch.cli", "batch_items": "batch.items", "batch_progress": "batch.progress",
-    "manifest": "batch.manifest", "layouts": "batch.layouts", "distributed": "batch.distributed",
-    "embed_cache": "batch.embed_cache", "plan": "sampling.plan", "fast": "sampling.fast",
-    "set_step": "sampling.set_step", "masks": "sampling.masks", "keyframes": "sampling.keyframes",
-    "rng": "sampling.rng", "step_progress": "sampling.progress", "loading": "components.loading",
-    "config": "components.config", "text_encoder": "components.text_encoder", "vae": "components.vae",
-    "tiny": "components.tiny", "media": "io.media", "images": "io.images", "pixels": "io.pixels",
-    "vae_frames": "io.frames", "latents": "io.latents", "fp8": "speed.fp8",
-})
+MovedModules.install(
+    __name__,
+    {
+        "batch_cli": "batch.cli",
+        "batch_items": "batch.items",
+        "batch_progress": "batch.progress",
+        "manifest": "batch.manifest",
+        "layouts": "batch.layouts",
+        "distributed": "batch.distributed",
+        "embed_cache": "batch.embed_cache",
+        "plan": "sampling.plan",
+        "fast": "sampling.fast",
+        "set_step": "sampling.set_step",
+        "masks": "sampling.masks",
+        "keyframes": "sampling.keyframes",
+        "rng": "sampling.rng",
+        "step_progress": "sampling.progress",
+        "loading": "components.loading",
+        "config": "components.config",
+        "text_encoder": "components.text_encoder",
+        "vae": "components.vae",
+        "tiny": "components.tiny",
+        "media": "io.media",
+        "images": "io.images",
+        "pixels": "io.pixels",
+        "vae_frames": "io.frames",
+        "latents": "io.latents",
+        "fp8": "speed.fp8",
+    },
+)

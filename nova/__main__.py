@@ -84,18 +84,25 @@ def _generate(args) -> int:
     path = " on the reference path" if args.reference else ""
     path += "" if accel.describe() == "default kernels" else f", spatial encoder with {accel.describe()}"
     name = str(dtype).replace("torch.", "")
-    print(f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {request.latents} "
-          f"latent frame(s){path}", file=sys.stderr)
+    print(
+        f"loaded {args.model} ({name} on {device}) in {time.time() - t0:.1f}s; generating {request.latents} "
+        f"latent frame(s){path}",
+        file=sys.stderr,
+    )
     t0 = time.time()
     generator = new_generator(args.seed)  # CPU, as the official code draws
     given = request.given_frames(pipe, generator)
     if given.mask is not None:
-        print(f"repainting {int(given.mask.any(dim=1).sum())} of {given.frames} latent frame(s) under {args.mask}",
-              file=sys.stderr)
+        print(
+            f"repainting {int(given.mask.any(dim=1).sum())} of {given.frames} latent frame(s) under {args.mask}",
+            file=sys.stderr,
+        )
     settings = SamplerSettings(args.steps, args.diffusion_steps, args.cfg)
     guided = settings.guidance_scale > 1
-    segments = [pipe.segment(prompt, frames, args.negative_prompt or "", args.motion_flow, args.fps, guided)
-                for prompt, frames in zip(request.prompts, request.frames_per_prompt(given))]
+    segments = [
+        pipe.segment(prompt, frames, args.negative_prompt or "", args.motion_flow, args.fps, guided)
+        for prompt, frames in zip(request.prompts, request.frames_per_prompt(given))
+    ]
     plan = request.plan(pipe, settings, segments, given)
     with StepProgressBar(plan.ticks) as bar:
         result = plan.run(generator, bar)
@@ -128,9 +135,17 @@ def _checked_ursa_inputs(args):
 def _check_no_ursa_options(args):
     from .errors import InputError
 
-    given = [name for name, value in (("--width", args.width), ("--height", args.height), ("--motion", args.motion),
-                                      ("--num-cond-frames", args.num_cond_frames != 13),
-                                      ("--cond-noise-scale", args.cond_noise_scale)) if value]
+    given = [
+        name
+        for name, value in (
+            ("--width", args.width),
+            ("--height", args.height),
+            ("--motion", args.motion),
+            ("--num-cond-frames", args.num_cond_frames != 13),
+            ("--cond-noise-scale", args.cond_noise_scale),
+        )
+        if value
+    ]
     if given:
         raise InputError(f"{', '.join(given)}: URSA options; NOVA checkpoints have a fixed size and use --motion-flow.")
 
@@ -139,7 +154,10 @@ def _make_tiny(args) -> int:
     from .components.tiny import make_tiny
 
     make_tiny(args.dir, preset=args.preset, seed=args.seed)
-    print(f"wrote a random '{args.preset}' checkpoint to {args.dir} (random weights: its videos are noise)", file=sys.stderr)
+    print(
+        f"wrote a random '{args.preset}' checkpoint to {args.dir} (random weights: its videos are noise)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -173,54 +191,120 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", required=True, action="append", help="repeat for a video with one segment per prompt")
     gen.add_argument("--negative-prompt", default=None, help="what to steer away from (with --cfg > 1)")
     gen.add_argument("--image", default=None, help="first frame for image-to-video (cropped/resized to fit)")
-    gen.add_argument("--frames", type=int, default=None, help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
-                     "default 33, with --mask the length of the given clip")
+    gen.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
+        "default 33, with --mask the length of the given clip",
+    )
     gen.add_argument("--video", default=None, help="a clip to continue (1 + 4k frames are used)")
-    gen.add_argument("--window", type=int, default=0, help="latent frames of temporal context (9 = training length; 0 = all)")
+    gen.add_argument(
+        "--window", type=int, default=0, help="latent frames of temporal context (9 = training length; 0 = all)"
+    )
     gen.add_argument("--blend", type=int, default=0, help="frames over which a new prompt fades in")
     gen.add_argument("--loop", type=int, default=0, help="extra frames leading back to the first frame")
-    gen.add_argument("--mask", default=None, help="inpaint/outpaint --image or --video: a mask image or video (white = regenerate; "
-                     "1 frame, or 1 per video frame)")
-    gen.add_argument("--mask-threshold", type=float, default=0.5, help="a token is regenerated if any of its mask pixels is above this")
-    gen.add_argument("--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)")
-    gen.add_argument("--feather", type=int, default=0, help="with --mask: blend into the source over this many pixels inside the mask edge")
-    gen.add_argument("--denoise", type=float, default=None,
-                     help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: "
-                          "0 keeps them, 1 ignores them (image-to-image, video-to-video); default: keep and "
-                          "continue them")
-    gen.add_argument("--keyframe", action="append", default=None, metavar="IMAGE@FRAME",
-                     help="pin a picture at a video frame (0 or a multiple of 4; -1 = the last frame); repeatable")
-    gen.add_argument("--keyframe-approach", type=int, default=2,
-                     help="latent frames before each keyframe that approach it (4 video frames each)")
-    gen.add_argument("--keyframe-strength", type=float, default=0.5,
-                     help="in [0, 1]: the frame just before a keyframe has strength x approach / (approach + 1) "
-                          "of its tokens fixed to it")
-    gen.add_argument("--steps", type=int, default=None, help="NOVA: set-by-set (AR) steps per frame (64); URSA: sampling steps (25)")
+    gen.add_argument(
+        "--mask",
+        default=None,
+        help="inpaint/outpaint --image or --video: a mask image or video (white = regenerate; "
+        "1 frame, or 1 per video frame)",
+    )
+    gen.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="a token is regenerated if any of its mask pixels is above this",
+    )
+    gen.add_argument(
+        "--mask-grow", type=int, default=0, help="widen the regenerated region by this many tokens (16 pixels each)"
+    )
+    gen.add_argument(
+        "--feather",
+        type=int,
+        default=0,
+        help="with --mask: blend into the source over this many pixels inside the mask edge",
+    )
+    gen.add_argument(
+        "--denoise",
+        type=float,
+        default=None,
+        help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: "
+        "0 keeps them, 1 ignores them (image-to-image, video-to-video); default: keep and "
+        "continue them",
+    )
+    gen.add_argument(
+        "--keyframe",
+        action="append",
+        default=None,
+        metavar="IMAGE@FRAME",
+        help="pin a picture at a video frame (0 or a multiple of 4; -1 = the last frame); repeatable",
+    )
+    gen.add_argument(
+        "--keyframe-approach",
+        type=int,
+        default=2,
+        help="latent frames before each keyframe that approach it (4 video frames each)",
+    )
+    gen.add_argument(
+        "--keyframe-strength",
+        type=float,
+        default=0.5,
+        help="in [0, 1]: the frame just before a keyframe has strength x approach / (approach + 1) "
+        "of its tokens fixed to it",
+    )
+    gen.add_argument(
+        "--steps", type=int, default=None, help="NOVA: set-by-set (AR) steps per frame (64); URSA: sampling steps (25)"
+    )
     gen.add_argument("--diffusion-steps", type=int, default=25, help="NOVA: diffusion steps per set step")
     gen.add_argument("--cfg", type=float, default=None, help="guidance scale (NOVA 5, URSA 7)")
     ursa = gen.add_argument_group("URSA checkpoints")
     ursa.add_argument("--width", type=int, default=None, help="pixels, multiple of 8 (512 video, 1024 image)")
     ursa.add_argument("--height", type=int, default=None, help="pixels, multiple of 8 (320 video, 1024 image)")
-    ursa.add_argument("--motion", type=float, default=None, help="the 'motion=<value>, ' prompt prefix (9; 5 with --video; 0 = none)")
+    ursa.add_argument(
+        "--motion", type=float, default=None, help="the 'motion=<value>, ' prompt prefix (9; 5 with --video; 0 = none)"
+    )
     ursa.add_argument("--guidance-trunc", type=float, default=0.9, help="guidance applies while t < this")
-    ursa.add_argument("--num-cond-frames", type=int, default=13, help="with --video: how many of its last frames condition the new clip")
-    ursa.add_argument("--cond-noise-scale", type=float, default=None, help="noise on the condition tokens (0; 0.1 with --video)")
+    ursa.add_argument(
+        "--num-cond-frames",
+        type=int,
+        default=13,
+        help="with --video: how many of its last frames condition the new clip",
+    )
+    ursa.add_argument(
+        "--cond-noise-scale", type=float, default=None, help="noise on the condition tokens (0; 0.1 with --video)"
+    )
     gen.add_argument("--motion-flow", type=float, default=5.0, help="NOVA: motion flow (more = more motion)")
     gen.add_argument("--fps", type=float, default=12.0, help="frames per second (conditioning and file), 1 .. 120")
-    gen.add_argument("--seed", type=int, default=0,
-                     help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter")
-    gen.add_argument("--dtype", choices=["auto"] + sorted(DTYPE_NAMES), default="auto",
-                     help="auto = bf16 where the device supports it (CUDA), else fp32")
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="0 .. 2**64-1; drawn on the CPU generator as the official code does, where only the low 32 bits matter",
+    )
+    gen.add_argument(
+        "--dtype",
+        choices=["auto"] + sorted(DTYPE_NAMES),
+        default="auto",
+        help="auto = bf16 where the device supports it (CUDA), else fp32",
+    )
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: best available)")
-    gen.add_argument("--reference", action="store_true", help="the official algorithm step for step (slower; the fast path matches it within rounding)")
+    gen.add_argument(
+        "--reference",
+        action="store_true",
+        help="the official algorithm step for step (slower; the fast path matches it within rounding)",
+    )
     add_speed_arguments(gen)
     gen.add_argument("--out", required=True, help="output file: .mp4, .webp, .gif or .png")
-    gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
+    gen.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error"
+    )
     gen.set_defaults(func=_generate)
     tiny = sub.add_parser("make-tiny", help="write a small random checkpoint in the official layout")
     tiny.add_argument("dir", help="a new or empty folder")
-    tiny.add_argument("--preset", choices=["video", "image", "mid"], default="video",
-                      help="which checkpoint to imitate")
+    tiny.add_argument(
+        "--preset", choices=["video", "image", "mid"], default="video", help="which checkpoint to imitate"
+    )
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=_make_tiny)
     from .batch.cli import add_parser as add_batch_parser  # `batch`: nova/batch/cli.py, nova/batch/runner.py

@@ -39,8 +39,11 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         new = self.moved[spec.name]
-        warnings.warn(f"{spec.name} moved to {new}; import it from there (the old path goes in 0.3).",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{spec.name} moved to {new}; import it from there (the old path goes in 0.3).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return importlib.import_module(new)
 
     def exec_module(self, module):

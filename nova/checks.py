@@ -34,8 +34,9 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
 
     o = options
     if o["frames"] is not None and latents_for_frames(o["frames"]) > MAX_LATENT_FRAMES:
-        raise InputError(f"{name('frames')} = {o['frames']}; at most {max_video_frames()} "
-                         f"({MAX_LATENT_FRAMES} latent frames).")
+        raise InputError(
+            f"{name('frames')} = {o['frames']}; at most {max_video_frames()} ({MAX_LATENT_FRAMES} latent frames)."
+        )
     check_fps(o["fps"])
     SamplerSettings(o["steps"], o["diffusion_steps"], o["cfg"])
     flow = o["motion_flow"]
@@ -65,25 +66,34 @@ def check_options(options: Mapping, prompts: int = 1, name: Callable[[str], str]
 
 def _check_combination(o: Mapping, prompts: int, name: Callable[[str], str]) -> None:
     if o["image"] and o["video"]:
-        raise InputError(f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), "
-                         "not both.")
+        raise InputError(
+            f"pass either {name('image')} (a first frame) or {name('video')} (a clip to continue), not both."
+        )
     if o["mask"] and (bool(o["image"]) == bool(o["video"]) or prompts != 1):
-        raise InputError(f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) "
-                         "under one prompt.")
+        raise InputError(
+            f"{name('mask')} repaints one {name('image')} or one {name('video')} (not both) under one prompt."
+        )
     if o["denoise"] is not None and not (o["image"] or o["video"]):
-        raise InputError(f"{name('denoise')} {o['denoise']} re-samples given frames: set {name('image')} or "
-                         f"{name('video')} (or drop {name('denoise')}).")
+        raise InputError(
+            f"{name('denoise')} {o['denoise']} re-samples given frames: set {name('image')} or "
+            f"{name('video')} (or drop {name('denoise')})."
+        )
     if o["keyframe"] and o["mask"]:
-        raise InputError(f"{name('keyframe')} with {name('mask')}: a masked generation repaints given frames; pin "
-                         f"keyframes in a generation without {name('mask')}.")
+        raise InputError(
+            f"{name('keyframe')} with {name('mask')}: a masked generation repaints given frames; pin "
+            f"keyframes in a generation without {name('mask')}."
+        )
     if o["mask"] and (o["window"] or o["blend"] or o["loop"]):
-        raise InputError(f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
-                         f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
-                         f"{name('window')}, {name('blend')} and {name('loop')} at 0.")
+        raise InputError(
+            f"{name('mask')} with {name('window')} {o['window']} / {name('blend')} {o['blend']} / "
+            f"{name('loop')} {o['loop']}: a masked generation is one segment over all frames; leave "
+            f"{name('window')}, {name('blend')} and {name('loop')} at 0."
+        )
 
 
-def check_model_kind(options: Mapping, prompts: int, video_model: bool, name: Callable[[str], str] = flag,
-                     checkpoint: str = "this") -> None:
+def check_model_kind(
+    options: Mapping, prompts: int, video_model: bool, name: Callable[[str], str] = flag, checkpoint: str = "this"
+) -> None:
     """What only a video checkpoint does: several prompts, a window, a blend, a loop, a clip to
     continue, keyframes. ``checkpoint`` names it in the message (its folder)."""
     if video_model:
@@ -92,8 +102,10 @@ def check_model_kind(options: Mapping, prompts: int, video_model: bool, name: Ca
     used = [name(key) for key in ("window", "blend", "loop", "video", "keyframe") if o[key]]
     used = ([f"{prompts} prompts"] if prompts > 1 else []) + used
     if used:
-        raise InputError(f"{', '.join(used)}: need a video checkpoint ({checkpoint} is an image checkpoint; it "
-                         f"makes one frame). With {name('mask')}, repaint an {name('image')} instead.")
+        raise InputError(
+            f"{', '.join(used)}: need a video checkpoint ({checkpoint} is an image checkpoint; it "
+            f"makes one frame). With {name('mask')}, repaint an {name('image')} instead."
+        )
 
 
 def keyframe_pairs(value, name: Callable[[str], str] = flag) -> List[Tuple[str, int]]:
@@ -114,8 +126,9 @@ def keyframe_pairs(value, name: Callable[[str], str] = flag) -> List[Tuple[str, 
         except ValueError:
             number = None
         if not sep or not path or number is None:
-            raise InputError(f"{name('keyframe')} {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 "
-                             "(the last frame).")
+            raise InputError(
+                f"{name('keyframe')} {part!r}; expected IMAGE@FRAME, e.g. end.png@32 or end.png@-1 (the last frame)."
+            )
         pairs.append((path, number))
     return pairs
 
@@ -165,9 +178,11 @@ def probe_clip(options: Mapping, video_model: bool, name: Callable[[str], str] =
     frames = min(info.frames, limit)
     longest = max_video_frames()
     if frames > longest:
-        raise InputError(f"{label} {path}: more than {longest} frames; NOVA makes at most {longest} "
-                         f"({MAX_LATENT_FRAMES} latent frames). Give a clip of at most {longest} frames "
-                         f"(e.g. `ffmpeg -i IN -frames:v {longest} OUT`).")
+        raise InputError(
+            f"{label} {path}: more than {longest} frames; NOVA makes at most {longest} "
+            f"({MAX_LATENT_FRAMES} latent frames). Give a clip of at most {longest} frames "
+            f"(e.g. `ffmpeg -i IN -frames:v {longest} OUT`)."
+        )
     check_decoded_bytes(frames, info.width, info.height, path, label, more=info.frames > limit)
     return frames
 
@@ -182,8 +197,10 @@ def _read_mask(options: Mapping, clip_frames: Optional[int], name: Callable[[str
     limit = 1 if clip_frames is None else clip_frames
 
     def too_long():
-        return InputError(f"{label} {path}: has more frames than the {limit} of {name('video')}; give "
-                          "1 mask frame, one per latent frame or one per clip frame.")
+        return InputError(
+            f"{label} {path}: has more frames than the {limit} of {name('video')}; give "
+            "1 mask frame, one per latent frame or one per clip frame."
+        )
 
     if limit > 1 and probe(path, label, max_frames=limit).frames > limit:
         raise too_long()
@@ -200,12 +217,24 @@ def check_mask(options: Mapping, config, mask, clip_frames: Optional[int]) -> No
     from .sampling.masks import token_mask
 
     given = 1 if clip_frames is None else latents_for_frames(frames_kept(clip_frames))
-    token_mask(mask, config, given, options["mask_threshold"], options["mask_grow"], name=str(options["mask"]),
-               clip_frames=clip_frames)
+    token_mask(
+        mask,
+        config,
+        given,
+        options["mask_threshold"],
+        options["mask_grow"],
+        name=str(options["mask"]),
+        clip_frames=clip_frames,
+    )
 
 
-def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_frames: Optional[int] = None,
-                 name: Callable[[str], str] = flag) -> int:
+def plan_latents(
+    options: Mapping,
+    video_model: bool,
+    prompts: int = 1,
+    clip_frames: Optional[int] = None,
+    name: Callable[[str], str] = flag,
+) -> int:
     """The latent frames a request makes in total, checked against what it is given: ``clip_frames``
     is the length of the ``video`` clip (None without one; an ``image`` is one latent frame). A
     clip longer than the request, or fewer new latent frames than prompts, is refused; with
@@ -227,16 +256,22 @@ def plan_latents(options: Mapping, video_model: bool, prompts: int = 1, clip_fra
     latents = latents_for_frames(DEFAULT_FRAMES if frames is None else frames) if video_model else 1
     if clip_frames is not None and given >= latents:
         asked = DEFAULT_FRAMES if frames is None else frames
-        raise InputError(f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and "
-                         f"{name('frames')} {asked} makes {latents}: nothing is left to generate; "
-                         f"raise {name('frames')} or give a shorter clip.")
+        raise InputError(
+            f"{name('video')} has {clip_frames} frames or more ({given} latent frames) and "
+            f"{name('frames')} {asked} makes {latents}: nothing is left to generate; "
+            f"raise {name('frames')} or give a shorter clip."
+        )
     new = latents - given
     if not video_model and given and denoise is None:
-        raise InputError(f"{name('image')} on an image checkpoint leaves nothing to generate (it makes one frame); "
-                         f"add {name('mask')} to repaint part of it.")
+        raise InputError(
+            f"{name('image')} on an image checkpoint leaves nothing to generate (it makes one frame); "
+            f"add {name('mask')} to repaint part of it."
+        )
     if new < prompts and denoise is None:  # (re-sampled given frames are under the first prompt)
-        raise InputError(f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
-                         f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames}).")
+        raise InputError(
+            f"{prompts} prompt(s) need at least {prompts} new latent frames after the {given} given; "
+            f"raise {name('frames')} (now {DEFAULT_FRAMES if frames is None else frames})."
+        )
     return latents
 
 
@@ -244,8 +279,9 @@ def check_fits(total: int, given: int, total_name: str, given_name: str) -> int:
     """The new latent frames after ``given`` in a result of ``total`` latent frames; a result
     shorter than what it is given is refused, naming both (every front end's rule)."""
     if total < given:
-        raise InputError(f"{total_name} makes {total} latent frame(s), fewer than the {given} of {given_name}; "
-                         f"raise {total_name}.")
+        raise InputError(
+            f"{total_name} makes {total} latent frame(s), fewer than the {given} of {given_name}; raise {total_name}."
+        )
     return total - given
 
 
@@ -265,5 +301,10 @@ def warn_about_steps(steps: int, config, name: str = "--steps") -> None:
     """More set steps than a frame has tokens: each step predicts at least one token, so fewer run."""
     tokens = config.num_image_tokens
     if steps > tokens:
-        log.warning("%s %d: a frame of this checkpoint has %d tokens, so %d set steps run per frame.",
-                    name, steps, tokens, tokens)
+        log.warning(
+            "%s %d: a frame of this checkpoint has %d tokens, so %d set steps run per frame.",
+            name,
+            steps,
+            tokens,
+            tokens,
+        )

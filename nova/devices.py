@@ -28,7 +28,9 @@ def check_device(device) -> torch.device:
         raise InputError(f"device = {device!r} is not a device name; use cpu, cuda, cuda:N or mps.") from exc
     available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if _mps_available() else [])
     if dev.type not in available:
-        raise InputError(f"device = {device!r}: {dev.type} is not available on this machine; available: {', '.join(available)}.")
+        raise InputError(
+            f"device = {device!r}: {dev.type} is not available on this machine; available: {', '.join(available)}."
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise InputError(f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
     return dev

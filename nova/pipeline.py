@@ -48,7 +48,9 @@ class NovaPipelineOutput:
 class NovaPipeline:
     """Text-to-video / image-to-video / text-to-image with a NOVA checkpoint."""
 
-    def __init__(self, transformer, scheduler, vae: Optional[NovaVAE] = None, text_encoder: Optional[TextEncoder] = None):
+    def __init__(
+        self, transformer, scheduler, vae: Optional[NovaVAE] = None, text_encoder: Optional[TextEncoder] = None
+    ):
         self.transformer, self.scheduler, self.vae, self.text_encoder = transformer, scheduler, vae, text_encoder
         self.accel = Accel()  # speed-ups that keep the latents; Accel.plain() is the reference path
 
@@ -80,7 +82,11 @@ class NovaPipeline:
         folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
         index = read_model_index(folder)
         if index and index.get("_class_name") not in (None, "NOVAPipeline"):
-            hint = " It is an URSA checkpoint: load it with nova.UrsaPipeline." if index.get("_class_name") == "URSAPipeline" else ""
+            hint = (
+                " It is an URSA checkpoint: load it with nova.UrsaPipeline."
+                if index.get("_class_name") == "URSAPipeline"
+                else ""
+            )
             raise WrongFamilyError(
                 f"{os.path.join(folder, 'model_index.json')}: _class_name = {index.get('_class_name')!r}; "
                 f"this is not a NOVA checkpoint (expected 'NOVAPipeline').{hint}"
@@ -92,7 +98,9 @@ class NovaPipeline:
         vae = load_vae_folder(sub("vae"), device, vae_dtype or torch_dtype) if load_vae else None
         text = None
         if load_text_encoder:
-            text = TextEncoder.from_folders(sub("text_encoder"), sub("tokenizer"), device, text_encoder_dtype or torch_dtype)
+            text = TextEncoder.from_folders(
+                sub("text_encoder"), sub("tokenizer"), device, text_encoder_dtype or torch_dtype
+            )
         return cls(transformer, scheduler, vae, text)
 
     # -- stages ------------------------------------------------------------------------------
@@ -126,8 +134,15 @@ class NovaPipeline:
                 writer.write(pixels_to_uint8(chunk)[0])
         return path
 
-    def segment(self, prompt: str, frames: int, negative_prompt: str = "", motion_flow: float = 5.0, fps: float = 12.0,
-                guided: bool = True) -> Segment:
+    def segment(
+        self,
+        prompt: str,
+        frames: int,
+        negative_prompt: str = "",
+        motion_flow: float = 5.0,
+        fps: float = 12.0,
+        guided: bool = True,
+    ) -> Segment:
         """A :class:`nova.sampling.plan.Segment` from prompt strings (``guided=False`` skips the negative)."""
         negative = self.encode_prompt([negative_prompt]) if negative_prompt and guided else None
         return Segment(self.encode_prompt([prompt]), frames, negative, motion_flow, fps)
@@ -139,8 +154,10 @@ class NovaPipeline:
             raise InputError("encoding a clip needs the VAE; load the pipeline with load_vae=True.")
         frames = list(frames)[:max_frames]
         if not self.vae.temporal and len(frames) > 1:
-            raise InputError(f"a clip of {len(frames)} frames was given to an image checkpoint, which encodes one "
-                             "frame; pass one image (or a 1-frame clip), or use a video checkpoint.")
+            raise InputError(
+                f"a clip of {len(frames)} frames was given to an image checkpoint, which encodes one "
+                "frame; pass one image (or a 1-frame clip), or use a video checkpoint."
+            )
         h, w = self.config.image_size
         keep = frames_kept(len(frames), self.vae.temporal_ratio)
         frames = [fit_image(f, h, w) for f in frames[:keep]]
@@ -154,13 +171,16 @@ class NovaPipeline:
         clip = self.encode_video([image] * (1 if index == 0 else 1 + self.vae.temporal_ratio))
         return clip[:, :, -1]
 
-    def keyframes(self, pairs, num_latents: int, approach: int = DEFAULT_APPROACH,
-                  strength: float = DEFAULT_STRENGTH) -> List[Keyframe]:
+    def keyframes(
+        self, pairs, num_latents: int, approach: int = DEFAULT_APPROACH, strength: float = DEFAULT_STRENGTH
+    ) -> List[Keyframe]:
         """(picture, video frame) pairs -> :class:`nova.sampling.keyframes.Keyframe` for a video of
         ``num_latents`` latent frames (which frames are exact: nova/sampling/keyframes.py)."""
         if not self.config.is_video_model:
-            raise InputError("keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
-                             "Use a video checkpoint, or image with strength for an image.")
+            raise InputError(
+                "keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
+                "Use a video checkpoint, or image with strength for an image."
+            )
         try:
             pairs = [(image, frame) for image, frame in pairs]
         except (TypeError, ValueError) as exc:
@@ -171,7 +191,9 @@ class NovaPipeline:
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
-            raise InputError("decoding needs the VAE; load the pipeline with load_vae=True or use output_type='latent'.")
+            raise InputError(
+                "decoding needs the VAE; load the pipeline with load_vae=True or use output_type='latent'."
+            )
         return self.vae.decode(latents)
 
     # -- the official entry point ------------------------------------------------------------
@@ -263,20 +285,55 @@ class NovaPipeline:
             ``images`` for an image checkpoint.
         """
         settings = SamplerSettings(
-            _whole(num_inference_steps, "num_inference_steps"), _whole(num_diffusion_steps, "num_diffusion_steps"),
-            guidance_scale, guidance_trunc, guidance_renorm, image_guidance_scale, flow_shift,
+            _whole(num_inference_steps, "num_inference_steps"),
+            _whole(num_diffusion_steps, "num_diffusion_steps"),
+            guidance_scale,
+            guidance_trunc,
+            guidance_renorm,
+            image_guidance_scale,
+            flow_shift,
         )
-        image, prefix = self.check_inputs(prompt, prompt_embeds, image, latents, generator, output_type,
-                                          max_latent_length, num_images_per_prompt, spatiotemporal_guidance_scale,
-                                          strength)
-        segment = self.encode_prompts(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, settings,
-                                      num_images_per_prompt, motion_flow, fps)
+        image, prefix = self.check_inputs(
+            prompt,
+            prompt_embeds,
+            image,
+            latents,
+            generator,
+            output_type,
+            max_latent_length,
+            num_images_per_prompt,
+            spatiotemporal_guidance_scale,
+            strength,
+        )
+        segment = self.encode_prompts(
+            prompt,
+            prompt_embeds,
+            negative_prompt,
+            negative_prompt_embeds,
+            settings,
+            num_images_per_prompt,
+            motion_flow,
+            fps,
+        )
         generator = generator if generator is not None else new_generator()
-        given = self.prepare_latents(image, latents, prefix, max_latent_length, generator, mask, mask_threshold,
-                                     mask_grow, mask_feather, keyframes, keyframe_approach, keyframe_strength)
+        given = self.prepare_latents(
+            image,
+            latents,
+            prefix,
+            max_latent_length,
+            generator,
+            mask,
+            mask_threshold,
+            mask_grow,
+            mask_feather,
+            keyframes,
+            keyframe_approach,
+            keyframe_strength,
+        )
         segment = dataclasses.replace(segment, frames=max_latent_length - given.frames)
         plan = build_plan(self, settings, [segment], given, denoise=strength)
         with progress_bar(plan.ticks, disable=disable_progress_bar) as bar:
+
             def on_progress(p):
                 bar(p)
                 if callback is not None:
@@ -285,8 +342,19 @@ class NovaPipeline:
             out = plan.run(generator, on_progress)
         return self._output(out, output_type, given.blend)
 
-    def check_inputs(self, prompt, prompt_embeds, image, latents, generator, output_type, max_latent_length,
-                     num_images_per_prompt, spatiotemporal_guidance_scale, strength):
+    def check_inputs(
+        self,
+        prompt,
+        prompt_embeds,
+        image,
+        latents,
+        generator,
+        output_type,
+        max_latent_length,
+        num_images_per_prompt,
+        spatiotemporal_guidance_scale,
+        strength,
+    ):
         """Every check that needs no model run, before any work. Returns the image fitted to the
         checkpoint's size (or None) and the given latents as a prefix [B, C, T, h, w] (or None)."""
         if output_type not in ("pil", "np", "latent", "pt"):
@@ -302,11 +370,14 @@ class NovaPipeline:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"num_images_per_prompt = {n!r}; expected an integer >= 1.")
         if not isinstance(spatiotemporal_guidance_scale, (int, float)) or spatiotemporal_guidance_scale < 0:
-            raise InputError(f"spatiotemporal_guidance_scale = {spatiotemporal_guidance_scale!r}; expected a number >= 0.")
+            raise InputError(
+                f"spatiotemporal_guidance_scale = {spatiotemporal_guidance_scale!r}; expected a number >= 0."
+            )
         if spatiotemporal_guidance_scale > 0:
             log.warning(
                 "NOVA: spatiotemporal_guidance_scale = %s has no effect on NOVA checkpoints (the official code's "
-                "third pass equals the conditional one); ignored.", spatiotemporal_guidance_scale,
+                "third pass equals the conditional one); ignored.",
+                spatiotemporal_guidance_scale,
             )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InputError(f"generator is a {type(generator).__name__}; expected a torch.Generator (or None).")
@@ -315,8 +386,9 @@ class NovaPipeline:
         if strength is not None:
             check_denoise(strength, "strength")
             if image is None and latents is None:
-                raise InputError(f"strength = {strength} re-samples given frames: pass image or latents "
-                                 "(or drop strength).")
+                raise InputError(
+                    f"strength = {strength} re-samples given frames: pass image or latents (or drop strength)."
+                )
         if prompt_embeds is None and prompt is None:
             raise InputError("pass either prompt or prompt_embeds.")
         prefix = as_prefix(latents) if latents is not None else None
@@ -326,12 +398,25 @@ class NovaPipeline:
             h, w = self.config.image_size
             image = fit_image(image, h, w)
         given = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
-        check_fits(max_latent_length, given, "max_latent_length", "the given image" if image is not None else
-                   "the given latents")
+        check_fits(
+            max_latent_length,
+            given,
+            "max_latent_length",
+            "the given image" if image is not None else "the given latents",
+        )
         return image, prefix
 
-    def encode_prompts(self, prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, settings: SamplerSettings,
-                       num_images_per_prompt: int, motion_flow, fps) -> Segment:
+    def encode_prompts(
+        self,
+        prompt,
+        prompt_embeds,
+        negative_prompt,
+        negative_prompt_embeds,
+        settings: SamplerSettings,
+        num_images_per_prompt: int,
+        motion_flow,
+        fps,
+    ) -> Segment:
         """The prompts (or their embeddings), the negative ones when guidance needs them, and each
         sample's motion and fps, as the run's one segment (its frame count set later)."""
         n = num_images_per_prompt
@@ -350,8 +435,21 @@ class NovaPipeline:
             negative = self._negative(negative_prompt, negative_prompt_embeds, batch)
         return Segment(cond.repeat(n), 0, None if negative is None else negative.repeat(n), flows, fpss)
 
-    def prepare_latents(self, image, latents, prefix, max_latent_length: int, generator, mask, mask_threshold,
-                        mask_grow, mask_feather, keyframes, keyframe_approach, keyframe_strength) -> "GivenFrames":
+    def prepare_latents(
+        self,
+        image,
+        latents,
+        prefix,
+        max_latent_length: int,
+        generator,
+        mask,
+        mask_threshold,
+        mask_grow,
+        mask_feather,
+        keyframes,
+        keyframe_approach,
+        keyframe_strength,
+    ) -> "GivenFrames":
         """The given frames as latents: the masked source with its token mask, or the image's
         posterior sample (drawn first from ``generator``, as the official code does), or ``latents``;
         and the pinned keyframes (posterior means: no draw)."""
@@ -359,15 +457,17 @@ class NovaPipeline:
         if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/sampling/masks.py)
             from .sampling.masks import masked_prefix
 
-            prefix, prefix_mask, blend = masked_prefix(self, mask, image=image, latents=latents, threshold=mask_threshold,
-                                                       grow=mask_grow, feather=mask_feather)
+            prefix, prefix_mask, blend = masked_prefix(
+                self, mask, image=image, latents=latents, threshold=mask_threshold, grow=mask_grow, feather=mask_feather
+            )
             image = None  # encoded (posterior mean) with its mask
         frames = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
         pinned = None
         if keyframes:
             if self.vae is None:
-                raise InputError("keyframes need the VAE to encode their pictures; load the pipeline with "
-                                 "load_vae=True.")
+                raise InputError(
+                    "keyframes need the VAE to encode their pictures; load the pipeline with load_vae=True."
+                )
             pinned = self.keyframes(keyframes, max_latent_length, keyframe_approach, keyframe_strength)
         if image is not None:  # the posterior sample comes before anything else draws from the generator
             prefix = self.encode_image(image, generator).unsqueeze(2)
@@ -414,9 +514,14 @@ def _embeds_from_tensors(embeds, name: str = "prompt_embeds") -> PromptEmbeds:
     try:
         items = [torch.as_tensor(t) for t in (embeds if isinstance(embeds, (list, tuple)) else torch.as_tensor(embeds))]
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{name} is a {type(embeds).__name__}; expected a list of [tokens, dim] tensors or a [batch, tokens, dim] tensor.") from exc
+        raise InputError(
+            f"{name} is a {type(embeds).__name__}; expected a list of [tokens, dim] tensors or a [batch, tokens, dim] "
+            "tensor."
+        ) from exc
     if not items or any(t.dim() != 2 or not t.is_floating_point() for t in items):
-        raise InputError(f"{name} must be a list of [tokens, dim] float tensors or a [batch, tokens, dim] float tensor.")
+        raise InputError(
+            f"{name} must be a list of [tokens, dim] float tensors or a [batch, tokens, dim] float tensor."
+        )
     width = max(t.shape[0] for t in items)
     feats = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[0])) for t in items])
     return PromptEmbeds(feats, [t.shape[0] for t in items], [False] * len(items))

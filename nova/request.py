@@ -65,16 +65,18 @@ class Request:
         prefix = mask = blend = None
         if self.mask is not None:
             source = {"video": self.clip} if self.clip is not None else {"image": self.image}
-            prefix, mask, blend = masked_prefix(pipe, self.mask, threshold=o["mask_threshold"], grow=o["mask_grow"],
-                                                feather=o["feather"], **source)
+            prefix, mask, blend = masked_prefix(
+                pipe, self.mask, threshold=o["mask_threshold"], grow=o["mask_grow"], feather=o["feather"], **source
+            )
         elif self.clip is not None:
             prefix = pipe.encode_video(self.clip)
         elif self.image is not None:
             prefix = pipe.encode_image(self.image, generator).unsqueeze(2)
         keyframes = None
         if self.keyframes:
-            keyframes = pipe.keyframes(list(self.keyframes), self.latents, o["keyframe_approach"],
-                                       o["keyframe_strength"])
+            keyframes = pipe.keyframes(
+                list(self.keyframes), self.latents, o["keyframe_approach"], o["keyframe_strength"]
+            )
         return GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], mask, blend, keyframes)
 
     def frames_per_prompt(self, given: GivenFrames) -> List[int]:
@@ -85,12 +87,19 @@ class Request:
         """The :class:`~nova.sampling.plan.GenerationPlan` of this request, from its segments (one
         per prompt, made with :meth:`frames_per_prompt`) and its encoded given frames."""
         o = self.options
-        return build_plan(pipe, settings, segments, given, denoise=o["denoise"], window=o["window"],
-                          blend=o["blend"], loop=o["loop"])
+        return build_plan(
+            pipe, settings, segments, given, denoise=o["denoise"], window=o["window"], blend=o["blend"], loop=o["loop"]
+        )
 
 
-def read_request(options: Mapping[str, Any], prompts: Sequence[str], config,
-                 name=checks.flag, decode: bool = True, checkpoint: str = "this") -> Request:
+def read_request(
+    options: Mapping[str, Any],
+    prompts: Sequence[str],
+    config,
+    name=checks.flag,
+    decode: bool = True,
+    checkpoint: str = "this",
+) -> Request:
     """Every rule of a request on a checkpoint of ``config`` (its transformer config), and its
     input files read: sizes and frame counts from the headers first, then the frames it uses.
     ``name`` spells an option the way the caller's user wrote it (``--mask-grow``, ``mask_grow``).
@@ -127,13 +136,33 @@ def split_frames(new: int, parts: int) -> List[int]:
     return [new // parts + (1 if i < new % parts else 0) for i in range(parts)]
 
 
-def build_plan(model, settings, segments: Sequence, given: GivenFrames = GivenFrames(), *, denoise=None,
-               window: int = 0, blend: int = 0, loop: int = 0):
+def build_plan(
+    model,
+    settings,
+    segments: Sequence,
+    given: GivenFrames = GivenFrames(),
+    *,
+    denoise=None,
+    window: int = 0,
+    blend: int = 0,
+    loop: int = 0,
+):
     """The :class:`~nova.sampling.plan.GenerationPlan` for ``segments`` after ``given``, on
     ``model`` (anything with ``transformer``, ``scheduler`` and ``accel``: a NovaPipeline, the
     nodes' NovaModel). ``window`` 0 keeps the whole video as temporal context."""
     from .sampling.plan import GenerationPlan
 
-    return GenerationPlan(model.transformer, model.scheduler, settings, list(segments), prefix=given.prefix,
-                          window=window or None, blend_frames=blend, loop_frames=loop, accel=model.accel,
-                          prefix_mask=given.mask, denoise=denoise, keyframes=given.keyframes)
+    return GenerationPlan(
+        model.transformer,
+        model.scheduler,
+        settings,
+        list(segments),
+        prefix=given.prefix,
+        window=window or None,
+        blend_frames=blend,
+        loop_frames=loop,
+        accel=model.accel,
+        prefix_mask=given.mask,
+        denoise=denoise,
+        keyframes=given.keyframes,
+    )

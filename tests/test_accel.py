@@ -68,8 +68,13 @@ def test_padding_rows_do_not_change_real_tokens(golden_pipes):
     noise = [torch.randn(1, n, 16, generator=gen) if d else None for d in plan.draws_noise]
     ref = denoise_tokens(model, plan, head, cond, x, noise, guidance)
     padded = denoise_tokens(
-        model, plan, head, F.pad(cond, (0, 0, 0, pad - n)), F.pad(x, (0, 0, 0, pad - n)),
-        [None if t is None else F.pad(t, (0, 0, 0, pad - n)) for t in noise], guidance,
+        model,
+        plan,
+        head,
+        F.pad(cond, (0, 0, 0, pad - n)),
+        F.pad(x, (0, 0, 0, pad - n)),
+        [None if t is None else F.pad(t, (0, 0, 0, pad - n)) for t in noise],
+        guidance,
     )
     assert torch.allclose(padded[:, :n], ref, atol=1e-6, rtol=1e-5)
 

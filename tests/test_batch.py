@@ -21,8 +21,13 @@ from nova.batch.runner import BatchJob, run
 from nova.errors import InputError
 
 FAST = {"frames": 1, "steps": 4, "diffusion_steps": 2}
-PROMPTS = ["a red fox runs through snow", "a cat, a dog, and a bird", "waves crash on a rocky beach",
-           "niagara falls at sunset", "a hot air balloon over green hills"]
+PROMPTS = [
+    "a red fox runs through snow",
+    "a cat, a dog, and a bird",
+    "waves crash on a rocky beach",
+    "niagara falls at sunset",
+    "a hot air balloon over green hills",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +54,9 @@ def _write(path, lines):
 
 def _cli(args, **popen):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
 
 
 def _outputs(out):
@@ -84,10 +90,37 @@ def _done_lines(out):
 
 def test_torchrun_two_processes_match_one(tiny_video, tmp_path):
     prompts = _write(tmp_path / "prompts.txt", PROMPTS)
-    args = ["--model", tiny_video, "--prompts", str(prompts), "--samples", "2", "--frames", "1", "--steps", "4",
-            "--diffusion-steps", "2", "--device", "cpu"]
-    proc = _cli(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "nova", "batch",
-                 *args, "--out", str(tmp_path / "two")])
+    args = [
+        "--model",
+        tiny_video,
+        "--prompts",
+        str(prompts),
+        "--samples",
+        "2",
+        "--frames",
+        "1",
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    proc = _cli(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "nova",
+            "batch",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ]
+    )
     one = run(_job(tiny_video, prompts, tmp_path / "one", samples=2, **FAST))  # meanwhile, in this process
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -102,14 +135,31 @@ def test_torchrun_two_processes_match_one(tiny_video, tmp_path):
         assert a.shape == (1, 64, 96, 3) and np.array_equal(a, b), name
     assert os.path.isfile(tmp_path / "two" / "logs" / "rank-1.log")
     # different seeds per sample: the two samples of a prompt differ
-    assert not np.array_equal(_mp4_frames(tmp_path / "one" / "00000-0.mp4"), _mp4_frames(tmp_path / "one" / "00000-1.mp4"))
+    assert not np.array_equal(
+        _mp4_frames(tmp_path / "one" / "00000-0.mp4"), _mp4_frames(tmp_path / "one" / "00000-1.mp4")
+    )
 
 
 def test_sigkill_then_resume_ends_with_the_full_set(tiny_image, tmp_path):
     prompts = _write(tmp_path / "prompts.txt", [f"{p} number {i}" for i in range(6) for p in PROMPTS[:4]])
     out = tmp_path / "out"
-    cmd = ["-m", "nova", "batch", "--model", tiny_image, "--prompts", str(prompts), "--out", str(out), "--device", "cpu",
-           "--steps", "8", "--diffusion-steps", "4"]
+    cmd = [
+        "-m",
+        "nova",
+        "batch",
+        "--model",
+        tiny_image,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--steps",
+        "8",
+        "--diffusion-steps",
+        "4",
+    ]
     proc = _cli(cmd, start_new_session=True)
     deadline = time.time() + 120
     while len(_done_lines(out)) < 3 and proc.poll() is None and time.time() < deadline:
@@ -156,8 +206,11 @@ def test_per_sample_generators_batch_of_two_matches_batch_of_one(tiny_video_pipe
     embeds = [pipe.encode_prompt([p]) for p in PROMPTS[:2]]
     both = PromptEmbeds.cat(embeds)
     for accel in (Accel(), Accel.plain()):
+
         def sample(prompts, gens, accel=accel):
-            return GenerationPlan(pipe.transformer, pipe.scheduler, settings, [Segment(prompts, 2)], accel=accel).run(gens)
+            return GenerationPlan(pipe.transformer, pipe.scheduler, settings, [Segment(prompts, 2)], accel=accel).run(
+                gens
+            )
 
         pair = sample(both, [new_generator(7), new_generator(8)])
         for i, seed in enumerate((7, 8)):
@@ -191,13 +244,19 @@ def _assert_same_videos(pipe, batched, alone):
     assert sorted(batched) == sorted(alone)
     for name in alone:
         assert_latents_close(batched[name], alone[name], flow_matching=False)
-        assert_frames_close(pixels_to_uint8(pipe.decode_latents(batched[name])), pixels_to_uint8(pipe.decode_latents(alone[name])))
+        assert_frames_close(
+            pixels_to_uint8(pipe.decode_latents(batched[name])), pixels_to_uint8(pipe.decode_latents(alone[name]))
+        )
 
 
 def test_batch_size_two_gives_the_same_videos(tiny_video, tiny_video_pipe, tmp_path, monkeypatch):
     prompts = _write(tmp_path / "prompts.txt", PROMPTS[:3])
-    runs = {size: _run_capturing(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, **FAST),
-                                 monkeypatch) for size in (1, 2)}
+    runs = {
+        size: _run_capturing(
+            _job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, **FAST), monkeypatch
+        )
+        for size in (1, 2)
+    }
     assert len(runs[1]) == 6 and _outputs(tmp_path / "b1") == _outputs(tmp_path / "b2") == set(runs[1])
     _assert_same_videos(tiny_video_pipe, runs[2], runs[1])
 
@@ -215,8 +274,25 @@ def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path
         json.dumps({"prompt": PROMPTS[:2], "name": "two-segments", "frames": 5}),
     ]
     prompts = _write(tmp_path / "prompts.jsonl", lines)
-    argv = ["batch", "--model", tiny_video, "--prompts", str(prompts), "--out", str(tmp_path / "out"), "--device", "cpu", "--frames", "1",
-            "--steps", "4", "--diffusion-steps", "2", "--batch-size", "2"]
+    argv = [
+        "batch",
+        "--model",
+        tiny_video,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--frames",
+        "1",
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "2",
+        "--batch-size",
+        "2",
+    ]
     assert main(argv) == 1
     assert _outputs(tmp_path / "out") == {"00000-0.mp4", "balloon-0.mp4", "two-segments-0.mp4"}
     assert _mp4_frames(tmp_path / "out" / "two-segments-0.mp4").shape == (5, 64, 96, 3)
@@ -233,13 +309,18 @@ def test_failing_items_are_recorded_and_the_others_complete(tiny_video, tmp_path
 
 
 def test_geneval_layout(tiny_image, tiny_video, tmp_path):
-    items = [{"tag": "single_object", "include": [{"class": "fox", "count": 1}], "prompt": "a photo of a fox"},
-             {"tag": "two_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat and a bird"}]
+    items = [
+        {"tag": "single_object", "include": [{"class": "fox", "count": 1}], "prompt": "a photo of a fox"},
+        {"tag": "two_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat and a bird"},
+    ]
     prompts = _write(tmp_path / "meta.jsonl", [json.dumps(i) for i in items])
     assert run(_job(tiny_image, prompts, tmp_path / "out", samples=2, layout="geneval", **FAST)).exit_code == 0
     out = tmp_path / "out"
-    assert _outputs(out) == {os.path.join(f"{i:05d}", f) for i in range(2)
-                             for f in ("metadata.jsonl", "samples/0000.png", "samples/0001.png")}
+    assert _outputs(out) == {
+        os.path.join(f"{i:05d}", f)
+        for i in range(2)
+        for f in ("metadata.jsonl", "samples/0000.png", "samples/0001.png")
+    }
     assert json.loads((out / "00001" / "metadata.jsonl").read_text()) == items[1]
     assert _png(out / "00000" / "samples" / "0001.png").shape == (64, 64, 3)
     with pytest.raises(InputError, match="video checkpoint"):
@@ -247,13 +328,18 @@ def test_geneval_layout(tiny_image, tiny_video, tmp_path):
 
 
 def test_items_seeds_names_and_plan(tmp_path):
-    items = read_items(str(_write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "seed": 40}), "", json.dumps({"prompt": "b"})])), {o.key: o.default for o in OPTIONS})
+    items = read_items(
+        str(_write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "seed": 40}), "", json.dumps({"prompt": "b"})])),
+        {o.key: o.default for o in OPTIONS},
+    )
     assert [i.index for i in items] == [0, 1] and items[1].line == 3
     assert unit_seed(0, items[0], 2) == 42  # an item's own seed counts up with the sample
     assert unit_seed(0, items[1], 0) != unit_seed(1, items[1], 0) != unit_seed(0, items[1], 1)
     assert output_path(items[1], 3, "vbench", True) == "b-3.mp4"
     with pytest.raises(InputError, match="two items would write the same file"):
-        check_collisions(read_items(str(_write(tmp_path / "d.txt", ["x", "x"])), {o.key: o.default for o in OPTIONS}), "vbench", True)
+        check_collisions(
+            read_items(str(_write(tmp_path / "d.txt", ["x", "x"])), {o.key: o.default for o in OPTIONS}), "vbench", True
+        )
     pickle = tmp_path / "prompts.pkl"
     pickle.write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(InputError, match="never unpickles"):
@@ -275,9 +361,28 @@ def test_image_to_video_batched_like_alone(tiny_video, tiny_video_pipe, tmp_path
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(tmp_path / "first.png")
     prompts = _write(tmp_path / "i2v.jsonl", [json.dumps({"prompt": PROMPTS[0], "image": "first.png", "name": "fox"})])
-    runs = {size: _run_capturing(_job(tiny_video, prompts, tmp_path / f"b{size}", samples=2, batch_size=size, frames=5,
-                                      steps=4, diffusion_steps=2), monkeypatch) for size in (1, 2)}
-    assert sorted(runs[1]) == ["fox-0.mp4", "fox-1.mp4"] and _mp4_frames(tmp_path / "b2" / "fox-0.mp4").shape == (5, 64, 96, 3)
+    runs = {
+        size: _run_capturing(
+            _job(
+                tiny_video,
+                prompts,
+                tmp_path / f"b{size}",
+                samples=2,
+                batch_size=size,
+                frames=5,
+                steps=4,
+                diffusion_steps=2,
+            ),
+            monkeypatch,
+        )
+        for size in (1, 2)
+    }
+    assert sorted(runs[1]) == ["fox-0.mp4", "fox-1.mp4"] and _mp4_frames(tmp_path / "b2" / "fox-0.mp4").shape == (
+        5,
+        64,
+        96,
+        3,
+    )
     _assert_same_videos(tiny_video_pipe, runs[2], runs[1])
     # the first latent frame is the image's posterior sample, drawn from each sample's own generator
     for name in runs[1]:
@@ -316,22 +421,34 @@ def test_masked_items_match_the_pipeline(tiny_image, tmp_path, monkeypatch):
     mask[:, :32] = 255  # repaint the left half
     Image.fromarray(mask).save(tmp_path / "mask.png")
     prompts = _write(tmp_path / "m.jsonl", [json.dumps({"prompt": PROMPTS[0], "image": "src.png", "mask": "mask.png"})])
-    seen = _run_capturing(_job(tiny_image, prompts, tmp_path / "out", samples=2, batch_size=2, steps=4, diffusion_steps=2), monkeypatch)
+    seen = _run_capturing(
+        _job(tiny_image, prompts, tmp_path / "out", samples=2, batch_size=2, steps=4, diffusion_steps=2), monkeypatch
+    )
     seeds = {r["path"]: r["seed"] for r in _done_lines(tmp_path / "out")}
     pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
     for name in ("00000-0.png", "00000-1.png"):
-        expected = pipe(PROMPTS[0], image=_png(tmp_path / "src.png"), mask=torch.from_numpy(mask[..., 0] / 255.0)[None].float(),
-                        num_inference_steps=4, num_diffusion_steps=2, generator=new_generator(seeds[name]), output_type="latent").images
+        expected = pipe(
+            PROMPTS[0],
+            image=_png(tmp_path / "src.png"),
+            mask=torch.from_numpy(mask[..., 0] / 255.0)[None].float(),
+            num_inference_steps=4,
+            num_diffusion_steps=2,
+            generator=new_generator(seeds[name]),
+            output_type="latent",
+        ).images
         assert_latents_close(seen[name], expected, flow_matching=True)
 
 
 def test_units_with_and_without_a_negative_prompt_are_batched_apart(tiny_image, tmp_path):
     """Review 3: a mix was planned into one batch, whose forward always failed and was rerun one
     unit at a time."""
-    lines = [json.dumps({"prompt": PROMPTS[0], "negative_prompt": "blurry"}), json.dumps({"prompt": PROMPTS[1]}),
-             json.dumps({"prompt": PROMPTS[2], "negative_prompt": "dark"}),
-             json.dumps({"prompt": PROMPTS[3], "negative_prompt": "ignored without guidance", "cfg": 1.0}),
-             json.dumps({"prompt": PROMPTS[4], "cfg": 1.0})]
+    lines = [
+        json.dumps({"prompt": PROMPTS[0], "negative_prompt": "blurry"}),
+        json.dumps({"prompt": PROMPTS[1]}),
+        json.dumps({"prompt": PROMPTS[2], "negative_prompt": "dark"}),
+        json.dumps({"prompt": PROMPTS[3], "negative_prompt": "ignored without guidance", "cfg": 1.0}),
+        json.dumps({"prompt": PROMPTS[4], "cfg": 1.0}),
+    ]
     prompts = _write(tmp_path / "neg.jsonl", lines)
     items = read_items(str(prompts), {o.key: o.default for o in OPTIONS})
     plan = plan_batches(items, 1, 4, 0)
@@ -374,8 +491,13 @@ def test_early_failures_close_the_process_group_and_the_progress_thread(tiny_ima
 
     from nova.batch import embed_cache
 
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(_free_port())}.items():
+    for key, value in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }.items():
         monkeypatch.setenv(key, value)
     prompts = _write(tmp_path / "p.txt", PROMPTS[:1])
     (tmp_path / "a-file").write_text("x")
@@ -411,16 +533,19 @@ def test_speed_mode_is_part_of_the_run_identity(tmp_path):
 
 
 # -- refused before any work, and what a run identifies itself by ---------------------------------
-@pytest.mark.parametrize("option,value,match", [
-    ("frames", 0, "frames = 0; the video VAE needs 1 \\+ 4k"),
-    ("frames", 10, "frames = 10; the video VAE needs 1 \\+ 4k"),
-    ("fps", 0.0, "fps = 0.0; expected a finite number > 0"),
-    ("fps", 0.0004, "fps = 0.0004; expected 1 .. 120"),
-    ("steps", 0, "num_inference_steps = 0"),
-    ("mask_grow", 10**9, r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
-    ("feather", 10**9, r"--feather = 1000000000; expected an integer in \[0, 256\]"),
-    ("image", "missing.png", "--image .*missing.png: no such file"),
-])
+@pytest.mark.parametrize(
+    "option,value,match",
+    [
+        ("frames", 0, "frames = 0; the video VAE needs 1 \\+ 4k"),
+        ("frames", 10, "frames = 10; the video VAE needs 1 \\+ 4k"),
+        ("fps", 0.0, "fps = 0.0; expected a finite number > 0"),
+        ("fps", 0.0004, "fps = 0.0004; expected 1 .. 120"),
+        ("steps", 0, "num_inference_steps = 0"),
+        ("mask_grow", 10**9, r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
+        ("feather", 10**9, r"--feather = 1000000000; expected an integer in \[0, 256\]"),
+        ("image", "missing.png", "--image .*missing.png: no such file"),
+    ],
+)
 def test_bad_run_wide_default_is_refused_before_anything(tiny_video, tmp_path, monkeypatch, option, value, match):
     from nova.components.text_encoder import TextEncoder
 
@@ -436,9 +561,14 @@ def test_bad_run_wide_default_is_refused_before_anything(tiny_video, tmp_path, m
 
 
 def test_jsonl_frames_zero_is_refused_not_33(tiny_video, tmp_path):
-    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a fox", "frames": 0}),
-                                            json.dumps({"prompt": "a cat", "mask_grow": 10**9}),
-                                            json.dumps({"prompt": "a dog", "frames": 1})])
+    prompts = _write(
+        tmp_path / "p.jsonl",
+        [
+            json.dumps({"prompt": "a fox", "frames": 0}),
+            json.dumps({"prompt": "a cat", "mask_grow": 10**9}),
+            json.dumps({"prompt": "a dog", "frames": 1}),
+        ],
+    )
     items = read_items(str(prompts), {o.key: o.default for o in OPTIONS})
     assert "line 1: frames = 0; the video VAE needs 1 + 4k" in items[0].error
     assert "line 2: mask_grow = 1000000000; expected an integer in [0, 64]" in items[1].error
@@ -454,8 +584,10 @@ def test_prompt_files_split_only_at_newlines(tmp_path):
     prompts = [i.prompts for i in read_items(str(text), defaults)]
     assert prompts == [("a fox\u2028in snow",), ("a cat\x0con a mat",), ("last",)]
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text(json.dumps({"prompt": "a fox\u2028in snow"}, ensure_ascii=False) + "\n"
-                     + json.dumps({"prompt": "b"}) + "\n", encoding="utf-8")
+    jsonl.write_text(
+        json.dumps({"prompt": "a fox\u2028in snow"}, ensure_ascii=False) + "\n" + json.dumps({"prompt": "b"}) + "\n",
+        encoding="utf-8",
+    )
     items = read_items(str(jsonl), defaults)
     got = [(i.index, i.line, i.prompts, i.error) for i in items]
     assert got == [(0, 1, ("a fox\u2028in snow",), None), (1, 2, ("b",), None)]
@@ -473,8 +605,11 @@ def test_manifest_line_without_item_or_sample_is_named(tiny_image, tmp_path):
     assert run(job).exit_code == 0
     with open(tmp_path / "out" / manifest.NAME, "a", encoding="utf-8") as f:
         f.write(json.dumps({"kind": "done", "item": 0}) + "\n")
-    with pytest.raises(InputError, match=r"manifest.jsonl line 3: a 'done' record with sample = None; "
-                                         r"it needs item \(int\), sample \(int\)"):
+    with pytest.raises(
+        InputError,
+        match=r"manifest.jsonl line 3: a 'done' record with sample = None; "
+        r"it needs item \(int\), sample \(int\)",
+    ):
         run(job)
 
 
@@ -489,8 +624,10 @@ def test_run_identity_includes_the_weights(tiny_image, tmp_path):
     job = _job(str(model), prompts, tmp_path / "out", steps=4, diffusion_steps=2)
     assert run(job).exit_code == 0
     other = make_tiny(str(tmp_path / "other"), preset="image", seed=5)  # same layout, other values
-    shutil.copy(os.path.join(other, "transformer", "diffusion_pytorch_model.safetensors"),
-                model / "transformer" / "diffusion_pytorch_model.safetensors")
+    shutil.copy(
+        os.path.join(other, "transformer", "diffusion_pytorch_model.safetensors"),
+        model / "transformer" / "diffusion_pytorch_model.safetensors",
+    )
     with pytest.raises(InputError, match="the checkpoint's weights"):
         run(job)
 
@@ -499,8 +636,10 @@ def test_one_run_per_output_folder(tiny_image, tmp_path):
     prompts = _write(tmp_path / "p.txt", ["a fox"])
     out = tmp_path / "out"
     out.mkdir()
-    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-            "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
+    code = (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.lockf(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(out / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -556,8 +695,11 @@ def test_full_disk_stops_the_run_and_names_the_output(tiny_image, tmp_path, monk
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.setattr(Image.Image, "save", disk_full)
-    with pytest.raises(InputError, match="the disk is full .*00000-0.png: could not write the file "
-                                         r"\(No space left on device\).*stopped"):
+    with pytest.raises(
+        InputError,
+        match="the disk is full .*00000-0.png: could not write the file "
+        r"\(No space left on device\).*stopped",
+    ):
         run(_job(tiny_image, prompts, out, steps=4, diffusion_steps=2))
     assert len(saves) == 1  # not every unit sampled and refused in turn
     failed = [r for r in manifest.read(str(out / manifest.NAME)) if r["kind"] == "failed"]
@@ -580,11 +722,14 @@ def test_item_with_a_bad_mask_or_clip_fails_before_any_work(tiny_video, tmp_path
     write_video(np.full((12, 64, 96, 3), 255, np.uint8), str(tmp_path / "mask12.mp4"))
     Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(tmp_path / "first.png")
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "tiny.png")
-    prompts = _write(tmp_path / "p.jsonl", [
-        json.dumps({"prompt": "a", "video": "clip9.mp4", "mask": "mask12.mp4"}),
-        json.dumps({"prompt": "b", "image": "first.png", "mask": "tiny.png"}),
-        json.dumps({"prompt": "c", "video": "clip9.mp4", "frames": 5}),
-    ])
+    prompts = _write(
+        tmp_path / "p.jsonl",
+        [
+            json.dumps({"prompt": "a", "video": "clip9.mp4", "mask": "mask12.mp4"}),
+            json.dumps({"prompt": "b", "image": "first.png", "mask": "tiny.png"}),
+            json.dumps({"prompt": "c", "video": "clip9.mp4", "frames": 5}),
+        ],
+    )
     summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
     assert summary.done == 0
     assert "mask12.mp4: has more frames than the 9 of video" in summary.failed[(0, 0)]
@@ -620,22 +765,31 @@ def test_items_clips_are_checked_from_their_headers_before_any_work(tiny_video, 
 
     decoded, at_work = [], []
     real_read = nova.io.media._read_video
-    monkeypatch.setattr(nova.io.media, "_read_video", lambda path, *a, **kw: decoded.append(os.path.basename(path))
-                        or real_read(path, *a, **kw))
+    monkeypatch.setattr(
+        nova.io.media,
+        "_read_video",
+        lambda path, *a, **kw: decoded.append(os.path.basename(path)) or real_read(path, *a, **kw),
+    )
     for cls, name in ((TextEncoder, "from_folders"), (NovaPipeline, "from_pretrained")):
         real = getattr(cls, name).__func__
-        monkeypatch.setattr(cls, name, classmethod(lambda c, *a, _real=real, **kw: at_work.append(list(decoded))
-                                                   or _real(c, *a, **kw)))
-    monkeypatch.setattr(nova.io.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)  # (a 40-frame clip stands for 1200 at 720p)
+        monkeypatch.setattr(
+            cls, name, classmethod(lambda c, *a, _real=real, **kw: at_work.append(list(decoded)) or _real(c, *a, **kw))
+        )
+    monkeypatch.setattr(
+        nova.io.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False
+    )  # (a 40-frame clip stands for 1200 at 720p)
     _clip(tmp_path / "long.mp4", 16400, (16, 16))
     _clip(tmp_path / "wide.mkv", 40)
     _clip(tmp_path / "clip9.mkv", 9)
     Image.fromarray(np.full((64, 96, 3), 255, np.uint8)).save(tmp_path / "mask.png")
-    prompts = _write(tmp_path / "p.jsonl", [
-        json.dumps({"prompt": "a", "video": "clip9.mkv", "mask": "mask.png"}),
-        json.dumps({"prompt": "b", "video": "long.mp4", "mask": "mask.png"}),
-        json.dumps({"prompt": "c", "video": "wide.mkv", "mask": "mask.png"}),
-    ])
+    prompts = _write(
+        tmp_path / "p.jsonl",
+        [
+            json.dumps({"prompt": "a", "video": "clip9.mkv", "mask": "mask.png"}),
+            json.dumps({"prompt": "b", "video": "long.mp4", "mask": "mask.png"}),
+            json.dumps({"prompt": "c", "video": "wide.mkv", "mask": "mask.png"}),
+        ],
+    )
     summary = run(_job(tiny_video, prompts, tmp_path / "out", steps=4, diffusion_steps=2))
     assert at_work and at_work[0] == []  # nothing decoded before the first prompt was encoded
     assert summary.done == 1 and decoded == ["clip9.mkv"]  # (the good item's clip, when its unit ran)
@@ -650,6 +804,10 @@ def test_run_wide_mask_for_items_that_give_their_image(tiny_image, tmp_path):
 
     Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(tmp_path / "mask.png")
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "first.png")
-    prompts = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "image": "first.png"}), json.dumps({"prompt": "b"})])
-    summary = run(_job(tiny_image, prompts, tmp_path / "out", mask=str(tmp_path / "mask.png"), steps=4, diffusion_steps=2))
+    prompts = _write(
+        tmp_path / "p.jsonl", [json.dumps({"prompt": "a", "image": "first.png"}), json.dumps({"prompt": "b"})]
+    )
+    summary = run(
+        _job(tiny_image, prompts, tmp_path / "out", mask=str(tmp_path / "mask.png"), steps=4, diffusion_steps=2)
+    )
     assert summary.done == 1 and "mask repaints one image or one video" in summary.failed[(1, 0)]

@@ -25,7 +25,13 @@ def test_bench_on_a_checkpoint_folder(tmp_path, case):
     assert report["video_model"] is (case == "t2v_tiny")
     assert report["latents"] == (3 if case == "t2v_tiny" else 1)
     assert report["end_to_end"]["fast"]["max_diff_vs_plain_over_std"] < 1e-4
-    assert set(report["stages"]) == {"temporal step", "spatial encoder", "diffusion head loop", "VAE decode", "text encode"}
+    assert set(report["stages"]) == {
+        "temporal step",
+        "spatial encoder",
+        "diffusion head loop",
+        "VAE decode",
+        "text encode",
+    }
     assert report["stages"]["spatial encoder"]["calls"] == 2 * report["latents"]
     floor = report["kernel_floor"]["fast"]
     assert floor["calls"] > 0 and 0 < floor["seconds"] and floor["measured_seconds"] > 0
@@ -90,8 +96,25 @@ def test_speed_modes_report(tmp_path):
     import subprocess
 
     script = os.path.join(os.path.dirname(HERE), "bench", "speed_modes.py")
-    subprocess.run([sys.executable, script, "--preset", "cpu-mid", "--steps", "2", "2", "--repeat", "1", "--no-golden",
-                    "--out", str(tmp_path)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--preset",
+            "cpu-mid",
+            "--steps",
+            "2",
+            "2",
+            "--repeat",
+            "1",
+            "--no-golden",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     report = json.loads((tmp_path / "speed-modes-cpu.json").read_text())
     rows = report["preset"]["rows"]
     assert rows["default"]["max_over_std"] == 0.0 and "default, one weight nudged by 1 ulp (chaos floor)" in rows
@@ -109,7 +132,9 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     import subprocess
 
     script = os.path.join(os.path.dirname(HERE), "bench", "gpu_check.py")
-    subprocess.run([sys.executable, script, "--smoke", "--out", str(tmp_path)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, script, "--smoke", "--out", str(tmp_path)], check=True, capture_output=True, text=True
+    )
     report = json.loads((tmp_path / "gpu-check.json").read_text())
     items = report["items"]
     main = items["default vs per-step path"]

@@ -10,15 +10,41 @@ from conftest import ROOT
 
 def _run(args, cwd):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "nova", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nova", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_make_tiny_and_generate_video(tmp_path):
     r = _run(["make-tiny", "tiny"], tmp_path)
     assert r.returncode == 0, r.stderr
-    for f in ("model_index.json", "transformer/config.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/tokenizer.json", "scheduler/scheduler_config.json"):
+    for f in (
+        "model_index.json",
+        "transformer/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/tokenizer.json",
+        "scheduler/scheduler_config.json",
+    ):
         assert (tmp_path / "tiny" / f).is_file(), f
-    r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--frames", "9", "--steps", "6", "--diffusion-steps", "3", "--out", "fox.mp4"], tmp_path)
+    r = _run(
+        [
+            "generate",
+            "--model",
+            "tiny",
+            "--prompt",
+            "a fox",
+            "--frames",
+            "9",
+            "--steps",
+            "6",
+            "--diffusion-steps",
+            "3",
+            "--out",
+            "fox.mp4",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     import av
 
@@ -31,7 +57,22 @@ def test_make_tiny_and_generate_video(tmp_path):
 
 def test_image_model_writes_png(tmp_path):
     assert _run(["make-tiny", "timg", "--preset", "image"], tmp_path).returncode == 0
-    r = _run(["generate", "--model", "timg", "--prompt", "a fox", "--steps", "4", "--diffusion-steps", "2", "--out", "fox.png"], tmp_path)
+    r = _run(
+        [
+            "generate",
+            "--model",
+            "timg",
+            "--prompt",
+            "a fox",
+            "--steps",
+            "4",
+            "--diffusion-steps",
+            "2",
+            "--out",
+            "fox.png",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     from PIL import Image
 
@@ -39,7 +80,23 @@ def test_image_model_writes_png(tmp_path):
         assert im.size == (64, 64)
         fast = np.asarray(im.convert("RGB"), dtype=np.int16)
     # --reference: the plain (official-order) path gives the same picture up to rounding
-    r = _run(["generate", "--model", "timg", "--prompt", "a fox", "--steps", "4", "--diffusion-steps", "2", "--reference", "--out", "ref.png"], tmp_path)
+    r = _run(
+        [
+            "generate",
+            "--model",
+            "timg",
+            "--prompt",
+            "a fox",
+            "--steps",
+            "4",
+            "--diffusion-steps",
+            "2",
+            "--reference",
+            "--out",
+            "ref.png",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0 and "on the reference path" in r.stderr, r.stderr
     with Image.open(tmp_path / "ref.png") as im:
         assert np.abs(np.asarray(im.convert("RGB"), dtype=np.int16) - fast).max() <= 1
@@ -127,61 +184,93 @@ def _png_header(width, height):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("extra,out,match", [
-    ([], "x.avi", "x.avi: unsupported extension '.avi'"),
-    ([], "dir.mp4", "dir.mp4: is a folder"),
-    ([], "file.txt/x.mp4", "file.txt is a file"),
-    (["--frames", "9"], "x.png", "x.png: a PNG holds one frame, this makes 9"),
-    (["--fps", "0"], "x.mp4", "fps = 0.0; expected a finite number > 0"),
-    (["--fps", "-3"], "x.mp4", "fps = -3.0"),
-    (["--motion-flow", "-1"], "x.mp4", "--motion-flow = -1.0"),
-    (["--seed", str(2**64)], "x.mp4", "seed = 18446744073709551616"),
-    (["--seed", "-1"], "x.mp4", "seed = -1"),
-    (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], "x.mp4", "device = 'cuda"),
-    (["--device", "banana"], "x.mp4", "device = 'banana'"),
-    (["--steps", "0"], "x.mp4", "num_inference_steps = 0"),
-    (["--window", "1"], "x.mp4", "--window = 1"),
-    (["--loop", "-2"], "x.mp4", "--loop = -2"),
-    (["--frames", "10"], "x.mp4", "frames = 10; the video VAE needs 1 \\+ 4k"),
-    (["--image", "missing.png"], "x.mp4", "--image .*missing.png: no such file"),
-    (["--image", "junk.png"], "x.mp4", "--image .*junk.png: not a readable image"),
-    (["--video", "junk.mp4"], "x.mp4", "--video .*junk.mp4: not a readable video"),
-    (["--video", "sound.wav"], "x.mp4", "--video .*sound.wav: has no video stream"),
-    (["--image", "ok.png", "--video", "ok.png"], "x.mp4", "either --image .* or --video"),
-    (["--image", "ok.png", "--mask", "missing.png"], "x.mp4", "--mask .*missing.png: no such file"),
-    (["--image", "ok.png", "--mask", "junk.png"], "x.mp4", "--mask .*junk.png: not a readable image"),
-    (["--mask", "ok.png"], "x.mp4", "--mask repaints one --image or one --video"),
-    (["--image", "ok.png", "--mask", "ok.png", "--mask-threshold", "1.5"], "x.mp4", "--mask-threshold = 1.5"),
-    (["--image", "ok.png", "--mask", "ok.png", "--feather", "-1"], "x.mp4", "--feather = -1"),
-    # review 7: a masked generation is one segment; these were silently ignored
-    (["--image", "ok.png", "--mask", "ok.png", "--loop", "2"], "x.mp4", "--mask with --window 0 / --blend 0 / --loop 2"),
-    (["--image", "ok.png", "--mask", "ok.png", "--window", "3"], "x.mp4", "--mask with --window 3 "),
-    (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
-    # silently wrong before: 0 frames made 33, a tiny fps became 24 (MP4) or overflowed after the work (GIF)
-    (["--frames", "0"], "x.mp4", "frames = 0; the video VAE needs 1 \\+ 4k"),
-    (["--fps", "0.0004"], "x.mp4", r"fps = 0.0004; expected 1 .. 120"),
-    (["--fps", "0.001"], "x.gif", r"fps = 0.001; expected 1 .. 120"),
-    (["--fps", "1000"], "x.mp4", r"fps = 1000.0; expected 1 .. 120"),
-    # absurd values that ran for hours, and inputs that were refused only after the weights loaded
-    (["--image", "ok.png", "--mask", "ok.png", "--mask-grow", "1000000000"], "x.mp4",
-     r"--mask-grow = 1000000000; expected an integer in \[0, 64\]"),
-    (["--image", "ok.png", "--mask", "ok.png", "--feather", "1000000000"], "x.mp4",
-     r"--feather = 1000000000; expected an integer in \[0, 256\]"),
-    (["--image", "ok.png", "--mask", "tiny.png"], "x.mp4", "tiny.png is 2x2 .* cannot be mapped to the .* token grid"),
-    (["--video", "clip9.mp4", "--mask", "mask12.mp4"], "x.mp4", "mask12.mp4: has more frames than the 9 of --video"),
-    (["--video", "clip9.mp4", "--frames", "5"], "x.mp4",
-     r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate"),
-    (["--prompt", "b", "--prompt", "c", "--frames", "5"], "x.mp4", "3 prompt\\(s\\) need at least 3 new latent frames"),
-    (["--frames", "16385"], "x.mp4", r"--frames = 16385; at most 16381 \(4096 latent frames\)"),
-    ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
-    (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
-    (["--image", "ok.png", "--mask", "bomb.png"], "x.mp4", "--mask .*bomb.png: .*give at most 8192x8192 pixels"),
-    # speed modes that no GPU run showed faster
-    (["--fp8-matmuls", "--reference"], "x.mp4", "fp8 matmuls is not offered"),
-    (["--attention", "sage"], "x.mp4", "attention = 'sage' is not offered"),
-    (["--compile", "--fp8-matmuls"], "x.mp4", "fp8 matmuls and compiled blocks is not offered"),
-    (["--attention", "efficient"], "x.mp4", "attention = 'efficient' is not offered"),
-])
+@pytest.mark.parametrize(
+    "extra,out,match",
+    [
+        ([], "x.avi", "x.avi: unsupported extension '.avi'"),
+        ([], "dir.mp4", "dir.mp4: is a folder"),
+        ([], "file.txt/x.mp4", "file.txt is a file"),
+        (["--frames", "9"], "x.png", "x.png: a PNG holds one frame, this makes 9"),
+        (["--fps", "0"], "x.mp4", "fps = 0.0; expected a finite number > 0"),
+        (["--fps", "-3"], "x.mp4", "fps = -3.0"),
+        (["--motion-flow", "-1"], "x.mp4", "--motion-flow = -1.0"),
+        (["--seed", str(2**64)], "x.mp4", "seed = 18446744073709551616"),
+        (["--seed", "-1"], "x.mp4", "seed = -1"),
+        (
+            ["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"],
+            "x.mp4",
+            "device = 'cuda",
+        ),
+        (["--device", "banana"], "x.mp4", "device = 'banana'"),
+        (["--steps", "0"], "x.mp4", "num_inference_steps = 0"),
+        (["--window", "1"], "x.mp4", "--window = 1"),
+        (["--loop", "-2"], "x.mp4", "--loop = -2"),
+        (["--frames", "10"], "x.mp4", "frames = 10; the video VAE needs 1 \\+ 4k"),
+        (["--image", "missing.png"], "x.mp4", "--image .*missing.png: no such file"),
+        (["--image", "junk.png"], "x.mp4", "--image .*junk.png: not a readable image"),
+        (["--video", "junk.mp4"], "x.mp4", "--video .*junk.mp4: not a readable video"),
+        (["--video", "sound.wav"], "x.mp4", "--video .*sound.wav: has no video stream"),
+        (["--image", "ok.png", "--video", "ok.png"], "x.mp4", "either --image .* or --video"),
+        (["--image", "ok.png", "--mask", "missing.png"], "x.mp4", "--mask .*missing.png: no such file"),
+        (["--image", "ok.png", "--mask", "junk.png"], "x.mp4", "--mask .*junk.png: not a readable image"),
+        (["--mask", "ok.png"], "x.mp4", "--mask repaints one --image or one --video"),
+        (["--image", "ok.png", "--mask", "ok.png", "--mask-threshold", "1.5"], "x.mp4", "--mask-threshold = 1.5"),
+        (["--image", "ok.png", "--mask", "ok.png", "--feather", "-1"], "x.mp4", "--feather = -1"),
+        # review 7: a masked generation is one segment; these were silently ignored
+        (
+            ["--image", "ok.png", "--mask", "ok.png", "--loop", "2"],
+            "x.mp4",
+            "--mask with --window 0 / --blend 0 / --loop 2",
+        ),
+        (["--image", "ok.png", "--mask", "ok.png", "--window", "3"], "x.mp4", "--mask with --window 3 "),
+        (["--image", "ok.png", "--mask", "ok.png", "--blend", "4"], "x.mp4", "--blend 4 "),
+        # silently wrong before: 0 frames made 33, a tiny fps became 24 (MP4) or overflowed after the work (GIF)
+        (["--frames", "0"], "x.mp4", "frames = 0; the video VAE needs 1 \\+ 4k"),
+        (["--fps", "0.0004"], "x.mp4", r"fps = 0.0004; expected 1 .. 120"),
+        (["--fps", "0.001"], "x.gif", r"fps = 0.001; expected 1 .. 120"),
+        (["--fps", "1000"], "x.mp4", r"fps = 1000.0; expected 1 .. 120"),
+        # absurd values that ran for hours, and inputs that were refused only after the weights loaded
+        (
+            ["--image", "ok.png", "--mask", "ok.png", "--mask-grow", "1000000000"],
+            "x.mp4",
+            r"--mask-grow = 1000000000; expected an integer in \[0, 64\]",
+        ),
+        (
+            ["--image", "ok.png", "--mask", "ok.png", "--feather", "1000000000"],
+            "x.mp4",
+            r"--feather = 1000000000; expected an integer in \[0, 256\]",
+        ),
+        (
+            ["--image", "ok.png", "--mask", "tiny.png"],
+            "x.mp4",
+            "tiny.png is 2x2 .* cannot be mapped to the .* token grid",
+        ),
+        (
+            ["--video", "clip9.mp4", "--mask", "mask12.mp4"],
+            "x.mp4",
+            "mask12.mp4: has more frames than the 9 of --video",
+        ),
+        (
+            ["--video", "clip9.mp4", "--frames", "5"],
+            "x.mp4",
+            r"--video has \d+ frames or more .* --frames 5 makes 2: nothing is left to generate",
+        ),
+        (
+            ["--prompt", "b", "--prompt", "c", "--frames", "5"],
+            "x.mp4",
+            "3 prompt\\(s\\) need at least 3 new latent frames",
+        ),
+        (["--frames", "16385"], "x.mp4", r"--frames = 16385; at most 16381 \(4096 latent frames\)"),
+        ([], "/proc/x.mp4", "/proc/x.mp4: cannot write in /proc"),
+        (["--image", "bomb.png"], "x.mp4", "--image .*bomb.png: .*give at most 8192x8192 pixels"),
+        (["--image", "ok.png", "--mask", "bomb.png"], "x.mp4", "--mask .*bomb.png: .*give at most 8192x8192 pixels"),
+        # speed modes that no GPU run showed faster
+        (["--fp8-matmuls", "--reference"], "x.mp4", "fp8 matmuls is not offered"),
+        (["--attention", "sage"], "x.mp4", "attention = 'sage' is not offered"),
+        (["--compile", "--fp8-matmuls"], "x.mp4", "fp8 matmuls and compiled blocks is not offered"),
+        (["--attention", "efficient"], "x.mp4", "attention = 'efficient' is not offered"),
+    ],
+)
 def test_cli_fails_before_loading_the_model(tiny_video, media, no_load, capsys, monkeypatch, extra, out, match):
     import re
 
@@ -200,7 +289,10 @@ def test_cli_mask_video_on_an_image_checkpoint(tiny_image, media, no_load, capsy
     monkeypatch.chdir(media)
     with VideoWriter(str(media / "clip3.mp4"), 12.0) as writer:
         writer.write(np.zeros((3, 64, 64, 3), np.uint8))
-    rc, err = _cli(["--model", tiny_image, "--prompt", "a fox", "--video", "clip3.mp4", "--mask", "ok.png", "--out", "x.png"], capsys)
+    rc, err = _cli(
+        ["--model", tiny_image, "--prompt", "a fox", "--video", "clip3.mp4", "--mask", "ok.png", "--out", "x.png"],
+        capsys,
+    )
     assert rc == 2 and "need a video checkpoint" in err and "nova-tiny-image is an image checkpoint" in err, err
     assert len(err.strip().splitlines()) == 1 and not os.path.exists(media / "x.png")
 
@@ -215,16 +307,26 @@ def test_cli_permission_errors(tiny_video, media, no_load, capsys, monkeypatch):
     """Unreadable inputs and unwritable outputs (os.access is faked: tests may run as root)."""
     real_access = os.access
     denied = {str(media / "ok.png"), str(media)}
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.path.abspath(p) in denied else real_access(p, mode, **kw))
-    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--image", str(media / "ok.png"), "--out", str(media / "x.mp4")], capsys)
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if os.path.abspath(p) in denied else real_access(p, mode, **kw)
+    )
+    rc, err = _cli(
+        ["--model", tiny_video, "--prompt", "a fox", "--image", str(media / "ok.png"), "--out", str(media / "x.mp4")],
+        capsys,
+    )
     assert rc == 2 and "no permission to write in" in err and str(media) in err
     denied.discard(str(media))
-    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--image", str(media / "ok.png"), "--out", "/tmp/nova-x.mp4"], capsys)
+    rc, err = _cli(
+        ["--model", tiny_video, "--prompt", "a fox", "--image", str(media / "ok.png"), "--out", "/tmp/nova-x.mp4"],
+        capsys,
+    )
     assert rc == 2 and "ok.png: no permission to read it" in err
 
 
 def test_cli_missing_checkpoint_names_the_folder(tmp_path, capsys):
-    rc, err = _cli(["--model", str(tmp_path / "nowhere"), "--prompt", "a fox", "--out", str(tmp_path / "x.mp4")], capsys)
+    rc, err = _cli(
+        ["--model", str(tmp_path / "nowhere"), "--prompt", "a fox", "--out", str(tmp_path / "x.mp4")], capsys
+    )
     assert rc == 2 and "nowhere: not a checkpoint folder" in err and len(err.strip().splitlines()) == 1
 
 
@@ -232,7 +334,20 @@ def test_cli_debug_shows_the_traceback(tiny_video, tmp_path, no_load):
     with pytest.raises(InputError, match="unsupported extension"):
         cli.main(["--debug", "generate", "--model", tiny_video, "--prompt", "a fox", "--out", str(tmp_path / "x.avi")])
     with pytest.raises(InputError, match="fps = 0"):
-        cli.main(["generate", "--debug", "--model", tiny_video, "--prompt", "a fox", "--fps", "0", "--out", str(tmp_path / "x.mp4")])
+        cli.main(
+            [
+                "generate",
+                "--debug",
+                "--model",
+                tiny_video,
+                "--prompt",
+                "a fox",
+                "--fps",
+                "0",
+                "--out",
+                str(tmp_path / "x.mp4"),
+            ]
+        )
 
 
 def test_cli_dtype_defaults_to_auto():
@@ -250,7 +365,24 @@ def test_cli_one_line_and_a_progress_bar_from_any_directory(tmp_path):
     assert r.returncode == 0 and r.stdout == "" and "random weights" in r.stderr
     r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--out", "x.avi"], tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    r = _run(["generate", "--model", "tiny", "--prompt", "a fox", "--frames", "5", "--steps", "3", "--diffusion-steps", "1", "--out", "fox.gif"], tmp_path)
+    r = _run(
+        [
+            "generate",
+            "--model",
+            "tiny",
+            "--prompt",
+            "a fox",
+            "--frames",
+            "5",
+            "--steps",
+            "3",
+            "--diffusion-steps",
+            "1",
+            "--out",
+            "fox.gif",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0 and r.stdout == "", r.stderr
     assert "NOVA: frame 2/2 done, 6/6 set steps" in r.stderr and "ETA" in r.stderr and "Loading weights" not in r.stderr
     assert [line for line in r.stderr.splitlines() if not line.strip()] == []  # no blank lines
@@ -335,14 +467,17 @@ def no_decode(monkeypatch):
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
-def test_cli_masked_clip_longer_than_any_video_is_refused_from_its_header(tiny_video, media, no_load, no_decode, capsys,
-                                                                         monkeypatch, ext):
+def test_cli_masked_clip_longer_than_any_video_is_refused_from_its_header(
+    tiny_video, media, no_load, no_decode, capsys, monkeypatch, ext
+):
     """--video CLIP --mask MASK without --frames: the clip sets the length, so it was decoded whole
     (and 4100 latent frames went on to the weights). MP4 says its count; Matroska's is counted."""
     monkeypatch.chdir(media)
     _long_clip(media / f"long.{ext}", 16400)
-    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--video", f"long.{ext}", "--mask", "ok.png",
-                    "--out", "x.mp4"], capsys)
+    rc, err = _cli(
+        ["--model", tiny_video, "--prompt", "a fox", "--video", f"long.{ext}", "--mask", "ok.png", "--out", "x.mp4"],
+        capsys,
+    )
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert f"--video long.{ext}: more than 16381 frames; NOVA makes at most 16381 (4096 latent frames)" in err, err
     assert not os.path.exists(media / "x.mp4")
@@ -358,11 +493,17 @@ def test_cli_clip_too_large_to_decode_is_refused_from_its_header(tiny_video, med
     monkeypatch.setattr(nova.io.media, "MAX_DECODED_BYTES", 30 * 64 * 96 * 3, raising=False)
     real = nova.io.media._read_video
     decoded = []
-    monkeypatch.setattr(nova.io.media, "_read_video", lambda path, *a, **kw: decoded.append(path) or real(path, *a, **kw))
-    rc, err = _cli(["--model", tiny_video, "--prompt", "a fox", "--video", "wide.mp4", "--mask", "ok.png",
-                    "--out", "x.mp4"], capsys)
+    monkeypatch.setattr(
+        nova.io.media, "_read_video", lambda path, *a, **kw: decoded.append(path) or real(path, *a, **kw)
+    )
+    rc, err = _cli(
+        ["--model", tiny_video, "--prompt", "a fox", "--video", "wide.mp4", "--mask", "ok.png", "--out", "x.mp4"],
+        capsys,
+    )
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
-    assert "--video wide.mp4: 40 frames of 96x64 decode to 0.7 MiB; at most 0.5 MiB (30 frames of this size)" in err, err
+    assert "--video wide.mp4: 40 frames of 96x64 decode to 0.7 MiB; at most 0.5 MiB (30 frames of this size)" in err, (
+        err
+    )
     assert "Give a shorter clip" in err and decoded == []
 
 
@@ -386,11 +527,29 @@ def test_cli_masked_clip_within_the_limits_is_read_whole(tiny_video, media, no_l
     _long_clip(media / "clip41.mkv", 41, (64, 96))
     seen = {}
     real = checks.check_mask
-    monkeypatch.setattr(checks, "check_mask", lambda o, config, mask, clip_frames: seen.setdefault("clip", clip_frames)
-                        and real(o, config, mask, clip_frames))
+    monkeypatch.setattr(
+        checks,
+        "check_mask",
+        lambda o, config, mask, clip_frames: (
+            seen.setdefault("clip", clip_frames) and real(o, config, mask, clip_frames)
+        ),
+    )
     with pytest.raises(AssertionError, match="the model was loaded"):  # (every check passed)
-        cli.main(["generate", "--model", tiny_video, "--prompt", "a fox", "--video", "clip41.mkv", "--mask", "ok.png",
-                  "--out", "x.mp4"])
+        cli.main(
+            [
+                "generate",
+                "--model",
+                tiny_video,
+                "--prompt",
+                "a fox",
+                "--video",
+                "clip41.mkv",
+                "--mask",
+                "ok.png",
+                "--out",
+                "x.mp4",
+            ]
+        )
     assert seen == {"clip": 41}
 
 
@@ -400,15 +559,35 @@ def test_the_same_seed_gives_the_same_mp4_in_every_process(tiny_video, tmp_path)
     on an AVX-512 CPU 4 runs gave 4 different files: nova/io/media.py leaves them out.)"""
     from test_media import _busy
 
-    args = ["--model", tiny_video, "--prompt", "a fox", "--negative-prompt", "blur", "--frames", "9", "--seed", "4",
-            "--steps", "4", "--diffusion-steps", "3", "--device", "cpu"]
+    args = [
+        "--model",
+        tiny_video,
+        "--prompt",
+        "a fox",
+        "--negative-prompt",
+        "blur",
+        "--frames",
+        "9",
+        "--seed",
+        "4",
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "3",
+        "--device",
+        "cpu",
+    ]
     busy = _busy(150)
     try:
         digests = set()
         for i in range(10):
             out = tmp_path / f"v{i}.mp4"
-            r = subprocess.run([sys.executable, "-m", "nova", "generate", *args, "--out", str(out)], cwd=ROOT,
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-m", "nova", "generate", *args, "--out", str(out)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             assert r.returncode == 0, r.stderr
             digests.add(out.read_bytes())
     finally:

@@ -27,15 +27,19 @@ def comfy(tmp_path_factory, tiny_video, tiny_image):
         for kind in ("video", "image"):
             name = f"nova-tiny-{kind}"
             te = NovaTextEncoderLoader.execute(name)[0]
-            out[kind] = {"model": NovaCheckpointLoader.execute(name)[0], "vae": NovaVAELoader.execute(name)[0],
-                         "cond": NovaTextEncode.execute(te, "a fox")[0]}
+            out[kind] = {
+                "model": NovaCheckpointLoader.execute(name)[0],
+                "vae": NovaVAELoader.execute(name)[0],
+                "cond": NovaTextEncode.execute(te, "a fox")[0],
+            }
         out["sampler"] = NovaSetSampler.execute(4, 4, 5.0)[0]
         yield out
 
 
 def _step(c, sampler, latents, add=0, denoise=1.0, seed=3):
-    return NovaARFrameStep.execute(c["model"], c["cond"], sampler, add, seed, 5.0, 12.0, latents=latents,
-                                   denoise=denoise)[0]
+    return NovaARFrameStep.execute(
+        c["model"], c["cond"], sampler, add, seed, 5.0, 12.0, latents=latents, denoise=denoise
+    )[0]
 
 
 def test_frame_step_denoise(comfy):
@@ -59,8 +63,9 @@ def test_frame_step_denoise(comfy):
 def test_generate_denoise_equals_encode_then_frame_step(comfy):
     c, sampler = comfy["video"], comfy["sampler"]
     clip = torch.rand(5, 64, 96, 3)
-    frames, _, latent = NovaGenerate.execute(c["model"], c["vae"], c["cond"], sampler, 9, 3, 5.0, 12.0,
-                                             start_image=clip, denoise=0.5)
+    frames, _, latent = NovaGenerate.execute(
+        c["model"], c["vae"], c["cond"], sampler, 9, 3, 5.0, 12.0, start_image=clip, denoise=0.5
+    )
     encoded = NovaVAEEncode.execute(c["vae"], clip, 96, 64, "crop")[0]
     chain = _step(c, sampler, encoded, add=1, denoise=0.5)
     assert frames.shape == (9, 64, 96, 3) and torch.equal(latent["samples"], chain["samples"])
@@ -72,8 +77,9 @@ def test_generate_image_to_image(comfy):
     encoded = NovaVAEEncode.execute(c["vae"], image, 64, 64, "crop")[0]["samples"]
     out = []
     for denoise in (0.0, 0.5, 1.0 - 1e-6):
-        frames, _, latent = NovaGenerate.execute(c["model"], c["vae"], c["cond"], sampler, 1, 3, 5.0, 12.0,
-                                                 start_image=image, denoise=denoise)
+        frames, _, latent = NovaGenerate.execute(
+            c["model"], c["vae"], c["cond"], sampler, 1, 3, 5.0, 12.0, start_image=image, denoise=denoise
+        )
         assert frames.shape == (1, 64, 64, 3)
         out.append(latent["samples"])
     torch.testing.assert_close(out[0], encoded)  # (Generate encodes itself: same pixels, rounding aside)
@@ -98,6 +104,7 @@ def test_denoise_needs_something_to_start_from(comfy):
 
 
 # -- keyframes ---------------------------------------------------------------------------------------
+
 
 def _pictures(n, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -131,19 +138,23 @@ def test_first_and_last_frame_video(comfy):
     c, sampler = comfy["video"], comfy["sampler"]
     start, end = _pictures(2, 5)
     kf = NovaKeyframes.execute(c["vae"], end[None], "-1", 2, 0.8, 96, 64, "crop")[0]
-    frames, _, latent = NovaGenerate.execute(c["model"], c["vae"], c["cond"], sampler, 13, 3, 5.0, 12.0,
-                                             start_image=start[None], keyframes=kf)
+    frames, _, latent = NovaGenerate.execute(
+        c["model"], c["vae"], c["cond"], sampler, 13, 3, 5.0, 12.0, start_image=start[None], keyframes=kf
+    )
     still = NovaVAEEncode.execute(c["vae"], end[None].expand(5, -1, -1, -1), 96, 64, "crop")[0]["samples"]
     assert frames.shape == (13, 64, 96, 3)
     torch.testing.assert_close(latent["samples"][:, :, 3], still[:, :, 1], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("frames,match", [
-    ("6", "keyframe frame 6 cannot be pinned exactly"),
-    ("16", "keyframe frame 16 is beyond the video: it has 13 frames"),
-    ("4, 7", "frames = '4, 7' names 2 frame\\(s\\) for 1 picture"),
-    ("x", "expected video frame indices separated by commas"),
-])
+@pytest.mark.parametrize(
+    "frames,match",
+    [
+        ("6", "keyframe frame 6 cannot be pinned exactly"),
+        ("16", "keyframe frame 16 is beyond the video: it has 13 frames"),
+        ("4, 7", "frames = '4, 7' names 2 frame\\(s\\) for 1 picture"),
+        ("x", "expected video frame indices separated by commas"),
+    ],
+)
 def test_keyframe_errors(comfy, frames, match):
     from comfyui_nova.nodes.keyframes import NovaKeyframes
 

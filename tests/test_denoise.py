@@ -66,8 +66,10 @@ def test_fast_paths_agree(golden_pipes, given, case, n):
     pipe = golden_pipes[case]
     extra = 1 if n > 1 else 0  # a video continues after its re-sampled frames (full diffusion loops again)
     for denoise in (0.3, 0.6):
-        fast, per_step, plain = (_run(pipe, extra, 3, accel, prefix=given[case], denoise=denoise)
-                                 for accel in (Accel(), PER_STEP, Accel.plain()))
+        fast, per_step, plain = (
+            _run(pipe, extra, 3, accel, prefix=given[case], denoise=denoise)
+            for accel in (Accel(), PER_STEP, Accel.plain())
+        )
         torch.testing.assert_close(fast, per_step, rtol=0, atol=0)
         assert_latents_close(fast, plain, flow_matching=case == "t2i_tiny")
 
@@ -78,9 +80,14 @@ def test_video_runs_use_the_set_step_runner(golden_pipes, given, monkeypatch):
     calls = []
     original = StepBuffers.__call__
     monkeypatch.setattr(StepBuffers, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
-    plan = GenerationPlan(golden_pipes["t2v_tiny"].transformer, golden_pipes["t2v_tiny"].scheduler, SETTINGS,
-                          [Segment(golden_pipes["t2v_tiny"].encode_prompt(["a fox"]), 0)], prefix=given["t2v_tiny"],
-                          denoise=0.5)
+    plan = GenerationPlan(
+        golden_pipes["t2v_tiny"].transformer,
+        golden_pipes["t2v_tiny"].scheduler,
+        SETTINGS,
+        [Segment(golden_pipes["t2v_tiny"].encode_prompt(["a fox"]), 0)],
+        prefix=given["t2v_tiny"],
+        denoise=0.5,
+    )
     plan.run(new_generator(0))
     assert len(calls) == plan.ticks == 2 * len(plan.counts)
 
@@ -100,8 +107,9 @@ def test_mask_keeps_outside_tokens(golden_pipes, given, case, n):
         assert torch.equal(got[:, ~mask[t]], want[:, ~mask[t]])
         assert not torch.equal(got[:, mask[t]], want[:, mask[t]])
     # denoise 1 with a mask is the repaint from pure noise that a mask alone asks for
-    assert torch.equal(_run(pipe, 0, 4, prefix=ref, prefix_mask=mask, denoise=1.0),
-                       _run(pipe, 0, 4, prefix=ref, prefix_mask=mask))
+    assert torch.equal(
+        _run(pipe, 0, 4, prefix=ref, prefix_mask=mask, denoise=1.0), _run(pipe, 0, 4, prefix=ref, prefix_mask=mask)
+    )
 
 
 @pytest.mark.parametrize("kind", ["DDPMScheduler", "FlowMatchEulerDiscreteScheduler"])
@@ -144,6 +152,7 @@ def test_bad_denoise_is_refused_before_sampling(golden_pipes, given, bad, monkey
 
 # -- front ends: NovaPipeline(strength=), generate --denoise, batch denoise --------------------------
 
+
 def _image(path, seed=1, size=(64, 64)):
     import numpy as np
     from PIL import Image
@@ -167,8 +176,9 @@ def test_pipeline_strength_is_the_plans_denoise(golden_pipes):
     kw = dict(num_inference_steps=6, num_diffusion_steps=8, output_type="latent")
 
     def call(strength, seed=2):
-        return pipe("a red fox runs through snow", latents=src, strength=strength, generator=new_generator(seed),
-                    **kw).images
+        return pipe(
+            "a red fox runs through snow", latents=src, strength=strength, generator=new_generator(seed), **kw
+        ).images
 
     assert torch.equal(call(0.0), src)
     plan = _run(pipe, 0, 2, prefix=src, denoise=0.4)
@@ -199,8 +209,19 @@ def test_cli_denoise_image_to_image(tiny_image, tmp_path, plans_seen, capsys):
     from nova import __main__ as cli
 
     src = _image(tmp_path / "src.png")
-    args = ["generate", "--model", tiny_image, "--prompt", "a fox", "--image", src, "--steps", "4",
-            "--diffusion-steps", "4"]
+    args = [
+        "generate",
+        "--model",
+        tiny_image,
+        "--prompt",
+        "a fox",
+        "--image",
+        src,
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "4",
+    ]
     assert cli.main([*args, "--denoise", "0.5", "--out", str(tmp_path / "half.png")]) == 0, capsys.readouterr().err
     assert plans_seen == [0.5] and _read_rgb(tmp_path / "half.png").shape == (64, 64, 3)
     # denoise 0: the image through the VAE only (the posterior sample of the seed), no sampling at all
@@ -208,8 +229,15 @@ def test_cli_denoise_image_to_image(tiny_image, tmp_path, plans_seen, capsys):
     from nova import NovaPipeline
 
     pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
-    want = pipe("a fox", image=_read_rgb(src), strength=0.0, num_inference_steps=4, num_diffusion_steps=4,
-                generator=new_generator(0), output_type="np").images[0]
+    want = pipe(
+        "a fox",
+        image=_read_rgb(src),
+        strength=0.0,
+        num_inference_steps=4,
+        num_diffusion_steps=4,
+        generator=new_generator(0),
+        output_type="np",
+    ).images[0]
     assert (abs(_read_rgb(tmp_path / "zero.png").astype(int) - want.astype(int)) <= 1).all()
 
 
@@ -231,19 +259,39 @@ def test_cli_denoise_video_keeps_the_clip_length(tiny_video, tmp_path, plans_see
         for packet in stream.encode():
             c.mux(packet)
     out = tmp_path / "v2v.mp4"
-    rc = cli.main(["generate", "--model", tiny_video, "--prompt", "a fox", "--video", str(clip), "--denoise", "0.6",
-                   "--steps", "4", "--diffusion-steps", "4", "--out", str(out)])
+    rc = cli.main(
+        [
+            "generate",
+            "--model",
+            tiny_video,
+            "--prompt",
+            "a fox",
+            "--video",
+            str(clip),
+            "--denoise",
+            "0.6",
+            "--steps",
+            "4",
+            "--diffusion-steps",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert plans_seen == [0.6]
     with av.open(str(out)) as c:
         assert len(list(c.decode(video=0))) == 5  # the clip's 5 frames (2 latents), no continuation
 
 
-@pytest.mark.parametrize("extra,match", [
-    (["--denoise", "1.5"], r"--denoise = 1.5; expected a number in \[0, 1\]"),
-    (["--denoise", "nan"], "--denoise = nan"),
-    (["--denoise", "0.5"], "--denoise 0.5 re-samples given frames: set --image or --video"),
-])
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--denoise", "1.5"], r"--denoise = 1.5; expected a number in \[0, 1\]"),
+        (["--denoise", "nan"], "--denoise = nan"),
+        (["--denoise", "0.5"], "--denoise 0.5 re-samples given frames: set --image or --video"),
+    ],
+)
 def test_cli_bad_denoise_fails_before_loading(tiny_image, tmp_path, capsys, monkeypatch, extra, match):
     import re
 
@@ -264,8 +312,12 @@ def test_batch_denoise_per_item(tiny_image, tmp_path, plans_seen):
     from nova.batch.runner import BatchJob, run
 
     src = _image(tmp_path / "src.png")
-    lines = [{"prompt": "a fox", "image": src, "denoise": 0.25}, {"prompt": "a cat"},
-             {"prompt": "a dog", "denoise": 0.5}, {"prompt": "a cow", "image": src, "denoise": 2}]
+    lines = [
+        {"prompt": "a fox", "image": src, "denoise": 0.25},
+        {"prompt": "a cat"},
+        {"prompt": "a dog", "denoise": 0.5},
+        {"prompt": "a cow", "image": src, "denoise": 2},
+    ]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     options = {o.key: o.default for o in OPTIONS}
     options.update(steps=4, diffusion_steps=4)

@@ -20,18 +20,21 @@ FAST = dict(num_inference_steps=2, num_diffusion_steps=1, output_type="latent", 
 
 
 # -- generation arguments -------------------------------------------------------------------------
-@pytest.mark.parametrize("kw,match", [
-    (dict(fps=0), r"fps = 0; expected a finite number > 0"),
-    (dict(fps=-12.0), r"fps = -12.0"),
-    (dict(fps=float("nan")), r"fps = nan"),
-    (dict(motion_flow=-1.0), r"motion_flow = -1.0; expected a finite number >= 0"),
-    (dict(motion_flow=float("inf")), r"motion_flow = inf"),
-    (dict(motion_flow=[1.0, 2.0]), r"motion_flow has 2 values for 1 prompts"),
-    (dict(num_inference_steps="8"), r"num_inference_steps = '8'"),
-    (dict(guidance_scale="high"), r"guidance_scale = 'high'"),
-    (dict(spatiotemporal_guidance_scale=-1), r"spatiotemporal_guidance_scale = -1"),
-    (dict(generator=42), r"generator is a int"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(fps=0), r"fps = 0; expected a finite number > 0"),
+        (dict(fps=-12.0), r"fps = -12.0"),
+        (dict(fps=float("nan")), r"fps = nan"),
+        (dict(motion_flow=-1.0), r"motion_flow = -1.0; expected a finite number >= 0"),
+        (dict(motion_flow=float("inf")), r"motion_flow = inf"),
+        (dict(motion_flow=[1.0, 2.0]), r"motion_flow has 2 values for 1 prompts"),
+        (dict(num_inference_steps="8"), r"num_inference_steps = '8'"),
+        (dict(guidance_scale="high"), r"guidance_scale = 'high'"),
+        (dict(spatiotemporal_guidance_scale=-1), r"spatiotemporal_guidance_scale = -1"),
+        (dict(generator=42), r"generator is a int"),
+    ],
+)
 def test_bad_generation_arguments(tiny_video_pipe, kw, match):
     with pytest.raises(InputError, match=match):
         tiny_video_pipe("a fox", max_latent_length=2, **{**FAST, **kw})
@@ -56,12 +59,15 @@ def test_disable_progress_bar_is_honoured(tiny_video_pipe, capfd):
     assert capfd.readouterr().err == ""
 
 
-@pytest.mark.parametrize("prompt,match", [
-    ("a fox \ud800 in snow", r"invalid character '\\ud800' at position 6"),
-    (123, r"prompt is a int \(123\); expected a string"),
-    (["a fox", None], r"prompt 1 is a NoneType"),
-    ([], r"prompt is an empty list"),
-])
+@pytest.mark.parametrize(
+    "prompt,match",
+    [
+        ("a fox \ud800 in snow", r"invalid character '\\ud800' at position 6"),
+        (123, r"prompt is a int \(123\); expected a string"),
+        (["a fox", None], r"prompt 1 is a NoneType"),
+        ([], r"prompt is an empty list"),
+    ],
+)
 def test_bad_prompts_are_input_errors(tiny_video_pipe, prompt, match):
     with pytest.raises(InputError, match=match) as err:
         tiny_video_pipe(prompt, **FAST)
@@ -195,14 +201,32 @@ def _load(folder):
     return NovaPipeline.from_pretrained(str(folder), device="cpu")
 
 
-@pytest.mark.parametrize("component,file,changes,match", [
-    ("scheduler", "scheduler_config.json", dict(num_train_timesteps="1000"), r"scheduler_config.json: key 'num_train_timesteps' = '1000'; expected an integer"),
-    ("scheduler", "scheduler_config.json", dict(beta_schedule=3), r"key 'beta_schedule' = 3; expected a string"),
-    ("text_encoder", "config.json", dict(hidden_size="64"), r"text_encoder.config.json: key 'hidden_size' = '64'; expected a positive integer"),
-    ("text_encoder", "config.json", dict(layer_norm_eps="small"), r"key 'layer_norm_eps' = 'small'; expected a number"),
-    ("vae", "config.json", dict(block_out_channels="wide"), r"vae.config.json: key 'block_out_channels' = 'wide'"),
-    ("vae", "config.json", dict(scaling_factor="0.18"), r"vae.config.json: key 'scaling_factor' = '0.18'"),
-])
+@pytest.mark.parametrize(
+    "component,file,changes,match",
+    [
+        (
+            "scheduler",
+            "scheduler_config.json",
+            dict(num_train_timesteps="1000"),
+            r"scheduler_config.json: key 'num_train_timesteps' = '1000'; expected an integer",
+        ),
+        ("scheduler", "scheduler_config.json", dict(beta_schedule=3), r"key 'beta_schedule' = 3; expected a string"),
+        (
+            "text_encoder",
+            "config.json",
+            dict(hidden_size="64"),
+            r"text_encoder.config.json: key 'hidden_size' = '64'; expected a positive integer",
+        ),
+        (
+            "text_encoder",
+            "config.json",
+            dict(layer_norm_eps="small"),
+            r"key 'layer_norm_eps' = 'small'; expected a number",
+        ),
+        ("vae", "config.json", dict(block_out_channels="wide"), r"vae.config.json: key 'block_out_channels' = 'wide'"),
+        ("vae", "config.json", dict(scaling_factor="0.18"), r"vae.config.json: key 'scaling_factor' = '0.18'"),
+    ],
+)
 def test_config_with_wrong_types(broken, component, file, changes, match):
     edit_json(broken / component / file, **changes)
     with pytest.raises(ConfigError, match=match):
@@ -214,8 +238,12 @@ def test_config_claiming_a_huge_frame_is_refused_before_any_weight(broken, monke
     run out of memory or time: refused from the config, before a weight is read."""
     from nova.components import loading
 
-    edit_json(broken / "transformer" / "config.json", image_size=[6400, 9600], image_base_size=[400, 600],
-              video_base_size=[16, 200, 300])
+    edit_json(
+        broken / "transformer" / "config.json",
+        image_size=[6400, 9600],
+        image_base_size=[400, 600],
+        video_base_size=[16, 200, 300],
+    )
     monkeypatch.setattr(loading, "load_module", lambda *a, **k: pytest.fail("weights read before the size check"))
     with pytest.raises(ConfigError, match=r"image_size 9600x6400 makes 240000 image tokens per frame; at most 16384"):
         _load(broken)
@@ -235,7 +263,9 @@ def test_weights_of_the_wrong_dtype(broken):
     key = sorted(state)[0]
     state[key] = state[key].to(torch.int32)
     save_file(state, str(path))
-    with pytest.raises(WeightsError, match=rf"must be floating point.*{key} \(I32 in .*diffusion_pytorch_model.safetensors\)"):
+    with pytest.raises(
+        WeightsError, match=rf"must be floating point.*{key} \(I32 in .*diffusion_pytorch_model.safetensors\)"
+    ):
         _load(broken)
 
 
@@ -247,7 +277,9 @@ def test_tokenizer_that_fails_only_at_the_first_prompt(broken):
     data["model"] = {"type": "WordLevel", "vocab": {"<|endoftext|>": 0}, "unk_token": "[UNK]"}
     path.write_text(json.dumps(data))
     # (tokenizers < 0.21 raises at the probe prompt instead of returning no tokens: both are caught)
-    with pytest.raises(CheckpointError, match=r"ckpt.tokenizer: the tokenizer (turns text into no tokens|files do not work)"):
+    with pytest.raises(
+        CheckpointError, match=r"ckpt.tokenizer: the tokenizer (turns text into no tokens|files do not work)"
+    ):
         _load(broken)
 
 
@@ -311,7 +343,9 @@ def test_the_temporal_anchor_is_kept_per_context_object(monkeypatch):
         def __init__(self, name):
             self.name = name
 
-    monkeypatch.setattr(plan, "temporal_step", lambda model, state, prev, context, *rest: ("anchor of " + context.name, state))
+    monkeypatch.setattr(
+        plan, "temporal_step", lambda model, state, prev, context, *rest: ("anchor of " + context.name, state)
+    )
     cache = plan._TemporalCache(None, None, 1, [0.0])
     first = Context("a")
     assert cache._anchor(first)[0] == "anchor of a"

@@ -22,7 +22,9 @@ def _flow(case):
 @pytest.mark.parametrize("case,run", golden_runs())
 def test_run_latents(golden_pipes, case, run):
     _, _, expected = golden_case(case)
-    out = golden_pipes[case](**_kwargs(run, expected), generator=torch.Generator().manual_seed(run["seed"]), output_type="latent")
+    out = golden_pipes[case](
+        **_kwargs(run, expected), generator=torch.Generator().manual_seed(run["seed"]), output_type="latent"
+    )
     latents = out.frames if out.frames is not None else out.images
     assert_latents_close(latents, expected[f"{run['name']}.latents"], _flow(case))
 
@@ -30,7 +32,9 @@ def test_run_latents(golden_pipes, case, run):
 @pytest.mark.parametrize("case,run", golden_runs())
 def test_run_frames(golden_pipes, case, run):
     _, _, expected = golden_case(case)
-    out = golden_pipes[case](**_kwargs(run, expected), generator=torch.Generator().manual_seed(run["seed"]), output_type="np")
+    out = golden_pipes[case](
+        **_kwargs(run, expected), generator=torch.Generator().manual_seed(run["seed"]), output_type="np"
+    )
     frames = out.frames if out.frames is not None else out.images
     assert frames.dtype.name == "uint8"
     assert_frames_close(frames, expected[f"{run['name']}.frames_uint8"])
@@ -65,7 +69,11 @@ def test_golden_shims_are_never_imported(golden_pipes):
     """The official folders carry __transformer__.py etc.; here they raise if imported."""
     import sys
 
-    assert not [m for m in sys.modules if m.startswith("__") and m.endswith("__") and m.strip("_") in ("transformer", "vae", "text_encoder")]
+    assert not [
+        m
+        for m in sys.modules
+        if m.startswith("__") and m.endswith("__") and m.strip("_") in ("transformer", "vae", "text_encoder")
+    ]
     for case in ("t2v_tiny", "t2i_tiny"):
         for shim in ("transformer/__transformer__.py", "vae/__vae__.py", "text_encoder/__text_encoder__.py"):
             assert os.path.isfile(os.path.join(GOLDEN, case, shim))

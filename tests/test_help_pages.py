@@ -75,5 +75,7 @@ def test_image_links_resolve():
 
 
 def test_web_folder_stays_small():
-    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(os.path.join(ROOT, "web")) for f in files)
+    total = sum(
+        os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(os.path.join(ROOT, "web")) for f in files
+    )
     assert total < WEB_BUDGET, f"web/ holds {total} bytes"

@@ -38,7 +38,9 @@ def test_fit_image_center_crops():
     assert fitted.shape == (100, 100, 3) and fitted.min() == 255
 
 
-@pytest.mark.parametrize("bad", [np.zeros((64, 96, 2), np.uint8), np.zeros((64, 96, 5), np.uint8), np.zeros((2, 64, 96, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((64, 96, 2), np.uint8), np.zeros((64, 96, 5), np.uint8), np.zeros((2, 64, 96, 3), np.uint8)]
+)
 def test_i2v_rejects_non_rgb(tiny_video_pipe, bad):
     with pytest.raises(InputError, match=r"shape \[.*HxWx3"):
         tiny_video_pipe("a fox", image=bad, max_latent_length=2, **FAST)
@@ -72,7 +74,9 @@ def test_image_model_generates_one_frame(tiny_image):
     pipe = NovaPipeline.from_pretrained(tiny_image, device="cpu")
     with pytest.raises(InputError, match="image checkpoint"):
         pipe("a fox", max_latent_length=3, **FAST)
-    images = pipe("a fox", num_images_per_prompt=2, num_inference_steps=4, num_diffusion_steps=2, output_type="np").images
+    images = pipe(
+        "a fox", num_images_per_prompt=2, num_inference_steps=4, num_diffusion_steps=2, output_type="np"
+    ).images
     assert images.shape == (2, 64, 64, 3) and images.dtype == np.uint8
 
 
@@ -111,7 +115,9 @@ def test_mask_schedule_matches_official_counts():
 def test_prefilled_latents_are_kept_exactly(tiny_video_pipe):
     gen = torch.Generator().manual_seed(1)
     prefix = torch.randn(1, 4, 2, 8, 12, generator=gen)
-    out = tiny_video_pipe("a fox", latents=prefix, max_latent_length=4, generator=torch.Generator().manual_seed(0), **FAST).frames
+    out = tiny_video_pipe(
+        "a fox", latents=prefix, max_latent_length=4, generator=torch.Generator().manual_seed(0), **FAST
+    ).frames
     assert out.shape == (1, 4, 4, 8, 12)
     assert torch.equal(out[:, :, :2], prefix)
     with pytest.raises(InputError, match="prefilled latents have shape"):
@@ -140,7 +146,9 @@ def test_half_precision_runs_close_to_fp32(tiny_video, dtype):
 
     ref = NovaPipeline.from_pretrained(tiny_video, device="cpu")
     half = NovaPipeline.from_pretrained(tiny_video, device="cpu", torch_dtype=dtype)
-    kw = dict(max_latent_length=1, num_inference_steps=4, num_diffusion_steps=2, guidance_scale=1.0, output_type="latent")
+    kw = dict(
+        max_latent_length=1, num_inference_steps=4, num_diffusion_steps=2, guidance_scale=1.0, output_type="latent"
+    )
     a = ref("a fox", generator=torch.Generator().manual_seed(0), **kw).frames
     b = half("a fox", generator=torch.Generator().manual_seed(0), **kw).frames
     assert b.dtype == torch.float32 and torch.isfinite(b).all()

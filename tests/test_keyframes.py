@@ -56,9 +56,13 @@ def test_frames_before_approach_it_as_the_knob_rises(video):
 def test_share_of_fixed_tokens(video):
     pipe, key = video
     n = pipe.config.num_image_tokens
-    plan = GenerationPlan(pipe.transformer, pipe.scheduler, SETTINGS, [Segment(pipe.encode_prompt(["a fox"]), 6)],
-                          keyframes=[Keyframe(2, key, approach=1, strength=1.0),
-                                     Keyframe(5, key, approach=2, strength=0.6)])
+    plan = GenerationPlan(
+        pipe.transformer,
+        pipe.scheduler,
+        SETTINGS,
+        [Segment(pipe.encode_prompt(["a fox"]), 6)],
+        keyframes=[Keyframe(2, key, approach=1, strength=1.0), Keyframe(5, key, approach=2, strength=0.6)],
+    )
     assert [plan.known_tokens(t) for t in range(6)] == [0, round(n / 2), 0, round(n * 0.2), round(n * 0.4), 0]
     assert [plan.samples(t) for t in range(6)] == [True, True, False, True, True, False]
 
@@ -68,13 +72,16 @@ def test_latent_index_rule(frame, latents, want):
     assert latent_index(frame, latents) == want
 
 
-@pytest.mark.parametrize("frame,match", [
-    (33, "keyframe frame 33 is beyond the video: it has 33 frames"),
-    (-34, "keyframe frame -34 is beyond the video"),
-    (6, "keyframe frame 6 cannot be pinned exactly: .* use 4 or 8"),
-    (31, "use 28 or 32"),
-    (1.5, "keyframe frame = 1.5; expected an integer"),
-])
+@pytest.mark.parametrize(
+    "frame,match",
+    [
+        (33, "keyframe frame 33 is beyond the video: it has 33 frames"),
+        (-34, "keyframe frame -34 is beyond the video"),
+        (6, "keyframe frame 6 cannot be pinned exactly: .* use 4 or 8"),
+        (31, "use 28 or 32"),
+        (1.5, "keyframe frame = 1.5; expected an integer"),
+    ],
+)
 def test_latent_index_refuses(frame, match):
     with pytest.raises(InputError, match=match):
         latent_index(frame, 9)
@@ -132,11 +139,23 @@ def test_cli_keyframe(tiny_video, tmp_path, capsys, monkeypatch):
 
     seen = []
     init = GenerationPlan.__init__
-    monkeypatch.setattr(GenerationPlan, "__init__",
-                        lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
+    monkeypatch.setattr(
+        GenerationPlan, "__init__", lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k)
+    )
     end = _still(tmp_path / "end.png", (10, 200, 90))
-    args = ["generate", "--model", tiny_video, "--prompt", "a fox", "--frames", "9", "--steps", "4",
-            "--diffusion-steps", "2"]
+    args = [
+        "generate",
+        "--model",
+        tiny_video,
+        "--prompt",
+        "a fox",
+        "--frames",
+        "9",
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "2",
+    ]
     assert cli.main([*args, "--keyframe", f"{end}@8", "--out", str(tmp_path / "k.mp4")]) == 0, capsys.readouterr().err
     assert [(k.index, k.approach, k.strength) for k in seen[0]] == [(2, 2, 0.5)]
     for extra, match in [
@@ -164,13 +183,16 @@ def test_batch_keyframes_per_item(tiny_video, tmp_path, monkeypatch):
 
     seen = []
     init = GenerationPlan.__init__
-    monkeypatch.setattr(GenerationPlan, "__init__",
-                        lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k))
+    monkeypatch.setattr(
+        GenerationPlan, "__init__", lambda self, *a, **k: seen.append(k.get("keyframes")) or init(self, *a, **k)
+    )
     _still(tmp_path / "end.png", (250, 250, 0))
     _still(tmp_path / "mid.png", (0, 0, 250))
-    lines = [{"prompt": "a fox", "frames": 9, "keyframe": "end.png@-1", "keyframe_strength": 0.25},
-             {"prompt": "a cat", "frames": 9, "keyframe": ["mid.png@4", "end.png@8"], "keyframe_approach": 1},
-             {"prompt": "a dog", "frames": 9, "keyframe": "end.png@5"}]
+    lines = [
+        {"prompt": "a fox", "frames": 9, "keyframe": "end.png@-1", "keyframe_strength": 0.25},
+        {"prompt": "a cat", "frames": 9, "keyframe": ["mid.png@4", "end.png@8"], "keyframe_approach": 1},
+        {"prompt": "a dog", "frames": 9, "keyframe": "end.png@5"},
+    ]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     options = {o.key: o.default for o in OPTIONS}
     options.update(steps=4, diffusion_steps=2)
@@ -189,10 +211,26 @@ def test_batch_flag_paths_are_made_absolute(tmp_path, monkeypatch):
     from nova.checks import keyframe_pairs
 
     monkeypatch.chdir(tmp_path)
-    args = build_parser().parse_args(["batch", "--model", "m", "--prompts", "p.txt", "--out", "o",
-                                      "--keyframe", "a.png@0; sub/b.png@-1", "--keyframe-strength", "0.75"])
+    args = build_parser().parse_args(
+        [
+            "batch",
+            "--model",
+            "m",
+            "--prompts",
+            "p.txt",
+            "--out",
+            "o",
+            "--keyframe",
+            "a.png@0; sub/b.png@-1",
+            "--keyframe-strength",
+            "0.75",
+        ]
+    )
     job = job_from_args(args)
-    assert keyframe_pairs(job.options["keyframe"]) == [(str(tmp_path / "a.png"), 0), (str(tmp_path / "sub" / "b.png"), -1)]
+    assert keyframe_pairs(job.options["keyframe"]) == [
+        (str(tmp_path / "a.png"), 0),
+        (str(tmp_path / "sub" / "b.png"), -1),
+    ]
     assert job.options["keyframe_strength"] == 0.75 and job.options["keyframe_approach"] == 2
     with pytest.raises(InputError, match="expected IMAGE@FRAME"):
         keyframe_pairs("a.png@x")

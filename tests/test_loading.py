@@ -35,7 +35,10 @@ def test_checkpoint_code_is_never_executed(ckpt):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("component,stem", [("vae", "diffusion_pytorch_model"), ("transformer", "diffusion_pytorch_model"), ("text_encoder", "model")])
+@pytest.mark.parametrize(
+    "component,stem",
+    [("vae", "diffusion_pytorch_model"), ("transformer", "diffusion_pytorch_model"), ("text_encoder", "model")],
+)
 def test_pickle_weights_are_refused(ckpt, component, stem):
     folder = ckpt / component
     (folder / f"{stem}.safetensors").rename(folder / f"{stem}.bin")
@@ -55,15 +58,21 @@ def test_config_depths_are_checked_against_the_weights_before_building(ckpt):
     arch = json.loads(path.read_text())["arch"]
     width = arch[1].split("w")[1]
     edit_json(path, arch=[arch[0], f"vit_d1000w{width}", arch[2]])
-    with pytest.raises(ConfigError, match=rf"transformer.config\.json: arch\[1\] 'vit_d1000w{width}': depth = 1000, "
-                                          r"but the weights hold \d+ \(image_encoder\.blocks\.0 \.\. "):
+    with pytest.raises(
+        ConfigError,
+        match=rf"transformer.config\.json: arch\[1\] 'vit_d1000w{width}': depth = 1000, "
+        r"but the weights hold \d+ \(image_encoder\.blocks\.0 \.\. ",
+    ):
         load_transformer(str(ckpt / "transformer"))
     edit_json(ckpt / "text_encoder" / "config.json", num_hidden_layers=1000)
     with pytest.raises(ConfigError, match=r"text_encoder.config\.json: num_hidden_layers = 1000, but the weights hold"):
         load_phi(str(ckpt / "text_encoder"))
     edit_json(ckpt / "vae" / "config.json", layers_per_block=1000)
-    with pytest.raises(ConfigError, match=r"vae.config\.json: layers_per_block = 1000, but the weights hold \d+ "
-                                          r"\(encoder\.down_blocks\.0\.resnets\.0"):
+    with pytest.raises(
+        ConfigError,
+        match=r"vae.config\.json: layers_per_block = 1000, but the weights hold \d+ "
+        r"\(encoder\.down_blocks\.0\.resnets\.0",
+    ):
         load_vae(str(ckpt / "vae"))
 
 
@@ -103,7 +112,9 @@ def test_missing_and_unexpected_weights(ckpt):
     state.pop("mask_embed.bos_token")
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(path))
-    with pytest.raises(WeightsError, match=r"missing \(1\): mask_embed\.bos_token(.|\n)*unexpected \(1\): extra\.weight"):
+    with pytest.raises(
+        WeightsError, match=r"missing \(1\): mask_embed\.bos_token(.|\n)*unexpected \(1\): extra\.weight"
+    ):
         load_transformer(str(ckpt / "transformer"))
 
 

@@ -90,8 +90,15 @@ def test_loop_leads_back_to_the_first_frame(setup):
     assert 0.2 < same[0] < same[1] < 0.9  # a growing share of tokens is copied from the first frame
 
 
-@pytest.mark.parametrize("kw,match", [(dict(window=1), "window"), (dict(blend_frames=-1), "blend_frames"),
-                                      (dict(loop_frames=-2), "loop_frames"), (dict(window=2.5), "window")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(window=1), "window"),
+        (dict(blend_frames=-1), "blend_frames"),
+        (dict(loop_frames=-2), "loop_frames"),
+        (dict(window=2.5), "window"),
+    ],
+)
 def test_bad_long_video_arguments(setup, kw, match):
     pipe, model, seg = setup
     with pytest.raises(InputError, match=match):

@@ -45,6 +45,7 @@ def _run(pipe, seed=3, **kw):
 
 # -- the pixel -> token rule ---------------------------------------------------------------------
 
+
 def test_token_rule_threshold_partial_tokens_and_grow(tiny_video_pipe):
     cfg = tiny_video_pipe.config  # 96x64 pixels, 6x4 tokens of 16x16 pixels
     mask = np.zeros((64, 96), np.float32)
@@ -95,13 +96,16 @@ def test_frames_of_a_mask(tiny_video_pipe):
         feather_weights(torch.ones(1, 8, 8), 10**5)
 
 
-@pytest.mark.parametrize("mask, match", [
-    (torch.zeros(5, 64, 96), "has 5 frames.*Give 1 or 3 or 9"),
-    (torch.zeros(1, 3, 5), "cannot be mapped to the 6x4 token grid"),
-    (torch.full((64, 96), float("nan")), "NaN"),
-    (torch.full((64, 96), 2.0), "expected 0 .keep. .. 1"),
-    (torch.zeros(2, 2, 64, 96), "expected \\[H, W\\]"),
-])
+@pytest.mark.parametrize(
+    "mask, match",
+    [
+        (torch.zeros(5, 64, 96), "has 5 frames.*Give 1 or 3 or 9"),
+        (torch.zeros(1, 3, 5), "cannot be mapped to the 6x4 token grid"),
+        (torch.full((64, 96), float("nan")), "NaN"),
+        (torch.full((64, 96), 2.0), "expected 0 .keep. .. 1"),
+        (torch.zeros(2, 2, 64, 96), "expected \\[H, W\\]"),
+    ],
+)
 def test_bad_masks_are_refused(tiny_video_pipe, mask, match):
     with pytest.raises(InputError, match=match):
         token_mask(mask, tiny_video_pipe.config, 3)
@@ -125,6 +129,7 @@ def test_pipeline_bounds_grow_and_feather_before_encoding(image_pipe, monkeypatc
 
 
 # -- the engine --------------------------------------------------------------------------------
+
 
 def test_image_inpainting_keeps_outside_tokens_bit_identical(image_pipe):
     img = _smooth_image(64, 64)
@@ -203,6 +208,7 @@ def test_decoded_pixels_outside_the_mask(image_pipe):
 
 # -- outpainting ---------------------------------------------------------------------------------
 
+
 def test_outpaint_canvas_places_a_4x3_clip_in_768x480():
     p = place(480, 640, 480, 768)
     assert (p.left, p.top, p.width, p.height) == (64, 0, 640, 480)
@@ -232,6 +238,7 @@ def test_feather_weights_once_per_region_equal_the_per_frame_ones():
 
 # -- nodes ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory, tiny_video):
     from pack import load_pack
@@ -247,8 +254,12 @@ def nodes(tmp_path_factory, tiny_video):
     with pytest.MonkeyPatch.context() as mp:  # the fallback host finds its model folders here
         mp.setenv("NOVA_MODELS_DIR", str(base))
         te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
-        yield {"model": NovaCheckpointLoader.execute("nova-tiny-video")[0], "vae": NovaVAELoader.execute("nova-tiny-video")[0],
-               "cond": NovaTextEncode.execute(te, "a swan")[0], "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
+        yield {
+            "model": NovaCheckpointLoader.execute("nova-tiny-video")[0],
+            "vae": NovaVAELoader.execute("nova-tiny-video")[0],
+            "cond": NovaTextEncode.execute(te, "a swan")[0],
+            "sampler": NovaSetSampler.execute(4, 2, 5.0)[0],
+        }
 
 
 def test_ar_step_honours_noise_mask_at_any_size(nodes):
@@ -269,10 +280,14 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
     assert torch.equal(pixel, snapshot) and "noise_mask" not in a
     assert torch.equal(a["samples"], b["samples"])
     g, s = given["samples"], a["samples"]
-    assert torch.equal(s[:, :, :2], g[:, :, :2]) and torch.equal(s[:, :, 2, :, :6], g[:, :, 2, :, :6])  # raw, bit for bit
+    assert torch.equal(s[:, :, :2], g[:, :, :2]) and torch.equal(
+        s[:, :, 2, :, :6], g[:, :, 2, :, :6]
+    )  # raw, bit for bit
     assert not torch.equal(s[:, :, 2, :, 6:], g[:, :, 2, :, 6:])
     frames, _ = NovaVAEDecode.execute(nodes["vae"], a, 12.0, 5, source=clip, feather=4)
-    assert torch.equal(frames[:5], clip[:5]) and torch.equal(frames[5:, :, :48], clip[5:, :, :48])  # outside: the source
+    assert torch.equal(frames[:5], clip[:5]) and torch.equal(
+        frames[5:, :, :48], clip[5:, :, :48]
+    )  # outside: the source
     assert not torch.equal(frames[5:, :, 56:], clip[5:, :, 56:])
     # a chained step continues the repainted clip (its mask is used up)
     assert NovaARFrameStep.execute(*args[:3], 1, 4, 5.0, 12.0, latents=a)[0]["samples"].shape == (1, 4, 4, 8, 12)
@@ -280,24 +295,54 @@ def test_ar_step_honours_noise_mask_at_any_size(nodes):
     from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
 
     segs = NovaSegment.execute(nodes["cond"], 1, 5.0, 12.0)[0]
-    long = NovaLongVideo.execute(nodes["model"], nodes["sampler"], segs, 4, window=3, latents={**given, "noise_mask": pixel})[0]["samples"]
-    assert long.shape == (1, 4, 4, 8, 12) and torch.equal(long[:, :, :2], g[:, :, :2]) and torch.equal(long[:, :, 2, :, :6], g[:, :, 2, :, :6])
+    long = NovaLongVideo.execute(
+        nodes["model"], nodes["sampler"], segs, 4, window=3, latents={**given, "noise_mask": pixel}
+    )[0]["samples"]
+    assert (
+        long.shape == (1, 4, 4, 8, 12)
+        and torch.equal(long[:, :, :2], g[:, :, :2])
+        and torch.equal(long[:, :, 2, :, :6], g[:, :, 2, :, :6])
+    )
     assert not torch.equal(long[:, :, 2, :, 6:], g[:, :, 2, :, 6:])
     # NOVA Generate with start_image + mask is the same repaint
-    _, _, latents = NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0,
-                                         start_image=clip, mask=pixel[:, 0])
+    _, _, latents = NovaGenerate.execute(
+        nodes["model"],
+        nodes["vae"],
+        nodes["cond"],
+        nodes["sampler"],
+        9,
+        4,
+        5.0,
+        12.0,
+        start_image=clip,
+        mask=pixel[:, 0],
+    )
     assert torch.equal(latents["samples"], s)
     with pytest.raises(InputError, match="noise_mask has 4 frames"):
         NovaARFrameStep.execute(*args, latents={**given, "noise_mask": pixel[:4]})
     with pytest.raises(InputError, match="nothing to generate"):  # frames = the given latent frame, no mask
-        NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 1, 4, 5.0, 12.0, start_image=clip[:1])
+        NovaGenerate.execute(
+            nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 1, 4, 5.0, 12.0, start_image=clip[:1]
+        )
     with pytest.raises(InputError, match="mask needs start_image"):
-        NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0, mask=pixel[:, 0])
+        NovaGenerate.execute(
+            nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0, mask=pixel[:, 0]
+        )
     # a mask longer than the clip it repaints is refused, not cut to the clip
     longer = torch.cat([pixel[:, 0], pixel[:3, 0]])
     with pytest.raises(InputError, match="mask has 12 frames for a clip of 9; give 1, 3 .* or up to 9"):
-        NovaGenerate.execute(nodes["model"], nodes["vae"], nodes["cond"], nodes["sampler"], 9, 4, 5.0, 12.0,
-                             start_image=clip, mask=longer)
+        NovaGenerate.execute(
+            nodes["model"],
+            nodes["vae"],
+            nodes["cond"],
+            nodes["sampler"],
+            9,
+            4,
+            5.0,
+            12.0,
+            start_image=clip,
+            mask=longer,
+        )
     with pytest.raises(InputError, match="noise_mask has 12 frames for a clip of 9"):
         NovaARFrameStep.execute(*args, latents={**given, "noise_mask": longer[:, None]})
 
@@ -335,8 +380,11 @@ def test_stretched_latents_get_stretched_masks(nodes, tiny_video_pipe):
     image = torch.rand(1, 64, 192, 3)
     stretched = NovaVAEEncode.execute(nodes["vae"], image, 96, 64, "stretch")[0]
     assert stretched["nova_resize"] == "stretch"
-    assert torch.equal(noise_mask_tokens({**stretched, "noise_mask": wide}, nodes["model"], 0.5, 0)[0], tokens.flatten())
-    # a 4-frame clip encodes to one latent frame: its 4 masks are accepted (the first one counts), 4 masks for one image are not
+    assert torch.equal(
+        noise_mask_tokens({**stretched, "noise_mask": wide}, nodes["model"], 0.5, 0)[0], tokens.flatten()
+    )
+    # a 4-frame clip encodes to one latent frame: its 4 masks are accepted (the first one counts),
+    # 4 masks for one image are not
     clip = NovaVAEEncode.execute(nodes["vae"], torch.rand(4, 64, 96, 3), 96, 64, "crop")[0]
     masks4 = torch.zeros(4, 64, 96)
     masks4[0, :, 80:] = 1
@@ -358,14 +406,23 @@ def test_long_video_takes_the_mask_rule(nodes):
     mask = torch.zeros(1, 64, 96)
     mask[:, 16:32, 48:64] = 0.4  # one token, below the default threshold
     segs = NovaSegment.execute(nodes["cond"], 1, 5.0, 12.0)[0]
-    out = NovaLongVideo.execute(nodes["model"], nodes["sampler"], segs, 4, window=3, latents={**given, "noise_mask": mask},
-                                mask_threshold=0.3, mask_grow=1)[0]
+    out = NovaLongVideo.execute(
+        nodes["model"],
+        nodes["sampler"],
+        segs,
+        4,
+        window=3,
+        latents={**given, "noise_mask": mask},
+        mask_threshold=0.3,
+        mask_grow=1,
+    )[0]
     expected = torch.zeros(4, 6, dtype=torch.bool)
     expected[0:3, 2:5] = True  # the token (1, 3), grown by one
     assert out["samples"].shape[2] == 3 and torch.equal(out["nova_repainted"], expected.expand(2, -1, -1))
 
 
 # -- CLI -----------------------------------------------------------------------------------------
+
 
 def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):
     from nova.__main__ import main
@@ -377,8 +434,21 @@ def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):
     masks[:, :, 48:] = 255
     write_video(masks, str(tmp_path / "mask.mp4"))
     write_video(masks[:5], str(tmp_path / "short.mp4"))  # 5 mask frames for a 9-frame clip
-    args = ["generate", "--model", tiny_video, "--prompt", "a swan", "--video", str(tmp_path / "clip.mp4"),
-            "--feather", "4", "--steps", "4", "--diffusion-steps", "2"]
+    args = [
+        "generate",
+        "--model",
+        tiny_video,
+        "--prompt",
+        "a swan",
+        "--video",
+        str(tmp_path / "clip.mp4"),
+        "--feather",
+        "4",
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "2",
+    ]
     assert main(args + ["--mask", str(tmp_path / "mask.mp4"), "--out", str(tmp_path / "out.mp4")]) == 0
     out = np.stack(read_frames(str(tmp_path / "out.mp4"))).astype(np.int16)
     assert out.shape == (9, 64, 96, 3)
@@ -386,6 +456,7 @@ def test_cli_repaints_a_clip_under_a_mask_video(tmp_path, tiny_video, capsys):
     assert np.abs(out[:, :, :40] - clip[:, :, :40]).mean() < 8 < 20 < np.abs(out[:, :, 56:] - clip[:, :, 56:]).mean()
     assert main(args + ["--mask", str(tmp_path / "short.mp4"), "--out", str(tmp_path / "bad.mp4")]) == 2
     assert "has 5 frames" in capsys.readouterr().err and not (tmp_path / "bad.mp4").exists()
+
 
 def _clip_frames(n):
     return [np.roll(_smooth_image(64, 96), 3 * t, axis=1) for t in range(n)]

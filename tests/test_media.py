@@ -104,7 +104,9 @@ with VideoWriter({target!r}, 12) as w:
 def test_sigterm_during_a_write(tmp_path):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"the old video")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER.format(root=ROOT, target=str(target))], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER.format(root=ROOT, target=str(target))], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "writing"
     time.sleep(0.2)
     assert len(_leftovers(tmp_path)) == 1  # the temp file exists while writing
@@ -113,13 +115,16 @@ def test_sigterm_during_a_write(tmp_path):
     assert _leftovers(tmp_path) == [] and target.read_bytes() == b"the old video"
 
 
-@pytest.mark.parametrize("path,kw,match", [
-    ("out.avi", {}, r"out.avi: unsupported extension '.avi'"),
-    ("out", {}, r"unsupported extension '\(none\)'"),
-    ("out.png", dict(frames=9), r"out.png: a PNG holds one frame, this makes 9"),
-    ("out.mp4", dict(fps=0), r"fps = 0; expected a finite number > 0"),
-    ("out.mp4", dict(fps=float("nan")), r"fps = nan"),
-])
+@pytest.mark.parametrize(
+    "path,kw,match",
+    [
+        ("out.avi", {}, r"out.avi: unsupported extension '.avi'"),
+        ("out", {}, r"unsupported extension '\(none\)'"),
+        ("out.png", dict(frames=9), r"out.png: a PNG holds one frame, this makes 9"),
+        ("out.mp4", dict(fps=0), r"fps = 0; expected a finite number > 0"),
+        ("out.mp4", dict(fps=float("nan")), r"fps = nan"),
+    ],
+)
 def test_output_checks(tmp_path, path, kw, match):
     with pytest.raises(InputError, match=match):
         check_output(str(tmp_path / path), **kw)

@@ -21,58 +21,217 @@ MASK_INPUTS = [("mask_threshold", "FLOAT", 0.5, 0.0, 0.99, True), ("mask_grow", 
 DENOISE_INPUT = ("denoise", "FLOAT", 1.0, 0.0, 1.0, True)
 KEYFRAMES_INPUT = ("keyframes", "NOVA_KEYFRAMES", None, None, None, True)
 PINNED = {
-    "NOVACheckpointLoader": ([("ckpt_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "auto", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
-    "NOVATextEncoderLoader": ([("text_encoder_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "auto", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_TEXT_ENCODER"]),
-    "NOVAVAELoader": ([("vae_name", "COMBO", "nova-d48w1024-osp480", None, None, False), ("dtype", "COMBO", "fp32", None, None, False), ("download", "BOOLEAN", False, None, None, False)], ["NOVA_VAE"]),
-    "NOVATextEncode": ([("text_encoder", "NOVA_TEXT_ENCODER", None, None, None, False), ("text", "STRING", "", None, None, False)], ["CONDITIONING"]),
-    "NOVASetSampler": ([("ar_steps", "INT", 128, 1, 1024, False), ("diffusion_steps", "INT", 100, 1, 1000, False), ("cfg", "FLOAT", 7.0, 0.0, 30.0, False),
-                        ("guidance_trunc", "FLOAT", 0.0, 0.0, 1000.0, False), ("guidance_renorm", "FLOAT", 1.0, 0.01, 1.0, False),
-                        ("image_guidance", "FLOAT", 0.0, 0.0, 30.0, False), ("flow_shift", "FLOAT", 0.0, 0.0, 100.0, False)], ["NOVA_SAMPLER"]),
-    "NOVAARFrameStep": ([("model", "NOVA_MODEL", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False),
-                         ("latent_frames", "INT", 9, 0, 256, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
-                         ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("latents", "LATENT", None, None, None, True),
-                         *MASK_INPUTS, DENOISE_INPUT, KEYFRAMES_INPUT], ["LATENT"]),
-    "NOVAGenerate": ([("model", "NOVA_MODEL", None, None, None, False), ("vae", "NOVA_VAE", None, None, None, False), ("positive", "CONDITIONING", None, None, None, False),
-                      ("sampler", "NOVA_SAMPLER", None, None, None, False), ("frames", "INT", 33, 1, 1021, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
-                      ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True),
-                      ("start_image", "IMAGE", None, None, None, True), ("mask", "MASK", None, None, None, True), *MASK_INPUTS,
-                      ("feather", "INT", 0, 0, 256, True), DENOISE_INPUT, KEYFRAMES_INPUT],
-                     ["IMAGE", "FLOAT", "LATENT"]),
-    "NOVAKeyframes": ([("vae", "NOVA_VAE", None, None, None, False), ("images", "IMAGE", None, None, None, False),
-                       ("frames", "STRING", "-1", None, None, False), ("approach", "INT", 2, 0, 64, False),
-                       ("strength", "FLOAT", 0.5, 0.0, 1.0, False), ("width", "INT", 768, 64, 4096, False),
-                       ("height", "INT", 480, 64, 4096, False), ("resize", "COMBO", "crop", None, None, False),
-                       ("previous", "NOVA_KEYFRAMES", None, None, None, True)], ["NOVA_KEYFRAMES"]),
-    "NOVAVAEEncode": ([("vae", "NOVA_VAE", None, None, None, False), ("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False),
-                       ("height", "INT", 480, 64, 4096, False), ("resize", "COMBO", "crop", None, None, False)], ["LATENT"]),
-    "NOVASegment": ([("positive", "CONDITIONING", None, None, None, False), ("latent_frames", "INT", 30, 1, 256, False), ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
-                     ("fps", "FLOAT", 12.0, 1.0, 120.0, False), ("negative", "CONDITIONING", None, None, None, True), ("previous", "NOVA_SEGMENTS", None, None, None, True)], ["NOVA_SEGMENTS"]),
-    "NOVALongVideo": ([("model", "NOVA_MODEL", None, None, None, False), ("sampler", "NOVA_SAMPLER", None, None, None, False), ("segments", "NOVA_SEGMENTS", None, None, None, False),
-                       ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("window", "INT", 9, 0, 256, False), ("blend_frames", "INT", 0, 0, 64, False),
-                       ("loop_frames", "INT", 0, 0, 64, False), ("latents", "LATENT", None, None, None, True),
-                       *MASK_INPUTS, DENOISE_INPUT, KEYFRAMES_INPUT], ["LATENT"]),
-    "NOVAOutpaintCanvas": ([("image", "IMAGE", None, None, None, False), ("width", "INT", 768, 64, 4096, False), ("height", "INT", 480, 64, 4096, False),
-                            ("zoom", "FLOAT", 1.0, 0.05, 1.0, False), ("x", "FLOAT", 0.5, 0.0, 1.0, False), ("y", "FLOAT", 0.5, 0.0, 1.0, False),
-                            ("fill", "COMBO", "edge", None, None, False)], ["IMAGE", "MASK"]),
-    "NOVASpeedMode": ([("model", "NOVA_MODEL", None, None, None, False), ("attention", "COMBO", "auto", None, None, False),
-                       ("fp8_matmuls", "BOOLEAN", False, None, None, False), ("compile", "BOOLEAN", False, None, None, False)], ["NOVA_MODEL"]),
-    "URSACheckpointLoader": ([("ckpt_name", "COMBO", "URSA-1.7B-FSQ320", None, None, False), ("dtype", "COMBO", "auto", None, None, False),
-                              ("download", "BOOLEAN", False, None, None, False)], ["URSA_MODEL"]),
-    "URSAGenerate": ([("model", "URSA_MODEL", None, None, None, False), ("prompt", "STRING", "", None, None, False),
-                      ("negative_prompt", "STRING", "worst quality, low quality, inconsistent motion, static, still, blurry, jittery, distorted, ugly", None, None, False),
-                      ("motion", "FLOAT", 9.0, 0.0, 20.0, False), ("width", "INT", 512, 8, 4096, False), ("height", "INT", 320, 8, 4096, False),
-                      ("frames", "INT", 49, 1, 1025, False), ("steps", "INT", 25, 1, 500, False), ("guidance", "FLOAT", 7.0, 0.0, 30.0, False),
-                      ("guidance_trunc", "FLOAT", 0.9, 0.0, 1.0, False), ("seed", "INT", 0, 0, 0xFFFFFFFF, False), ("image", "IMAGE", None, None, None, True),
-                      ("video", "IMAGE", None, None, None, True), ("num_cond_frames", "INT", 13, 1, 1025, True),
-                      ("cond_noise_scale", "FLOAT", 0.0, 0.0, 1.0, True)], ["IMAGE"]),
-    "NOVAVAEDecode": ([("vae", "NOVA_VAE", None, None, None, False), ("latents", "LATENT", None, None, None, False), ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
-                       ("tile_latents", "INT", 5, 2, 64, False), ("source", "IMAGE", None, None, None, True), ("feather", "INT", 0, 0, 256, True)], ["IMAGE", "FLOAT"]),
+    "NOVACheckpointLoader": (
+        [
+            ("ckpt_name", "COMBO", "nova-d48w1024-osp480", None, None, False),
+            ("dtype", "COMBO", "auto", None, None, False),
+            ("download", "BOOLEAN", False, None, None, False),
+        ],
+        ["NOVA_MODEL"],
+    ),
+    "NOVATextEncoderLoader": (
+        [
+            ("text_encoder_name", "COMBO", "nova-d48w1024-osp480", None, None, False),
+            ("dtype", "COMBO", "auto", None, None, False),
+            ("download", "BOOLEAN", False, None, None, False),
+        ],
+        ["NOVA_TEXT_ENCODER"],
+    ),
+    "NOVAVAELoader": (
+        [
+            ("vae_name", "COMBO", "nova-d48w1024-osp480", None, None, False),
+            ("dtype", "COMBO", "fp32", None, None, False),
+            ("download", "BOOLEAN", False, None, None, False),
+        ],
+        ["NOVA_VAE"],
+    ),
+    "NOVATextEncode": (
+        [("text_encoder", "NOVA_TEXT_ENCODER", None, None, None, False), ("text", "STRING", "", None, None, False)],
+        ["CONDITIONING"],
+    ),
+    "NOVASetSampler": (
+        [
+            ("ar_steps", "INT", 128, 1, 1024, False),
+            ("diffusion_steps", "INT", 100, 1, 1000, False),
+            ("cfg", "FLOAT", 7.0, 0.0, 30.0, False),
+            ("guidance_trunc", "FLOAT", 0.0, 0.0, 1000.0, False),
+            ("guidance_renorm", "FLOAT", 1.0, 0.01, 1.0, False),
+            ("image_guidance", "FLOAT", 0.0, 0.0, 30.0, False),
+            ("flow_shift", "FLOAT", 0.0, 0.0, 100.0, False),
+        ],
+        ["NOVA_SAMPLER"],
+    ),
+    "NOVAARFrameStep": (
+        [
+            ("model", "NOVA_MODEL", None, None, None, False),
+            ("positive", "CONDITIONING", None, None, None, False),
+            ("sampler", "NOVA_SAMPLER", None, None, None, False),
+            ("latent_frames", "INT", 9, 0, 256, False),
+            ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
+            ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
+            ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
+            ("negative", "CONDITIONING", None, None, None, True),
+            ("latents", "LATENT", None, None, None, True),
+            *MASK_INPUTS,
+            DENOISE_INPUT,
+            KEYFRAMES_INPUT,
+        ],
+        ["LATENT"],
+    ),
+    "NOVAGenerate": (
+        [
+            ("model", "NOVA_MODEL", None, None, None, False),
+            ("vae", "NOVA_VAE", None, None, None, False),
+            ("positive", "CONDITIONING", None, None, None, False),
+            ("sampler", "NOVA_SAMPLER", None, None, None, False),
+            ("frames", "INT", 33, 1, 1021, False),
+            ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
+            ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
+            ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
+            ("negative", "CONDITIONING", None, None, None, True),
+            ("start_image", "IMAGE", None, None, None, True),
+            ("mask", "MASK", None, None, None, True),
+            *MASK_INPUTS,
+            ("feather", "INT", 0, 0, 256, True),
+            DENOISE_INPUT,
+            KEYFRAMES_INPUT,
+        ],
+        ["IMAGE", "FLOAT", "LATENT"],
+    ),
+    "NOVAKeyframes": (
+        [
+            ("vae", "NOVA_VAE", None, None, None, False),
+            ("images", "IMAGE", None, None, None, False),
+            ("frames", "STRING", "-1", None, None, False),
+            ("approach", "INT", 2, 0, 64, False),
+            ("strength", "FLOAT", 0.5, 0.0, 1.0, False),
+            ("width", "INT", 768, 64, 4096, False),
+            ("height", "INT", 480, 64, 4096, False),
+            ("resize", "COMBO", "crop", None, None, False),
+            ("previous", "NOVA_KEYFRAMES", None, None, None, True),
+        ],
+        ["NOVA_KEYFRAMES"],
+    ),
+    "NOVAVAEEncode": (
+        [
+            ("vae", "NOVA_VAE", None, None, None, False),
+            ("image", "IMAGE", None, None, None, False),
+            ("width", "INT", 768, 64, 4096, False),
+            ("height", "INT", 480, 64, 4096, False),
+            ("resize", "COMBO", "crop", None, None, False),
+        ],
+        ["LATENT"],
+    ),
+    "NOVASegment": (
+        [
+            ("positive", "CONDITIONING", None, None, None, False),
+            ("latent_frames", "INT", 30, 1, 256, False),
+            ("motion_flow", "FLOAT", 5.0, 0.0, 20.0, False),
+            ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
+            ("negative", "CONDITIONING", None, None, None, True),
+            ("previous", "NOVA_SEGMENTS", None, None, None, True),
+        ],
+        ["NOVA_SEGMENTS"],
+    ),
+    "NOVALongVideo": (
+        [
+            ("model", "NOVA_MODEL", None, None, None, False),
+            ("sampler", "NOVA_SAMPLER", None, None, None, False),
+            ("segments", "NOVA_SEGMENTS", None, None, None, False),
+            ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
+            ("window", "INT", 9, 0, 256, False),
+            ("blend_frames", "INT", 0, 0, 64, False),
+            ("loop_frames", "INT", 0, 0, 64, False),
+            ("latents", "LATENT", None, None, None, True),
+            *MASK_INPUTS,
+            DENOISE_INPUT,
+            KEYFRAMES_INPUT,
+        ],
+        ["LATENT"],
+    ),
+    "NOVAOutpaintCanvas": (
+        [
+            ("image", "IMAGE", None, None, None, False),
+            ("width", "INT", 768, 64, 4096, False),
+            ("height", "INT", 480, 64, 4096, False),
+            ("zoom", "FLOAT", 1.0, 0.05, 1.0, False),
+            ("x", "FLOAT", 0.5, 0.0, 1.0, False),
+            ("y", "FLOAT", 0.5, 0.0, 1.0, False),
+            ("fill", "COMBO", "edge", None, None, False),
+        ],
+        ["IMAGE", "MASK"],
+    ),
+    "NOVASpeedMode": (
+        [
+            ("model", "NOVA_MODEL", None, None, None, False),
+            ("attention", "COMBO", "auto", None, None, False),
+            ("fp8_matmuls", "BOOLEAN", False, None, None, False),
+            ("compile", "BOOLEAN", False, None, None, False),
+        ],
+        ["NOVA_MODEL"],
+    ),
+    "URSACheckpointLoader": (
+        [
+            ("ckpt_name", "COMBO", "URSA-1.7B-FSQ320", None, None, False),
+            ("dtype", "COMBO", "auto", None, None, False),
+            ("download", "BOOLEAN", False, None, None, False),
+        ],
+        ["URSA_MODEL"],
+    ),
+    "URSAGenerate": (
+        [
+            ("model", "URSA_MODEL", None, None, None, False),
+            ("prompt", "STRING", "", None, None, False),
+            (
+                "negative_prompt",
+                "STRING",
+                "worst quality, low quality, inconsistent motion, static, still, blurry, jittery, distorted, ugly",
+                None,
+                None,
+                False,
+            ),
+            ("motion", "FLOAT", 9.0, 0.0, 20.0, False),
+            ("width", "INT", 512, 8, 4096, False),
+            ("height", "INT", 320, 8, 4096, False),
+            ("frames", "INT", 49, 1, 1025, False),
+            ("steps", "INT", 25, 1, 500, False),
+            ("guidance", "FLOAT", 7.0, 0.0, 30.0, False),
+            ("guidance_trunc", "FLOAT", 0.9, 0.0, 1.0, False),
+            ("seed", "INT", 0, 0, 0xFFFFFFFF, False),
+            ("image", "IMAGE", None, None, None, True),
+            ("video", "IMAGE", None, None, None, True),
+            ("num_cond_frames", "INT", 13, 1, 1025, True),
+            ("cond_noise_scale", "FLOAT", 0.0, 0.0, 1.0, True),
+        ],
+        ["IMAGE"],
+    ),
+    "NOVAVAEDecode": (
+        [
+            ("vae", "NOVA_VAE", None, None, None, False),
+            ("latents", "LATENT", None, None, None, False),
+            ("fps", "FLOAT", 12.0, 1.0, 120.0, False),
+            ("tile_latents", "INT", 5, 2, 64, False),
+            ("source", "IMAGE", None, None, None, True),
+            ("feather", "INT", 0, 0, 256, True),
+        ],
+        ["IMAGE", "FLOAT"],
+    ),
 }
 
 
 def _describe(node):
     schema = node.define_schema()
-    inputs = [(i.id, str(i.get_io_type()), getattr(i, "default", None), getattr(i, "min", None), getattr(i, "max", None), bool(i.optional)) for i in schema.inputs]
+    inputs = [
+        (
+            i.id,
+            str(i.get_io_type()),
+            getattr(i, "default", None),
+            getattr(i, "min", None),
+            getattr(i, "max", None),
+            bool(i.optional),
+        )
+        for i in schema.inputs
+    ]
     return schema.node_id, inputs, [str(o.get_io_type()) for o in schema.outputs], schema
 
 
@@ -84,7 +243,16 @@ def test_schemas_are_pinned():
         assert node_id.startswith(("NOVA", "URSA")) and schema.category.startswith("NOVA") and schema.display_name
         assert schema.description
         for i in schema.inputs:  # every input is explained in the UI
-            assert i.tooltip or str(i.get_io_type()) in ("NOVA_MODEL", "NOVA_VAE", "NOVA_SAMPLER", "NOVA_TEXT_ENCODER", "NOVA_SEGMENTS", "CONDITIONING", "LATENT", "URSA_MODEL")
+            assert i.tooltip or str(i.get_io_type()) in (
+                "NOVA_MODEL",
+                "NOVA_VAE",
+                "NOVA_SAMPLER",
+                "NOVA_TEXT_ENCODER",
+                "NOVA_SEGMENTS",
+                "CONDITIONING",
+                "LATENT",
+                "URSA_MODEL",
+            )
     assert seen == PINNED
 
 
@@ -116,9 +284,11 @@ def test_import_is_cheap_and_v3_only():
 
     code = (
         "import importlib.util, sys;"
-        f"spec = importlib.util.spec_from_file_location('pk', {os.path.join(ROOT, '__init__.py')!r}, submodule_search_locations=[{ROOT!r}]);"
+        f"spec = importlib.util.spec_from_file_location('pk', {os.path.join(ROOT, '__init__.py')!r}, "
+        f"submodule_search_locations=[{ROOT!r}]);"
         "m = importlib.util.module_from_spec(spec); sys.modules['pk'] = m; spec.loader.exec_module(m);"
-        "print('torch' in sys.modules, hasattr(m, 'NODE_CLASS_MAPPINGS'), hasattr(m, 'comfy_entrypoint'), m.WEB_DIRECTORY)"
+        "print('torch' in sys.modules, hasattr(m, 'NODE_CLASS_MAPPINGS'), hasattr(m, 'comfy_entrypoint'), "
+        "m.WEB_DIRECTORY)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "True", "./web"]
@@ -135,8 +305,14 @@ def comfy(tmp_path_factory, tiny_video, tiny_image):
         model = NovaCheckpointLoader.execute("nova-tiny-video")[0]
         te = NovaTextEncoderLoader.execute("nova-tiny-video")[0]
         vae = NovaVAELoader.execute("nova-tiny-video")[0]
-        yield {"host": model.host, "model": model, "te": te, "vae": vae, "cond": NovaTextEncode.execute(te, "a fox")[0],
-               "sampler": NovaSetSampler.execute(4, 2, 5.0)[0]}
+        yield {
+            "host": model.host,
+            "model": model,
+            "te": te,
+            "vae": vae,
+            "cond": NovaTextEncode.execute(te, "a fox")[0],
+            "sampler": NovaSetSampler.execute(4, 2, 5.0)[0],
+        }
 
 
 def test_missing_official_checkpoint_explains_where(comfy):
@@ -232,21 +408,29 @@ def test_chain_continues_without_touching_inputs(comfy):
 def test_generate_refuses_fewer_frames_than_start_image(comfy):
     clip = torch.rand(9, 64, 96, 3)
     mask = torch.ones(1, 64, 96)
-    with pytest.raises(InputError, match=r"frames makes 2 latent frame\(s\), fewer than the 3 of start_image; raise "
-                                         "frames"):
-        NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 5, 5, 5.0, 12.0,
-                             start_image=clip, mask=mask)
+    with pytest.raises(
+        InputError,
+        match=r"frames makes 2 latent frame\(s\), fewer than the 3 of start_image; raise "
+        "frames",
+    ):
+        NovaGenerate.execute(
+            comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 5, 5, 5.0, 12.0, start_image=clip, mask=mask
+        )
 
 
 def test_generate_equals_the_chain(comfy):
-    frames, fps, latent = NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0)
+    frames, fps, latent = NovaGenerate.execute(
+        comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0
+    )
     chain = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 3, 5, 5.0, 12.0)[0]
     decoded, dec_fps = NovaVAEDecode.execute(comfy["vae"], chain)
     assert torch.equal(latent["samples"], chain["samples"]) and torch.equal(frames, decoded)
     assert fps == dec_fps == 12.0 and frames.shape == (9, 64, 96, 3)
     # image-to-video: Generate(start_image) == VAE Encode -> AR step
     image = frames[:1]
-    f2, _, l2 = NovaGenerate.execute(comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0, start_image=image)
+    f2, _, l2 = NovaGenerate.execute(
+        comfy["model"], comfy["vae"], comfy["cond"], comfy["sampler"], 9, 5, 5.0, 12.0, start_image=image
+    )
     enc = NovaVAEEncode.execute(comfy["vae"], image, 96, 64, "crop")[0]
     c2 = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 5, 5.0, 12.0, latents=enc)[0]
     assert torch.equal(l2["samples"], c2["samples"])
@@ -280,7 +464,9 @@ def test_samplers_honour_an_engine_speed_mode(comfy):
     assert float((run(fp8) - base).abs().mean() / base.std()) > 1e-3
     from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
 
-    long = NovaLongVideo.execute(fp8, comfy["sampler"], NovaSegment.execute(comfy["cond"], 2, 5.0, 12.0)[0], 3, 0)[0]["samples"]
+    long = NovaLongVideo.execute(fp8, comfy["sampler"], NovaSegment.execute(comfy["cond"], 2, 5.0, 12.0)[0], 3, 0)[0][
+        "samples"
+    ]
     torch.testing.assert_close(long, run(fp8))
 
 
@@ -296,7 +482,9 @@ def test_long_video_node_extends_with_a_window(comfy):
     segs = NovaSegment.execute(comfy["cond"], 2, 5.0, 12.0)[0]
     segs = NovaSegment.execute(cond2, 2, 8.0, 12.0, previous=segs)[0]
     start = NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 2, 0, 5.0, 12.0)[0]
-    out = NovaLongVideo.execute(comfy["model"], comfy["sampler"], segs, 0, window=3, blend_frames=1, loop_frames=1, latents=start)[0]
+    out = NovaLongVideo.execute(
+        comfy["model"], comfy["sampler"], segs, 0, window=3, blend_frames=1, loop_frames=1, latents=start
+    )[0]
     assert out["samples"].shape == (1, 4, 7, 8, 12)
     assert torch.equal(out["samples"][:, :, :2], start["samples"])
     with pytest.raises(InputError, match="segments are empty"):
@@ -337,12 +525,15 @@ def test_latents_of_another_vae_are_refused_and_unmarked_ones_pass(comfy):
     assert out["samples"].shape == (1, 4, 2, 8, 12) and out["nova_latent_format"] == comfy["model"].latent_space
 
 
-@pytest.mark.parametrize("samples,tile,match", [
-    (torch.zeros(1, 4, 0, 8, 12), 5, r"shape \[1, 4, 0, 8, 12\]; expected .*T >= 1"),
-    (torch.zeros(0, 4, 2, 8, 12), 5, r"shape \[0, 4, 2, 8, 12\]; expected .*B >= 1"),
-    (torch.zeros(1, 4, 2, 8, 12), 1, r"tile_latents = 1; expected an integer >= 2"),
-    (torch.zeros(1, 4, 2, 8, 12, dtype=torch.long), 5, r"must be a float tensor"),
-])
+@pytest.mark.parametrize(
+    "samples,tile,match",
+    [
+        (torch.zeros(1, 4, 0, 8, 12), 5, r"shape \[1, 4, 0, 8, 12\]; expected .*T >= 1"),
+        (torch.zeros(0, 4, 2, 8, 12), 5, r"shape \[0, 4, 2, 8, 12\]; expected .*B >= 1"),
+        (torch.zeros(1, 4, 2, 8, 12), 1, r"tile_latents = 1; expected an integer >= 2"),
+        (torch.zeros(1, 4, 2, 8, 12, dtype=torch.long), 5, r"must be a float tensor"),
+    ],
+)
 def test_vae_decode_bad_latents(comfy, samples, tile, match):
     with pytest.raises(InputError, match=match):
         NovaVAEDecode.execute(comfy["vae"], {"samples": samples}, 12.0, tile)
@@ -358,7 +549,9 @@ def test_vae_encode_bad_images(comfy):
     assert NovaVAEEncode.execute(comfy["vae"], same, 96, 64, "crop")[0]["samples"].shape == (1, 4, 1, 8, 12)
 
 
-@pytest.mark.parametrize("fps,motion,match", [(0.0, 5.0, "fps = 0.0"), (-12.0, 5.0, "fps = -12.0"), (12.0, -1.0, "motion_flow = -1.0")])
+@pytest.mark.parametrize(
+    "fps,motion,match", [(0.0, 5.0, "fps = 0.0"), (-12.0, 5.0, "fps = -12.0"), (12.0, -1.0, "motion_flow = -1.0")]
+)
 def test_node_fps_and_motion_are_checked(comfy, fps, motion, match):
     with pytest.raises(InputError, match=match):
         NovaARFrameStep.execute(comfy["model"], comfy["cond"], comfy["sampler"], 1, 0, motion, fps)
@@ -400,13 +593,21 @@ def test_memory_estimate_counts_the_fp8_weights(comfy):
     base = plan_frames(comfy["model"], comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0).memory_bytes()
     extra = plan_frames(fp8, comfy["cond"], None, comfy["sampler"], 2, 5.0, 12.0).memory_bytes() - base
     blocks = fp8.transformer.image_encoder.blocks
-    assert extra == sum(layer.weight.numel() for b in blocks for layer in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2))
+    assert extra == sum(
+        layer.weight.numel() for b in blocks for layer in (b.attn.qkv, b.attn.proj, b.mlp.fc1, b.mlp.fc2)
+    )
 
 
-@pytest.mark.parametrize("latents,match", [
-    (torch.zeros(1, 4, 2, 8, 12), "latents must be a ComfyUI LATENT \\(a dict with 'samples'\\), got Tensor"),
-    ({"noise_mask": torch.ones(1, 64, 96)}, "latents must be a ComfyUI LATENT \\(a dict with 'samples'\\), got dict"),
-])
+@pytest.mark.parametrize(
+    "latents,match",
+    [
+        (torch.zeros(1, 4, 2, 8, 12), "latents must be a ComfyUI LATENT \\(a dict with 'samples'\\), got Tensor"),
+        (
+            {"noise_mask": torch.ones(1, 64, 96)},
+            "latents must be a ComfyUI LATENT \\(a dict with 'samples'\\), got dict",
+        ),
+    ],
+)
 def test_ar_step_and_long_video_name_a_latent_that_is_not_one(comfy, latents, match):
     from comfyui_nova.nodes.long_video import NovaLongVideo, NovaSegment
 
@@ -421,6 +622,9 @@ def test_ar_step_and_long_video_name_a_latent_that_is_not_one(comfy, latents, ma
 def test_vae_encode_refuses_sizes_its_widgets_do_not_allow(comfy, width, height):
     image = torch.rand(1, 64, 96, 3)
     bad = "width" if (width, height)[0] != 96 else "height"
-    with pytest.raises(InputError, match=rf"{bad} = {(width if bad == 'width' else height)}; expected a multiple of 8 "
-                                         r"in \[64, 4096\]"):
+    with pytest.raises(
+        InputError,
+        match=rf"{bad} = {(width if bad == 'width' else height)}; expected a multiple of 8 "
+        r"in \[64, 4096\]",
+    ):
         NovaVAEEncode.execute(comfy["vae"], image, width, height, "crop")

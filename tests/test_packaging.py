@@ -30,8 +30,11 @@ def test_pyproject_dependencies_equal_requirements():
 
 def test_every_engine_package_is_shipped():
     """`pip install .` (and the `nova` script) carries every package under nova/."""
-    found = sorted(os.path.relpath(folder, ROOT).replace(os.sep, ".") for folder, _, files in os.walk(os.path.join(ROOT, "nova"))
-                   if "__init__.py" in files)
+    found = sorted(
+        os.path.relpath(folder, ROOT).replace(os.sep, ".")
+        for folder, _, files in os.walk(os.path.join(ROOT, "nova"))
+        if "__init__.py" in files
+    )
     assert sorted(_pyproject()["tool"]["setuptools"]["packages"]) == found
 
 
@@ -80,16 +83,34 @@ def test_registry_zip_carries_only_what_runs(tmp_path):
     subprocess.run(["git", "clone", "-q", ROOT, str(clone)], check=True)
     for rel in subprocess.run(["git", "ls-files", "-m"], cwd=ROOT, capture_output=True, text=True).stdout.split():
         shutil.copy2(os.path.join(ROOT, rel), clone / rel)  # uncommitted edits, so a dev run tests them too
-    result = subprocess.run([comfy, "--skip-prompt", "node", "pack"], cwd=clone, capture_output=True, text=True,
-                            timeout=300, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [comfy, "--skip-prompt", "node", "pack"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     path = clone / "node.zip"
     assert path.stat().st_size <= MAX_ZIP_BYTES, path.stat().st_size
     names = zipfile.ZipFile(path).namelist()
     top = {n.split("/")[0] for n in names}
     assert {"__init__.py", "requirements.txt", "LICENSE", "NOTICE", "nodes", "nova", "web", "workflows"} <= top
-    assert top <= {"__init__.py", "requirements.txt", "pyproject.toml", "README.md", "LICENSE", "NOTICE",
-                   "CHANGELOG.md", "icon.png", "nodes", "nova", "web", "workflows"}, sorted(top)
+    assert top <= {
+        "__init__.py",
+        "requirements.txt",
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "NOTICE",
+        "CHANGELOG.md",
+        "icon.png",
+        "nodes",
+        "nova",
+        "web",
+        "workflows",
+    }, sorted(top)
     assert not [n for n in names if n.endswith((".safetensors", ".bin", ".pt", ".ckpt", ".pth"))]
     assert "nodes/__init__.py" in names and "nova/models/transformer.py" in names
     assert any(n.startswith("web/docs/") and n.endswith("/zh.md") for n in names)

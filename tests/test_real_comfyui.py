@@ -31,7 +31,9 @@ COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON") or sys.executable
 # CI sets NOVA_REQUIRE_COMFYUI=1: there a missing ComfyUI is a failure, never a skip.
 REQUIRED = os.environ.get("NOVA_REQUIRE_COMFYUI") == "1"
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR and not REQUIRED, reason="set COMFYUI_DIR to a ComfyUI checkout to run this test")
+pytestmark = pytest.mark.skipif(
+    not COMFYUI_DIR and not REQUIRED, reason="set COMFYUI_DIR to a ComfyUI checkout to run this test"
+)
 
 load_pack()
 from comfyui_nova.nodes import NODES  # noqa: E402
@@ -69,9 +71,23 @@ def server(tmp_path_factory, tiny_video, tiny_image):
         port = s.getsockname()[1]
     log = open(base / "comfyui.log", "w")
     proc = subprocess.Popen(
-        [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-         "--disable-auto-launch", "--preview-method", "latent2rgb"],
-        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT,
+        [
+            COMFYUI_PYTHON,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-directory",
+            str(base),
+            "--disable-auto-launch",
+            "--preview-method",
+            "latent2rgb",
+        ],
+        cwd=COMFYUI_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,7 +120,9 @@ def test_pack_imports_and_lists_nodes(server):
     assert "IMPORT FAILED" not in log
     loader = info["NOVACheckpointLoader"]["input"]["required"]["ckpt_name"]
     assert "nova-tiny-video" in json.dumps(loader)
-    assert {"/extensions/ComfyUI-NOVA/nova.js", "/extensions/ComfyUI-NOVA/nova_logic.js"} <= set(_get(url + "/extensions"))
+    assert {"/extensions/ComfyUI-NOVA/nova.js", "/extensions/ComfyUI-NOVA/nova_logic.js"} <= set(
+        _get(url + "/extensions")
+    )
     templates = _get(url + "/api/workflow_templates")
     assert sorted(templates.get("ComfyUI-NOVA", [])) == NAMES
 
@@ -127,8 +145,9 @@ def test_api_workflows_pass_comfy_lint(server, tmp_path):
     url, _ = server
     lint = os.path.join(os.path.dirname(sys.executable), "comfy-lint")
     files = [os.path.join(API_DIR, f"{name}.json") for name in NAMES]
-    result = subprocess.run([lint, "--server", url, "--strict", "--color", "never", *files],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [lint, "--server", url, "--strict", "--color", "never", *files], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 

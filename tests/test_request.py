@@ -49,12 +49,15 @@ def test_a_request_reads_its_frames_and_prompts(tiny_video, tmp_path):
     assert request.frames_per_prompt(given) == [2, 2]
 
 
-@pytest.mark.parametrize("changes, key, message", [
-    (dict(denoise=0.5), "denoise", " 0.5 re-samples given frames"),
-    (dict(keyframe_approach=65), "keyframe_approach", r" = 65; expected an integer in \[0, 64\]"),
-    (dict(keyframe_strength=1.5), "keyframe_strength", r" = 1.5; expected a number in \[0, 1\]"),
-    (dict(keyframe="end.png@x"), "keyframe", " 'end.png@x'; expected IMAGE@FRAME"),
-])
+@pytest.mark.parametrize(
+    "changes, key, message",
+    [
+        (dict(denoise=0.5), "denoise", " 0.5 re-samples given frames"),
+        (dict(keyframe_approach=65), "keyframe_approach", r" = 65; expected an integer in \[0, 64\]"),
+        (dict(keyframe_strength=1.5), "keyframe_strength", r" = 1.5; expected a number in \[0, 1\]"),
+        (dict(keyframe="end.png@x"), "keyframe", " 'end.png@x'; expected IMAGE@FRAME"),
+    ],
+)
 def test_the_rules_are_the_same_for_every_front_end(tiny_video, changes, key, message):
     """The CLI spells an option as a flag, a batch line as its key: the same rule, the same words."""
     from nova.checks import flag
@@ -74,8 +77,9 @@ def test_an_image_checkpoint_refuses_what_only_video_does(tiny_image, tmp_path):
 
 def test_keyframes_are_checked_against_the_video_before_their_pictures_are_read(tiny_video, tmp_path):
     with pytest.raises(InputError, match="keyframe frame 40 is beyond the video: it has 9 frames"):
-        read_request(_options(frames=9, keyframe=[str(tmp_path / "missing.png") + "@40"]), ["a fox"],
-                     _config(tiny_video))
+        read_request(
+            _options(frames=9, keyframe=[str(tmp_path / "missing.png") + "@40"]), ["a fox"], _config(tiny_video)
+        )
     key = _png(tmp_path / "k.png")
     request = read_request(_options(frames=9, keyframe=f"{key}@8"), ["a fox"], _config(tiny_video))
     assert [frame for _, frame in request.keyframes] == [8] and request.keyframes[0][0].shape == (48, 80, 3)
@@ -93,8 +97,11 @@ def test_a_result_shorter_than_what_it_is_given_is_refused(tiny_video_pipe):
     rule is checks.check_fits for every front end."""
     pipe = tiny_video_pipe
     given = torch.zeros(1, pipe.config.image_dim, 3, *pipe.config.latent_size)
-    with pytest.raises(InputError, match=r"max_latent_length makes 2 latent frame\(s\), fewer than the 3 of the given "
-                                         "latents; raise max_latent_length"):
+    with pytest.raises(
+        InputError,
+        match=r"max_latent_length makes 2 latent frame\(s\), fewer than the 3 of the given "
+        "latents; raise max_latent_length",
+    ):
         pipe(prompt="a fox", latents=given, max_latent_length=2, output_type="latent")
 
 

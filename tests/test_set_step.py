@@ -121,12 +121,16 @@ def test_other_video_layouts_equal_the_per_step_path(name):
     expected = load_file(os.path.join(folder, "expected.safetensors"))
     with open(os.path.join(folder, "case.json"), encoding="utf-8") as f:
         run = json.load(f)["runs"][0]
-    pipe = NovaPipeline(load_transformer(os.path.join(folder, "transformer")), load_scheduler(os.path.join(folder, "scheduler")))
+    pipe = NovaPipeline(
+        load_transformer(os.path.join(folder, "transformer")), load_scheduler(os.path.join(folder, "scheduler"))
+    )
     kw = {k: v for k, v in run.items() if k not in ("name", "seed")}
     outs = []
     for accel in (Accel(), PER_STEP):
         pipe.accel = accel
-        out = pipe(prompt_embeds=[expected["prompt_embeds"]], generator=torch.Generator().manual_seed(run["seed"]), **kw)
+        out = pipe(
+            prompt_embeds=[expected["prompt_embeds"]], generator=torch.Generator().manual_seed(run["seed"]), **kw
+        )
         outs.append(out.frames)
     assert outs[0].shape[2] > 1  # a video: the set-step path ran
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)

@@ -80,7 +80,9 @@ def test_attention_kernel_that_cannot_run_is_refused_before_sampling(golden_pipe
 
 
 def test_unknown_attention_lists_the_choices():
-    with pytest.raises(InputError, match="attention = 'xformers'; expected one of auto, flash, cudnn, efficient, math, sage"):
+    with pytest.raises(
+        InputError, match="attention = 'xformers'; expected one of auto, flash, cudnn, efficient, math, sage"
+    ):
         Accel(attention="xformers")
 
 
@@ -164,14 +166,14 @@ def test_fp8_refused_where_it_cannot_run(golden_pipes, monkeypatch):
 
 
 # -- SageAttention ---------------------------------------------------------------------------
-FAKE_SAGE = '''
+FAKE_SAGE = """
 import torch.nn.functional as F
 CALLS = []
 def sageattn(q, k, v, tensor_layout="HND", is_causal=False):
     CALLS.append((tuple(q.shape), tensor_layout, is_causal))
     k -= k.mean(dim=2, keepdim=True)  # as the real one does (softmax does not change)
     return F.scaled_dot_product_attention(q, k, v)
-'''
+"""
 
 
 @pytest.fixture

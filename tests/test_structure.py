@@ -71,7 +71,7 @@ def find_cycle(graph):
         stack.append(m)
         for t in sorted(graph[m]):
             if state.get(t) == "open":
-                return stack[stack.index(t):] + [t]
+                return stack[stack.index(t) :] + [t]
             if t not in state:
                 found = visit(t)
                 if found:
@@ -90,7 +90,9 @@ def find_cycle(graph):
 
 def test_no_import_cycle_in_nova():
     graph = nova_imports()
-    assert "nova.sampling.plan" in graph and "nova.sampling.sampler" in graph["nova.sampling.plan"]  # the walker sees imports
+    assert (
+        "nova.sampling.plan" in graph and "nova.sampling.sampler" in graph["nova.sampling.plan"]
+    )  # the walker sees imports
     assert find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]  # and the finder finds cycles
     assert find_cycle(graph) is None
 
@@ -102,8 +104,18 @@ def test_no_import_cycle_in_the_pack():
     assert find_cycle(graph) is None
 
 
-HOST_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "server", "nodes", "folder_paths",
-                "execution", "latent_preview", "node_helpers"}
+HOST_MODULES = {
+    "comfy",
+    "comfy_api",
+    "comfy_extras",
+    "comfy_execution",
+    "server",
+    "nodes",
+    "folder_paths",
+    "execution",
+    "latent_preview",
+    "node_helpers",
+}
 
 
 def test_nova_never_imports_comfyui():
@@ -123,7 +135,9 @@ def test_nova_never_imports_comfyui():
 def test_the_rule_sees_a_host_import(tmp_path):
     """The scanner itself: an absolute, a relative one reaching the pack's nodes/, and a lazy import."""
     src = tmp_path / "probe.py"
-    src.write_text("import comfy.model_management\nfrom ..nodes import x\ndef f():\n    from server import PromptServer\n")
+    src.write_text(
+        "import comfy.model_management\nfrom ..nodes import x\ndef f():\n    from server import PromptServer\n"
+    )
     found = [m for m, _ in _imports(str(src), "nova")]
     assert found == ["comfy.model_management", "nodes", "server"]
 
@@ -135,8 +149,11 @@ def test_nodes_reach_the_engine_through_its_wrappers():
     for path in _sources(("nodes",)):
         name = _module_name(path)
         package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
-        offenders += [f"{os.path.relpath(path, ROOT)} imports {mod}" for mod, _ in _imports(path, package)
-                      if mod.startswith("nova.models")]
+        offenders += [
+            f"{os.path.relpath(path, ROOT)} imports {mod}"
+            for mod, _ in _imports(path, package)
+            if mod.startswith("nova.models")
+        ]
     assert not offenders, offenders
 
 
@@ -146,9 +163,11 @@ def test_building_the_cli_parser_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from nova.__main__ import build_parser; build_parser(); "
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; print(heavy); "
-            "sys.exit(1 if heavy else 0)")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from nova.__main__ import build_parser; build_parser(); "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; print(heavy); "
+        "sys.exit(1 if heavy else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -21,7 +21,10 @@ def test_triton_head_is_off_by_default():
 
 
 def test_importing_nova_and_the_fast_path_does_not_import_triton():
-    code = "import sys, nova, nova.sampling.fast, nova.speed.triton_head; assert 'triton' not in sys.modules, 'triton imported'"
+    code = (
+        "import sys, nova, nova.sampling.fast, nova.speed.triton_head; "
+        "assert 'triton' not in sys.modules, 'triton imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(HERE))
 
 
@@ -31,8 +34,12 @@ def test_without_cuda_or_the_interpreter_the_eager_head_runs(golden_pipes, monke
     settings = SamplerSettings(num_diffusion_steps=3)
     plan = StepPlan.build(prepare_scheduler(pipe.scheduler, settings))
     assert HeadPlan(pipe.transformer, plan.timesteps, fused=True, triton=True).kernels is None
-    fast = FastPlan.build(pipe.transformer, prepare_scheduler(pipe.scheduler, settings),
-                          dataclasses.replace(Accel(), triton_head=True), Guidance(settings))
+    fast = FastPlan.build(
+        pipe.transformer,
+        prepare_scheduler(pipe.scheduler, settings),
+        dataclasses.replace(Accel(), triton_head=True),
+        Guidance(settings),
+    )
     assert fast.head.fused and fast.head.kernels is None
 
 
@@ -41,8 +48,13 @@ def test_kernels_compile_for_a_hopper_gpu(tmp_path):
     pytest.importorskip("triton", reason="triton is in requirements-dev.txt (Linux); without it this cannot run")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)  # a real compile, not a cached one
-    res = subprocess.run([sys.executable, os.path.join(HERE, "triton_compile.py"), "bf16", "fp16", "fp32"],
-                         cwd=os.path.dirname(HERE), env={**env, "PYTHONPATH": os.path.dirname(HERE)}, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, os.path.join(HERE, "triton_compile.py"), "bf16", "fp16", "fp32"],
+        cwd=os.path.dirname(HERE),
+        env={**env, "PYTHONPATH": os.path.dirname(HERE)},
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     assert "compiled 30 kernels for sm_90" in res.stdout, res.stdout
 
@@ -51,8 +63,20 @@ def test_kernels_and_golden_cases_under_the_triton_interpreter():
     pytest.importorskip("triton", reason="triton is in requirements-dev.txt (Linux); without it this cannot run")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", os.path.join(HERE, "triton_cases.py")],
-        cwd=os.path.dirname(HERE), env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfEs",
+            os.path.join(HERE, "triton_cases.py"),
+        ],
+        cwd=os.path.dirname(HERE),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr[-2000:]
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]

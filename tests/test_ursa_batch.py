@@ -42,8 +42,9 @@ def _write(path, lines):
 
 
 def _done(out):
-    return {k: r for k, r in manifest.latest(manifest.read(os.path.join(out, manifest.NAME))).items()
-            if r["kind"] == "done"}
+    return {
+        k: r for k, r in manifest.latest(manifest.read(os.path.join(out, manifest.NAME))).items() if r["kind"] == "done"
+    }
 
 
 @pytest.fixture
@@ -96,16 +97,39 @@ def test_video_batch_matches_generate_and_resumes(tmp_path, sampled):
     assert sorted(r["path"] for r in done.values()) == ["00000-0.mp4", "00000-1.mp4", "00001-0.mp4", "00001-1.mp4"]
     assert not os.path.exists(out / "prompt_embeds.safetensors")  # (URSA tokenizes as it samples)
     run_record = next(r for r in manifest.read(os.path.join(out, manifest.NAME)) if r["kind"] == "run")
-    assert run_record["args"]["steps"] == 2 and run_record["args"]["cfg"] == 7.0 and "weights_sha256" in run_record["args"]
+    assert (
+        run_record["args"]["steps"] == 2 and run_record["args"]["cfg"] == 7.0 and "weights_sha256" in run_record["args"]
+    )
     batch_frames = {seed: frames[0] for seed, frames in sampled.items()}
     assert sorted(batch_frames) == sorted(r["seed"] for r in done.values())
     # every unit: what `nova generate` samples with that unit's seed (the second item's own
     # motion= prefix is kept, the first gets motion=9.0 as generate gives it), written to its file
     for (item, sample), record in sorted(done.items()):
         prompt = ["a bear", "motion=3.0, waves on a beach"][item]
-        expected = _generate(["--model", T2V, "--prompt", prompt, "--negative-prompt", "blurry", "--width", "48",
-                              "--height", "32", "--frames", "5", "--steps", "2", "--seed", str(record["seed"]),
-                              "--out", f"g{item}{sample}.mp4"], tmp_path, sampled)
+        expected = _generate(
+            [
+                "--model",
+                T2V,
+                "--prompt",
+                prompt,
+                "--negative-prompt",
+                "blurry",
+                "--width",
+                "48",
+                "--height",
+                "32",
+                "--frames",
+                "5",
+                "--steps",
+                "2",
+                "--seed",
+                str(record["seed"]),
+                "--out",
+                f"g{item}{sample}.mp4",
+            ],
+            tmp_path,
+            sampled,
+        )
         assert expected.shape == (1, 5, 32, 48, 3)
         assert np.array_equal(batch_frames[record["seed"]], expected), (item, sample)
         written = _mp4_frames(out / record["path"]).astype(int)
@@ -140,11 +164,53 @@ def test_vbench_layout(tmp_path, sampled):
     seed = _done(out)[(0, 1)]["seed"]
     ours = sampled[seed][0]
     # motion 0: no prefix, as `generate --motion 0` (and not what motion 9 gives)
-    expected = _generate(["--model", T2V, "--prompt", "a bear", "--motion", "0", "--width", "48", "--height", "32",
-                          "--frames", "5", "--steps", "2", "--seed", str(seed), "--out", "g.mp4"], tmp_path, sampled)
+    expected = _generate(
+        [
+            "--model",
+            T2V,
+            "--prompt",
+            "a bear",
+            "--motion",
+            "0",
+            "--width",
+            "48",
+            "--height",
+            "32",
+            "--frames",
+            "5",
+            "--steps",
+            "2",
+            "--seed",
+            str(seed),
+            "--out",
+            "g.mp4",
+        ],
+        tmp_path,
+        sampled,
+    )
     assert np.array_equal(ours, expected)
-    other = _generate(["--model", T2V, "--prompt", "a bear", "--width", "48", "--height", "32",
-                       "--frames", "5", "--steps", "2", "--seed", str(seed), "--out", "h.mp4"], tmp_path, sampled)
+    other = _generate(
+        [
+            "--model",
+            T2V,
+            "--prompt",
+            "a bear",
+            "--width",
+            "48",
+            "--height",
+            "32",
+            "--frames",
+            "5",
+            "--steps",
+            "2",
+            "--seed",
+            str(seed),
+            "--out",
+            "h.mp4",
+        ],
+        tmp_path,
+        sampled,
+    )
     assert not np.array_equal(ours, other)
 
 
@@ -156,17 +222,36 @@ def test_image_batch_geneval_layout_is_the_official_image(tmp_path):
 
     bear = "The bear, calm and still, gazes upward as if lost in contemplation of the cosmos."
     negative = "worst quality, low quality, inconsistent motion, static, still, blurry, jittery, distorted, ugly"
-    prompts = _write(tmp_path / "p.jsonl", [
-        json.dumps({"prompt": bear, "seed": 1, "tag": "single_object", "include": [{"class": "bear", "count": 1}]}),
-        json.dumps({"prompt": "a cup", "steps": 2}),
-    ])
+    prompts = _write(
+        tmp_path / "p.jsonl",
+        [
+            json.dumps({"prompt": bear, "seed": 1, "tag": "single_object", "include": [{"class": "bear", "count": 1}]}),
+            json.dumps({"prompt": "a cup", "steps": 2}),
+        ],
+    )
     out = tmp_path / "out"
-    summary = run(_job(T2I, prompts, out, samples=2, batch_size=2, layout="geneval", width=64, height=48, steps=8,
-                       negative_prompt=negative))
+    summary = run(
+        _job(
+            T2I,
+            prompts,
+            out,
+            samples=2,
+            batch_size=2,
+            layout="geneval",
+            width=64,
+            height=48,
+            steps=8,
+            negative_prompt=negative,
+        )
+    )
     assert (summary.done, summary.failed) == (4, {})
     done = _done(out)
-    assert sorted(r["path"] for r in done.values()) == ["00000/samples/0000.png", "00000/samples/0001.png",
-                                                        "00001/samples/0000.png", "00001/samples/0001.png"]
+    assert sorted(r["path"] for r in done.values()) == [
+        "00000/samples/0000.png",
+        "00000/samples/0001.png",
+        "00001/samples/0000.png",
+        "00001/samples/0001.png",
+    ]
     with open(out / "00000" / "metadata.jsonl", encoding="utf-8") as f:
         assert json.loads(f.read())["tag"] == "single_object"
     with Image.open(out / "00000" / "samples" / "0000.png") as im:
@@ -176,9 +261,16 @@ def test_image_batch_geneval_layout_is_the_official_image(tmp_path):
     # the other units: UrsaPipeline with the unit's seed
     pipe = UrsaPipeline.from_pretrained(T2I, device="cpu")
     for (item, sample), record in done.items():
-        frames = pipe(prompt=[bear, "a cup"][item], negative_prompt=negative, height=48, width=64,
-                      num_inference_steps=[8, 2][item], guidance_scale=7.0,
-                      generator=torch.Generator().manual_seed(record["seed"]), output_type="np").frames
+        frames = pipe(
+            prompt=[bear, "a cup"][item],
+            negative_prompt=negative,
+            height=48,
+            width=64,
+            num_inference_steps=[8, 2][item],
+            guidance_scale=7.0,
+            generator=torch.Generator().manual_seed(record["seed"]),
+            output_type="np",
+        ).frames
         with Image.open(out / record["path"]) as im:
             assert np.array_equal(np.asarray(im.convert("RGB")), frames[0]), (item, sample)
 
@@ -186,18 +278,28 @@ def test_image_batch_geneval_layout_is_the_official_image(tmp_path):
 def test_options_of_the_other_family_are_refused_before_work(tmp_path):
     prompts = _write(tmp_path / "p.txt", ["a bear"])
     out = tmp_path / "out"
-    for kw, named in [({"window": 3}, "--window: NOVA options"), ({"mask": str(prompts)}, "--mask: NOVA options"),
-                      ({"denoise": 0.5}, "--denoise"), ({"loop": 4, "blend": 2}, "--blend, --loop: NOVA options"),
-                      ({"keyframe": "a.png@0"}, "--keyframe"), ({"reference": True}, "--reference: NOVA options"),
-                      ({"image": str(prompts)}, "--image: NOVA options")]:
+    for kw, named in [
+        ({"window": 3}, "--window: NOVA options"),
+        ({"mask": str(prompts)}, "--mask: NOVA options"),
+        ({"denoise": 0.5}, "--denoise"),
+        ({"loop": 4, "blend": 2}, "--blend, --loop: NOVA options"),
+        ({"keyframe": "a.png@0"}, "--keyframe"),
+        ({"reference": True}, "--reference: NOVA options"),
+        ({"image": str(prompts)}, "--image: NOVA options"),
+    ]:
         with pytest.raises(InputError, match=named):
             run(_job(T2V, prompts, out, **{**SMALL_VIDEO, **kw}))
         assert not os.path.exists(out)
     # per item (JSONL): recorded as failed with the reason, the other items done
-    jsonl = _write(tmp_path / "p.jsonl", [json.dumps({"prompt": "a bear", "loop": 4}),
-                                          json.dumps({"prompt": "a bear", "frames": 6}),
-                                          json.dumps({"prompt": ["a", "b"]}),
-                                          json.dumps({"prompt": "a fox"})])
+    jsonl = _write(
+        tmp_path / "p.jsonl",
+        [
+            json.dumps({"prompt": "a bear", "loop": 4}),
+            json.dumps({"prompt": "a bear", "frames": 6}),
+            json.dumps({"prompt": ["a", "b"]}),
+            json.dumps({"prompt": "a fox"}),
+        ],
+    )
     summary = run(_job(T2V, jsonl, out, **SMALL_VIDEO))
     assert summary.done == 1 and sorted(summary.failed) == [(0, 0), (1, 0), (2, 0)]
     assert "loop: NOVA options" in summary.failed[(0, 0)]
@@ -232,13 +334,35 @@ def test_command_line(tmp_path):
 
     _write(tmp_path / "p.txt", ["a cup"])
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    common = [sys.executable, "-m", "nova", "batch", "--model", T2I, "--prompts", "p.txt", "--device", "cpu",
-              "--width", "32", "--height", "32", "--steps", "1"]
+    common = [
+        sys.executable,
+        "-m",
+        "nova",
+        "batch",
+        "--model",
+        T2I,
+        "--prompts",
+        "p.txt",
+        "--device",
+        "cpu",
+        "--width",
+        "32",
+        "--height",
+        "32",
+        "--steps",
+        "1",
+    ]
     r = subprocess.run([*common, "--out", "o"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "1 of 1 outputs in o" in r.stderr and os.path.isfile(tmp_path / "o" / "00000-0.png")
     args = next(x for x in manifest.read(str(tmp_path / "o" / manifest.NAME)) if x["kind"] == "run")["args"]
     assert (args["steps"], args["cfg"], args["width"]) == (1, 7.0, 32)
-    r = subprocess.run([*common, "--out", "w", "--motion-flow", "3"], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [*common, "--out", "w", "--motion-flow", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "--motion-flow: NOVA options" in r.stderr and not os.path.exists(tmp_path / "w")

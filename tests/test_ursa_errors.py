@@ -67,8 +67,15 @@ def random_pixels(*shape, seed=0):
 
 def small_call(pipe, **kwargs):
     """A cheap call on the tiny video model (2 steps, 5 frames of 32x48)."""
-    args = dict(prompt=PROMPT, height=32, width=48, num_frames=5, num_inference_steps=2, output_type="latent",
-                generator=torch.Generator().manual_seed(0))
+    args = dict(
+        prompt=PROMPT,
+        height=32,
+        width=48,
+        num_frames=5,
+        num_inference_steps=2,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
     args.update(kwargs)
     return pipe(**args).frames
 
@@ -172,8 +179,14 @@ def test_image_condition_on_the_image_model(image_pipe):
     cond = image_pipe.vae.encode(pixels)
     after_first = []
     frames = image_pipe(
-        prompt=PROMPT, height=48, width=64, image=image, num_inference_steps=3, output_type="np",
-        generator=torch.Generator().manual_seed(0), callback_on_step_end=lambda s, n, ids: after_first.append(ids),
+        prompt=PROMPT,
+        height=48,
+        width=64,
+        image=image,
+        num_inference_steps=3,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=lambda s, n, ids: after_first.append(ids),
     ).frames
     assert frames.shape == (1, 48, 64, 3) and frames.dtype == np.uint8
     assert torch.equal(after_first[0][:, 0], cond.long())

@@ -144,7 +144,10 @@ def test_scheduler_draws(ursa_pipes, case):
     for which in ("mid", "last"):
         step, seed = re.search(r"step\(model_output, (\d+), .*manual_seed\((\d+)\)", check[f"step.{which}"]).groups()
         out = scheduler.step(
-            expected["scheduler.step.model_output"].clone(), int(step), steps, expected["scheduler.step.sample"],
+            expected["scheduler.step.model_output"].clone(),
+            int(step),
+            steps,
+            expected["scheduler.step.sample"],
             torch.Generator().manual_seed(int(seed)),
         )
         assert torch.equal(out, expected[f"scheduler.step.{which}.prev_sample"]), which
@@ -156,7 +159,9 @@ def test_run(ursa_pipes, case, run):
     _, _, expected = ursa_case(case)
     pipe, name, kwargs = ursa_pipes[case], run["name"], call_kwargs(run, expected)
     prompt_ids, negative_ids = pipe.prompt_ids(
-        kwargs["prompt"], kwargs.get("negative_prompt"), kwargs.get("num_images_per_prompt", 1),
+        kwargs["prompt"],
+        kwargs.get("negative_prompt"),
+        kwargs.get("num_images_per_prompt", 1),
         kwargs.get("max_prompt_length", 320),
     )
     assert torch.equal(prompt_ids, expected[f"{name}.prompt_ids"])
@@ -173,7 +178,9 @@ def test_run(ursa_pipes, case, run):
     pipe.scheduler.step = recording_step
     try:
         out = pipe(
-            **kwargs, generator=torch.Generator().manual_seed(run["seed"]), output_type="np",
+            **kwargs,
+            generator=torch.Generator().manual_seed(run["seed"]),
+            output_type="np",
             callback_on_step_end=lambda step, steps, ids: trace.append(ids.flatten(1).clone()),
         )
     finally:

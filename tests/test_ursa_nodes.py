@@ -59,8 +59,18 @@ def ursa(tmp_path_factory):
 
 
 def generate(model, **kwargs):
-    args = dict(prompt=BEAR, negative_prompt=NEGATIVE, motion=9.0, width=48, height=32, frames=9, steps=12,
-                guidance=7.0, guidance_trunc=0.9, seed=0)
+    args = dict(
+        prompt=BEAR,
+        negative_prompt=NEGATIVE,
+        motion=9.0,
+        width=48,
+        height=32,
+        frames=9,
+        steps=12,
+        guidance=7.0,
+        guidance_trunc=0.9,
+        seed=0,
+    )
     args.update(kwargs)
     return UrsaGenerate.execute(model, **args)[0]
 
@@ -77,8 +87,9 @@ def test_text_to_video_is_the_official_clip(ursa):
 
 def test_image_to_video_is_the_official_clip(ursa):
     golden = expected("t2v_tiny")
-    frames = generate(ursa["video"], image=as_image(golden["i2v.image"])[None], steps=6, guidance=5.0,
-                      guidance_trunc=0.4, seed=1)
+    frames = generate(
+        ursa["video"], image=as_image(golden["i2v.image"])[None], steps=6, guidance=5.0, guidance_trunc=0.4, seed=1
+    )
     assert_frames(frames, golden["i2v.frames"][0])
 
 
@@ -93,8 +104,15 @@ def test_video_extension_continues_the_clip(ursa):
 
 
 def test_text_to_image_on_the_image_checkpoint(ursa):
-    frames = generate(ursa["image"], prompt="The bear, calm and still, gazes upward as if lost in contemplation of the "
-                      "cosmos.", width=64, height=48, frames=1, steps=8, seed=1)
+    frames = generate(
+        ursa["image"],
+        prompt="The bear, calm and still, gazes upward as if lost in contemplation of the cosmos.",
+        width=64,
+        height=48,
+        frames=1,
+        steps=8,
+        seed=1,
+    )
     assert_frames(frames, expected("t2i_tiny")["t2i_seed1.frames"])
     with pytest.raises(InputError, match="image checkpoint .*set frames to 1"):
         generate(ursa["image"], width=64, height=48, frames=5)

@@ -7,9 +7,13 @@ import torch
 from nova.models.vae_opensora import AutoencoderKLOpenSora, CausalConv3d, temporal_tiles
 
 CONFIG = {
-    "_class_name": "AutoencoderKLOpenSora", "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1,
-    "down_block_types": ["DownEncoderBlock2D"] * 2 + ["DownEncoderBlock3D"] * 2, "up_block_types": ["UpDecoderBlock3D"] * 4,
-    "latent_channels": 4, "norm_num_groups": 32,
+    "_class_name": "AutoencoderKLOpenSora",
+    "block_out_channels": [32, 32, 64, 64],
+    "layers_per_block": 1,
+    "down_block_types": ["DownEncoderBlock2D"] * 2 + ["DownEncoderBlock3D"] * 2,
+    "up_block_types": ["UpDecoderBlock3D"] * 4,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
 }
 
 

@@ -32,8 +32,12 @@ EXPECTED_FRAMES = {
 }
 # The tiny URSA video checkpoint (tests/golden_ursa/t2v_tiny) makes 48x32 clips, the NOVA ones 96x64.
 FRAME_SHAPE = {"ursa": (32, 48, 3), "nova": (64, 96, 3)}
-IMAGE_SIZE = {"nova_text_to_image": (64, 64), "nova_image_inpainting": (64, 64), "nova_image_to_image": (64, 64),
-              "ursa_text_to_image": (64, 48)}
+IMAGE_SIZE = {
+    "nova_text_to_image": (64, 64),
+    "nova_image_inpainting": (64, 64),
+    "nova_image_to_image": (64, 64),
+    "ursa_text_to_image": (64, 48),
+}
 
 
 def link_tiny_ursa(models):
@@ -60,10 +64,24 @@ def env(tmp_path_factory, tiny_video, tiny_image):
 
 
 def test_all_workflows_present():
-    assert NAMES == ["nova_first_last_frame", "nova_image_inpainting", "nova_image_to_image", "nova_image_to_video",
-                     "nova_long_video", "nova_long_video_30s", "nova_outpainting", "nova_text_to_image",
-                     "nova_text_to_video", "nova_video_continuation", "nova_video_inpainting", "nova_video_restyle",
-                     "ursa_image_to_video", "ursa_text_to_image", "ursa_text_to_video", "ursa_video_extension"]
+    assert NAMES == [
+        "nova_first_last_frame",
+        "nova_image_inpainting",
+        "nova_image_to_image",
+        "nova_image_to_video",
+        "nova_long_video",
+        "nova_long_video_30s",
+        "nova_outpainting",
+        "nova_text_to_image",
+        "nova_text_to_video",
+        "nova_video_continuation",
+        "nova_video_inpainting",
+        "nova_video_restyle",
+        "ursa_image_to_video",
+        "ursa_text_to_image",
+        "ursa_text_to_video",
+        "ursa_video_extension",
+    ]
     for name in NAMES:
         assert os.path.isfile(os.path.join(ROOT, "workflows", f"{name}.json"))
 
@@ -185,8 +203,17 @@ def test_workflows_are_up_to_date():
 
 
 def test_workflows_use_only_core_and_nova_nodes():
-    core = {"CreateVideo", "SaveVideo", "SaveImage", "LoadImage", "LoadVideo", "GetVideoComponents", "ImageToMask", "SetLatentNoiseMask",
-            "ImageScale"}
+    core = {
+        "CreateVideo",
+        "SaveVideo",
+        "SaveImage",
+        "LoadImage",
+        "LoadVideo",
+        "GetVideoComponents",
+        "ImageToMask",
+        "SetLatentNoiseMask",
+        "ImageScale",
+    }
     for name in NAMES:
         with open(os.path.join(API_DIR, f"{name}.json"), encoding="utf-8") as f:
             for node in json.load(f).values():
@@ -200,8 +227,17 @@ def test_run_workflow_says_when_it_falls_back_to_random_weights(tmp_path, tiny_i
     (tmp_path / "models" / "nova").mkdir(parents=True)
     os.symlink(tiny_image, tmp_path / "models" / "nova" / "nova-tiny-image")  # so no checkpoint is written
     monkeypatch.setenv("NOVA_MODELS_DIR", "")  # restored after the test (the tool sets it)
-    rc = run_workflow.main([os.path.join(API_DIR, "nova_text_to_image.json"), "--models", str(tmp_path / "models"),
-                            "--input", str(tmp_path / "input"), "--out", str(tmp_path / "output")])
+    rc = run_workflow.main(
+        [
+            os.path.join(API_DIR, "nova_text_to_image.json"),
+            "--models",
+            str(tmp_path / "models"),
+            "--input",
+            str(tmp_path / "input"),
+            "--out",
+            str(tmp_path / "output"),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0 and "random weights: the video is noise" in captured.err and "NOTICE" in captured.err
     assert [p for p in captured.out.split() if p.endswith(".png")]

@@ -21,18 +21,54 @@ def compile_all(dtype: str) -> int:
     ints = {"rows": "i32", "x_rows": "i32", "mod_stride": "i32", "width": "i32", "eps": "fp32"}
     jobs = [
         (k.modulated_layer_norm, {"x_ptr": p, "scale_ptr": p, "shift_ptr": p, "out_ptr": p, **ints}, rows),
-        (k.norm_gate_residual, {"h_ptr": p, "weight_ptr": p, "bias_ptr": p, "gate_ptr": p, "x_ptr": p, "out_ptr": p, **ints}, rows),
+        (
+            k.norm_gate_residual,
+            {"h_ptr": p, "weight_ptr": p, "bias_ptr": p, "gate_ptr": p, "x_ptr": p, "out_ptr": p, **ints},
+            rows,
+        ),
     ]
     for a_type in ("*fp32", p):  # the patch embed reads the float32 tokens; the others the model's dtype
         for silu in (True, False):
-            jobs.append((k.linear, {"a_ptr": a_type, "w_ptr": p, "bias_ptr": p, "out_ptr": p, "rows": "i32", "n_out": "i32", "n_in": "i32"},
-                         {"SILU": silu, "PRECISION": "ieee" if dtype == "fp32" else "tf32",
-                          "BLOCK_M": h.block_m, "BLOCK_N": h.block_n, "BLOCK_K": h.block_k}))
+            jobs.append(
+                (
+                    k.linear,
+                    {
+                        "a_ptr": a_type,
+                        "w_ptr": p,
+                        "bias_ptr": p,
+                        "out_ptr": p,
+                        "rows": "i32",
+                        "n_out": "i32",
+                        "n_in": "i32",
+                    },
+                    {
+                        "SILU": silu,
+                        "PRECISION": "ieee" if dtype == "fp32" else "tf32",
+                        "BLOCK_M": h.block_m,
+                        "BLOCK_N": h.block_n,
+                        "BLOCK_K": h.block_k,
+                    },
+                )
+            )
     for two in (True, False):
         for noise in (True, False):
-            jobs.append((k.guided_step, {"pred_ptr": p, "x_ptr": "*fp32", "noise_ptr": "*fp32", "out_ptr": "*fp32", "numel": "i32",
-                                         "a": "fp32", "b": "fp32", "std": "fp32", "scale": "fp32"},
-                         {"TWO_PASSES": two, "NOISE": noise, "BLOCK": 1024}))
+            jobs.append(
+                (
+                    k.guided_step,
+                    {
+                        "pred_ptr": p,
+                        "x_ptr": "*fp32",
+                        "noise_ptr": "*fp32",
+                        "out_ptr": "*fp32",
+                        "numel": "i32",
+                        "a": "fp32",
+                        "b": "fp32",
+                        "std": "fp32",
+                        "scale": "fp32",
+                    },
+                    {"TWO_PASSES": two, "NOISE": noise, "BLOCK": 1024},
+                )
+            )
     for fn, sig, consts in jobs:
         sig = {**sig, **{name: "constexpr" for name in consts}}
         compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=HOPPER)

@@ -17,16 +17,37 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 # Core ComfyUI nodes used by the workflows: widgets in order, sockets, outputs.
 CORE = {
-    "CreateVideo": {"inputs": [("images", "IMAGE"), ("fps", "FLOAT"), ("audio", "AUDIO")], "outputs": [("VIDEO", "VIDEO")]},
-    "SaveVideo": {"inputs": [("video", "VIDEO"), ("filename_prefix", "STRING"), ("format", "COMBO"), ("codec", "COMBO")], "outputs": []},
+    "CreateVideo": {
+        "inputs": [("images", "IMAGE"), ("fps", "FLOAT"), ("audio", "AUDIO")],
+        "outputs": [("VIDEO", "VIDEO")],
+    },
+    "SaveVideo": {
+        "inputs": [("video", "VIDEO"), ("filename_prefix", "STRING"), ("format", "COMBO"), ("codec", "COMBO")],
+        "outputs": [],
+    },
     "SaveImage": {"inputs": [("images", "IMAGE"), ("filename_prefix", "STRING")], "outputs": []},
-    "LoadImage": {"inputs": [("image", "COMBO")], "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")], "extra": {"image": "image"}},
+    "LoadImage": {
+        "inputs": [("image", "COMBO")],
+        "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
+        "extra": {"image": "image"},
+    },
     "LoadVideo": {"inputs": [("file", "COMBO")], "outputs": [("VIDEO", "VIDEO")]},
-    "GetVideoComponents": {"inputs": [("video", "VIDEO")], "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]},
+    "GetVideoComponents": {
+        "inputs": [("video", "VIDEO")],
+        "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")],
+    },
     "ImageToMask": {"inputs": [("image", "IMAGE"), ("channel", "COMBO")], "outputs": [("MASK", "MASK")]},
     "SetLatentNoiseMask": {"inputs": [("samples", "LATENT"), ("mask", "MASK")], "outputs": [("LATENT", "LATENT")]},
-    "ImageScale": {"inputs": [("image", "IMAGE"), ("upscale_method", "COMBO"), ("width", "INT"), ("height", "INT"),
-                              ("crop", "COMBO")], "outputs": [("IMAGE", "IMAGE")]},
+    "ImageScale": {
+        "inputs": [
+            ("image", "IMAGE"),
+            ("upscale_method", "COMBO"),
+            ("width", "INT"),
+            ("height", "INT"),
+            ("crop", "COMBO"),
+        ],
+        "outputs": [("IMAGE", "IMAGE")],
+    },
 }
 
 
@@ -67,7 +88,9 @@ def _depths(graph, first_columns):
     def d(node_id):
         if node_id not in depth:
             links = by_id[node_id][3]
-            depth[node_id] = max(first_columns.get(node_id, 0), 1 + max((d(src) for src, _ in links.values()), default=-1))
+            depth[node_id] = max(
+                first_columns.get(node_id, 0), 1 + max((d(src) for src, _ in links.values()), default=-1)
+            )
         return depth[node_id]
 
     for node_id, *_ in graph:
@@ -121,17 +144,36 @@ def to_ui(graph, specs, description="", name="workflow"):
             {"name": name, "type": io_type, "links": out_links.get((node_id, slot), []), "slot_index": slot}
             for slot, (name, io_type) in enumerate(spec["outputs"])
         ]
-        nodes.append({
-            "id": node_id, "type": cls, "pos": [40 + 380 * col, y], "size": [340, 200],
-            "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs, "outputs": ui_outputs,
-            "properties": {"Node name for S&R": cls, "cnr_id": "comfyui-nova" if cls.startswith(("NOVA", "URSA")) else "comfy-core"},
-            "widgets_values": values,
-            **({"title": spec["title"]} if spec.get("title") else {}),
-        })
+        nodes.append(
+            {
+                "id": node_id,
+                "type": cls,
+                "pos": [40 + 380 * col, y],
+                "size": [340, 200],
+                "flags": {},
+                "order": order,
+                "mode": 0,
+                "inputs": ui_inputs,
+                "outputs": ui_outputs,
+                "properties": {
+                    "Node name for S&R": cls,
+                    "cnr_id": "comfyui-nova" if cls.startswith(("NOVA", "URSA")) else "comfy-core",
+                },
+                "widgets_values": values,
+                **({"title": spec["title"]} if spec.get("title") else {}),
+            }
+        )
     return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-nova/{name}")), "revision": 0, "last_node_id": max(n[0] for n in graph), "last_link_id": link_id,
-        "nodes": nodes, "links": links, "groups": [], "config": {},
-        "extra": {"info": {"description": description}}, "version": 0.4,
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-nova/{name}")),
+        "revision": 0,
+        "last_node_id": max(n[0] for n in graph),
+        "last_link_id": link_id,
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"info": {"description": description}},
+        "version": 0.4,
     }
 
 

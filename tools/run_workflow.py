@@ -160,14 +160,22 @@ def topological_ok(workflow, order) -> bool:
     return True
 
 
-TINY = {"nova-d48w1024-osp480": "nova-tiny-video", "nova-d48w1024-sd512": "nova-tiny-image",
-        "nova-d48w768-sdxl1024": "nova-tiny-image", "nova-d48w1024-sdxl1024": "nova-tiny-image",
-        "nova-d48w1536-sdxl1024": "nova-tiny-image",
-        "URSA-0.6B-FSQ320": "ursa-tiny-video", "URSA-1.7B-FSQ320": "ursa-tiny-video",
-        "URSA-0.6B-IBQ1024": "ursa-tiny-image", "URSA-1.7B-IBQ1024": "ursa-tiny-image"}
+TINY = {
+    "nova-d48w1024-osp480": "nova-tiny-video",
+    "nova-d48w1024-sd512": "nova-tiny-image",
+    "nova-d48w768-sdxl1024": "nova-tiny-image",
+    "nova-d48w1024-sdxl1024": "nova-tiny-image",
+    "nova-d48w1536-sdxl1024": "nova-tiny-image",
+    "URSA-0.6B-FSQ320": "ursa-tiny-video",
+    "URSA-1.7B-FSQ320": "ursa-tiny-video",
+    "URSA-0.6B-IBQ1024": "ursa-tiny-image",
+    "URSA-1.7B-IBQ1024": "ursa-tiny-image",
+}
 # The tiny URSA checkpoints are the golden ones (tests/golden_ursa), at the sizes they were made for.
-URSA_TINY = {"ursa-tiny-video": ("t2v_tiny", {"width": 48, "height": 32}),
-             "ursa-tiny-image": ("t2i_tiny", {"width": 64, "height": 48})}
+URSA_TINY = {
+    "ursa-tiny-video": ("t2v_tiny", {"width": 48, "height": 32}),
+    "ursa-tiny-image": ("t2i_tiny", {"width": 64, "height": 48}),
+}
 
 
 def shrink(workflow: dict) -> dict:
@@ -198,7 +206,11 @@ def shrink(workflow: dict) -> dict:
                 inputs["frames"] = 9
     for node in wf.values():  # an image scaled for URSA gets the tiny clip's size
         for value in node["inputs"].values():
-            if node["class_type"] == "URSAGenerate" and isinstance(value, list) and wf[value[0]]["class_type"] == "ImageScale":
+            if (
+                node["class_type"] == "URSAGenerate"
+                and isinstance(value, list)
+                and wf[value[0]]["class_type"] == "ImageScale"
+            ):
                 wf[value[0]]["inputs"].update(width=node["inputs"]["width"], height=node["inputs"]["height"])
     return wf
 
@@ -234,7 +246,8 @@ def prepare_inputs(input_dir: str) -> None:
         Image.fromarray(rng.randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(os.path.join(input_dir, "example.png"))
     if not os.path.exists(os.path.join(input_dir, "end.png")):  # (drawn after example.png: its pixels stay the same)
         Image.fromarray(np.random.RandomState(1).randint(0, 255, (120, 200, 3), dtype=np.uint8)).save(
-            os.path.join(input_dir, "end.png"))
+            os.path.join(input_dir, "end.png")
+        )
     if not os.path.exists(os.path.join(input_dir, "clip.mp4")):
         write_video(rng.randint(0, 255, (9, 64, 96, 3), dtype=np.uint8), os.path.join(input_dir, "clip.mp4"), fps=12)
     if not os.path.exists(os.path.join(input_dir, "inpaint.png")):
@@ -248,7 +261,9 @@ def prepare_inputs(input_dir: str) -> None:
             masks[t, 16:48, 8 + 4 * t : 40 + 4 * t] = 255
         write_video(masks, os.path.join(input_dir, "clip_mask.mp4"), fps=12)
     if not os.path.exists(os.path.join(input_dir, "clip_4x3.mp4")):
-        write_video(rng.randint(0, 255, (9, 48, 64, 3), dtype=np.uint8), os.path.join(input_dir, "clip_4x3.mp4"), fps=12)
+        write_video(
+            rng.randint(0, 255, (9, 48, 64, 3), dtype=np.uint8), os.path.join(input_dir, "clip_4x3.mp4"), fps=12
+        )
 
 
 def main(argv=None) -> int:
@@ -274,8 +289,11 @@ def main(argv=None) -> int:
     fallback = host.FallbackHost()
     if args.tiny or not names <= set(folders.find_checkpoints(fallback)) | set(find_ursa_checkpoints(fallback)):
         why = "--tiny" if args.tiny else f"checkpoints {sorted(names)} are not in {args.models}/nova (or ursa)"
-        print(f"NOTICE: {why}: using tiny RANDOM weights with short settings. The output only shows that the "
-              "graph runs: random weights: the video is noise.", file=sys.stderr)
+        print(
+            f"NOTICE: {why}: using tiny RANDOM weights with short settings. The output only shows that the "
+            "graph runs: random weights: the video is noise.",
+            file=sys.stderr,
+        )
         prepare_tiny_models(args.models)
         workflow = shrink(workflow)
     prepare_inputs(args.input)

@@ -46,7 +46,10 @@ def main(names=()):
     base = tempfile.mkdtemp()
     os.makedirs(os.path.join(base, "custom_nodes"))
     os.symlink(ROOT, os.path.join(base, "custom_nodes", "ComfyUI-NOVA"))
-    video, image = make_tiny(os.path.join(base, "tiny-video")), make_tiny(os.path.join(base, "tiny-image"), preset="image")
+    video, image = (
+        make_tiny(os.path.join(base, "tiny-video")),
+        make_tiny(os.path.join(base, "tiny-image"), preset="image"),
+    )
     os.makedirs(os.path.join(base, "models", "nova"))
     for name in ("nova-d48w1024-osp480",):
         os.symlink(video, os.path.join(base, "models", "nova", name))
@@ -59,8 +62,23 @@ def main(names=()):
     port = 8199
     log = open(os.path.join(base, "comfyui.log"), "w")
     python = os.environ.get("COMFYUI_PYTHON") or sys.executable
-    proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                             "--base-directory", base, "--disable-auto-launch"], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-directory",
+            base,
+            "--disable-auto-launch",
+        ],
+        cwd=comfy,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for _ in range(240):
             try:
@@ -69,10 +87,18 @@ def main(names=()):
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                                        headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                              "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(
+                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page(viewport={"width": 2600, "height": 1100})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -80,7 +106,9 @@ def main(names=()):
             time.sleep(3)
             page.keyboard.press("Escape")  # the template dialog of a first visit
             for key, value in SETTINGS.items():
-                page.evaluate("async ([k, v]) => { await window.app.extensionManager.setting.set(k, v); }", [key, value])
+                page.evaluate(
+                    "async ([k, v]) => { await window.app.extensionManager.setting.set(k, v); }", [key, value]
+                )
             for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):
                 name = os.path.splitext(os.path.basename(path))[0]
                 if names and name not in names:

@@ -85,8 +85,10 @@ def compare_sampler(checkout: str, tokens: int) -> int:
         end = time.time()
         equal = torch.equal(mine, theirs)
         worst = max(worst, int(not equal))
-        print(f"sampler step {step}/25, {tokens} tokens x 64000 codes: ids equal {equal}; "
-              f"ours {middle - start:.2f}s, official {end - middle:.2f}s")
+        print(
+            f"sampler step {step}/25, {tokens} tokens x 64000 codes: ids equal {equal}; "
+            f"ours {middle - start:.2f}s, official {end - middle:.2f}s"
+        )
     return worst
 
 
@@ -95,8 +97,12 @@ def main(argv=None) -> int:
     parser.add_argument("--official", required=True, help="a checkout of github.com/baaivision/URSA")
     parser.add_argument("--size", choices=sorted(WIDTHS), default="0.6B")
     parser.add_argument("--layers", type=int, default=28)
-    parser.add_argument("--sampler-tokens", type=int, default=0,
-                        help="instead of the transformer, compare the sampler on this many tokens")
+    parser.add_argument(
+        "--sampler-tokens",
+        type=int,
+        default=0,
+        help="instead of the transformer, compare the sampler on this many tokens",
+    )
     args = parser.parse_args(argv)
     if args.sampler_tokens:
         return compare_sampler(args.official, args.sampler_tokens)
@@ -110,11 +116,22 @@ def main(argv=None) -> int:
 
     hidden, intermediate = WIDTHS[args.size]
     lm_vocab, codes = 1000, 4096
-    config = dict(hidden_size=hidden, intermediate_size=intermediate, num_attention_heads=16, num_key_value_heads=8,
-                  num_hidden_layers=args.layers, max_window_layers=args.layers, rope_theta=1000000,
-                  vocab_size=lm_vocab + codes, lm_vocab_size=lm_vocab, lm_head_size=codes, bov_token_id=lm_vocab - 1)
-    qwen_config = Qwen3Config(**{k: v for k, v in config.items() if k not in ("lm_vocab_size", "lm_head_size",
-                                                                              "bov_token_id")})
+    config = dict(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        num_hidden_layers=args.layers,
+        max_window_layers=args.layers,
+        rope_theta=1000000,
+        vocab_size=lm_vocab + codes,
+        lm_vocab_size=lm_vocab,
+        lm_head_size=codes,
+        bov_token_id=lm_vocab - 1,
+    )
+    qwen_config = Qwen3Config(
+        **{k: v for k, v in config.items() if k not in ("lm_vocab_size", "lm_head_size", "bov_token_id")}
+    )
     qwen_config.rope_theta, qwen_config.head_dim, qwen_config.max_position_embeddings = 1000000, 128, 4096
     qwen_config._attn_implementation = "sdpa"
     official = qwen3.Qwen3Model(qwen_config)
@@ -123,15 +140,22 @@ def main(argv=None) -> int:
         layer.self_attn.is_causal = False  # as URSATransformer3DModel sets it
     ours = UrsaTransformer(UrsaTransformerConfig(**config))
     generator = torch.Generator().manual_seed(0)
-    state = {k: torch.randn(v.shape, generator=generator) * 0.02 + (1.0 if "norm" in k else 0.0)
-             for k, v in ours.state_dict().items()}
+    state = {
+        k: torch.randn(v.shape, generator=generator) * 0.02 + (1.0 if "norm" in k else 0.0)
+        for k, v in ours.state_dict().items()
+    }
     # assign=True: both models share one copy of the weights (1.7B at 28 layers fits in ~6 GB).
     ours.load_state_dict(state, assign=True)
-    official.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, assign=True)
+    official.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}, assign=True)
     prompt_length, grid = 32, (2, 4, 6)
-    ids = torch.cat([torch.randint(0, lm_vocab, (2, prompt_length), generator=generator),
-                     torch.full((2, 1), lm_vocab - 1),
-                     torch.randint(lm_vocab, lm_vocab + codes, (2, 48), generator=generator)], 1)
+    ids = torch.cat(
+        [
+            torch.randint(0, lm_vocab, (2, prompt_length), generator=generator),
+            torch.full((2, 1), lm_vocab - 1),
+            torch.randint(lm_vocab, lm_vocab + codes, (2, 48), generator=generator),
+        ],
+        1,
+    )
     positions = rope_positions(prompt_length, grid)
     with torch.no_grad():
         start = time.time()
@@ -140,8 +164,10 @@ def main(argv=None) -> int:
         theirs = torch.nn.functional.linear(official.eval()(ids, rope_pos=positions)[0], state["lm_head.weight"])
         end = time.time()
     diff = (mine - theirs).abs().max().item()
-    print(f"URSA {args.size} widths, {args.layers} layers: logits max abs difference {diff:g} "
-          f"(largest logit {theirs.abs().max().item():.3g}); ours {middle - start:.2f}s, official {end - middle:.2f}s")
+    print(
+        f"URSA {args.size} widths, {args.layers} layers: logits max abs difference {diff:g} "
+        f"(largest logit {theirs.abs().max().item():.3g}); ours {middle - start:.2f}s, official {end - middle:.2f}s"
+    )
     return 0 if diff <= 1e-3 else 1
 
 

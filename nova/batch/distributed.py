@@ -31,8 +31,10 @@ def pick_device(requested: Optional[str], local_rank: int) -> torch.device:
     device = check_device(requested) if requested else default_device()
     if device.type == "cuda" and device.index is None:
         if local_rank >= torch.cuda.device_count():
-            raise InputError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
-                             "start at most that many processes per machine (--nproc_per_node).")
+            raise InputError(
+                f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
+                "start at most that many processes per machine (--nproc_per_node)."
+            )
         device = torch.device("cuda", local_rank)
     return device
 

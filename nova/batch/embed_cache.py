@@ -32,7 +32,7 @@ def cached(path: str) -> List[str]:
     from safetensors import safe_open
 
     with safe_open(path, "pt") as f:
-        return [k[len(PREFIX):] for k in f.keys() if k.startswith(PREFIX)]
+        return [k[len(PREFIX) :] for k in f.keys() if k.startswith(PREFIX)]
 
 
 def encode_missing(path: str, texts: Iterable[str], encoder: TextEncoder, max_length: int, chunk: int = 16) -> int:
@@ -79,7 +79,7 @@ def load(path: str, texts: Iterable[str], width: int, dim: int, dtype: torch.dty
     truncated = set(_truncated(path))
     out = {}
     wanted = sorted(set(texts))
-    with (safe_open(path, "pt") if os.path.exists(path) else _Empty()) as f:
+    with safe_open(path, "pt") if os.path.exists(path) else _Empty() as f:
         for text in wanted:
             if not text:
                 out[text] = PromptEmbeds(torch.zeros(1, width, dim, dtype=dtype), [0], [False])

@@ -40,21 +40,43 @@ class Option:
 
 OPTIONS = (
     Option("negative_prompt", str, None, "negative prompt", per_sample=True),
-    Option("image", str, None, "first frame for image-to-video (a JSONL path is relative to the prompt file)", per_sample=True),
+    Option(
+        "image",
+        str,
+        None,
+        "first frame for image-to-video (a JSONL path is relative to the prompt file)",
+        per_sample=True,
+    ),
     Option("video", str, None, "a clip to continue (a JSONL path is relative to the prompt file)"),
     Option("frames", int, None, "video frames in total: 1 + 4k; default 33, with mask the length of the given clip"),
     Option("window", int, 0, "latent frames of temporal context (0 = all)"),
     Option("blend", int, 0, "frames over which a new prompt fades in"),
     Option("loop", int, 0, "extra frames leading back to the first frame"),
-    Option("mask", str, None, "inpaint/outpaint image or video under this mask image/video (white = regenerate; a JSONL path is relative to the prompt file)"),
+    Option(
+        "mask",
+        str,
+        None,
+        "inpaint/outpaint image or video under this mask image/video (white = regenerate; a JSONL path is relative to "
+        "the prompt file)",
+    ),
     Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
     Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
     Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
-    Option("denoise", float, None, "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
-                                   "0 keeps them, 1 ignores them; unset: keep and continue them"),
-    Option("keyframe", str, None, "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
-                                  "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
-                                  "JSONL may also give a list)"),
+    Option(
+        "denoise",
+        float,
+        None,
+        "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
+        "0 keeps them, 1 ignores them; unset: keep and continue them",
+    ),
+    Option(
+        "keyframe",
+        str,
+        None,
+        "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
+        "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
+        "JSONL may also give a list)",
+    ),
     Option("keyframe_approach", int, 2, "with keyframe: latent frames before each keyframe that approach it"),
     Option("keyframe_strength", float, 0.5, "with keyframe: how strongly they do, in [0, 1]"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),
@@ -70,9 +92,23 @@ OPTIONS = (
 FAMILY_DEFAULTS = {"nova": {"steps": 64, "cfg": 5.0}, "ursa": {"steps": 25, "cfg": 7.0}}
 URSA_KEYS = ("width", "height", "motion")
 # NOVA-only options with the value that means "not used" (an URSA run refuses any other).
-NOVA_ONLY = (("image", None), ("video", None), ("window", 0), ("blend", 0), ("loop", 0), ("mask", None),
-             ("mask_threshold", 0.5), ("mask_grow", 0), ("feather", 0), ("denoise", None), ("keyframe", None),
-             ("keyframe_approach", 2), ("keyframe_strength", 0.5), ("diffusion_steps", 25), ("motion_flow", 5.0))
+NOVA_ONLY = (
+    ("image", None),
+    ("video", None),
+    ("window", 0),
+    ("blend", 0),
+    ("loop", 0),
+    ("mask", None),
+    ("mask_threshold", 0.5),
+    ("mask_grow", 0),
+    ("feather", 0),
+    ("denoise", None),
+    ("keyframe", None),
+    ("keyframe_approach", 2),
+    ("keyframe_strength", 0.5),
+    ("diffusion_steps", 25),
+    ("motion_flow", 5.0),
+)
 OPTION_KEYS = {o.key: o for o in OPTIONS}
 PATH_KEYS = ("image", "video", "mask")
 ITEM_KEYS = ("prompt", "seed", "name")
@@ -115,8 +151,10 @@ def read_items(path: str, defaults: Dict[str, Any]) -> List[Item]:
     with open(path, "rb") as f:
         data = f.read()
     if path.lower().endswith(PICKLE_SUFFIXES) or data[:1] == b"\x80":
-        raise InputError(f"--prompts {path} looks like a pickle; NOVA never unpickles (it can run code). "
-                         "Write the prompts as text, one a line, or as JSONL.")
+        raise InputError(
+            f"--prompts {path} looks like a pickle; NOVA never unpickles (it can run code). "
+            "Write the prompts as text, one a line, or as JSONL."
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -149,7 +187,7 @@ def _json_item(index: int, line: int, text: str, defaults: Dict[str, Any], base:
     except json.JSONDecodeError as exc:
         return bad(f"not valid JSON ({exc.msg} at column {exc.colno}).")
     if not isinstance(record, dict):
-        return bad("expected a JSON object like {\"prompt\": \"...\"}.")
+        return bad('expected a JSON object like {"prompt": "..."}.')
     prompt = record.get("prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):

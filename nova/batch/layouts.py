@@ -22,8 +22,10 @@ def check_layout(layout: str, video_model: bool) -> None:
     if layout not in LAYOUTS:
         raise InputError(f"--layout {layout!r}; expected one of {', '.join(LAYOUTS)}.")
     if layout == "geneval" and video_model:
-        raise InputError("--layout geneval writes images (GenEval scores text-to-image); this is a video checkpoint. "
-                         "Use an image checkpoint, or --layout default/vbench.")
+        raise InputError(
+            "--layout geneval writes images (GenEval scores text-to-image); this is a video checkpoint. "
+            "Use an image checkpoint, or --layout default/vbench."
+        )
     if layout == "vbench" and not video_model:
         raise InputError("--layout vbench writes videos; this is an image checkpoint. Use --layout geneval or default.")
 
@@ -46,7 +48,9 @@ def output_path(item: Item, sample: int, layout: str, video_model: bool) -> str:
     if stem in ("", ".", "..") or any(c in stem for c in "/\\\0"):
         raise InputError(f"{what} {stem!r} cannot be a file name (no '/', '\\' or NUL, not '.' or '..').")
     if len(stem.encode("utf-8")) > _MAX_NAME_BYTES:
-        raise InputError(f"{what} {stem[:40]!r}... is {len(stem.encode('utf-8'))} bytes; a file name allows {_MAX_NAME_BYTES}.")
+        raise InputError(
+            f"{what} {stem[:40]!r}... is {len(stem.encode('utf-8'))} bytes; a file name allows {_MAX_NAME_BYTES}."
+        )
     return f"{stem}-{sample}{'.mp4' if video_model else '.png'}"
 
 

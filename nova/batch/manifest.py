@@ -57,8 +57,10 @@ def _check_record(record: dict, path: str, line: int) -> None:
         value = record.get(key)
         if isinstance(value, bool) or not isinstance(value, kind):
             fields = ", ".join(f"{k} ({t.__name__})" for k, t in UNIT_FIELDS[record["kind"]].items())
-            raise InputError(f"{path} line {line}: a {record['kind']!r} record with {key} = {value!r}; it needs "
-                             f"{fields}. Remove or fix that line (this folder's run is otherwise resumable).")
+            raise InputError(
+                f"{path} line {line}: a {record['kind']!r} record with {key} = {value!r}; it needs "
+                f"{fields}. Remove or fix that line (this folder's run is otherwise resumable)."
+            )
 
 
 def repair(path: str) -> None:
@@ -107,8 +109,10 @@ def check_same_args(records: Iterable[dict], args: dict, path: str) -> None:
             else:
                 differ.append(f"--{key.replace('_', '-')} was {old.get(key)!r}, now {args.get(key)!r}")
     if differ:
-        raise InputError(f"{path} belongs to a run with other arguments: {'; '.join(differ)}. "
-                         "Resume with the same arguments, or write to another --out folder.")
+        raise InputError(
+            f"{path} belongs to a run with other arguments: {'; '.join(differ)}. "
+            "Resume with the same arguments, or write to another --out folder."
+        )
 
 
 def latest(records: Iterable[dict]) -> Dict[Key, dict]:
@@ -122,9 +126,11 @@ def latest(records: Iterable[dict]) -> Dict[Key, dict]:
 
 def finished(records: Iterable[dict], out_dir: str) -> Set[Key]:
     """Units whose output is recorded and still on disk."""
-    return {key for key, r in latest(records).items()
-            if r["kind"] == "done" and isinstance(r.get("path"), str)
-            and os.path.isfile(os.path.join(out_dir, r["path"]))}
+    return {
+        key
+        for key, r in latest(records).items()
+        if r["kind"] == "done" and isinstance(r.get("path"), str) and os.path.isfile(os.path.join(out_dir, r["path"]))
+    }
 
 
 def failed(records: Iterable[dict]) -> Dict[Key, dict]:

@@ -23,8 +23,16 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressBar:
-    def __init__(self, manifest_path: str, total: int, done_before: int, unit: str = "videos",
-                 stream: Optional[TextIO] = None, poll: float = 1.0, log_every: float = 30.0):
+    def __init__(
+        self,
+        manifest_path: str,
+        total: int,
+        done_before: int,
+        unit: str = "videos",
+        stream: Optional[TextIO] = None,
+        poll: float = 1.0,
+        log_every: float = 30.0,
+    ):
         self.path, self.total, self.done_before, self.unit = manifest_path, total, done_before, unit
         self.stream = stream or sys.stderr
         self.poll, self.log_every = poll, log_every
@@ -80,8 +88,10 @@ class ProgressBar:
         filled = int(width * count / self.total) if self.total else width
         bar = "#" * filled + "." * (width - filled)
         failed = f", {self.failed} failed" if self.failed else ""
-        return (f"[{bar}] {count}/{self.total} {self.unit}{failed} | {rate:.1f} {self.unit}/hour | "
-                f"elapsed {format_duration(elapsed)} | ETA {eta}")
+        return (
+            f"[{bar}] {count}/{self.total} {self.unit}{failed} | {rate:.1f} {self.unit}/hour | "
+            f"elapsed {format_duration(elapsed)} | ETA {eta}"
+        )
 
     def _print(self, force: bool = False) -> None:
         now = time.time()

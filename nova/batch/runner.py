@@ -69,7 +69,8 @@ class BatchJob:
     reference: bool = False
     # (steps and cfg None: the checkpoint family's defaults, FAMILY_DEFAULTS)
     options: Dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {o.key: None if o.key in FAMILY_DEFAULTS["nova"] else o.default for o in OPTIONS})
+        default_factory=lambda: {o.key: None if o.key in FAMILY_DEFAULTS["nova"] else o.default for o in OPTIONS}
+    )
     attention: str = "auto"  # the spatial encoder's mode (nova/speed/spatial_kernels.py)
     fp8_matmuls: bool = False
     compile_encoder: bool = False  # (same latents up to rounding: not part of the run's identity)
@@ -88,12 +89,28 @@ class BatchJob:
         if self.fp8_matmuls:
             speed["fp8_matmuls"] = True
         # (as speed: options added later appear only when set, so the identities of earlier runs stay as they were)
-        unset = {"denoise": None, "keyframe": None, "keyframe_approach": 2, "keyframe_strength": 0.5,
-                 "width": None, "height": None, "motion": None}
+        unset = {
+            "denoise": None,
+            "keyframe": None,
+            "keyframe_approach": 2,
+            "keyframe_strength": 0.5,
+            "width": None,
+            "height": None,
+            "motion": None,
+        }
         options = {k: v for k, v in self.options.items() if not (k in unset and v == unset[k])}
-        return {"model": model, "prompts_sha256": prompts_sha256, "samples": self.samples, "seed": self.seed,
-                "layout": self.layout, "dtype": self.dtype, "reference": self.reference, **options, **speed,
-                **weights}
+        return {
+            "model": model,
+            "prompts_sha256": prompts_sha256,
+            "samples": self.samples,
+            "seed": self.seed,
+            "layout": self.layout,
+            "dtype": self.dtype,
+            "reference": self.reference,
+            **options,
+            **speed,
+            **weights,
+        }
 
 
 def weights_digest(folder: str, samples: int = 16, sample_bytes: int = 1 << 16) -> str:
@@ -142,15 +159,22 @@ def run(job: BatchJob) -> BatchSummary:
 
     if job.dtype not in DTYPE_NAMES:
         raise InputError(f"dtype {job.dtype!r}; expected one of {', '.join(DTYPE_NAMES)}.")
-    Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)  # (a bad mode fails before any process starts)
+    Accel.choose(
+        job.reference, job.attention, job.fp8_matmuls, job.compile_encoder
+    )  # (a bad mode fails before any process starts)
     # (the options and the prompt file checked before a download: steps and cfg, if unset, valid either way)
-    early = {k: FAMILY_DEFAULTS["nova"][k] if k in FAMILY_DEFAULTS["nova"] and v is None else v for k, v in job.options.items()}
+    early = {
+        k: FAMILY_DEFAULTS["nova"][k] if k in FAMILY_DEFAULTS["nova"] and v is None else v
+        for k, v in job.options.items()
+    }
     checks.check_options(early, combined=False)
     read_items(job.prompts, early)
     folder = resolve_checkpoint(job.model)
     ursa = read_family(folder) == URSA_PIPELINE
     defaults = FAMILY_DEFAULTS["ursa" if ursa else "nova"]
-    job = dataclasses.replace(job, options={k: defaults[k] if k in defaults and v is None else v for k, v in job.options.items()})
+    job = dataclasses.replace(
+        job, options={k: defaults[k] if k in defaults and v is None else v for k, v in job.options.items()}
+    )
     checks.check_options(job.options, combined=False)  # the run-wide defaults: a bad one would fail every item
     if ursa:
         return _run_family(job, folder, _ursa_info(job, folder), _ursa_item_error)
@@ -186,7 +210,9 @@ def _run_family(job: BatchJob, folder: str, config, item_error) -> BatchSummary:
         if not ursa:
             from ..speed.spatial_kernels import check_runnable
 
-            check_runnable(job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config)
+            check_runnable(
+                job.attention, job.fp8_matmuls, job.compile_encoder, world.device, torch_dtype(job.dtype), config
+            )
         existed = os.path.exists(out)
         os.makedirs(os.path.join(out, "logs"), exist_ok=True)
         if world.main:
@@ -255,15 +281,25 @@ def _lock_folder(out: str) -> int:
         manifest.fcntl.lockf(fd, manifest.fcntl.LOCK_EX | manifest.fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise InputError(f"{out}: another batch run is writing to this folder (it holds {path}); wait for it "
-                         "to finish, or write to another --out folder.") from None
+        raise InputError(
+            f"{out}: another batch run is writing to this folder (it holds {path}); wait for it "
+            "to finish, or write to another --out folder."
+        ) from None
     return fd
 
 
 def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batches, identity: dict) -> BatchSummary:
     manifest_path = os.path.join(out, manifest.NAME)
-    log.info("rank %d/%d on %s: %d items x %d samples, batch size %d; logs in %s", world.rank, world.size,
-             world.device, len(items), job.samples, job.batch_size, os.path.join(out, "logs"))
+    log.info(
+        "rank %d/%d on %s: %d items x %d samples, batch size %d; logs in %s",
+        world.rank,
+        world.size,
+        world.device,
+        len(items),
+        job.samples,
+        job.batch_size,
+        os.path.join(out, "logs"),
+    )
     if world.main:  # one process prepares the folder and encodes the prompts, the others wait
         manifest.check_same_args(manifest.read(manifest_path), identity, manifest_path)  # (now under the lock)
         _set_up_folder(out, folder, items, config, job, world, identity)
@@ -286,8 +322,13 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
         embeds = None  # (URSA tokenizes each prompt as it samples: there is nothing to encode first)
         if not isinstance(config, _UrsaInfo):
             texts = {t for b in mine for u in b if u.item.error is None for t in _texts(u.item)}
-            embeds = embed_cache.load(os.path.join(out, embed_cache.NAME), texts, config.text_token_len,
-                                      config.text_token_dim, torch_dtype(job.dtype))
+            embeds = embed_cache.load(
+                os.path.join(out, embed_cache.NAME),
+                texts,
+                config.text_token_len,
+                config.text_token_dim,
+                torch_dtype(job.dtype),
+            )
         worker = _Worker(pipe, config, job, out, world, embeds, manifest_path)
         for batch in mine:
             worker.run(batch)
@@ -298,11 +339,19 @@ def _run(job: BatchJob, world: World, out: str, items, folder: str, config, batc
     if world.main:
         shutil.rmtree(os.path.join(out, PARTIAL), ignore_errors=True)
     summary = summarize(batches, manifest.read(manifest_path), out)
-    log.info("finished: %d of %d done, %d failed, %d missing", summary.done, summary.total, len(summary.failed), summary.missing)
+    log.info(
+        "finished: %d of %d done, %d failed, %d missing",
+        summary.done,
+        summary.total,
+        len(summary.failed),
+        summary.missing,
+    )
     return summary
 
 
-def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: BatchJob, world: World, identity: dict) -> None:
+def _set_up_folder(
+    out: str, folder: str, items: Sequence[Item], config, job: BatchJob, world: World, identity: dict
+) -> None:
     """Rank 0, before anyone samples: clear what a killed run left half-done, encode the prompts,
     and record this start."""
     manifest_path = os.path.join(out, manifest.NAME)
@@ -311,10 +360,16 @@ def _set_up_folder(out: str, folder: str, items: Sequence[Item], config, job: Ba
     embed_cache.discard_partial(os.path.join(out, embed_cache.NAME))
     if not isinstance(config, _UrsaInfo):
         _encode_prompts(folder, items, out, config.text_token_len, torch_dtype(job.dtype), world.device)
-    manifest.append(manifest_path, {
-        "kind": "run", "args": identity, "world_size": world.size, "batch_size": job.batch_size,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
+    manifest.append(
+        manifest_path,
+        {
+            "kind": "run",
+            "args": identity,
+            "world_size": world.size,
+            "batch_size": job.batch_size,
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,13 +386,19 @@ def _ursa_info(job: BatchJob, folder: str) -> _UrsaInfo:
     from ..ursa.config import check_ursa_folder, load_vae_config
 
     check_ursa_folder(folder)
-    speed = [("--reference", job.reference), ("--attention", job.attention != "auto"),
-             ("--fp8-matmuls", job.fp8_matmuls), ("--compile-encoder", job.compile_encoder)]
+    speed = [
+        ("--reference", job.reference),
+        ("--attention", job.attention != "auto"),
+        ("--fp8-matmuls", job.fp8_matmuls),
+        ("--compile-encoder", job.compile_encoder),
+    ]
     given = [name for name, value in speed if value]
     given += ["--" + key.replace("_", "-") for key, unset in NOVA_ONLY if job.options[key] != unset]
     if given:
-        raise InputError(f"{', '.join(given)}: NOVA options; {folder} is an URSA checkpoint (`nova batch` runs it "
-                         "from text only: prompt, negative_prompt, frames, steps, cfg, width, height, motion, fps).")
+        raise InputError(
+            f"{', '.join(given)}: NOVA options; {folder} is an URSA checkpoint (`nova batch` runs it "
+            "from text only: prompt, negative_prompt, frames, steps, cfg, width, height, motion, fps)."
+        )
     vae = load_vae_config(os.path.join(folder, "vae"))
     info = _UrsaInfo(vae.video, vae.temporal_stride, vae.spatial_stride)
     error = _ursa_item_error(job.options, 1, info)  # a bad run-wide default would fail every item
@@ -360,7 +421,8 @@ def _ursa_item_error(o: Dict[str, Any], prompts: int, info: _UrsaInfo) -> Option
             return f"frames = {frames}; expected 1 + {info.temporal_stride}k frames."
     for key in ("width", "height"):
         if o[key] is not None and (o[key] < 1 or o[key] % info.spatial_stride):
-            return f"{key} = {o[key]}; expected a positive multiple of {info.spatial_stride} pixels (the tokenizer's stride)."
+            stride = info.spatial_stride
+            return f"{key} = {o[key]}; expected a positive multiple of {stride} pixels (the tokenizer's stride)."
     if o["motion"] is not None and o["motion"] < 0:
         return f"motion = {o['motion']}; expected a number >= 0."
     return None
@@ -370,7 +432,9 @@ def summarize(batches: Sequence[List[Unit]], records: List[dict], out: str) -> B
     keys = [u.key for b in batches for u in b]
     done = manifest.finished(records, out)
     failed = {k: str(r.get("error")) for k, r in manifest.failed(records).items() if k not in done}
-    return BatchSummary(len(keys), sum(k in done for k in keys), failed, sum(k not in done and k not in failed for k in keys))
+    return BatchSummary(
+        len(keys), sum(k in done for k in keys), failed, sum(k not in done and k not in failed for k in keys)
+    )
 
 
 def _texts(item: Item) -> List[str]:
@@ -387,7 +451,9 @@ def _encode_prompts(folder: str, items: Sequence[Item], out: str, max_length: in
     from ..components.text_encoder import TextEncoder
 
     t0 = time.time()
-    encoder = TextEncoder.from_folders(os.path.join(folder, "text_encoder"), os.path.join(folder, "tokenizer"), device, dtype)
+    encoder = TextEncoder.from_folders(
+        os.path.join(folder, "text_encoder"), os.path.join(folder, "tokenizer"), device, dtype
+    )
     count = embed_cache.encode_missing(path, texts, encoder, max_length)
     del encoder
     if device.type == "cuda":
@@ -403,8 +469,9 @@ def _load_pipeline(folder: str, job: BatchJob, device, ursa: bool = False):
         from ..ursa.pipeline import UrsaPipeline
 
         return UrsaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device)
-    pipe = NovaPipeline.from_pretrained(folder, torch_dtype=torch_dtype(job.dtype), device=device,
-                                        vae_dtype=torch.float32, load_text_encoder=False)
+    pipe = NovaPipeline.from_pretrained(
+        folder, torch_dtype=torch_dtype(job.dtype), device=device, vae_dtype=torch.float32, load_text_encoder=False
+    )
     pipe.accel = Accel.choose(job.reference, job.attention, job.fp8_matmuls, job.compile_encoder)
     return pipe
 
@@ -498,14 +565,20 @@ class _Worker:
                 self._write(p, latents[i : i + 1], share_seconds)
             except Exception as exc:
                 self._write_failed(p.unit, exc)
-        log.debug("batch of %d (items %s): %.1fs", len(group), ", ".join(f"{p.unit.item.index}/{p.unit.sample}" for p in group),
-                  time.time() - t0)
+        log.debug(
+            "batch of %d (items %s): %.1fs",
+            len(group),
+            ", ".join(f"{p.unit.item.index}/{p.unit.sample}" for p in group),
+            time.time() - t0,
+        )
 
     def _write_failed(self, unit: Unit, exc: Exception) -> None:
         self._fail(unit, exc)
         if _disk_full(exc):  # every unit after it would be sampled, then fail the same way
-            raise InputError(f"{self.out}: the disk is full ({exc}); stopped. Free some space and rerun the "
-                             "same command: finished outputs are kept.") from exc
+            raise InputError(
+                f"{self.out}: the disk is full ({exc}); stopped. Free some space and rerun the "
+                "same command: finished outputs are kept."
+            ) from exc
 
     def _ursa_unit(self, unit: Unit) -> None:
         """One URSA unit, as ``nova generate`` makes it with the unit's seed (nova/ursa/cli.py)."""
@@ -524,9 +597,17 @@ class _Worker:
             prompt = item.prompts[0]
             if self.video and frames > 1 and motion > 0 and not prompt.lstrip().startswith("motion="):
                 prompt = f"motion={float(motion)}, {prompt}"
-            out = self.pipe(prompt=prompt, negative_prompt=o["negative_prompt"], height=height, width=width,
-                            num_frames=frames, num_inference_steps=o["steps"], guidance_scale=o["cfg"],
-                            generator=torch.Generator(device=self.world.device).manual_seed(unit.seed), output_type="np")
+            out = self.pipe(
+                prompt=prompt,
+                negative_prompt=o["negative_prompt"],
+                height=height,
+                width=width,
+                num_frames=frames,
+                num_inference_steps=o["steps"],
+                guidance_scale=o["cfg"],
+                generator=torch.Generator(device=self.world.device).manual_seed(unit.seed),
+                output_type="np",
+            )
             result = out.frames[0] if out.frames.ndim == 5 else out.frames  # [F, H, W, 3]
         except Exception as exc:
             if self.world.device.type == "cuda":
@@ -563,8 +644,19 @@ class _Worker:
         neg = self.embeds[negative] if negative and settings.guidance_scale > 1 else None
         positives = [self.embeds[p] for p in item.prompts]
         truncated = any(self.embeds[p].truncated[0] for p in item.prompts)
-        return _Prepared(unit, path, generator, settings, positives, neg, o["motion_flow"], o["fps"],
-                         tuple(request.frames_per_prompt(given)), given, truncated)
+        return _Prepared(
+            unit,
+            path,
+            generator,
+            settings,
+            positives,
+            neg,
+            o["motion_flow"],
+            o["fps"],
+            tuple(request.frames_per_prompt(given)),
+            given,
+            truncated,
+        )
 
     def _sample(self, group: List[_Prepared]) -> torch.Tensor:
         """One plan for the group (units of one signature: the same options and frame layout), each
@@ -579,18 +671,33 @@ class _Worker:
             raise InputError("a batch mixes samples with and without a negative prompt; they need separate batches.")
         negative = None if negatives[0] is None else PromptEmbeds.cat(negatives)
         flows, fpss = [p.motion_flow for p in group], [p.fps for p in group]
-        segments = [Segment(PromptEmbeds.cat([p.positives[k] for p in group]), size, negative, flows, fpss)
-                    for k, size in enumerate(group[0].sizes)]
+        segments = [
+            Segment(PromptEmbeds.cat([p.positives[k] for p in group]), size, negative, flows, fpss)
+            for k, size in enumerate(group[0].sizes)
+        ]
         first = group[0].given
         prefix = None if first.prefix is None else torch.cat([p.given.prefix for p in group])
         given = dataclasses.replace(first, prefix=prefix)  # (mask and keyframes: shared, by the signature)
-        plan = build_plan(self.pipe, group[0].settings, segments, given, denoise=o["denoise"], window=o["window"],
-                          blend=o["blend"], loop=o["loop"])
+        plan = build_plan(
+            self.pipe,
+            group[0].settings,
+            segments,
+            given,
+            denoise=o["denoise"],
+            window=o["window"],
+            blend=o["blend"],
+            loop=o["loop"],
+        )
         return plan.run([p.generator for p in group])
 
     def _write(self, p: _Prepared, latents: torch.Tensor, sample_seconds: float) -> None:
-        self._place(p.unit, p.path, lambda tmp: self.pipe.save(latents, tmp, fps=p.unit.item.options["fps"], blend=p.given.blend),
-                    sample_seconds, p.truncated)
+        self._place(
+            p.unit,
+            p.path,
+            lambda tmp: self.pipe.save(latents, tmp, fps=p.unit.item.options["fps"], blend=p.given.blend),
+            sample_seconds,
+            p.truncated,
+        )
 
     def _place(self, unit: Unit, path: str, save, sample_seconds: float, truncated: Optional[bool]) -> None:
         """Writes the unit's output with ``save(temporary path)``, moves it to ``path`` and records it."""
@@ -612,11 +719,24 @@ class _Worker:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-        manifest.append(self.manifest_path, {
-            "kind": "done", "item": item.index, "sample": unit.sample, "seed": unit.seed, "prompt": item.prompt,
-            "name": item.name, "settings": item.options, "prompt_truncated": truncated, "path": path, "sha256": digest, "bytes": size,
-            "seconds": round(sample_seconds + time.time() - t0, 3), "rank": self.world.rank,
-        })
+        manifest.append(
+            self.manifest_path,
+            {
+                "kind": "done",
+                "item": item.index,
+                "sample": unit.sample,
+                "seed": unit.seed,
+                "prompt": item.prompt,
+                "name": item.name,
+                "settings": item.options,
+                "prompt_truncated": truncated,
+                "path": path,
+                "sha256": digest,
+                "bytes": size,
+                "seconds": round(sample_seconds + time.time() - t0, 3),
+                "rank": self.world.rank,
+            },
+        )
 
     def _place_text(self, rel: str, text: str) -> None:
         final = os.path.join(self.out, rel)
@@ -635,10 +755,19 @@ class _Worker:
         log.error("item %d sample %d failed: %s", unit.item.index, unit.sample, error)
         if not isinstance(exc, NovaError):
             log.error("%s", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        manifest.append(self.manifest_path, {
-            "kind": "failed", "item": unit.item.index, "sample": unit.sample, "seed": unit.seed,
-            "prompt": unit.item.prompt, "line": unit.item.line, "error": error, "rank": self.world.rank,
-        })
+        manifest.append(
+            self.manifest_path,
+            {
+                "kind": "failed",
+                "item": unit.item.index,
+                "sample": unit.sample,
+                "seed": unit.seed,
+                "prompt": unit.item.prompt,
+                "line": unit.item.line,
+                "error": error,
+                "rank": self.world.rank,
+            },
+        )
 
 
 def _disk_full(exc: BaseException) -> bool:

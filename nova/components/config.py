@@ -125,7 +125,11 @@ class NovaConfig:
         def ints(key, n):
             value = data[key]
             value = [value] * n if isinstance(value, int) and n == 2 and key == "image_size" else value
-            if not isinstance(value, (list, tuple)) or len(value) != n or not all(isinstance(v, int) and v > 0 for v in value):
+            if (
+                not isinstance(value, (list, tuple))
+                or len(value) != n
+                or not all(isinstance(v, int) and v > 0 for v in value)
+            ):
                 raise ConfigError(f"{where}: key {key!r} = {data[key]!r}; expected {n} positive integers.")
             return tuple(value)
 
@@ -139,7 +143,9 @@ class NovaConfig:
 
         arch = data["arch"]
         if not isinstance(arch, (list, tuple)) or len(arch) != 3:
-            raise ConfigError(f"{where}: key 'arch' = {arch!r}; expected [video encoder, image encoder, diffusion head].")
+            raise ConfigError(
+                f"{where}: key 'arch' = {arch!r}; expected [video encoder, image encoder, diffusion head]."
+            )
         rank = data.get("video_mixer_rank")
         if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool)):
             raise ConfigError(f"{where}: key 'video_mixer_rank' = {rank!r}; expected an integer.")
@@ -163,12 +169,18 @@ class NovaConfig:
 
     def _check_sizes(self, where: str):
         if self.text_token_dim is None:
-            raise ConfigError(f"{where}: key 'text_token_dim' is missing; class-conditional NOVA models are not supported.")
+            raise ConfigError(
+                f"{where}: key 'text_token_dim' is missing; class-conditional NOVA models are not supported."
+            )
         if self.text_token_len > 512:
-            raise ConfigError(f"{where}: 'text_token_len' = {self.text_token_len}; at most 512 text tokens are supported.")
+            raise ConfigError(
+                f"{where}: 'text_token_len' = {self.text_token_len}; at most 512 text tokens are supported."
+            )
         for axis, px in zip("HW", self.image_size):
             if px % self.image_stride:
-                raise ConfigError(f"{where}: image_size {axis}={px} is not divisible by image_stride={self.image_stride}.")
+                raise ConfigError(
+                    f"{where}: image_size {axis}={px} is not divisible by image_stride={self.image_stride}."
+                )
         lh, lw = self.latent_size
         tokens = (lh // self.patch_size) * (lw // self.patch_size)
         if tokens > MAX_IMAGE_TOKENS:

@@ -19,11 +19,20 @@ def load_transformer(folder: str, device="cpu", dtype=torch.float32, ops=nn) -> 
     """Load ``<checkpoint>/transformer`` (or a folder laid out like it)."""
     config = load_config(os.path.join(folder, "config.json"))
     files = weight_files(folder, "diffusion_pytorch_model")
-    depths = [("video_encoder.blocks", config.video_encoder.depth, f"arch[0] {config.arch_names[0]!r}: depth"),
-              ("image_encoder.blocks", config.image_encoder.depth, f"arch[1] {config.arch_names[1]!r}: depth"),
-              ("image_decoder.blocks", config.diffusion_head.depth, f"arch[2] {config.arch_names[2]!r}: depth")]
-    return load_module(lambda: NovaTransformer(config, ops=ops), files, folder, device, dtype,
-                       config_path=os.path.join(folder, "config.json"), depths=depths)
+    depths = [
+        ("video_encoder.blocks", config.video_encoder.depth, f"arch[0] {config.arch_names[0]!r}: depth"),
+        ("image_encoder.blocks", config.image_encoder.depth, f"arch[1] {config.arch_names[1]!r}: depth"),
+        ("image_decoder.blocks", config.diffusion_head.depth, f"arch[2] {config.arch_names[2]!r}: depth"),
+    ]
+    return load_module(
+        lambda: NovaTransformer(config, ops=ops),
+        files,
+        folder,
+        device,
+        dtype,
+        config_path=os.path.join(folder, "config.json"),
+        depths=depths,
+    )
 
 
 def build_transformer(config: NovaConfig, device="cpu", dtype=torch.float32, ops=nn) -> NovaTransformer:
@@ -35,10 +44,22 @@ def build_transformer(config: NovaConfig, device="cpu", dtype=torch.float32, ops
 
 _INT, _NUM, _STR, _BOOL = "an integer", "a number", "a string", "true or false"
 _SCHEDULER_KEYS = {
-    "num_train_timesteps": _INT, "beta_start": _NUM, "beta_end": _NUM, "beta_schedule": _STR,
-    "prediction_type": _STR, "variance_type": _STR, "timestep_spacing": _STR, "steps_offset": _INT,
-    "clip_sample": _BOOL, "clip_sample_range": _NUM, "thresholding": _BOOL, "rescale_betas_zero_snr": _BOOL,
-    "shift": _NUM, "use_dynamic_shifting": _BOOL, "base_shift": _NUM, "max_shift": _NUM,
+    "num_train_timesteps": _INT,
+    "beta_start": _NUM,
+    "beta_end": _NUM,
+    "beta_schedule": _STR,
+    "prediction_type": _STR,
+    "variance_type": _STR,
+    "timestep_spacing": _STR,
+    "steps_offset": _INT,
+    "clip_sample": _BOOL,
+    "clip_sample_range": _NUM,
+    "thresholding": _BOOL,
+    "rescale_betas_zero_snr": _BOOL,
+    "shift": _NUM,
+    "use_dynamic_shifting": _BOOL,
+    "base_shift": _NUM,
+    "max_shift": _NUM,
 }
 
 
@@ -69,6 +90,14 @@ def load_scheduler(folder: str):
     try:  # build and set up once, so a bad value fails here and not in the middle of a run
         scheduler = getattr(diffusers, name).from_config(config)
         scheduler.set_timesteps(2)
-    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError, ZeroDivisionError, RuntimeError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        NotImplementedError,
+        ZeroDivisionError,
+        RuntimeError,
+    ) as exc:
         raise ConfigError(f"{path}: the scheduler config is not usable ({type(exc).__name__}: {exc}).") from exc
     return scheduler  # (every run sets its own timesteps first)

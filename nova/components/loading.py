@@ -87,9 +87,13 @@ def check_state(
 ) -> None:
     """Raise :class:`WeightsError` listing missing, unexpected and mis-shaped tensors, and tensors
     the model holds in floating point (``floating``) that the file stores as integers or bools."""
-    not_float = sorted(f"{k} ({found[k][2]} in {found[k][1]})" for k in floating if k in found and found[k][2] not in FLOAT_DTYPES)
+    not_float = sorted(
+        f"{k} ({found[k][2]} in {found[k][1]})" for k in floating if k in found and found[k][2] not in FLOAT_DTYPES
+    )
     if not_float:
-        raise WeightsError(f"{where}: tensors that must be floating point are stored as another type: " + ", ".join(not_float[:8]))
+        raise WeightsError(
+            f"{where}: tensors that must be floating point are stored as another type: " + ", ".join(not_float[:8])
+        )
     missing = sorted(k for k in expected if k not in found)
     unexpected = sorted(k for k in found if k not in expected and not k.startswith(ignore_unexpected))
     wrong = sorted(
@@ -126,8 +130,10 @@ def check_depths(found: Dict[str, Tuple[Tuple[int, ...], str, str]], depths, whe
             held = f"{prefix}.0 .. {prefix}.{count - 1}" if count else f"no {prefix}.*"
             from ..errors import ConfigError
 
-            raise ConfigError(f"{where}: {what} = {value!r}, but the weights hold {count} ({held}); is config.json "
-                              "from the same checkpoint?")
+            raise ConfigError(
+                f"{where}: {what} = {value!r}, but the weights hold {count} ({held}); is config.json "
+                "from the same checkpoint?"
+            )
 
 
 def load_tensors(files: Iterable[str], device, dtype: Optional[torch.dtype]) -> Dict[str, torch.Tensor]:
@@ -148,8 +154,16 @@ def load_tensors(files: Iterable[str], device, dtype: Optional[torch.dtype]) -> 
     return state
 
 
-def load_module(build, files: List[str], where: str, device, dtype, ignore_unexpected=(),
-                config_path: Optional[str] = None, depths=()) -> nn.Module:
+def load_module(
+    build,
+    files: List[str],
+    where: str,
+    device,
+    dtype,
+    ignore_unexpected=(),
+    config_path: Optional[str] = None,
+    depths=(),
+) -> nn.Module:
     """Build ``build()`` on the meta device, check the files against it, then assign the weights:
     no random init, no second copy of the weights. A config value that the module's constructor
     chokes on is reported against ``config_path``; ``depths`` (:func:`check_depths`) are checked
@@ -162,7 +176,9 @@ def load_module(build, files: List[str], where: str, device, dtype, ignore_unexp
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, ZeroDivisionError, RuntimeError) as exc:
             from ..errors import ConfigError
 
-            raise ConfigError(f"{config_path or where}: the config does not describe a buildable model ({type(exc).__name__}: {exc}).") from exc
+            raise ConfigError(
+                f"{config_path or where}: the config does not describe a buildable model ({type(exc).__name__}: {exc})."
+            ) from exc
     state = module.state_dict()
     expected = {k: tuple(v.shape) for k, v in state.items()}
     floating = [k for k, v in state.items() if v.is_floating_point()]

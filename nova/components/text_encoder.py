@@ -33,7 +33,9 @@ class PromptEmbeds:
     def __post_init__(self):
         rows = self.features.shape[0] if self.features.dim() >= 1 else 0
         if len(self.lengths) != rows:
-            raise InputError(f"prompt features have {rows} rows but {len(self.lengths)} lengths; each prompt needs its length.")
+            raise InputError(
+                f"prompt features have {rows} rows but {len(self.lengths)} lengths; each prompt needs its length."
+            )
 
     def __len__(self):
         return self.features.shape[0]
@@ -109,7 +111,10 @@ class TextEncoder:
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         if pad is None:
-            raise CheckpointError("the tokenizer has neither a pad nor an eos token; tokenizer_config.json needs 'pad_token' or 'eos_token'.")
+            raise CheckpointError(
+                "the tokenizer has neither a pad nor an eos token; tokenizer_config.json needs 'pad_token' or "
+                "'eos_token'."
+            )
         return int(pad)
 
     @torch.no_grad()
@@ -118,7 +123,9 @@ class TextEncoder:
         ids, lengths, truncated = self.tokenize(prompts, max_length)
         for p, n, cut in zip(prompts, lengths, truncated):
             if cut:
-                log.warning("NOVA: prompt truncated to %d tokens: %r", max_length, p[:80] + ("..." if len(p) > 80 else ""))
+                log.warning(
+                    "NOVA: prompt truncated to %d tokens: %r", max_length, p[:80] + ("..." if len(p) > 80 else "")
+                )
         feats = torch.zeros(len(prompts), max_length, self.hidden_size, dtype=self.dtype, device=self.device)
         todo = [i for i, n in enumerate(lengths) if n > 0]  # empty prompts are all-null: skip Phi
         if todo:
@@ -132,7 +139,9 @@ def as_prompt_list(prompts, name: str = "prompt") -> List[str]:
     if isinstance(prompts, str):
         prompts = [prompts]
     elif not isinstance(prompts, (list, tuple)):
-        raise InputError(f"{name} is a {type(prompts).__name__} ({prompts!r:.60}); expected a string or a list of strings.")
+        raise InputError(
+            f"{name} is a {type(prompts).__name__} ({prompts!r:.60}); expected a string or a list of strings."
+        )
     if not prompts:
         raise InputError(f"{name} is an empty list; pass a string or a non-empty list of strings.")
     return [check_prompt(p, f"{name} {i}" if len(prompts) > 1 else name) for i, p in enumerate(prompts)]
@@ -153,7 +162,9 @@ def check_prompt(prompt, name: str = "prompt") -> str:
 
 
 def load_tokenizer(folder: str):
-    if not os.path.isfile(os.path.join(folder, "tokenizer.json")) and not os.path.isfile(os.path.join(folder, "vocab.json")):
+    if not os.path.isfile(os.path.join(folder, "tokenizer.json")) and not os.path.isfile(
+        os.path.join(folder, "vocab.json")
+    ):
         raise CheckpointError(f"{folder}: no tokenizer found; expected tokenizer.json and tokenizer_config.json.")
     from transformers import AutoTokenizer
 
@@ -164,9 +175,13 @@ def load_tokenizer(folder: str):
         # Some broken tokenizer.json files load and fail only at the first prompt: try one now.
         probe = tok("a red fox", padding=False, truncation=False).input_ids
     except Exception as exc:  # tokenizers/transformers raise many types for a broken file
-        raise CheckpointError(f"{folder}: the tokenizer files do not work ({type(exc).__name__}: {exc}). Re-download tokenizer/.") from exc
+        raise CheckpointError(
+            f"{folder}: the tokenizer files do not work ({type(exc).__name__}: {exc}). Re-download tokenizer/."
+        ) from exc
     if not probe:
-        raise CheckpointError(f"{folder}: the tokenizer turns text into no tokens; tokenizer.json is broken. Re-download tokenizer/.")
+        raise CheckpointError(
+            f"{folder}: the tokenizer turns text into no tokens; tokenizer.json is broken. Re-download tokenizer/."
+        )
     return tok
 
 
@@ -179,7 +194,9 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: expected a JSON object, got {type(data).__name__}.")
     if data.get("model_type") != "phi":
-        raise ConfigError(f"{config_path}: model_type = {data.get('model_type')!r}; the NOVA text encoder is Phi ('phi').")
+        raise ConfigError(
+            f"{config_path}: model_type = {data.get('model_type')!r}; the NOVA text encoder is Phi ('phi')."
+        )
     check_phi_config(data, config_path)
     files = weight_files(folder, "model")
     found = read_shapes(files)
@@ -190,7 +207,9 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
         with torch.device("meta"):
             state = PhiModel(config).state_dict()
     except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, RuntimeError) as exc:
-        raise ConfigError(f"{config_path}: the config does not describe a buildable Phi model ({type(exc).__name__}: {exc}).") from exc
+        raise ConfigError(
+            f"{config_path}: the config does not describe a buildable Phi model ({type(exc).__name__}: {exc})."
+        ) from exc
     expected = {f"model.{k}": tuple(v.shape) for k, v in state.items()}
     floating = [f"model.{k}" for k, v in state.items() if v.is_floating_point()]
     check_state(expected, found, folder, ignore_unexpected=("lm_head.",), floating=floating)
@@ -201,7 +220,14 @@ def load_phi(folder: str, device="cpu", dtype=torch.float32):
     return model.to(device).eval().requires_grad_(False)
 
 
-_PHI_INTS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings")
+_PHI_INTS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+    "max_position_embeddings",
+)
 _PHI_NUMBERS = ("layer_norm_eps", "partial_rotary_factor", "rope_theta")
 
 

@@ -19,36 +19,63 @@ PRESETS = {
     "video": (
         "video",
         {
-            "image_dim": 4, "image_size": [64, 96], "image_stride": 8, "text_token_dim": 64, "text_token_len": 32,
-            "video_base_size": [16, 2, 3], "image_base_size": [4, 6], "video_mixer_rank": 8,
+            "image_dim": 4,
+            "image_size": [64, 96],
+            "image_stride": 8,
+            "text_token_dim": 64,
+            "text_token_len": 32,
+            "video_base_size": [16, 2, 3],
+            "image_base_size": [4, 6],
+            "video_mixer_rank": 8,
             "arch": ["vit_d2w64", "vit_d4w64", "mlp_d2w64"],
         },
-        64, 2,
+        64,
+        2,
     ),
     "image": (
         "image",
         {
-            "image_dim": 4, "image_size": 64, "image_stride": 8, "text_token_dim": 64, "text_token_len": 32,
-            "video_base_size": [1, 2, 2], "image_base_size": [4, 4], "arch": ["vit_d2w64", "vit_d2w64", "mlp_d2w64"],
+            "image_dim": 4,
+            "image_size": 64,
+            "image_stride": 8,
+            "text_token_dim": 64,
+            "text_token_len": 32,
+            "video_base_size": [1, 2, 2],
+            "image_base_size": [4, 4],
+            "arch": ["vit_d2w64", "vit_d2w64", "mlp_d2w64"],
         },
-        64, 2,
+        64,
+        2,
     ),
     # The CPU benchmark size: 256 wide, 4 + 8 layers, 128x192 pixels.
     "mid": (
         "video",
         {
-            "image_dim": 4, "image_size": [128, 192], "image_stride": 8, "text_token_dim": 128, "text_token_len": 64,
-            "video_base_size": [16, 4, 6], "image_base_size": [8, 12], "video_mixer_rank": 24,
+            "image_dim": 4,
+            "image_size": [128, 192],
+            "image_stride": 8,
+            "text_token_dim": 128,
+            "text_token_len": 64,
+            "video_base_size": [16, 4, 6],
+            "image_base_size": [8, 12],
+            "video_mixer_rank": 24,
             "arch": ["vit_d4w256", "vit_d8w256", "mlp_d3w256"],
         },
-        128, 2,
+        128,
+        2,
     ),
 }
 
 _TEXT = [
-    "a red fox runs through snow", "many spotted jellyfish pulsating under water", "a cat, a dog, and a bird",
-    "a shiba inu wearing a beret", "niagara falls at sunset", "a city street at night with neon lights",
-    "waves crash on a rocky beach", "a hot air balloon over green hills", "low quality, deformed, distorted",
+    "a red fox runs through snow",
+    "many spotted jellyfish pulsating under water",
+    "a cat, a dog, and a bird",
+    "a shiba inu wearing a beret",
+    "niagara falls at sunset",
+    "a city street at night with neon lights",
+    "waves crash on a rocky beach",
+    "a hot air balloon over green hills",
+    "low quality, deformed, distorted",
 ]
 
 
@@ -69,13 +96,19 @@ def write_tokenizer(folder: str, vocab_size: int = 300) -> int:
 
     os.makedirs(folder, exist_ok=True)
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(_TEXT * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok.train_from_iterator(
+        _TEXT * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False
+    )
     tok.save(os.path.join(folder, "tokenizer.json"))
     _write_json(
         os.path.join(folder, "tokenizer_config.json"),
         {
-            "tokenizer_class": "CodeGenTokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-            "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "add_prefix_space": False,
+            "tokenizer_class": "CodeGenTokenizer",
+            "bos_token": "<|endoftext|>",
+            "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>",
+            "add_prefix_space": False,
             "model_max_length": 2048,
         },
     )
@@ -87,8 +120,14 @@ def write_text_encoder(folder: str, hidden: int, layers: int, vocab_size: int, s
 
     os.makedirs(folder, exist_ok=True)
     config = PhiConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // 32), max_position_embeddings=512, partial_rotary_factor=0.4, hidden_act="gelu_new",
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 32),
+        max_position_embeddings=512,
+        partial_rotary_factor=0.4,
+        hidden_act="gelu_new",
     )
     torch.manual_seed(seed)
     model = PhiForCausalLM(config)
@@ -100,15 +139,23 @@ def write_text_encoder(folder: str, hidden: int, layers: int, vocab_size: int, s
 def write_vae(folder: str, kind: str, seed: int) -> None:
     os.makedirs(folder, exist_ok=True)
     common = {
-        "act_fn": "silu", "block_out_channels": [32, 32, 64, 64], "in_channels": 3, "latent_channels": 4,
-        "layers_per_block": 1, "norm_num_groups": 32, "out_channels": 3, "sample_size": 64,
+        "act_fn": "silu",
+        "block_out_channels": [32, 32, 64, 64],
+        "in_channels": 3,
+        "latent_channels": 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 32,
+        "out_channels": 3,
+        "sample_size": 64,
     }
     torch.manual_seed(seed)
     if kind == "video":
         from ..models.vae_opensora import AutoencoderKLOpenSora
 
         config = {
-            "_class_name": "AutoencoderKLOpenSora", **common, "scaling_factor": 0.18215,
+            "_class_name": "AutoencoderKLOpenSora",
+            **common,
+            "scaling_factor": 0.18215,
             "down_block_types": ["DownEncoderBlock2D"] * 2 + ["DownEncoderBlock3D"] * 2,
             "up_block_types": ["UpDecoderBlock3D"] * 4,
         }
@@ -117,8 +164,11 @@ def write_vae(folder: str, kind: str, seed: int) -> None:
         from diffusers import AutoencoderKL
 
         config = {
-            "_class_name": "AutoencoderKL", **common, "scaling_factor": 0.13025,
-            "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "_class_name": "AutoencoderKL",
+            **common,
+            "scaling_factor": 0.13025,
+            "down_block_types": ["DownEncoderBlock2D"] * 4,
+            "up_block_types": ["UpDecoderBlock2D"] * 4,
         }
         model = AutoencoderKL.from_config(config)
     _write_json(os.path.join(folder, "config.json"), config)
@@ -129,9 +179,15 @@ def write_scheduler(folder: str, kind: str) -> None:
     os.makedirs(folder, exist_ok=True)
     if kind == "video":
         config = {
-            "_class_name": "DDPMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-            "num_train_timesteps": 1000, "prediction_type": "epsilon", "timestep_spacing": "trailing",
-            "variance_type": "fixed_small", "clip_sample": False,
+            "_class_name": "DDPMScheduler",
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "beta_schedule": "scaled_linear",
+            "num_train_timesteps": 1000,
+            "prediction_type": "epsilon",
+            "timestep_spacing": "trailing",
+            "variance_type": "fixed_small",
+            "clip_sample": False,
         }
     else:
         config = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}
@@ -159,8 +215,10 @@ def make_tiny(folder: str, preset: str = "video", seed: int = 0, text_encoder: O
     if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
         from ..errors import InputError
 
-        raise InputError(f"{folder}: exists and is not an empty folder; make-tiny writes random weights only into a "
-                         "new or empty folder (it would overwrite a checkpoint there).")
+        raise InputError(
+            f"{folder}: exists and is not an empty folder; make-tiny writes random weights only into a "
+            "new or empty folder (it would overwrite a checkpoint there)."
+        )
     kind, tcfg, hidden, layers = PRESETS[preset]
     os.makedirs(folder, exist_ok=True)
     write_transformer(os.path.join(folder, "transformer"), tcfg, seed)
@@ -174,8 +232,11 @@ def make_tiny(folder: str, preset: str = "video", seed: int = 0, text_encoder: O
     _write_json(
         os.path.join(folder, "model_index.json"),
         {
-            "_class_name": "NOVAPipeline", "scheduler": ["diffusers", sched], "text_encoder": ["__text_encoder__", "PhiEncoderModel"],
-            "tokenizer": ["transformers", "CodeGenTokenizerFast"], "transformer": ["__transformer__", "NOVATransformer3DModel"],
+            "_class_name": "NOVAPipeline",
+            "scheduler": ["diffusers", sched],
+            "text_encoder": ["__text_encoder__", "PhiEncoderModel"],
+            "tokenizer": ["transformers", "CodeGenTokenizerFast"],
+            "transformer": ["__transformer__", "NOVATransformer3DModel"],
             "vae": ["__vae__", vae],
         },
     )

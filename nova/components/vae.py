@@ -40,7 +40,9 @@ def check_vae_config(config, path: str) -> None:
         "latent_channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
         "in_channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
         "out_channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-        "block_out_channels": lambda v: isinstance(v, list) and v and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in v),
+        "block_out_channels": lambda v: (
+            isinstance(v, list) and v and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in v)
+        ),
         "layers_per_block": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
         "norm_num_groups": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
         "sample_size": lambda v: isinstance(v, (int, list)) and not isinstance(v, bool),
@@ -116,8 +118,9 @@ class NovaVAE:
         n = pixels.shape[0]
         keep = frames_kept(n, self.temporal_ratio)
         if keep != n:
-            log.warning("NOVA VAE: %d frames -> using the first %d (the 3D VAE needs 1 + %dk).", n, keep,
-                        self.temporal_ratio)
+            log.warning(
+                "NOVA VAE: %d frames -> using the first %d (the 3D VAE needs 1 + %dk).", n, keep, self.temporal_ratio
+            )
         return self.moments(pixels[:keep].movedim(0, 1).unsqueeze(0))[0]
 
     def encode(self, pixels: torch.Tensor, generator: Optional[torch.Generator] = None, sample: bool = True):
@@ -134,7 +137,9 @@ class NovaVAE:
         """How many pieces :meth:`decode_chunks` yields for one sample (progress bars count them)."""
         return len(temporal_tiles(latent_frames, tile_latents)) if self.temporal else latent_frames
 
-    def decode_chunks(self, latents: torch.Tensor, raw: bool = False, tile_latents: Optional[int] = None) -> Iterator[torch.Tensor]:
+    def decode_chunks(
+        self, latents: torch.Tensor, raw: bool = False, tile_latents: Optional[int] = None
+    ) -> Iterator[torch.Tensor]:
         """Scaled latents [B, C, T, h, w] (``raw=True``: unscaled VAE latents) -> pixel chunks
         [B, 3, t, H, W] in [-1, 1], in temporal tiles so memory stays bounded whatever T."""
         z = latents.to(device=self.device, dtype=torch.float32)
@@ -164,13 +169,18 @@ def load_vae(folder: str, device="cpu", dtype=torch.float32) -> NovaVAE:
         build = lambda: AutoencoderKL.from_config(config)  # noqa: E731
     else:
         raise ConfigError(
-            f"{config_path}: _class_name = {name!r}; expected 'AutoencoderKLOpenSora' (video) or 'AutoencoderKL' (image)."
+            f"{config_path}: _class_name = {name!r}; expected 'AutoencoderKLOpenSora' (video) or 'AutoencoderKL' "
+            "(image)."
         )
     files = weight_files(folder, "diffusion_pytorch_model")
-    depths = [(prefix, len(config[key]) if key.endswith("types") else config[key], what)
-              for key, prefix, what in (("down_block_types", "encoder.down_blocks", "the length of down_block_types"),
-                                        ("up_block_types", "decoder.up_blocks", "the length of up_block_types"),
-                                        ("layers_per_block", "encoder.down_blocks.0.resnets", "layers_per_block"))
-              if key in config and (isinstance(config[key], list) or not key.endswith("types"))]
+    depths = [
+        (prefix, len(config[key]) if key.endswith("types") else config[key], what)
+        for key, prefix, what in (
+            ("down_block_types", "encoder.down_blocks", "the length of down_block_types"),
+            ("up_block_types", "decoder.up_blocks", "the length of up_block_types"),
+            ("layers_per_block", "encoder.down_blocks.0.resnets", "layers_per_block"),
+        )
+        if key in config and (isinstance(config[key], list) or not key.endswith("types"))
+    ]
     model = load_module(build, files, folder, device, dtype, config_path=config_path, depths=depths)
     return NovaVAE(model, config)

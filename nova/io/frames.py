@@ -19,9 +19,7 @@ def frames_kept(num_frames: int, ratio: int = 4) -> int:
 
 def latents_for_frames(num_frames: int, ratio: int = 4) -> int:
     if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % ratio:
-        raise InputError(
-            f"frames = {num_frames!r}; the video VAE needs 1 + {ratio}k frames (1, 5, 9, 17, 33, ...)."
-        )
+        raise InputError(f"frames = {num_frames!r}; the video VAE needs 1 + {ratio}k frames (1, 5, 9, 17, 33, ...).")
     return (num_frames - 1) // ratio + 1
 
 

@@ -40,7 +40,9 @@ def to_rgb8(image, name: str = "image") -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError(f"{name} has shape {list(arr.shape)}; expected an HxWx3 (RGB) array (HxW, HxWx1 or HxWx4 also work).")
+        raise InputError(
+            f"{name} has shape {list(arr.shape)}; expected an HxWx3 (RGB) array (HxW, HxWx1 or HxWx4 also work)."
+        )
     arr = arr[..., :3]
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
@@ -53,7 +55,9 @@ def to_rgb8(image, name: str = "image") -> np.ndarray:
     if np.issubdtype(arr.dtype, np.integer):
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
-            raise InputError(f"{name} is {arr.dtype} with values in [{lo}, {hi}]; expected 0..255 (or pass uint8/uint16).")
+            raise InputError(
+                f"{name} is {arr.dtype} with values in [{lo}, {hi}]; expected 0..255 (or pass uint8/uint16)."
+            )
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)

@@ -174,7 +174,9 @@ class VideoWriter:
             self._write(frames)
         except OSError as exc:
             self.abort()
-            raise InputError(f"{self.path}: could not write the file ({exc.strerror or exc}); nothing was written.") from exc
+            raise InputError(
+                f"{self.path}: could not write the file ({exc.strerror or exc}); nothing was written."
+            ) from exc
 
     def _write(self, frames: np.ndarray) -> None:
         frames = np.asarray(frames)
@@ -221,7 +223,9 @@ class VideoWriter:
             raise
         except OSError as exc:
             self.abort()
-            raise InputError(f"{self.path}: could not write the file ({exc.strerror or exc}); nothing was written.") from exc
+            raise InputError(
+                f"{self.path}: could not write the file ({exc.strerror or exc}); nothing was written."
+            ) from exc
         except BaseException:
             self.abort()
             raise
@@ -242,7 +246,9 @@ class VideoWriter:
             return
         images = [Image.fromarray(f) for f in self._buffer]
         fmt = "WEBP" if self.ext == ".webp" else "GIF"
-        images[0].save(self.tmp, format=fmt, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0)
+        images[0].save(
+            self.tmp, format=fmt, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0
+        )
 
     def abort(self) -> None:
         container, self._container = self._container, None
@@ -272,12 +278,13 @@ def write_video(frames: np.ndarray, path: str, fps: float = 12.0) -> str:
     return path
 
 
-def read_frames(path: str, name: str = "input", max_frames: Optional[int] = None,
-                max_bytes: Optional[int] = None) -> Sequence[np.ndarray]:
+def read_frames(
+    path: str, name: str = "input", max_frames: Optional[int] = None, max_bytes: Optional[int] = None
+) -> Sequence[np.ndarray]:
     """Decode a video or image file to a list of [H, W, 3] uint8 frames (16-bit images scaled from
     their full range), at most ``max_frames`` of them and at most ``max_bytes`` of them (default
-    :data:`MAX_DECODED_BYTES`; refused beyond, from the header when it gives the frame count). The size is checked from the header
-    before any decoding. Errors name the file and say what is wrong with it."""
+    :data:`MAX_DECODED_BYTES`; refused beyond, from the header when it gives the frame count). The
+    size is checked from the header before any decoding. Errors name the file and say what is wrong with it."""
     _check_readable(path, name)
     ext = os.path.splitext(path)[1].lower()
     if ext in IMAGE_EXTENSIONS:
@@ -335,8 +342,9 @@ def probe(path: str, name: str = "input", max_frames: Optional[int] = None) -> M
     return MediaInfo(frames, width, height)
 
 
-def check_decoded_bytes(frames: int, width: int, height: int, path: str, name: str, more: bool = False,
-                        max_bytes: Optional[int] = None) -> None:
+def check_decoded_bytes(
+    frames: int, width: int, height: int, path: str, name: str, more: bool = False, max_bytes: Optional[int] = None
+) -> None:
     """Refuses a clip whose ``frames`` decoded frames of ``width`` x ``height`` (``more``: at least
     that many) would take more than ``max_bytes``, saying how many frames of that size fit."""
     max_bytes = MAX_DECODED_BYTES if max_bytes is None else max_bytes
@@ -345,13 +353,16 @@ def check_decoded_bytes(frames: int, width: int, height: int, path: str, name: s
         raise _too_many_bytes(frames, width, height, size, path, name, more, max_bytes)
 
 
-def _too_many_bytes(frames: int, width: int, height: int, size: int, path: str, name: str, more: bool,
-                    max_bytes: int) -> InputError:
+def _too_many_bytes(
+    frames: int, width: int, height: int, size: int, path: str, name: str, more: bool, max_bytes: int
+) -> InputError:
     fit = max_bytes // max(1, width * height * 3)
-    return InputError(f"{name} {path}: {frames}{' or more' if more else ''} frames of {width}x{height} decode to "
-                     f"{_bytes(size)}; at most {_bytes(max_bytes)} ({fit} frames of this size) are "
-                     "read. Give a shorter clip (cut it, e.g. `ffmpeg -i IN -frames:v N OUT`) or a smaller one; "
-                     "without a mask, frames also bounds what is read.")
+    return InputError(
+        f"{name} {path}: {frames}{' or more' if more else ''} frames of {width}x{height} decode to "
+        f"{_bytes(size)}; at most {_bytes(max_bytes)} ({fit} frames of this size) are "
+        "read. Give a shorter clip (cut it, e.g. `ffmpeg -i IN -frames:v N OUT`) or a smaller one; "
+        "without a mask, frames also bounds what is read."
+    )
 
 
 def _bytes(size: int) -> str:
@@ -398,12 +409,15 @@ def _max_size() -> str:
 
 def _check_size(width: int, height: int, path: str, name: str) -> None:
     if width * height > MAX_INPUT_PIXELS:
-        raise InputError(f"{name} {path}: {width}x{height} pixels; give at most {_max_size()} "
-                         "(it is resized to the checkpoint's size anyway).")
+        raise InputError(
+            f"{name} {path}: {width}x{height} pixels; give at most {_max_size()} "
+            "(it is resized to the checkpoint's size anyway)."
+        )
 
 
-def _read_video(path: str, name: str, max_frames: Optional[int] = None,
-                max_bytes: Optional[int] = None) -> List[np.ndarray]:
+def _read_video(
+    path: str, name: str, max_frames: Optional[int] = None, max_bytes: Optional[int] = None
+) -> List[np.ndarray]:
     import av
 
     max_bytes = MAX_DECODED_BYTES if max_bytes is None else max_bytes

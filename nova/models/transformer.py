@@ -145,7 +145,9 @@ class NovaTransformer(nn.Module):
         rot_known = self.image_rope.rotation(pos.gather(1, known_ids.expand(-1, -1, 3)), pad=n_ctx)
         return rot_known, rot_all
 
-    def encode_image(self, tokens: torch.Tensor, context: torch.Tensor, known_ids: torch.Tensor, out_ids=None, kernels=EAGER) -> torch.Tensor:
+    def encode_image(
+        self, tokens: torch.Tensor, context: torch.Tensor, known_ids: torch.Tensor, out_ids=None, kernels=EAGER
+    ) -> torch.Tensor:
         """Spatial encoder features of every token, or of the ``out_ids`` [B, n, 1] tokens
         (``kernels``: how its blocks compute, see nova/speed/spatial_kernels.py)."""
         rot_known, rot_all = self.image_rotations(known_ids, context.shape[1])

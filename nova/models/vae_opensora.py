@@ -168,7 +168,9 @@ class Encoder(nn.Module):
         convs = [CausalConv3d if _is_3d(t) else nn.Conv2d for t in block_types]
         self.conv_in = nn.Conv2d(in_ch, dims[0], 3, 1, 1)
         self.down_blocks = nn.ModuleList(
-            ResStage(dims[max(i - 1, 0)], dims[i], convs[i], depth, groups, down=convs[i + 1] if i + 1 < len(dims) else None)
+            ResStage(
+                dims[max(i - 1, 0)], dims[i], convs[i], depth, groups, down=convs[i + 1] if i + 1 < len(dims) else None
+            )
             for i in range(len(dims))
         )
         self.mid_block = MidBlock(dims[-1], convs[-1], groups)
@@ -306,9 +308,13 @@ def streamed_res(res: "ResBlock", src, chunk: int) -> torch.Tensor:
     instead of held: at full resolution it is the largest activation of the decoder)."""
     frames = _num_frames(src)
     m1, r1 = _group_stats(src, res.norm1, chunk)
-    h = _conv_streamed(res.conv1, lambda lo, hi: F.silu(_group_apply(_frames(src, lo, hi), res.norm1, m1, r1)), frames, chunk)
+    h = _conv_streamed(
+        res.conv1, lambda lo, hi: F.silu(_group_apply(_frames(src, lo, hi), res.norm1, m1, r1)), frames, chunk
+    )
     m2, r2 = _group_stats(h, res.norm2, chunk)
-    out = _conv_streamed(res.conv2, lambda lo, hi: F.silu(_group_apply(h[:, :, lo:hi], res.norm2, m2, r2)), frames, chunk)
+    out = _conv_streamed(
+        res.conv2, lambda lo, hi: F.silu(_group_apply(h[:, :, lo:hi], res.norm2, m2, r2)), frames, chunk
+    )
     for lo in range(0, frames, chunk):
         part = _frames(src, lo, lo + chunk)
         out[:, :, lo : lo + chunk] += part if res.conv_shortcut is None else res.conv_shortcut(part)
@@ -332,7 +338,9 @@ def _upsampled(up: "Upsample", x: torch.Tensor):
 
 def streamed_norm_conv(norm: nn.GroupNorm, conv, src, chunk: int) -> torch.Tensor:
     mean, rstd = _group_stats(src, norm, chunk)
-    return _conv_streamed(conv, lambda lo, hi: F.silu(_group_apply(_frames(src, lo, hi), norm, mean, rstd)), _num_frames(src), chunk)
+    return _conv_streamed(
+        conv, lambda lo, hi: F.silu(_group_apply(_frames(src, lo, hi), norm, mean, rstd)), _num_frames(src), chunk
+    )
 
 
 class AutoencoderKLOpenSora(nn.Module):
@@ -364,7 +372,9 @@ class AutoencoderKLOpenSora(nn.Module):
                 f"(got down={down}, up={up})."
             )
         if any(d % groups for d in dims):
-            raise ConfigError(f"vae/config.json: block_out_channels {dims} must be divisible by norm_num_groups={groups}.")
+            raise ConfigError(
+                f"vae/config.json: block_out_channels {dims} must be divisible by norm_num_groups={groups}."
+            )
         self.scaling_factor = float(config.get("scaling_factor", 0.18215))
         self.shift_factor = config.get("shift_factor") or 0.0
         self.latent_channels = latent

@@ -38,11 +38,15 @@ class Attention(nn.Module):
         self.qkv = ops.Linear(dim, dim * 3)
         self.proj = ops.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None, rows=None, kernels=EAGER):
+    def forward(
+        self, x: torch.Tensor, rot: Optional[torch.Tensor] = None, past: Optional[KV] = None, rows=None, kernels=EAGER
+    ):
         """Returns (output, (k, v)); ``past`` K/V (already rotated) are prepended to this step's.
         ``rows`` [B, n]: compute the output of these rows only (keys/values still use all)."""
         b, n, _ = x.shape
-        q, k, v = kernels.linear(self.qkv, x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = (
+            kernels.linear(self.qkv, x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        )
         if rot is not None:
             q, k = Rotary3D.apply(q, rot), Rotary3D.apply(k, rot)
         if rows is not None:

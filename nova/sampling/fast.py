@@ -66,16 +66,23 @@ class Accel:
         return cls(False, False, False, False, step_graphs=False)
 
     @classmethod
-    def choose(cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False,
-               compile_encoder: bool = False) -> "Accel":
+    def choose(
+        cls, reference: bool = False, attention: str = "auto", fp8_matmuls: bool = False, compile_encoder: bool = False
+    ) -> "Accel":
         """What a front end's options ask for: the fast path (or the reference path) with the
         spatial encoder's mode, refused unless it is offered (nova/speed/options.py)."""
         check_offered(attention, fp8_matmuls, compile_encoder)
         if reference and (fp8_matmuls or attention in LOSSY_ATTENTION):
-            raise InputError("the reference path is the official algorithm; it takes no speed mode that changes the "
-                             "latents (SageAttention, fp8 matmuls). Drop one of the two.")
-        return dataclasses.replace(cls.plain() if reference else cls(), attention=attention, fp8_matmuls=bool(fp8_matmuls),
-                                   compile_encoder=bool(compile_encoder))
+            raise InputError(
+                "the reference path is the official algorithm; it takes no speed mode that changes the "
+                "latents (SageAttention, fp8 matmuls). Drop one of the two."
+            )
+        return dataclasses.replace(
+            cls.plain() if reference else cls(),
+            attention=attention,
+            fp8_matmuls=bool(fp8_matmuls),
+            compile_encoder=bool(compile_encoder),
+        )
 
     @property
     def exact(self) -> bool:
@@ -108,7 +115,12 @@ class StepPlan:
         name, cfg = type(sched).__name__, sched.config
         timesteps = sched.timesteps
         if name == "DDPMScheduler":
-            if cfg.prediction_type != "epsilon" or cfg.variance_type != "fixed_small" or cfg.clip_sample or cfg.thresholding:
+            if (
+                cfg.prediction_type != "epsilon"
+                or cfg.variance_type != "fixed_small"
+                or cfg.clip_sample
+                or cfg.thresholding
+            ):
                 return None
             coeffs = []
             for t in timesteps:
@@ -174,8 +186,15 @@ class HeadPlan:
         w = get(conv.weight)
         self.embed = (get(conv.bias), w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).t().contiguous())
         self.blocks = [
-            (get(b.proj.fc1.bias), get(b.proj.fc1.weight).t().contiguous(), get(b.proj.fc2.bias),
-             get(b.proj.fc2.weight).t().contiguous(), get(b.norm2.weight), get(b.norm2.bias), b.norm2.eps)
+            (
+                get(b.proj.fc1.bias),
+                get(b.proj.fc1.weight).t().contiguous(),
+                get(b.proj.fc2.bias),
+                get(b.proj.fc2.weight).t().contiguous(),
+                get(b.norm2.weight),
+                get(b.norm2.bias),
+                b.norm2.eps,
+            )
             for b in dec.blocks
         ]
         self.out = (get(dec.head.bias), get(dec.head.weight).t().contiguous())
@@ -285,6 +304,7 @@ class FastPlan:
 def draw_step_noise(plan: StepPlan, shape, generator) -> List[Optional[torch.Tensor]]:
     """The scheduler's variance noise for every step, drawn in the library's order (full latent;
     ``generator``: one, or one per sample, see :mod:`nova.sampling.rng`)."""
+
     def draw(g, n):
         return torch.randn((n, *shape[1:]), generator=g, device=g.device)
 

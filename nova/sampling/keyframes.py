@@ -48,19 +48,24 @@ def latent_index(frame, num_latents: int, ratio: int = 4) -> int:
     """The latent frame holding video frame ``frame`` of a video of ``num_latents`` latents, for
     frames a keyframe can pin exactly (0, multiples of ``ratio``, negative from the end)."""
     if isinstance(frame, bool) or not isinstance(frame, Integral):
-        raise InputError(f"keyframe frame = {frame!r}; expected an integer video frame index "
-                         "(0, 4, 8, ...; -1 = the last).")
+        raise InputError(
+            f"keyframe frame = {frame!r}; expected an integer video frame index (0, 4, 8, ...; -1 = the last)."
+        )
     num_frames = 1 + ratio * (num_latents - 1)
     f = int(frame) + num_frames if frame < 0 else int(frame)
     if not 0 <= f < num_frames:
-        raise InputError(f"keyframe frame {frame} is beyond the video: it has {num_frames} frames "
-                         f"(0 ... {num_frames - 1}, or -1 for the last); make the video longer or pick an earlier "
-                         "frame.")
+        raise InputError(
+            f"keyframe frame {frame} is beyond the video: it has {num_frames} frames "
+            f"(0 ... {num_frames - 1}, or -1 for the last); make the video longer or pick an earlier "
+            "frame."
+        )
     if f % ratio:
         low, high = ratio * (f // ratio), ratio * (f // ratio + 1)
         nearest = f"{low} or {high}" if high < num_frames else f"{low}"
-        raise InputError(f"keyframe frame {frame} cannot be pinned exactly: the VAE packs {ratio} video frames into "
-                         f"each latent frame, so only frame 0 and multiples of {ratio} can be; use {nearest}.")
+        raise InputError(
+            f"keyframe frame {frame} cannot be pinned exactly: the VAE packs {ratio} video frames into "
+            f"each latent frame, so only frame 0 and multiples of {ratio} can be; use {nearest}."
+        )
     return f // ratio
 
 
@@ -71,8 +76,10 @@ def check_keyframes(keyframes: Optional[Sequence[Keyframe]], cfg, batch: int, fi
     if not keyframes:
         return []
     if not cfg.is_video_model:
-        raise InputError("keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
-                         "Use a video checkpoint, or start_image / denoise for an image.")
+        raise InputError(
+            "keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
+            "Use a video checkpoint, or start_image / denoise for an image."
+        )
     expected = (cfg.image_dim,) + tuple(cfg.latent_size)
     seen = {}
     out = []
@@ -82,18 +89,26 @@ def check_keyframes(keyframes: Optional[Sequence[Keyframe]], cfg, batch: int, fi
         if isinstance(kf.index, bool) or not isinstance(kf.index, Integral):
             raise InputError(f"keyframe {i} index = {kf.index!r}; expected an integer latent frame index.")
         if not first <= kf.index < end:
-            where = ("inside the given latents (they are kept as they are)" if kf.index < first
-                     else "beyond the end of the video")
-            raise InputError(f"keyframe {i} is at latent frame {kf.index}, {where}; the generated frames are latents "
-                             f"{first} ... {end - 1}.")
+            where = (
+                "inside the given latents (they are kept as they are)"
+                if kf.index < first
+                else "beyond the end of the video"
+            )
+            raise InputError(
+                f"keyframe {i} is at latent frame {kf.index}, {where}; the generated frames are latents "
+                f"{first} ... {end - 1}."
+            )
         if kf.index in seen:
-            raise InputError(f"keyframes {seen[kf.index]} and {i} are both at latent frame {kf.index} (video frames "
-                             "of one latent); keep one of them, or move one by 4 video frames.")
+            raise InputError(
+                f"keyframes {seen[kf.index]} and {i} are both at latent frame {kf.index} (video frames "
+                "of one latent); keep one of them, or move one by 4 video frames."
+            )
         seen[kf.index] = i
         lat = kf.latent
         if not isinstance(lat, torch.Tensor) or not lat.is_floating_point():
-            raise InputError(f"keyframe {i} latent is not a float tensor; encode the picture with the checkpoint's "
-                             "VAE.")
+            raise InputError(
+                f"keyframe {i} latent is not a float tensor; encode the picture with the checkpoint's VAE."
+            )
         if lat.dim() == 5 and lat.shape[2] == 1:
             lat = lat[:, :, 0]
         if lat.dim() != 4 or tuple(lat.shape[1:]) != expected or lat.shape[0] not in (1, batch):
@@ -105,13 +120,21 @@ def check_keyframes(keyframes: Optional[Sequence[Keyframe]], cfg, batch: int, fi
         if not torch.isfinite(lat).all():
             raise InputError(f"keyframe {i} latent contains NaN/Inf: re-encode the picture.")
         if isinstance(kf.approach, bool) or not isinstance(kf.approach, Integral) or kf.approach < 0:
-            raise InputError(f"keyframe {i} approach = {kf.approach!r}; expected an integer >= 0 "
-                             "(latent frames before it).")
+            raise InputError(
+                f"keyframe {i} approach = {kf.approach!r}; expected an integer >= 0 (latent frames before it)."
+            )
         s = kf.strength
         if isinstance(s, bool) or not isinstance(s, Real) or not 0 <= s <= 1 or math.isnan(s):
             raise InputError(f"keyframe {i} strength = {s!r}; expected a number in [0, 1] (0: no approach).")
-        out.append(dataclasses.replace(kf, index=int(kf.index), latent=lat.expand(batch, -1, -1, -1),
-                                       approach=int(kf.approach), strength=float(s)))
+        out.append(
+            dataclasses.replace(
+                kf,
+                index=int(kf.index),
+                latent=lat.expand(batch, -1, -1, -1),
+                approach=int(kf.approach),
+                strength=float(s),
+            )
+        )
     return sorted(out, key=lambda k: k.index)
 
 

@@ -47,8 +47,10 @@ MAX_FEATHER = 256  # pixels
 
 def check_grow(grow, name: str = "mask grow") -> int:
     if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or not 0 <= grow <= MAX_GROW:
-        raise InputError(f"{name} = {grow!r}; expected an integer in [0, {MAX_GROW}] (tokens of 16 pixels; "
-                         f"{MAX_GROW} already covers any frame).")
+        raise InputError(
+            f"{name} = {grow!r}; expected an integer in [0, {MAX_GROW}] (tokens of 16 pixels; "
+            f"{MAX_GROW} already covers any frame)."
+        )
     return int(grow)
 
 
@@ -92,8 +94,9 @@ def as_mask_frames(mask, name: str = "mask") -> torch.Tensor:
     return m.clamp(0, 1)
 
 
-def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: str = "mask",
-                     clip_frames: Optional[int] = None) -> torch.Tensor:
+def per_latent_frame(
+    mask: torch.Tensor, latent_frames: int, ratio: int, name: str = "mask", clip_frames: Optional[int] = None
+) -> torch.Tensor:
     """[M, H, W] -> [T, H, W] by rule 1 of the module docstring (``clip_frames``: the length of the
     clip the latents were encoded from, when known)."""
     m, frames = mask.shape[0], frames_for_latents(latent_frames, ratio)
@@ -102,8 +105,10 @@ def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: s
     if m == 1:
         return mask.expand(latent_frames, -1, -1)
     if clip_frames is not None and m > clip_frames:
-        raise InputError(f"{name} has {m} frames for a clip of {clip_frames}; give 1, {latent_frames} (one per latent "
-                         f"frame) or up to {clip_frames} (one per clip frame) mask frame(s).")
+        raise InputError(
+            f"{name} has {m} frames for a clip of {clip_frames}; give 1, {latent_frames} (one per latent "
+            f"frame) or up to {clip_frames} (one per clip frame) mask frame(s)."
+        )
     # A clip's mask: the frames VAE encoding dropped (1 + 4k kept) go too. One latent frame is also
     # what one image encodes to, so there the extra masks are dropped only for a clip that long.
     from_clip = latent_frames > 1 or (clip_frames is not None and m <= clip_frames)
@@ -114,16 +119,28 @@ def per_latent_frame(mask: torch.Tensor, latent_frames: int, ratio: int, name: s
         groups = [mask[:1]] + [mask[ratio * t - ratio + 1 : ratio * t + 1] for t in range(1, latent_frames)]
         return torch.stack([g.amax(dim=0) for g in groups])
     allowed = sorted({1, latent_frames, frames})
-    hint = " (one latent frame takes one mask; a batch of masks for one image is not cut to its first)" if frames == 1 else ""
+    hint = (
+        " (one latent frame takes one mask; a batch of masks for one image is not cut to its first)"
+        if frames == 1
+        else ""
+    )
     raise InputError(
         f"{name} has {m} frames; the latents have {latent_frames} latent frame(s) = {frames} video frame(s). "
         f"Give {' or '.join(map(str, allowed))} mask frame(s){hint}."
     )
 
 
-def token_mask(mask, config, latent_frames: int, threshold: float = DEFAULT_THRESHOLD, grow: int = 0,
-               ratio: Optional[int] = None, name: str = "mask", resize: str = "crop",
-               clip_frames: Optional[int] = None) -> torch.Tensor:
+def token_mask(
+    mask,
+    config,
+    latent_frames: int,
+    threshold: float = DEFAULT_THRESHOLD,
+    grow: int = 0,
+    ratio: Optional[int] = None,
+    name: str = "mask",
+    resize: str = "crop",
+    clip_frames: Optional[int] = None,
+) -> torch.Tensor:
     """Pixel mask (any resolution, 1 / per-latent / per-video frame) -> bool [T, L] (True =
     regenerate; L tokens in the transformer's row-major order). ``resize``: how the latents' frames
     were fitted ('stretch': the mask is stretched too, not cropped); ``clip_frames``: the length of
@@ -178,6 +195,7 @@ def known_first(order: torch.Tensor, regenerate: torch.Tensor) -> Tuple[torch.Te
 
 # -- pixels ------------------------------------------------------------------------------------
 
+
 def pixel_region(regen: torch.Tensor, config, ratio: Optional[int] = None) -> torch.Tensor:
     """Token mask [T, L] -> float [F, H, W] (1 where a pixel's token is regenerated), F the video
     frames of T latents (a latent's tokens cover all the video frames it encodes)."""
@@ -231,8 +249,15 @@ def blend(result: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> 
     return torch.lerp(source.to(device=result.device, dtype=result.dtype), result, weights)
 
 
-def feather_frames(frames: torch.Tensor, grid: torch.Tensor, source: torch.Tensor, radius: int, ratio: int,
-                   resize: str = "crop", samples: int = 1) -> torch.Tensor:
+def feather_frames(
+    frames: torch.Tensor,
+    grid: torch.Tensor,
+    source: torch.Tensor,
+    radius: int,
+    ratio: int,
+    resize: str = "crop",
+    samples: int = 1,
+) -> torch.Tensor:
     """Decoded frames [samples * frames, H, W, 3] in 0..1 blended with the frames they were repainted
     from, ``source`` [N, H', W', C] in 0..1 (fitted to H x W with ``resize`` as they were for
     encoding), at the edge of the repainted tokens ``grid`` [latents, h, w] (the first frames of
@@ -244,8 +269,10 @@ def feather_frames(frames: torch.Tensor, grid: torch.Tensor, source: torch.Tenso
     weights = grid_feather_weights(grid, (h, w), ratio, int(radius))[..., None]  # [F, H, W, 1]
     f = weights.shape[0]
     if source.shape[0] < f:
-        raise InputError(f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the "
-                         "frames that were encoded.")
+        raise InputError(
+            f"source has {source.shape[0]} frame(s); the repainted latents decode to {f}. Connect the "
+            "frames that were encoded."
+        )
     source = source[:f, :, :, :3]
     if tuple(source.shape[1:3]) != (h, w):
         source = ((fit_frames(source, w, h, resize) + 1) / 2).movedim(1, -1)
@@ -259,6 +286,7 @@ def feather_frames(frames: torch.Tensor, grid: torch.Tensor, source: torch.Tenso
 
 # -- outpainting ---------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Placement:
     """Where the source sits on the canvas, in canvas pixels."""
@@ -269,7 +297,9 @@ class Placement:
     height: int
 
 
-def place(src_h: int, src_w: int, canvas_h: int, canvas_w: int, zoom: float = 1.0, x: float = 0.5, y: float = 0.5) -> Placement:
+def place(
+    src_h: int, src_w: int, canvas_h: int, canvas_w: int, zoom: float = 1.0, x: float = 0.5, y: float = 0.5
+) -> Placement:
     """Scale the source to fit inside the canvas (times ``zoom`` <= 1) and put it at (x, y):
     fractions of the free space on the left / above (0.5 = centered)."""
     if not (0 < zoom <= 1) or not (0 <= x <= 1) or not (0 <= y <= 1):
@@ -279,8 +309,15 @@ def place(src_h: int, src_w: int, canvas_h: int, canvas_w: int, zoom: float = 1.
     return Placement(round((canvas_w - w) * x), round((canvas_h - h) * y), w, h)
 
 
-def outpaint_canvas(frames: torch.Tensor, canvas_h: int, canvas_w: int, zoom: float = 1.0, x: float = 0.5,
-                    y: float = 0.5, fill: str = "edge") -> Tuple[torch.Tensor, torch.Tensor, Placement]:
+def outpaint_canvas(
+    frames: torch.Tensor,
+    canvas_h: int,
+    canvas_w: int,
+    zoom: float = 1.0,
+    x: float = 0.5,
+    y: float = 0.5,
+    fill: str = "edge",
+) -> Tuple[torch.Tensor, torch.Tensor, Placement]:
     """Frames [F, H, W, C] in 0..1 -> (canvas frames [F, canvas_h, canvas_w, C], mask [1, canvas_h,
     canvas_w] (1 = to generate), placement). ``fill`` is what the area to generate holds before
     generation: 'edge' repeats the border pixels (the VAE encoder then sees no hard edge next to
@@ -294,7 +331,9 @@ def outpaint_canvas(frames: torch.Tensor, canvas_h: int, canvas_w: int, zoom: fl
     p = place(frames.shape[1], frames.shape[2], canvas_h, canvas_w, zoom, x, y)
     x_chw = frames.movedim(-1, 1).float()
     if (p.height, p.width) != tuple(frames.shape[1:3]):
-        x_chw = F.interpolate(x_chw, size=(p.height, p.width), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        x_chw = F.interpolate(
+            x_chw, size=(p.height, p.width), mode="bilinear", align_corners=False, antialias=True
+        ).clamp(0, 1)
     pad = (p.left, canvas_w - p.left - p.width, p.top, canvas_h - p.top - p.height)
     if fill == "edge":
         canvas = F.pad(x_chw, pad, mode="replicate")
@@ -306,6 +345,7 @@ def outpaint_canvas(frames: torch.Tensor, canvas_h: int, canvas_w: int, zoom: fl
 
 
 # -- NovaPipeline / CLI --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatherBlend:
@@ -331,8 +371,16 @@ def mask_from_rgb(frames, name: str = "mask") -> torch.Tensor:
     return as_mask_frames(np.stack([np.asarray(f, dtype=np.float32).mean(axis=-1) / 255.0 for f in frames]), name)
 
 
-def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: float = DEFAULT_THRESHOLD,
-                  grow: int = 0, feather: int = 0):
+def masked_prefix(
+    pipe,
+    mask,
+    image=None,
+    video=None,
+    latents=None,
+    threshold: float = DEFAULT_THRESHOLD,
+    grow: int = 0,
+    feather: int = 0,
+):
     """What ``NovaPipeline(mask=...)`` and ``--mask`` generate from: (prefix latents [1, C, N, h, w],
     token mask [N, L], a :class:`FeatherBlend` or None). The frames to repaint are an image (uint8
     HxWx3), a clip (uint8 frames) or latents; they are encoded to the posterior mean, so the seed
@@ -343,7 +391,9 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     grow, feather = check_grow(grow), check_feather(feather)  # before any encoding
     given = [k for k, v in (("image", image), ("video", video), ("latents", latents)) if v is not None]
     if len(given) != 1:
-        raise InputError(f"a mask repaints given frames: pass exactly one of image, video or latents (got {given or 'none'}).")
+        raise InputError(
+            f"a mask repaints given frames: pass exactly one of image, video or latents (got {given or 'none'})."
+        )
     if latents is None and pipe.vae is None:
         raise InputError("inpainting an image or clip needs the VAE; load the pipeline with load_vae=True.")
     source = None
@@ -369,4 +419,3 @@ def masked_prefix(pipe, mask, image=None, video=None, latents=None, threshold: f
     grid = regen.view(-1, *pipe.config.image_base_size)
     weights = grid_feather_weights(grid, tuple(pipe.config.image_size), ratio, feather)
     return prefix, regen, FeatherBlend(source, weights)
-

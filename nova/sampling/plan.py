@@ -55,7 +55,9 @@ from .sampler import (
 )
 
 
-def segment_contexts(contexts: Sequence[torch.Tensor], frames: Sequence[int], n_prefix: int, blend_frames: int) -> List[torch.Tensor]:
+def segment_contexts(
+    contexts: Sequence[torch.Tensor], frames: Sequence[int], n_prefix: int, blend_frames: int
+) -> List[torch.Tensor]:
     """The context of every frame, from each segment's context and length. Prefix frames read the
     first segment's context; the first ``blend_frames`` frames of a later segment interpolate from
     the previous segment's context."""
@@ -88,7 +90,9 @@ class _TemporalCache:
 
     def _anchor(self, context):
         if self._anchor_of is None or self._anchor_of[0] is not context:
-            step = temporal_step(self.model, TemporalState(), None, context, self.guidance, self.positions[0], self.batch)
+            step = temporal_step(
+                self.model, TemporalState(), None, context, self.guidance, self.positions[0], self.batch
+            )
             self._anchor_of = (context, step)
         return self._anchor_of[1]
 
@@ -98,16 +102,19 @@ class _TemporalCache:
         wanted = list(range(t - keep, t))
         same_context = context is self.context
         if same_context and self.state is not None and wanted[:-1] == self.inputs and wanted and wanted[-1] == t - 1:
-            out, self.state = temporal_step(self.model, self.state, frames[t - 1], context, self.guidance, self.positions[len(wanted)], self.batch)
+            out, self.state = temporal_step(
+                self.model, self.state, frames[t - 1], context, self.guidance, self.positions[len(wanted)], self.batch
+            )
             self.inputs = wanted
             return out
         self.state = None  # release the old window before building the new one (flat peak memory)
         out, state = self._anchor(context)
         for slot, frame in enumerate(wanted, start=1):
-            out, state = temporal_step(self.model, state, frames[frame], context, self.guidance, self.positions[slot], self.batch)
+            out, state = temporal_step(
+                self.model, state, frames[frame], context, self.guidance, self.positions[slot], self.batch
+            )
         self.state, self.context, self.inputs = state, context, wanted
         return out
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +139,13 @@ def per_sample(value, batch: int, name: str, low: float, low_ok: bool) -> List[f
         raise InputError(f"{name} has {len(values)} values for {batch} prompts; pass one or {batch}.")
     bound = f">= {low:g}" if low_ok else f"> {low:g}"
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < low or (v == low and not low_ok):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, Real)
+            or not math.isfinite(v)
+            or v < low
+            or (v == low and not low_ok)
+        ):
             raise InputError(f"{name} = {v!r}; expected a finite number {bound}.")
     return [float(v) for v in values]
 
@@ -142,9 +155,14 @@ def check_embeds(embeds, name: str, text_dim: int) -> PromptEmbeds:
         raise InputError(f"{name} is a {type(embeds).__name__}; expected PromptEmbeds (from a text encoder).")
     feats = embeds.features
     if feats.dim() != 3 or feats.shape[0] < 1 or feats.shape[-1] != text_dim:
-        raise InputError(f"{name} features have shape {list(feats.shape)}; this checkpoint needs [batch, tokens, {text_dim}] (Phi-2 features).")
+        raise InputError(
+            f"{name} features have shape {list(feats.shape)}; this checkpoint needs [batch, tokens, {text_dim}] (Phi-2 "
+            "features)."
+        )
     if len(embeds.lengths) != feats.shape[0]:
-        raise InputError(f"{name} has {feats.shape[0]} prompts but {len(embeds.lengths)} lengths; each prompt needs its length.")
+        raise InputError(
+            f"{name} has {feats.shape[0]} prompts but {len(embeds.lengths)} lengths; each prompt needs its length."
+        )
     if feats.is_floating_point() and not torch.isfinite(feats).all():
         raise InputError(f"{name} features contain NaN/Inf (the inputs, before NOVA ran): re-encode the prompt.")
     return embeds
@@ -185,7 +203,9 @@ class GenerationPlan:
         keyframes: Optional[Sequence[Keyframe]] = None,
     ):
         if not isinstance(settings, SamplerSettings):
-            raise InputError(f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler).")
+            raise InputError(
+                f"sampler settings are a {type(settings).__name__}; expected SamplerSettings (NOVA Set Sampler)."
+            )
         cfg = model.config
         self.model, self.settings, self.accel = model, settings, accel
         self.segments = self._check_segments(segments, cfg)
@@ -197,8 +217,10 @@ class GenerationPlan:
             self.prefix_mask = check_token_mask(prefix_mask, self.n_prefix, cfg.num_image_tokens)
         self.denoise = None if denoise is None else check_denoise(denoise)
         if self.denoise is not None and self.prefix is None:
-            raise InputError(f"denoise = {denoise} needs given latents to start from (an encoded image or clip); "
-                             "connect latents, or leave denoise at 1 / unset.")
+            raise InputError(
+                f"denoise = {denoise} needs given latents to start from (an encoded image or clip); "
+                "connect latents, or leave denoise at 1 / unset."
+            )
         # diffusion steps the given frames skip (None: they are kept, or repainted from pure noise)
         self.skip = None if self.denoise is None else denoise_skip(settings.num_diffusion_steps, self.denoise)
         self.window = _count("window", window, 2, allow_none=True) if window else None
@@ -245,11 +267,16 @@ class GenerationPlan:
             pos = check_embeds(seg.positive, f"{where}positive conditioning", cfg.text_token_dim)
             batch = len(pos) if batch is None else batch
             if len(pos) != batch:
-                raise InputError(f"{where}has {len(pos)} prompts, segment 0 has {batch}; all segments need the same batch.")
+                raise InputError(
+                    f"{where}has {len(pos)} prompts, segment 0 has {batch}; all segments need the same batch."
+                )
             if seg.negative is not None:
                 neg = check_embeds(seg.negative, f"{where}negative conditioning", cfg.text_token_dim)
                 if len(neg) not in (1, batch):
-                    raise InputError(f"{where}negative conditioning has {len(neg)} prompts for {batch} positive ones; pass 1 or {batch}.")
+                    raise InputError(
+                        f"{where}negative conditioning has {len(neg)} prompts for {batch} positive ones; pass 1 or "
+                        f"{batch}."
+                    )
             _count(f"{where}frames", seg.frames, 0)
             flows = per_sample(seg.motion_flow, batch, f"{where}motion_flow", 0.0, True)
             fpss = per_sample(seg.fps, batch, f"{where}fps", 0.0, False)
@@ -270,9 +297,14 @@ class GenerationPlan:
         if not prefix.is_floating_point():
             raise InputError(f"prefilled latents have dtype {prefix.dtype}; expected floating point latents.")
         if prefix.shape[0] not in (1, self.batch):
-            raise InputError(f"prefilled latents have batch {prefix.shape[0]} but the prompt batch is {self.batch}; pass 1 or {self.batch}.")
+            raise InputError(
+                f"prefilled latents have batch {prefix.shape[0]} but the prompt batch is {self.batch}; pass 1 or "
+                f"{self.batch}."
+            )
         if not torch.isfinite(prefix).all():
-            raise InputError("prefilled latents contain NaN/Inf (the inputs, before NOVA ran): re-encode the image or clip.")
+            raise InputError(
+                "prefilled latents contain NaN/Inf (the inputs, before NOVA ran): re-encode the image or clip."
+            )
         return prefix.expand(self.batch, -1, -1, -1, -1) if prefix.shape[0] != self.batch else prefix
 
     # -- what the plan owns --------------------------------------------------------------------
@@ -350,17 +382,21 @@ class GenerationPlan:
             ctx = build_context(self.model, self.guidance, seg.positive, seg.negative, seg.motion_flow, seg.fps)
             if not torch.isfinite(ctx).all():
                 raise NumericalError(
-                    f"NaN/Inf arose in the text features of segment {i} (projected in {_dtype_name(self.model.dtype)}). "
-                    + _advice(self.model.dtype)
+                    f"NaN/Inf arose in the text features of segment {i} (projected in "
+                    f"{_dtype_name(self.model.dtype)}). " + _advice(self.model.dtype)
                 )
             out.append(ctx)
         return out
 
-    def run(self, generator: Optional[torch.Generator] = None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+    def run(
+        self, generator: Optional[torch.Generator] = None, callback: Optional[ProgressCallback] = None
+    ) -> torch.Tensor:
         """Generate. Returns [B, C, T, h, w] float32 latents (transformer scale), the prefix first."""
         model, cfg = self.model, self.model.config
         generator = generator if generator is not None else new_generator()
-        contexts = segment_contexts(self.contexts(), [s.frames for s in self.segments], self.n_prefix, self.blend_frames)
+        contexts = segment_contexts(
+            self.contexts(), [s.frames for s in self.segments], self.n_prefix, self.blend_frames
+        )
         contexts += [contexts[-1]] * self.loop_frames
         fast = self.fast_plan()
         cache = _TemporalCache(model, self.guidance, self.batch, self.time_positions)
@@ -400,11 +436,25 @@ class GenerationPlan:
                 reference, skip, frame_fast = None, 0, fast
                 if t < self.n_prefix and self.skip:  # a given frame re-sampled at denoise < 1
                     reference, skip, frame_fast = self.prefix[:, :, t], self.skip, self.given_frame_plan()
-                x = sample_frame(model, spatial_ctx, frame_order, counts, self.guidance, self.scheduler, generator,
-                                 on_step, target, known, frame_fast, reference, skip)
+                x = sample_frame(
+                    model,
+                    spatial_ctx,
+                    frame_order,
+                    counts,
+                    self.guidance,
+                    self.scheduler,
+                    generator,
+                    on_step,
+                    target,
+                    known,
+                    frame_fast,
+                    reference,
+                    skip,
+                )
                 if not torch.isfinite(x).all():
                     raise NumericalError(
-                        f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. " + _advice(model.dtype)
+                        f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. "
+                        + _advice(model.dtype)
                     )
                 frames.append(x)
         return torch.stack(frames, dim=2)
@@ -412,12 +462,17 @@ class GenerationPlan:
 
 def _count(name: str, value, low: int, allow_none: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise InputError(f"{name} = {value!r}; expected an integer >= {low}" + (" (or none for the whole video)." if allow_none else "."))
+        raise InputError(
+            f"{name} = {value!r}; expected an integer >= {low}"
+            + (" (or none for the whole video)." if allow_none else ".")
+        )
     return int(value)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype).replace("torch.", ""))
+    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(
+        dtype, str(dtype).replace("torch.", "")
+    )
 
 
 def _advice(dtype: torch.dtype) -> str:

@@ -24,7 +24,9 @@ class StepProgressBar:
         if not self.disable and self.total > 0 and _is_terminal(self.file):
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=self.desc, unit="step", file=self.file, dynamic_ncols=True, leave=False)
+            self._bar = tqdm(
+                total=self.total, desc=self.desc, unit="step", file=self.file, dynamic_ncols=True, leave=False
+            )
         return self
 
     def __call__(self, progress) -> None:
@@ -37,8 +39,11 @@ class StepProgressBar:
         elif progress.step == progress.num_steps:  # a line per finished frame
             elapsed = time.monotonic() - self._start
             eta = elapsed / progress.tick * (self.total - progress.tick)
-            print(f"{self.desc}: {frame} done, {progress.tick}/{self.total} set steps, {elapsed:.1f}s, ETA {eta:.1f}s",
-                  file=self.file, flush=True)
+            print(
+                f"{self.desc}: {frame} done, {progress.tick}/{self.total} set steps, {elapsed:.1f}s, ETA {eta:.1f}s",
+                file=self.file,
+                flush=True,
+            )
 
     def __exit__(self, *exc):
         if self._bar is not None:

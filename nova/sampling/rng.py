@@ -22,7 +22,9 @@ from ..errors import InputError
 Generators = Union[torch.Generator, Sequence[torch.Generator]]
 
 
-def draw_per_sample(generator: Generators, batch: int, draw: Callable[[torch.Generator, int], torch.Tensor]) -> torch.Tensor:
+def draw_per_sample(
+    generator: Generators, batch: int, draw: Callable[[torch.Generator, int], torch.Tensor]
+) -> torch.Tensor:
     """``draw(g, n)`` returns ``n`` samples' values (dim 0) from ``g``; this returns ``batch`` of them."""
     if isinstance(generator, torch.Generator):
         return draw(generator, batch)
@@ -40,7 +42,10 @@ def check_seed(seed) -> int:
     generator (the official pipeline's) only the low 32 bits change the result: seed, seed + 2**32
     and seed + 2**63 give the same video."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise InputError(f"seed = {seed!r}; expected an integer in [0, 2**64 - 1] (only the low 32 bits change the result on the CPU generator).")
+        raise InputError(
+            f"seed = {seed!r}; expected an integer in [0, 2**64 - 1] (only the low 32 bits change the result on the "
+            "CPU generator)."
+        )
     return int(seed)
 
 
@@ -56,5 +61,7 @@ def new_generator(seed: Optional[int] = None, device="cpu") -> torch.Generator:
 def draw_token_order(generator: Generators, batch: int, num_tokens: int, device) -> torch.Tensor:
     """Random order in which tokens get predicted: [B, L, 1], drawn once per video (``generator``:
     one, or one per sample, as above)."""
-    u = draw_per_sample(generator, batch, lambda g, n: torch.empty(n, num_tokens, 1, device=g.device).uniform_(generator=g))
+    u = draw_per_sample(
+        generator, batch, lambda g, n: torch.empty(n, num_tokens, 1, device=g.device).uniform_(generator=g)
+    )
     return u.argsort(dim=1).to(device)

@@ -191,8 +191,9 @@ def check_denoise(value, name: str = "denoise") -> float:
     """A denoise strength: a finite number in [0, 1] (0 keeps the given latents, 1 samples from
     pure noise)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
-        raise InputError(f"{name} = {value!r}; expected a number in [0, 1] (0 keeps the given latents, "
-                         "1 ignores them).")
+        raise InputError(
+            f"{name} = {value!r}; expected a number in [0, 1] (0 keeps the given latents, 1 ignores them)."
+        )
     return float(value)
 
 
@@ -281,14 +282,32 @@ def sample_frame(
     mask_pos = 0
     if num_known:
         fixed = torch.zeros_like(unknown).scatter_(1, order[:, :num_known], 1)
-        x = x + unpatchify(patchify(known.to(device).float(), cfg.patch_size) * fixed, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+        x = x + unpatchify(
+            patchify(known.to(device).float(), cfg.patch_size) * fixed,
+            cfg.patch_size,
+            cfg.image_dim,
+            cfg.image_base_size,
+        )
         unknown = unknown * (1 - fixed)
         known_ids = order[:, :num_known].repeat(guidance.passes, 1, 1)
         mask_pos = num_known
     steps = fast.steps
     if fast.runner is not None:
-        return _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
-                                   mask_pos, (sched, ref, skip))
+        return _sample_frame_steps(
+            model,
+            context,
+            order,
+            counts,
+            guidance,
+            generator,
+            on_step,
+            fast,
+            x,
+            unknown,
+            known_ids,
+            mask_pos,
+            (sched, ref, skip),
+        )
     ppc = cfg.patch_size**2 * cfg.image_dim
     for step, n in enumerate(counts):
         tokens = model.image_tokens(x, unknown)
@@ -303,7 +322,9 @@ def sample_frame(
             z = fast.encode_image(model, guidance.expand(tokens), context, known_ids)
             z_pred = z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
         known_ids = torch.cat([known_ids, pass_ids], dim=1)
-        noise = draw_per_sample(generator, batch, lambda g, n: torch.empty((n, *x.shape[1:]), device=g.device).normal_(generator=g)).to(device)
+        noise = draw_per_sample(
+            generator, batch, lambda g, n: torch.empty((n, *x.shape[1:]), device=g.device).normal_(generator=g)
+        ).to(device)
         if steps is not None:
             ids = pred_ids.expand(-1, -1, ppc)
             pick = lambda full: patchify(full.to(device), cfg.patch_size).gather(1, ids)  # noqa: E731
@@ -311,7 +332,9 @@ def sample_frame(
             cond = model.head_condition(z_pred)
             start = pick(noise) if ref is None else noise_to(sched, pick(ref), pick(noise), skip)
             sample = fast.denoise(model, cond, start, step_noise, guidance)
-            x = unpatchify(patchify(x, cfg.patch_size).scatter(1, ids, sample), cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+            x = unpatchify(
+                patchify(x, cfg.patch_size).scatter(1, ids, sample), cfg.patch_size, cfg.image_dim, cfg.image_base_size
+            )
         else:
             start = noise if ref is None else noise_to(sched, ref, noise, skip)
             sample = _denoise(model, sched, z_pred, start, pred_ids, guidance, generator, skip)
@@ -322,8 +345,9 @@ def sample_frame(
     return x
 
 
-def _sample_frame_steps(model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids,
-                        mask_pos, start_from):
+def _sample_frame_steps(
+    model, context, order, counts, guidance, generator, on_step, fast, x, unknown, known_ids, mask_pos, start_from
+):
     """:func:`sample_frame`'s set steps through the plan's set-step runner (nova/sampling/set_step.py): the
     same draws in the same order, the same operations, no wait for the GPU between set steps.
     ``start_from``: (scheduler, reference or None, skip), see :func:`sample_frame`."""
@@ -333,7 +357,9 @@ def _sample_frame_steps(model, context, order, counts, guidance, generator, on_s
     order_drawn = order.to(draw_device)  # (once per frame: the noise is picked where it is drawn)
     for step, n in enumerate(counts):
         pred_ids = order[:, mask_pos : mask_pos + n]
-        noise = draw_per_sample(generator, batch, lambda g, k: torch.empty((k, *x.shape[1:]), device=g.device).normal_(generator=g))
+        noise = draw_per_sample(
+            generator, batch, lambda g, k: torch.empty((k, *x.shape[1:]), device=g.device).normal_(generator=g)
+        )
         drawn = [noise] + [d for d in draw_step_noise(fast.steps, x.shape, generator) if d is not None]
         picked = pick_noise(drawn, order_drawn[:, mask_pos : mask_pos + n], p, device).unbind(0)
         mask_pos += n

@@ -12,16 +12,20 @@ ATTENTION_CHOICES = EXACT_ATTENTION + LOSSY_ATTENTION
 
 def check_attention(name: str) -> str:
     if name not in ATTENTION_CHOICES:
-        raise InputError(f"attention = {name!r}; expected one of {', '.join(ATTENTION_CHOICES)} "
-                         "(auto lets PyTorch choose; sage needs the sageattention package and changes the latents).")
+        raise InputError(
+            f"attention = {name!r}; expected one of {', '.join(ATTENTION_CHOICES)} "
+            "(auto lets PyTorch choose; sage needs the sageattention package and changes the latents)."
+        )
     return name
 
 
 def check_mode(attention: str, fp8_matmuls: bool, compile_encoder: bool) -> None:
     check_attention(attention)
     if compile_encoder and (fp8_matmuls or attention in LOSSY_ATTENTION):
-        raise InputError("compiling the encoder works with the exact modes only (attention auto, flash, cudnn, efficient, "
-                         "math); turn off fp8 matmuls and SageAttention, or compilation.")
+        raise InputError(
+            "compiling the encoder works with the exact modes only (attention auto, flash, cudnn, efficient, "
+            "math); turn off fp8 matmuls and SageAttention, or compilation."
+        )
 
 
 # Which modes users are offered (the NOVA Speed Mode node, the CLI, the README): only those that a GPU
@@ -46,9 +50,11 @@ def check_offered(attention: str, fp8_matmuls: bool, compile_encoder: bool) -> N
     if compile_encoder and not OFFER_COMPILE:
         refused.append("compiled blocks")
     if refused:
-        raise InputError(f"{' and '.join(refused)} is not offered: measured on a GPU it made NOVA slower than the default "
-                         f"path ({EVIDENCE}). Leave the speed mode at its default (attention auto, no fp8, no compile); "
-                         "the default path is the fastest measured.")
+        raise InputError(
+            f"{' and '.join(refused)} is not offered: measured on a GPU it made NOVA slower than the default "
+            f"path ({EVIDENCE}). Leave the speed mode at its default (attention auto, no fp8, no compile); "
+            "the default path is the fastest measured."
+        )
 
 
 def add_speed_arguments(parser) -> None:
@@ -59,8 +65,18 @@ def add_speed_arguments(parser) -> None:
     def shown(text: str) -> str:
         return text if len(OFFERED_ATTENTION) > 1 or OFFER_FP8_MATMULS or OFFER_COMPILE else argparse.SUPPRESS
 
-    parser.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
-                        help=shown("the spatial encoder's attention kernel (" + ", ".join(OFFERED_ATTENTION) + ")"))
-    parser.add_argument("--fp8-matmuls", action="store_true", help=shown("the spatial encoder's linears as fp8 products"))
-    parser.add_argument("--compile", action="store_true", dest="compile_encoder",
-                        help=shown("the spatial encoder's blocks through torch.compile"))
+    parser.add_argument(
+        "--attention",
+        choices=ATTENTION_CHOICES,
+        default="auto",
+        help=shown("the spatial encoder's attention kernel (" + ", ".join(OFFERED_ATTENTION) + ")"),
+    )
+    parser.add_argument(
+        "--fp8-matmuls", action="store_true", help=shown("the spatial encoder's linears as fp8 products")
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        dest="compile_encoder",
+        help=shown("the spatial encoder's blocks through torch.compile"),
+    )

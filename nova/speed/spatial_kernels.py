@@ -64,16 +64,21 @@ def fp8_rowwise_supported(device: torch.device) -> bool:
 
 def check_fp8_device(device: torch.device) -> None:
     if FP8 is None or not hasattr(torch, "_scaled_mm"):
-        raise InputError(f"fp8 matmuls need PyTorch with float8 and torch._scaled_mm (this is {torch.__version__}); "
-                         "upgrade PyTorch or turn fp8 matmuls off.")
+        raise InputError(
+            f"fp8 matmuls need PyTorch with float8 and torch._scaled_mm (this is {torch.__version__}); "
+            "upgrade PyTorch or turn fp8 matmuls off."
+        )
     if device.type == "cuda":
         cap = torch.cuda.get_device_capability(device)
         if cap < (8, 9):
-            raise InputError(f"fp8 matmuls need an Ada or Hopper GPU (compute capability 8.9 or newer); "
-                             f"{torch.cuda.get_device_name(device)} is {cap[0]}.{cap[1]}. Turn fp8 matmuls off.")
+            raise InputError(
+                f"fp8 matmuls need an Ada or Hopper GPU (compute capability 8.9 or newer); "
+                f"{torch.cuda.get_device_name(device)} is {cap[0]}.{cap[1]}. Turn fp8 matmuls off."
+            )
     elif device.type != "cpu":
-        raise InputError(f"fp8 matmuls run on CUDA (Ada/Hopper) and, slowly, on the CPU; not on {device.type}. "
-                         "Turn fp8 matmuls off.")
+        raise InputError(
+            f"fp8 matmuls run on CUDA (Ada/Hopper) and, slowly, on the CPU; not on {device.type}. Turn fp8 matmuls off."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +95,10 @@ class Fp8Product:
     def prepare(cls, layer: nn.Module, device, dtype, rowwise: bool) -> "Fp8Product":
         n, k = layer.weight.shape
         if torch.device(device).type == "cuda" and (n % 16 or k % 16):
-            raise InputError(f"fp8 matmuls need layer sizes that are multiples of 16 on CUDA; this model has a "
-                             f"{k} -> {n} linear layer. Turn fp8 matmuls off.")
+            raise InputError(
+                f"fp8 matmuls need layer sizes that are multiples of 16 on CUDA; this model has a "
+                f"{k} -> {n} linear layer. Turn fp8 matmuls off."
+            )
         w = layer.weight.to(device=device, dtype=torch.float32)  # (a host may keep it elsewhere)
         q, scale = quantize_rows(w, rowwise)
         bias = None if layer.bias is None else layer.bias.to(device=device, dtype=dtype)
@@ -105,7 +112,10 @@ class Fp8Product:
             # The same per-tensor scales, spelled per row and column: the CPU's per-tensor kernel
             # is ~10x slower (it seems to rebuild itself for every scale value).
             # (repeat, not expand: the kernel wants unit strides, even for a single row)
-            scale, scale_b = scale.reshape(1, 1).repeat(q.shape[0], 1), scale_b.reshape(1, 1).repeat(1, self.weight_t.shape[1])
+            scale, scale_b = (
+                scale.reshape(1, 1).repeat(q.shape[0], 1),
+                scale_b.reshape(1, 1).repeat(1, self.weight_t.shape[1]),
+            )
         # CUDA's row-wise kernel writes bfloat16 only (fp16/fp32 models convert back)
         out_dtype = torch.bfloat16 if self.rowwise and q.device.type == "cuda" else x.dtype
         out = torch._scaled_mm(q, self.weight_t, scale_a=scale, scale_b=scale_b, out_dtype=out_dtype).to(x.dtype)
@@ -124,7 +134,9 @@ class SpatialKernels(EagerKernels):
         self.attention_name, self.fp8, self._sage, self.compiled = attention, fp8, sage, compiled
 
     @classmethod
-    def build(cls, model, attention: str = "auto", fp8_matmuls: bool = False, compile_encoder: bool = False) -> Optional["SpatialKernels"]:
+    def build(
+        cls, model, attention: str = "auto", fp8_matmuls: bool = False, compile_encoder: bool = False
+    ) -> Optional["SpatialKernels"]:
         if attention == "auto" and not fp8_matmuls and not compile_encoder:
             return None
         device, dtype = model.device, model.dtype
@@ -181,13 +193,17 @@ def check_compile(device: torch.device) -> None:
     needs Triton for CUDA and a C++ compiler for the CPU."""
     if device.type == "cuda":
         if importlib.util.find_spec("triton") is None:
-            raise InputError("compiling the encoder on CUDA needs Triton, which is not installed in this Python "
-                             "(pip install triton; on Windows: triton-windows). Turn compilation off.")
+            raise InputError(
+                "compiling the encoder on CUDA needs Triton, which is not installed in this Python "
+                "(pip install triton; on Windows: triton-windows). Turn compilation off."
+            )
     elif device.type == "cpu":
         compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++", "cl"]
         if not any(c and shutil.which(c) for c in compilers):
-            raise InputError("compiling the encoder on the CPU needs a C++ compiler (g++, clang++ or MSVC's cl) on the "
-                             "PATH, or CXX set to one. Turn compilation off.")
+            raise InputError(
+                "compiling the encoder on the CPU needs a C++ compiler (g++, clang++ or MSVC's cl) on the "
+                "PATH, or CXX set to one. Turn compilation off."
+            )
     else:
         raise InputError(f"compiling the encoder runs on CUDA and the CPU, not on {device.type}. Turn compilation off.")
 
@@ -226,8 +242,10 @@ def check_sdpa_backend(name: str, device: torch.device, dtype: torch.dtype, head
             F.scaled_dot_product_attention(q, q, q)
     except (RuntimeError, ImportError) as exc:
         reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
-        raise InputError(f"attention = {name!r} cannot run here ({device.type}, {str(dtype).replace('torch.', '')}, "
-                         f"head size {head_dim}): {reason}. Choose 'auto' (PyTorch picks a kernel that can).") from None
+        raise InputError(
+            f"attention = {name!r} cannot run here ({device.type}, {str(dtype).replace('torch.', '')}, "
+            f"head size {head_dim}): {reason}. Choose 'auto' (PyTorch picks a kernel that can)."
+        ) from None
 
 
 def load_sage(device: torch.device, dtype: torch.dtype):
@@ -235,14 +253,19 @@ def load_sage(device: torch.device, dtype: torch.dtype):
     try:
         module = importlib.import_module("sageattention")
     except ImportError as exc:
-        raise InputError(f"attention = 'sage' needs the sageattention package, which is not importable here ({exc}). "
-                         "Install it into this Python (pip install sageattention) or choose 'auto'.") from None
+        raise InputError(
+            f"attention = 'sage' needs the sageattention package, which is not importable here ({exc}). "
+            "Install it into this Python (pip install sageattention) or choose 'auto'."
+        ) from None
     fn = getattr(module, "sageattn", None)
     if fn is None:
         raise InputError("the installed sageattention package has no sageattn function; update it or choose 'auto'.")
     if device.type != "cuda":
-        raise InputError(f"attention = 'sage' (SageAttention) runs on CUDA GPUs only; this model is on {device.type}. "
-                         "Choose 'auto'.")
+        raise InputError(
+            f"attention = 'sage' (SageAttention) runs on CUDA GPUs only; this model is on {device.type}. Choose 'auto'."
+        )
     if dtype not in (torch.float16, torch.bfloat16):
-        raise InputError(f"attention = 'sage' needs the model in float16 or bfloat16, not {str(dtype).replace('torch.', '')}.")
+        raise InputError(
+            f"attention = 'sage' needs the model in float16 or bfloat16, not {str(dtype).replace('torch.', '')}."
+        )
     return fn

@@ -78,8 +78,20 @@ class TritonHead:
         out = torch.empty(rows, w.shape[1], device=w.device, dtype=w.dtype)
         grid = (triton_cdiv(rows, self.block_m), triton_cdiv(w.shape[1], self.block_n))
         precision = "ieee" if w.dtype == torch.float32 else "tf32"  # fp32 stays fp32 (no TF32 rounding)
-        self.k.linear[grid](a.contiguous(), w, bias, out, rows, w.shape[1], n_in, SILU=silu, PRECISION=precision,
-                            BLOCK_M=self.block_m, BLOCK_N=self.block_n, BLOCK_K=self.block_k)
+        self.k.linear[grid](
+            a.contiguous(),
+            w,
+            bias,
+            out,
+            rows,
+            w.shape[1],
+            n_in,
+            SILU=silu,
+            PRECISION=precision,
+            BLOCK_M=self.block_m,
+            BLOCK_N=self.block_n,
+            BLOCK_K=self.block_k,
+        )
         return out
 
     def modulated_layer_norm(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -89,8 +101,18 @@ class TritonHead:
         out = torch.empty(scale.shape, device=scale.device, dtype=scale.dtype)
         rows = out.numel() // self.width
         self.k.modulated_layer_norm[(triton_cdiv(rows, self.rows_per_program),)](
-            x.contiguous(), scale, shift, out, rows, x.numel() // self.width, scale.stride(-2), self.width, 1e-6,
-            ROWS=self.rows_per_program, BLOCK=self.block)
+            x.contiguous(),
+            scale,
+            shift,
+            out,
+            rows,
+            x.numel() // self.width,
+            scale.stride(-2),
+            self.width,
+            1e-6,
+            ROWS=self.rows_per_program,
+            BLOCK=self.block,
+        )
         return out
 
     def norm_gate_residual(self, h, weight, bias, eps, gate, x) -> torch.Tensor:
@@ -99,8 +121,20 @@ class TritonHead:
         out = torch.empty(gate.shape, device=gate.device, dtype=x.dtype)
         rows = out.numel() // self.width
         self.k.norm_gate_residual[(triton_cdiv(rows, self.rows_per_program),)](
-            h.contiguous(), weight, bias, gate, x.contiguous(), out, rows, x.numel() // self.width, gate.stride(-2),
-            self.width, eps, ROWS=self.rows_per_program, BLOCK=self.block)
+            h.contiguous(),
+            weight,
+            bias,
+            gate,
+            x.contiguous(),
+            out,
+            rows,
+            x.numel() // self.width,
+            gate.stride(-2),
+            self.width,
+            eps,
+            ROWS=self.rows_per_program,
+            BLOCK=self.block,
+        )
         return out
 
     def step(self, pred: torch.Tensor, x: torch.Tensor, noise, coeffs: tuple, scale: float) -> torch.Tensor:
@@ -115,8 +149,19 @@ class TritonHead:
         numel, block = x.numel(), 1024
         with_noise = std is not None
         self.k.guided_step[(triton_cdiv(numel, block),)](
-            pred.contiguous(), x, noise.contiguous() if with_noise else x, out, numel, float(a), float(b),
-            float(std or 0.0), float(scale), TWO_PASSES=passes == 2, NOISE=with_noise, BLOCK=block)
+            pred.contiguous(),
+            x,
+            noise.contiguous() if with_noise else x,
+            out,
+            numel,
+            float(a),
+            float(b),
+            float(std or 0.0),
+            float(scale),
+            TWO_PASSES=passes == 2,
+            NOISE=with_noise,
+            BLOCK=block,
+        )
         return out
 
     # -- the head ---------------------------------------------------------------------------

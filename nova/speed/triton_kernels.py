@@ -13,8 +13,9 @@ import triton.language as tl
 
 
 @triton.jit
-def modulated_layer_norm(x_ptr, scale_ptr, shift_ptr, out_ptr, rows, x_rows, mod_stride, width, eps,
-                         ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def modulated_layer_norm(
+    x_ptr, scale_ptr, shift_ptr, out_ptr, rows, x_rows, mod_stride, width, eps, ROWS: tl.constexpr, BLOCK: tl.constexpr
+):
     """out[r] = layer_norm(x[r % x_rows]) * scale[r] + shift[r] (AdaLN-modulate; ``scale`` is 1 + scale)."""
     r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]
     cols = tl.arange(0, BLOCK)[None, :]
@@ -29,8 +30,20 @@ def modulated_layer_norm(x_ptr, scale_ptr, shift_ptr, out_ptr, rows, x_rows, mod
 
 
 @triton.jit
-def linear(a_ptr, w_ptr, bias_ptr, out_ptr, rows, n_out, n_in, SILU: tl.constexpr, PRECISION: tl.constexpr,
-           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def linear(
+    a_ptr,
+    w_ptr,
+    bias_ptr,
+    out_ptr,
+    rows,
+    n_out,
+    n_in,
+    SILU: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """out = a @ w + bias, then SiLU if ``SILU``. ``a`` [rows, n_in] (cast to w's dtype, as the
     eager head casts the float32 tokens), ``w`` [n_in, n_out] (the head keeps weights transposed)."""
     rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -38,19 +51,39 @@ def linear(a_ptr, w_ptr, bias_ptr, out_ptr, rows, n_out, n_in, SILU: tl.constexp
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, n_in, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(a_ptr + rm[:, None] * n_in + rk[None, :], mask=(rm[:, None] < rows) & (rk[None, :] < n_in), other=0.0)
-        w = tl.load(w_ptr + rk[:, None] * n_out + rn[None, :], mask=(rk[:, None] < n_in) & (rn[None, :] < n_out), other=0.0)
+        a = tl.load(
+            a_ptr + rm[:, None] * n_in + rk[None, :], mask=(rm[:, None] < rows) & (rk[None, :] < n_in), other=0.0
+        )
+        w = tl.load(
+            w_ptr + rk[:, None] * n_out + rn[None, :], mask=(rk[:, None] < n_in) & (rn[None, :] < n_out), other=0.0
+        )
         acc += tl.dot(a.to(w.dtype), w, input_precision=PRECISION)
     acc += tl.load(bias_ptr + rn, mask=rn < n_out, other=0.0).to(tl.float32)[None, :]
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    tl.store(out_ptr + rm[:, None] * n_out + rn[None, :], acc.to(out_ptr.dtype.element_ty),
-             mask=(rm[:, None] < rows) & (rn[None, :] < n_out))
+    tl.store(
+        out_ptr + rm[:, None] * n_out + rn[None, :],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=(rm[:, None] < rows) & (rn[None, :] < n_out),
+    )
 
 
 @triton.jit
-def norm_gate_residual(h_ptr, weight_ptr, bias_ptr, gate_ptr, x_ptr, out_ptr, rows, x_rows, mod_stride, width, eps,
-                       ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def norm_gate_residual(
+    h_ptr,
+    weight_ptr,
+    bias_ptr,
+    gate_ptr,
+    x_ptr,
+    out_ptr,
+    rows,
+    x_rows,
+    mod_stride,
+    width,
+    eps,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """out[r] = x[r % x_rows] + layer_norm(h[r]; weight, bias) * gate[r] (the block's output)."""
     r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]
     cols = tl.arange(0, BLOCK)[None, :]
@@ -68,8 +101,20 @@ def norm_gate_residual(h_ptr, weight_ptr, bias_ptr, gate_ptr, x_ptr, out_ptr, ro
 
 
 @triton.jit
-def guided_step(pred_ptr, x_ptr, noise_ptr, out_ptr, numel, a, b, std, scale,
-                TWO_PASSES: tl.constexpr, NOISE: tl.constexpr, BLOCK: tl.constexpr):
+def guided_step(
+    pred_ptr,
+    x_ptr,
+    noise_ptr,
+    out_ptr,
+    numel,
+    a,
+    b,
+    std,
+    scale,
+    TWO_PASSES: tl.constexpr,
+    NOISE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """Guidance and scheduler step: eps = uncond + scale * (cond - uncond) (two passes stacked in
     ``pred``) or pred; out = a * x + b * eps (+ std * noise)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

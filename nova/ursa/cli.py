@@ -22,7 +22,10 @@ MOTION, EXTENSION_MOTION, EXTENSION_NOISE = 9.0, 5.0, 0.1
 
 def refuse_nova_options(args) -> None:
     nova_only = {
-        "--window": args.window, "--blend": args.blend, "--loop": args.loop, "--mask": args.mask,
+        "--window": args.window,
+        "--blend": args.blend,
+        "--loop": args.loop,
+        "--mask": args.mask,
         "--reference": args.reference,
     }
     given = [name for name, value in nova_only.items() if value]
@@ -68,15 +71,26 @@ def generate_ursa(args, folder: str, device, image, clip) -> int:
     dtype = auto_dtype(device) if args.dtype == "auto" else torch_dtype(args.dtype)
     t0 = time.time()
     pipe = UrsaPipeline.from_pretrained(folder, torch_dtype=dtype, device=device)
-    print(f"loaded {args.model} ({str(dtype).replace('torch.', '')} on {device}) in {time.time() - t0:.1f}s",
-          file=sys.stderr)
+    print(
+        f"loaded {args.model} ({str(dtype).replace('torch.', '')} on {device}) in {time.time() - t0:.1f}s",
+        file=sys.stderr,
+    )
     t0 = time.time()
     out = pipe(
-        prompt=prompt, negative_prompt=args.negative_prompt, height=height, width=width, num_frames=frames,
-        num_inference_steps=args.steps or 25, guidance_scale=7.0 if args.cfg is None else args.cfg,
-        guidance_trunc=args.guidance_trunc, image=image, video=clip,
-        num_cond_frames=cond_frames if clip is not None else None, cond_noise_scale=noise,
-        generator=torch.Generator(device=device).manual_seed(args.seed), output_type="np",
+        prompt=prompt,
+        negative_prompt=args.negative_prompt,
+        height=height,
+        width=width,
+        num_frames=frames,
+        num_inference_steps=args.steps or 25,
+        guidance_scale=7.0 if args.cfg is None else args.cfg,
+        guidance_trunc=args.guidance_trunc,
+        image=image,
+        video=clip,
+        num_cond_frames=cond_frames if clip is not None else None,
+        cond_noise_scale=noise,
+        generator=torch.Generator(device=device).manual_seed(args.seed),
+        output_type="np",
         callback_on_step_end=lambda step, steps, ids: print(f"\rstep {step + 1}/{steps}", end="", file=sys.stderr),
     )
     print("", file=sys.stderr)

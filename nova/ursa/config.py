@@ -63,13 +63,30 @@ def check_ursa_folder(folder: str) -> None:
 
 # The keys of the official URSATransformer3DModel.__init__; everything else of Qwen3 is fixed.
 _TRANSFORMER_KEYS = (
-    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers",
-    "max_window_layers", "rope_theta", "vocab_size", "lm_vocab_size", "lm_head_size", "bov_token_id",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "num_hidden_layers",
+    "max_window_layers",
+    "rope_theta",
+    "vocab_size",
+    "lm_vocab_size",
+    "lm_head_size",
+    "bov_token_id",
 )
 _TRANSFORMER_DEFAULTS = {
-    "hidden_size": 2048, "intermediate_size": 6144, "num_attention_heads": 16, "num_key_value_heads": 8,
-    "num_hidden_layers": 28, "max_window_layers": 28, "rope_theta": 1000000, "vocab_size": 215669,
-    "lm_vocab_size": 151669, "lm_head_size": 64000, "bov_token_id": 151652,
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "num_hidden_layers": 28,
+    "max_window_layers": 28,
+    "rope_theta": 1000000,
+    "vocab_size": 215669,
+    "lm_vocab_size": 151669,
+    "lm_head_size": 64000,
+    "bov_token_id": 151652,
 }
 
 
@@ -174,10 +191,17 @@ def load_vae_config(folder: str) -> UrsaVAEConfig:
     if quantizer != allowed_quantizer:
         raise ConfigError(f"{path}: _quantizer_name = {quantizer!r}; {name} is supported with {allowed_quantizer!r}.")
     defaults = {
-        "in_channels": 3, "out_channels": 3, "block_out_channels": [128, 256, 512, 512],
-        "layers_per_block": 2, "latent_channels": 16, "num_vq_embeddings": 64000 if video else 16384,
-        "vq_embed_dim": 6 if video else 8, "temporal_stride": 4 if video else 1, "spatial_stride": 8 if video else 16,
-        "patch_size": 4, "sample_frames": 17,
+        "in_channels": 3,
+        "out_channels": 3,
+        "block_out_channels": [128, 256, 512, 512],
+        "layers_per_block": 2,
+        "latent_channels": 16,
+        "num_vq_embeddings": 64000 if video else 16384,
+        "vq_embed_dim": 6 if video else 8,
+        "temporal_stride": 4 if video else 1,
+        "spatial_stride": 8 if video else 16,
+        "patch_size": 4,
+        "sample_frames": 17,
     }
     values = {k: raw.get(k, v) for k, v in defaults.items()}
     for key, value in values.items():

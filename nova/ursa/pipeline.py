@@ -138,8 +138,15 @@ class UrsaPipeline:
         ).input_ids
         return ids.to(self.device)
 
-    def prompt_ids(self, prompt, negative_prompt=None, num_images_per_prompt=1, max_prompt_length=320,
-                   prompt_ids=None, negative_prompt_ids=None):
+    def prompt_ids(
+        self,
+        prompt,
+        negative_prompt=None,
+        num_images_per_prompt=1,
+        max_prompt_length=320,
+        prompt_ids=None,
+        negative_prompt_ids=None,
+    ):
         """(prompt ids, negative prompt ids), each [prompts x num_images_per_prompt, max_prompt_length],
         as the official ``encode_prompt`` makes them (given ids are used as they are)."""
         copies = num_images_per_prompt
@@ -198,8 +205,9 @@ class UrsaPipeline:
             return self.vae.encode(pixels.unsqueeze(2))
         return self.vae.encode(pixels).unsqueeze(1)
 
-    def encode_video(self, video, height: int, width: int, num_frames: int,
-                     num_cond_frames: Optional[int]) -> torch.Tensor:
+    def encode_video(
+        self, video, height: int, width: int, num_frames: int, num_cond_frames: Optional[int]
+    ) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> ids [1, T', h, w]; ``num_cond_frames``: use only the last frames."""
         if not self.is_video_model:
             raise InputError("video= needs a video checkpoint (URSA-*-FSQ320); this one has the image tokenizer.")
@@ -381,5 +389,3 @@ class UrsaPipeline:
                     raise InputError(f"cond_indices holds {i}; the condition has latent frames 0..{cond.shape[1] - 1}.")
                 latents[:, int(i)] = cond[:, int(i)]
         return cond
-
-
