@@ -132,3 +132,73 @@ def test_build_plan_takes_a_window_blend_and_loop(tiny_video_pipe):
     plan = build_plan(pipe, settings, segments, window=2, blend=1, loop=1)
     assert plan.run(new_generator(0)).shape[2] == 5  # 4 new + 1 looped back
     json.dumps(plan.ticks)  # (a plain count the progress bars use)
+
+
+API_STAGES = """
+import sys
+import torch
+from nova import NovaPipeline
+from nova.batch.items import OPTIONS
+from nova.request import read_request
+from nova.sampling.rng import new_generator
+from nova.sampling.sampler import SamplerSettings
+
+folder, first, out = sys.argv[1:4]
+pipe = NovaPipeline.from_pretrained(folder, torch_dtype=torch.float32, device="cpu")
+options = {o.key: o.default for o in OPTIONS} | {"frames": 9, "image": first, "steps": 4, "cfg": 5.0,
+                                                  "diffusion_steps": 3}
+request = read_request(options, ["a red fox runs through snow"], pipe.config)
+generator = new_generator(0)
+given = request.given_frames(pipe, generator)
+segments = [pipe.segment(p, n) for p, n in zip(request.prompts, request.frames_per_prompt(given))]
+plan = request.plan(pipe, SamplerSettings(4, 3, 5.0), segments, given)
+pipe.save(plan.run(generator), out, fps=12, blend=given.blend)
+"""
+
+
+def test_the_readmes_stages_make_what_the_cli_makes(tiny_video, tmp_path):
+    """README, "Without ComfyUI": the stages of nova/request.py by hand give `nova generate`'s file
+    (both in a process of their own, with the same thread count)."""
+    import os
+    import subprocess
+    import sys
+
+    first = _png(tmp_path / "first.png")
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    api = subprocess.run(
+        [sys.executable, "-c", API_STAGES, tiny_video, first, str(tmp_path / "api.mp4")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert api.returncode == 0, api.stderr
+    cli = [
+        "--model",
+        tiny_video,
+        "--prompt",
+        "a red fox runs through snow",
+        "--image",
+        first,
+        "--frames",
+        "9",
+        "--steps",
+        "4",
+        "--diffusion-steps",
+        "3",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "nova", "generate", *cli, "--out", str(tmp_path / "cli.mp4")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "api.mp4").read_bytes() == (tmp_path / "cli.mp4").read_bytes()
