@@ -236,3 +236,15 @@ def read_model_index(folder: str) -> dict:
     if not isinstance(index, dict):
         raise ConfigError(f"{path}: expected a JSON object (the pipeline's components), got {type(index).__name__}.")
     return index
+
+
+class HoldsModel:
+    """A wrapper around one torch module, ``self.model``: its device and dtype are the module's."""
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype

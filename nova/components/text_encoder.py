@@ -17,7 +17,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, InputError
 from .config import read_json
-from .loading import check_depths, check_state, read_shapes, weight_files
+from .loading import HoldsModel, check_depths, check_state, read_shapes, weight_files
 
 log = logging.getLogger("nova")
 
@@ -65,19 +65,11 @@ def _dtype_kwarg(dtype):
     return {"dtype": dtype} if major >= 5 else {"torch_dtype": dtype}
 
 
-class TextEncoder:
+class TextEncoder(HoldsModel):
     """Tokenizer + Phi model. ``encode`` never mutates the model."""
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.model.parameters()).dtype
 
     @property
     def hidden_size(self) -> int:

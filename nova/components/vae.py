@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..io.frames import frames_kept
 from ..models.vae_opensora import AutoencoderKLOpenSora, temporal_tiles
 from .config import read_json
-from .loading import load_module, weight_files
+from .loading import HoldsModel, load_module, weight_files
 
 log = logging.getLogger("nova")
 
@@ -52,7 +52,7 @@ def check_vae_config(config, path: str) -> None:
             raise ConfigError(f"{path}: key {key!r} = {config[key]!r} has the wrong type or value.")
 
 
-class NovaVAE:
+class NovaVAE(HoldsModel):
     def __init__(self, model, config: dict):
         self.model, self.config = model, dict(config)
         self.temporal = isinstance(model, AutoencoderKLOpenSora)
@@ -79,14 +79,6 @@ class NovaVAE:
 
     def _bytes(self) -> int:
         return torch.finfo(self.dtype).bits // 8
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.model.parameters()).dtype
 
     def scale(self, z):
         return (z - self.shift_factor) * self.scaling_factor
