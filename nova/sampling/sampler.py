@@ -266,83 +266,84 @@ def sample_frame(
     every predicted token from the reference's token noised to the scheduler's step ``skip`` (with
     the set step's full-latent Gaussian draw as the noise) and runs the remaining steps only, drawing
     the variance noise of those steps only. ``fast`` must then be ``FastPlan.skipping(skip)``'s."""
-    cfg = model.config
     fast = fast or FastPlan.build(model, sched, None, guidance).skipping(model, guidance, skip)
     if skip and reference is None:
         raise InputError("skipping diffusion steps needs the reference latent the tokens start from.")
     if skip and fast.steps is not None and len(fast.steps.timesteps) != len(sched.timesteps) - skip:
         raise ValueError("the fast plan does not skip the same diffusion steps (use FastPlan.skipping).")
     ref = None if not skip else reference.to(device=model.device, dtype=torch.float32)
-    batch, num_tokens = order.shape[0], order.shape[1]
-    h, w = cfg.latent_size
-    device = model.device
-    x = torch.zeros(batch, cfg.image_dim, h, w, device=device)
-    unknown = torch.ones(batch, num_tokens, 1, device=device)
-    known_ids = torch.empty(batch * guidance.passes, 0, 1, dtype=torch.long, device=device)
-    mask_pos = 0
-    if num_known:
-        fixed = torch.zeros_like(unknown).scatter_(1, order[:, :num_known], 1)
-        x = x + unpatchify(
-            patchify(known.to(device).float(), cfg.patch_size) * fixed,
-            cfg.patch_size,
-            cfg.image_dim,
-            cfg.image_base_size,
-        )
-        unknown = unknown * (1 - fixed)
-        known_ids = order[:, :num_known].repeat(guidance.passes, 1, 1)
-        mask_pos = num_known
-    steps = fast.steps
-    if fast.runner is not None:
+    x, unknown, known_ids, mask_pos = _start_frame(model, order, guidance, known, num_known)
+    if fast.runner is not None:  # the same steps on fixed buffers (nova/sampling/set_step.py)
+        state = (x, unknown, known_ids, mask_pos)
         return _sample_frame_steps(
-            model,
-            context,
-            order,
-            counts,
-            guidance,
-            generator,
-            on_step,
-            fast,
-            x,
-            unknown,
-            known_ids,
-            mask_pos,
-            (sched, ref, skip),
+            model, context, order, counts, guidance, generator, on_step, fast, *state, (sched, ref, skip)
         )
-    ppc = cfg.patch_size**2 * cfg.image_dim
     for step, n in enumerate(counts):
-        tokens = model.image_tokens(x, unknown)
+        tokens = model.image_tokens(x, unknown)  # (before this set's tokens are marked known)
         pred_ids = order[:, mask_pos : mask_pos + n]
         mask_pos += n
         pred_mask = torch.zeros_like(unknown).scatter_(1, pred_ids, 1)
         unknown = unknown * (1 - pred_mask)
         pass_ids = pred_ids.repeat(guidance.passes, 1, 1)
-        if fast.prune_last_block:
-            z_pred = fast.encode_image(model, guidance.expand(tokens), context, known_ids, out_ids=pass_ids)
-        else:
-            z = fast.encode_image(model, guidance.expand(tokens), context, known_ids)
-            z_pred = z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
+        z_pred = _encode_set(model, fast, guidance.expand(tokens), context, known_ids, pass_ids)
         known_ids = torch.cat([known_ids, pass_ids], dim=1)
         noise = draw_per_sample(
-            generator, batch, lambda g, n: torch.empty((n, *x.shape[1:]), device=g.device).normal_(generator=g)
-        ).to(device)
-        if steps is not None:
-            ids = pred_ids.expand(-1, -1, ppc)
-            pick = lambda full: patchify(full.to(device), cfg.patch_size).gather(1, ids)  # noqa: E731
-            step_noise = [None if d is None else pick(d) for d in draw_step_noise(steps, x.shape, generator)]
-            cond = model.head_condition(z_pred)
-            start = pick(noise) if ref is None else noise_to(sched, pick(ref), pick(noise), skip)
-            sample = fast.denoise(model, cond, start, step_noise, guidance)
-            x = unpatchify(
-                patchify(x, cfg.patch_size).scatter(1, ids, sample), cfg.patch_size, cfg.image_dim, cfg.image_base_size
-            )
-        else:
-            start = noise if ref is None else noise_to(sched, ref, noise, skip)
-            sample = _denoise(model, sched, z_pred, start, pred_ids, guidance, generator, skip)
-            sample = patchify(sample, cfg.patch_size) * pred_mask
-            x = x + unpatchify(sample, cfg.patch_size, cfg.image_dim, cfg.image_base_size)
+            generator, x.shape[0], lambda g, k: torch.empty((k, *x.shape[1:]), device=g.device).normal_(generator=g)
+        ).to(model.device)
+        x = _sample_set(model, sched, fast, guidance, generator, x, z_pred, noise, pred_ids, pred_mask, ref, skip)
         if on_step is not None:
             on_step(step, x)
     return x
+
+
+def _start_frame(model, order, guidance: Guidance, known, num_known: int):
+    """A frame before its first set step: (latent x [B, C, h, w], unknown-token mask [B, L, 1], the
+    known token ids of every guidance pass, how far into ``order`` the known tokens reach); with
+    ``num_known``, the first tokens of ``order`` already hold ``known``'s values."""
+    cfg, device = model.config, model.device
+    batch, num_tokens = order.shape[0], order.shape[1]
+    x = torch.zeros(batch, cfg.image_dim, *cfg.latent_size, device=device)
+    unknown = torch.ones(batch, num_tokens, 1, device=device)
+    known_ids = torch.empty(batch * guidance.passes, 0, 1, dtype=torch.long, device=device)
+    if not num_known:
+        return x, unknown, known_ids, 0
+    fixed = torch.zeros_like(unknown).scatter_(1, order[:, :num_known], 1)
+    p = cfg.patch_size
+    x = x + unpatchify(patchify(known.to(device).float(), p) * fixed, p, cfg.image_dim, cfg.image_base_size)
+    return x, unknown * (1 - fixed), order[:, :num_known].repeat(guidance.passes, 1, 1), num_known
+
+
+def _encode_set(model, fast: FastPlan, tokens, context, known_ids, pass_ids) -> torch.Tensor:
+    """The spatial encoder's output at this set's tokens, for every guidance pass."""
+    if fast.prune_last_block:  # the last block computes only the rows that are read
+        return fast.encode_image(model, tokens, context, known_ids, out_ids=pass_ids)
+    z = fast.encode_image(model, tokens, context, known_ids)
+    return z.gather(1, pass_ids.expand(-1, -1, z.shape[-1]))
+
+
+def _sample_set(
+    model, sched, fast: FastPlan, guidance: Guidance, generator, x, z_pred, noise, pred_ids, pred_mask, ref, skip: int
+) -> torch.Tensor:
+    """The diffusion head samples this set's tokens from ``noise`` (the set step's full-latent draw;
+    with ``ref``, the reference noised to step ``skip``) and returns ``x`` with them in place: the
+    plan's folded steps on the set's tokens when it has them, else the scheduler step by step on
+    the full latent (the official way)."""
+    cfg = model.config
+    p = cfg.patch_size
+    if fast.steps is None:
+        start = noise if ref is None else noise_to(sched, ref, noise, skip)
+        sample = _denoise(model, sched, z_pred, start, pred_ids, guidance, generator, skip)
+        return x + unpatchify(patchify(sample, p) * pred_mask, p, cfg.image_dim, cfg.image_base_size)
+    ids = pred_ids.expand(-1, -1, p * p * cfg.image_dim)
+
+    def pick(full):  # the set's tokens of a full-latent tensor
+        return patchify(full.to(model.device), p).gather(1, ids)
+
+    step_noise = [None if d is None else pick(d) for d in draw_step_noise(fast.steps, x.shape, generator)]
+    cond = model.head_condition(z_pred)
+    start = pick(noise) if ref is None else noise_to(sched, pick(ref), pick(noise), skip)
+    sample = fast.denoise(model, cond, start, step_noise, guidance)
+    return unpatchify(patchify(x, p).scatter(1, ids, sample), p, cfg.image_dim, cfg.image_base_size)
 
 
 def _sample_frame_steps(
