@@ -32,10 +32,10 @@ from official import head_to_head, official_runner  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build, load  # noqa: E402
 from report import markdown  # noqa: E402
 
+from nova.head import triton as triton_head  # noqa: E402  (imports triton only when used)
 from nova.sampling.fast import Accel, FastPlan  # noqa: E402
 from nova.sampling.plan import GenerationPlan, Segment  # noqa: E402
 from nova.sampling.sampler import SamplerSettings, new_generator  # noqa: E402
-from nova.speed import triton_head  # noqa: E402  (imports triton only when used)
 
 
 def generate(model, sched, embeds, n, settings, accel=None, window=None):

@@ -3,7 +3,7 @@ profile.py: that would shadow the standard library's profile module, which cProf
 
     python bench/profile_run.py --preset gpu-osp480                 # CUDA graphs on (the default path)
     python bench/profile_run.py --preset gpu-osp480 --no-graphs     # every kernel of the head visible
-    python bench/profile_run.py --preset gpu-osp480 --triton-head   # the Triton head (nova/speed/triton_head.py)
+    python bench/profile_run.py --preset gpu-osp480 --triton-head   # the Triton head (nova/head/triton.py)
     python bench/profile_run.py --checkpoint tests/golden/t2v_tiny --steps 2 2   # CPU smoke run
 
 Writes bench/results/profile-<preset>.md and .json: time by stage (temporal step, spatial encoder,

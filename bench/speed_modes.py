@@ -26,10 +26,11 @@ from measure import peak_bytes, reset_peak, timed  # noqa: E402
 from presets import PRESETS, PROMPT, ROOT, build  # noqa: E402
 
 from nova.errors import InputError  # noqa: E402
+from nova.head import triton as triton_head  # noqa: E402
 from nova.sampling.fast import Accel  # noqa: E402
 from nova.sampling.plan import GenerationPlan, Segment  # noqa: E402
 from nova.sampling.sampler import SamplerSettings, new_generator  # noqa: E402
-from nova.speed import spatial_kernels, triton_head  # noqa: E402
+from nova.speed import spatial_kernels  # noqa: E402
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 

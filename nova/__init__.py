@@ -3,11 +3,11 @@
 
 The packages, from the front ends down (docs/architecture.md draws them):
 ``pipeline`` (``NovaPipeline``), ``__main__`` (the CLI) and ``batch`` (``nova batch``) take a
-request, ``checks`` holds the rules a request meets before any work; ``sampling`` plans and samples
-it; ``speed`` holds other ways to compute, offered once measured faster; ``components`` loads a
-checkpoint's parts; ``models`` are the networks; ``io`` reads and writes pixels and files;
-``ursa`` is the successor model beside them. Importing this package is cheap: heavy modules load
-on first use.
+request; ``request`` checks it (the rules: ``checks``), reads its files and builds its plan;
+``sampling`` runs the plan; ``head`` is the diffusion head's prepared and Triton forms; ``speed``
+holds other ways to compute, offered once measured faster; ``components`` loads a checkpoint's
+parts; ``models`` are the networks; ``io`` reads and writes pixels and files; ``ursa`` is the
+successor model beside them. Importing this package is cheap: heavy modules load on first use.
 """
 
 from ._exports import MovedModules, lazy_names
@@ -34,7 +34,8 @@ _LAZY = {
 __getattr__ = lazy_names(__name__, _LAZY)
 __all__ = list(_LAZY)
 
-# The flat modules of 0.1 (``nova.plan``, ``nova.fast``, ...) at their places in the packages.
+# The flat modules of 0.1 (``nova.plan``, ``nova.fast``, ...) and the Triton head of ``nova.speed``
+# at their places in the packages.
 # (``nova.batch``, ``nova.sampling`` and ``nova.components`` are packages now; their old names
 # are handed on by the packages themselves.)
 MovedModules.install(
@@ -65,5 +66,7 @@ MovedModules.install(
         "vae_frames": "io.frames",
         "latents": "io.latents",
         "fp8": "speed.fp8",
+        "speed.triton_head": "head.triton",
+        "speed.triton_kernels": "head.triton_kernels",
     },
 )

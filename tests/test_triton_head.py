@@ -1,4 +1,4 @@
-"""The Triton head (nova/speed/triton_head.py): off by default, never imported unless asked for, eager
+"""The Triton head (nova/head/triton.py): off by default, never imported unless asked for, eager
 where Triton cannot run, and under the Triton interpreter the same numbers as the eager head
 (tests/triton_cases.py, run in a process of its own: TRITON_INTERPRET must be set before triton
 is imported, and must not leak into the other tests)."""
@@ -22,8 +22,7 @@ def test_triton_head_is_off_by_default():
 
 def test_importing_nova_and_the_fast_path_does_not_import_triton():
     code = (
-        "import sys, nova, nova.sampling.fast, nova.speed.triton_head; "
-        "assert 'triton' not in sys.modules, 'triton imported'"
+        "import sys, nova, nova.sampling.fast, nova.head.triton; assert 'triton' not in sys.modules, 'triton imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(HERE))
 

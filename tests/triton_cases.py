@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from conftest import golden_case, golden_runs
 from tolerances import assert_latents_close
 
+from nova.head import triton as triton_head
 from nova.sampling.fast import Accel, HeadPlan, StepPlan
 from nova.sampling.sampler import SamplerSettings, prepare_scheduler
-from nova.speed import triton_head
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/test_triton_head.py"
 

@@ -9,8 +9,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from nova.speed import triton_kernels as k
-from nova.speed.triton_head import TritonHead
+from nova.head import triton_kernels as k
+from nova.head.triton import TritonHead
 
 HOPPER = GPUTarget("cuda", 90, 32)
 

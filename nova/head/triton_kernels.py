@@ -1,6 +1,6 @@
-"""Triton kernels of the diffusion head's per-step work (used through :mod:`nova.triton_head`).
+"""Triton kernels of the diffusion head's per-step work (used through :mod:`nova.head.triton`).
 
-This module imports triton at the top: only :mod:`nova.triton_head` imports it, and only when the
+This module imports triton at the top: only :mod:`nova.head.triton` imports it, and only when the
 ``Accel.triton_head`` switch is on and Triton can run (CUDA, or ``TRITON_INTERPRET=1`` in tests).
 Every kernel computes in float32 and stores in its output's dtype. Row-wise kernels take ``ROWS``
 rows per program, each whole (the head's width, 1024-1280, fits in one block).

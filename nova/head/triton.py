@@ -1,7 +1,7 @@
 """The diffusion head's per-step work as a few fused Triton kernels (off: slower than the default
 on an H200, see nova/speed/options.py).
 
-The eager fused head (:class:`nova.sampling.fast.HeadPlan`) runs ~7 small operations per block and ~30 per
+The eager fused head (:class:`nova.head.prepared.HeadPlan`) runs ~7 small operations per block and ~30 per
 diffusion step; here a step is 4 kernels per block plus 4 (patch embed, final AdaLN, output
 linear, guidance + scheduler step): 16 for the 3-block heads.
 
