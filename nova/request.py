@@ -103,8 +103,9 @@ def read_request(
     """Every rule of a request on a checkpoint of ``config`` (its transformer config), and its
     input files read: sizes and frame counts from the headers first, then the frames it uses.
     ``name`` spells an option the way the caller's user wrote it (``--mask-grow``, ``mask_grow``).
-    ``decode=False`` checks the files from their headers only (a batch checks every item so
-    before any work) and returns a request without their contents. ``checkpoint`` names the
+    ``decode=False`` checks a clip and its mask from their headers only, decoding no frame of
+    the clip (a batch checks every item so before any work), and returns a request without the
+    files' contents. ``checkpoint`` names the
     checkpoint in messages (its folder)."""
     from .io.media import read_frames
     from .sampling.keyframes import latent_index
