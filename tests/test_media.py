@@ -172,3 +172,43 @@ def test_same_frames_same_bytes_on_a_busy_machine(tmp_path, ext):
             p.kill()
             p.wait()
     assert len(digests) == 1
+
+
+def test_x264_leaves_out_avx512_only_where_it_is_and_never_fails(monkeypatch, tmp_path):
+    """x264's asm list: None (its own detection) off x86-64, on CPUs without AVX-512 and where the
+    CPU cannot be read; on AVX-512 CPUs the sets below it that the CPU reports."""
+    import builtins
+    import platform
+
+    import torch
+
+    from nova.io import media
+
+    real_open = builtins.open
+
+    def cpuinfo(text):
+        path = tmp_path / "cpuinfo"
+        path.write_text(text)
+        monkeypatch.setattr(
+            builtins, "open", lambda f, *a, **k: real_open(path if f == "/proc/cpuinfo" else f, *a, **k)
+        )
+        media.x264_asm.cache_clear()
+        return media.x264_asm()
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert cpuinfo("flags\t\t: fpu sse sse2 avx avx2 fma bmi1 bmi2\n") is None
+    assert cpuinfo("flags\t\t: sse sse2 pni avx avx2 avx512f\n") == "SSE,SSE2,SSE3,AVX,AVX2"
+
+    def no_cpuinfo(f, *a, **k):
+        if f == "/proc/cpuinfo":
+            raise FileNotFoundError(f)
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_cpuinfo)
+    monkeypatch.delattr(torch.backends.cpu, "get_cpu_capability")  # an older torch
+    media.x264_asm.cache_clear()
+    assert media.x264_asm() is None
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    media.x264_asm.cache_clear()
+    assert media.x264_asm() is None
+    media.x264_asm.cache_clear()

@@ -131,24 +131,36 @@ def _remove(path: str) -> None:
 
 
 # x264's AVX-512 routines read memory the encoder never wrote: on a CPU with AVX-512 the same frames
-# gave other bytes (and pixels) from one write to the next. Every AVX-512 CPU has this AVX2-level set,
-# which encodes about as fast and gives the same bytes on every run (and on AVX2-only CPUs).
-X264_WITHOUT_AVX512 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2,LZCNT"
+# gave other bytes (and pixels) from one write to the next. On such a CPU x264 gets the instruction
+# sets below AVX-512 that the CPU reports (x264's name: the Linux cpuinfo flag), which encode about
+# as fast and give the same bytes on every run (and the same as on AVX2-only CPUs).
+X264_BELOW_AVX512 = {
+    "MMX2": "mmxext", "SSE": "sse", "SSE2": "sse2", "SSE3": "pni", "SSSE3": "ssse3", "SSE4.1": "sse4_1",
+    "SSE4.2": "sse4_2", "AVX": "avx", "FMA3": "fma", "BMI1": "bmi1", "BMI2": "bmi2", "AVX2": "avx2", "LZCNT": "abm",
+}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=None)
-def _has_avx512() -> bool:
+def x264_asm() -> Optional[str]:
+    """x264's ``asm`` list for this CPU: None (x264 detects it) unless the CPU has AVX-512."""
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+        return None
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return " avx512f" in f.read()
-    except OSError:  # not Linux: torch reads the CPU's features itself
-        import torch
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:  # not Linux: torch reads the CPU's features (every AVX-512 CPU has the sets above)
+        try:
+            import torch
 
-        return torch.backends.cpu.get_cpu_capability() == "AVX512"
+            avx512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
+        except Exception:  # an older torch: let x264 detect the CPU
+            return None
+        return ",".join(X264_BELOW_AVX512) if avx512 else None
+    if "avx512f" not in flags:
+        return None
+    return ",".join(name for name, flag in X264_BELOW_AVX512.items() if flag in flags)
 
 
 class VideoWriter:
@@ -199,8 +211,8 @@ class VideoWriter:
             # One encoder thread: x264's choices with several depend on how its threads are scheduled,
             # so the same frames gave other bytes (and pixels) on a busy machine.
             options = {"crf": "18", "threads": "1"}
-            if _has_avx512():
-                options["x264-params"] = f"asm={X264_WITHOUT_AVX512}"
+            if x264_asm() is not None:
+                options["x264-params"] = f"asm={x264_asm()}"
             self._stream.pix_fmt, self._stream.options = "yuv420p", options
             self._stream.codec_context.thread_count = 1
         ph, pw = self._stream.height, self._stream.width
