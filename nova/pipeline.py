@@ -29,7 +29,7 @@ from .io.frames import frames_kept
 from .io.images import fit_image
 from .io.latents import as_prefix
 from .io.pixels import pixels_to_uint8
-from .request import GivenFrames, build_plan
+from .request import GivenFrames, build_plan, encode_given
 from .sampling.fast import Accel
 from .sampling.keyframes import DEFAULT_APPROACH, DEFAULT_STRENGTH, Keyframe, latent_index
 from .sampling.plan import Segment, per_sample
@@ -181,6 +181,8 @@ class NovaPipeline:
                 "keyframes pin pictures at times of a video; this is an image checkpoint (one frame). "
                 "Use a video checkpoint, or image with strength for an image."
             )
+        if self.vae is None:
+            raise InputError("keyframes need the VAE to encode their pictures; load the pipeline with load_vae=True.")
         try:
             pairs = [(image, frame) for image, frame in pairs]
         except (TypeError, ValueError) as exc:
@@ -318,7 +320,6 @@ class NovaPipeline:
         generator = generator if generator is not None else new_generator()
         given = self.prepare_latents(
             image,
-            latents,
             prefix,
             max_latent_length,
             generator,
@@ -438,7 +439,6 @@ class NovaPipeline:
     def prepare_latents(
         self,
         image,
-        latents,
         prefix,
         max_latent_length: int,
         generator,
@@ -450,28 +450,23 @@ class NovaPipeline:
         keyframe_approach,
         keyframe_strength,
     ) -> "GivenFrames":
-        """The given frames as latents: the masked source with its token mask, or the image's
-        posterior sample (drawn first from ``generator``, as the official code does), or ``latents``;
-        and the pinned keyframes (posterior means: no draw)."""
-        prefix_mask = blend = None
-        if mask is not None:  # inpainting / outpainting of `image` or `latents` (nova/sampling/masks.py)
-            from .sampling.masks import masked_prefix
-
-            prefix, prefix_mask, blend = masked_prefix(
-                self, mask, image=image, latents=latents, threshold=mask_threshold, grow=mask_grow, feather=mask_feather
-            )
-            image = None  # encoded (posterior mean) with its mask
-        frames = 1 if image is not None else (0 if prefix is None else prefix.shape[2])
-        pinned = None
-        if keyframes:
-            if self.vae is None:
-                raise InputError(
-                    "keyframes need the VAE to encode their pictures; load the pipeline with load_vae=True."
-                )
-            pinned = self.keyframes(keyframes, max_latent_length, keyframe_approach, keyframe_strength)
-        if image is not None:  # the posterior sample comes before anything else draws from the generator
-            prefix = self.encode_image(image, generator).unsqueeze(2)
-        return GivenFrames(prefix, frames, prefix_mask, blend, pinned)
+        """The given frames as latents (:func:`nova.request.encode_given`): the masked source with its
+        token mask, or the image's posterior sample (drawn first from ``generator``, as the official
+        code does), or the given latents (``prefix``); and the pinned keyframes (no draw)."""
+        return encode_given(
+            self,
+            generator,
+            image=image,
+            prefix=prefix,
+            mask=mask,
+            threshold=mask_threshold,
+            grow=mask_grow,
+            feather=mask_feather,
+            keyframes=keyframes or (),
+            total=max_latent_length,
+            approach=keyframe_approach,
+            strength=keyframe_strength,
+        )
 
     def _negative(self, negative_prompt, negative_embeds, batch: int) -> Optional[PromptEmbeds]:
         """None means the learned null embedding (what the empty prompt encodes to)."""

@@ -55,29 +55,23 @@ class Request:
     keyframes: Tuple[tuple, ...] = ()
 
     def given_frames(self, pipe, generator) -> GivenFrames:
-        """The given frames encoded by ``pipe`` (a :class:`nova.pipeline.NovaPipeline`): the masked
-        image or clip with its token mask (posterior mean), or the clip (posterior mean), or the
-        image's posterior sample, drawn first from ``generator`` as the official code does; and the
-        keyframes (posterior means: no draw)."""
-        from .sampling.masks import masked_prefix
-
+        """The given frames encoded by ``pipe`` (a :class:`nova.pipeline.NovaPipeline`), as
+        :func:`encode_given` encodes them."""
         o = self.options
-        prefix = mask = blend = None
-        if self.mask is not None:
-            source = {"video": self.clip} if self.clip is not None else {"image": self.image}
-            prefix, mask, blend = masked_prefix(
-                pipe, self.mask, threshold=o["mask_threshold"], grow=o["mask_grow"], feather=o["feather"], **source
-            )
-        elif self.clip is not None:
-            prefix = pipe.encode_video(self.clip)
-        elif self.image is not None:
-            prefix = pipe.encode_image(self.image, generator).unsqueeze(2)
-        keyframes = None
-        if self.keyframes:
-            keyframes = pipe.keyframes(
-                list(self.keyframes), self.latents, o["keyframe_approach"], o["keyframe_strength"]
-            )
-        return GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], mask, blend, keyframes)
+        return encode_given(
+            pipe,
+            generator,
+            image=self.image,
+            clip=self.clip,
+            mask=self.mask,
+            threshold=o["mask_threshold"],
+            grow=o["mask_grow"],
+            feather=o["feather"],
+            keyframes=self.keyframes,
+            total=self.latents,
+            approach=o["keyframe_approach"],
+            strength=o["keyframe_strength"],
+        )
 
     def frames_per_prompt(self, given: GivenFrames) -> List[int]:
         """The new latent frames of each prompt's segment, after the given ones."""
@@ -90,6 +84,43 @@ class Request:
         return build_plan(
             pipe, settings, segments, given, denoise=o["denoise"], window=o["window"], blend=o["blend"], loop=o["loop"]
         )
+
+
+def encode_given(
+    pipe,
+    generator,
+    *,
+    image=None,
+    clip=None,
+    prefix=None,
+    mask=None,
+    threshold: float = 0.5,
+    grow: int = 0,
+    feather: int = 0,
+    keyframes=(),
+    total: int = 1,
+    approach: int = 2,
+    strength: float = 0.5,
+) -> GivenFrames:
+    """The frames a generation starts from, encoded by ``pipe`` (a NovaPipeline): one of ``image``
+    (uint8 [H, W, 3]), ``clip`` (uint8 frames) or ``prefix`` (latents [B, C, N, h, w]). Under
+    ``mask`` they are encoded to the posterior mean with the token mask that repaints them
+    (nova/sampling/masks.py); else a clip is its posterior mean and an image its posterior sample,
+    drawn first from ``generator`` as the official code does. ``keyframes``, (picture, video frame)
+    pairs in a video of ``total`` latent frames, are encoded before any given frame (posterior
+    means: no draw), so a bad one fails first."""
+    from .sampling.masks import masked_prefix
+
+    repaint = blend = None
+    if mask is not None:
+        source = {"video": clip} if clip is not None else {"image": image} if image is not None else {"latents": prefix}
+        prefix, repaint, blend = masked_prefix(pipe, mask, threshold=threshold, grow=grow, feather=feather, **source)
+    pinned = pipe.keyframes(keyframes, total, approach, strength) if keyframes else None
+    if mask is None and clip is not None:
+        prefix = pipe.encode_video(clip)
+    elif mask is None and image is not None:
+        prefix = pipe.encode_image(image, generator).unsqueeze(2)
+    return GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], repaint, blend, pinned)
 
 
 def read_request(
