@@ -172,14 +172,21 @@ def markdown(r: dict) -> str:
         f"# `nova batch` throughput: {r['label']}",
         "",
         f"- weights: {r['checkpoint']}",
-        f"- device: {r['device']} ({r['cpu']}, torch {r['torch']}, {r['threads']} threads), {r['dtype']}; "
-        f"load average at the end {r['load_average']:.1f} (a shared machine)",
-        f"- videos: {r['frames']} frames, {r['steps'][0]} set steps x {r['steps'][1]} diffusion steps, cfg 5; "
-        f"{r['videos_per_size']} prompts x 1 sample per batch size, each size in a fresh process",
+        (
+            f"- device: {r['device']} ({r['cpu']}, torch {r['torch']}, {r['threads']} threads), {r['dtype']}; "
+            f"load average at the end {r['load_average']:.1f} (a shared machine)"
+        ),
+        (
+            f"- videos: {r['frames']} frames, {r['steps'][0]} set steps x {r['steps'][1]} diffusion steps, cfg 5; "
+            f"{r['videos_per_size']} prompts x 1 sample per batch size, each size in a fresh process"
+        ),
         f"- command: `{r['command']}`",
         "",
-        "| batch size | videos | s per video (manifest) | videos/hour | vs batch 1 | videos/hour incl. load | wall s | "
-        "peak GB |",
+        (
+            "| batch size | videos | s per video (manifest) | videos/hour | vs batch 1 | videos/hour incl. load | wall "
+            "s | "
+            "peak GB |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
@@ -190,9 +197,11 @@ def markdown(r: dict) -> str:
         )
     lines += [
         "",
-        "s per video: the manifest's seconds (the video's share of its batch's sampling, plus its own "
-        "decode and write), i.e. the steady state of a long run; 'incl. load' divides by the whole run "
-        "(model load and Phi-2 encoding of the prompts included).",
+        (
+            "s per video: the manifest's seconds (the video's share of its batch's sampling, plus its own "
+            "decode and write), i.e. the steady state of a long run; 'incl. load' divides by the whole run "
+            "(model load and Phi-2 encoding of the prompts included)."
+        ),
         "",
         "",
     ]

@@ -310,10 +310,14 @@ def markdown(r: dict) -> str:
     lines = [
         f"# NOVA GPU check ({r['date']})",
         "",
-        f"- device: {r['device']}; torch {r['torch']}; triton {r.get('triton')}; {r['dtype']}; matmul peak "
-        f"{r.get('matmul_peak_tflops')} TFLOP/s",
-        f"- video: {r['latents']} latents, {r['steps'][0]}/{r['steps'][1]} steps, "
-        "batch 1, cfg 5, random weights at the real size, text encoder excluded",
+        (
+            f"- device: {r['device']}; torch {r['torch']}; triton {r.get('triton')}; {r['dtype']}; matmul peak "
+            f"{r.get('matmul_peak_tflops')} TFLOP/s"
+        ),
+        (
+            f"- video: {r['latents']} latents, {r['steps'][0]}/{r['steps'][1]} steps, "
+            "batch 1, cfg 5, random weights at the real size, text encoder excluded"
+        ),
         f"- command: `{r['command']}`; {r.get('elapsed_seconds')} s in all",
         "",
     ]
@@ -329,8 +333,10 @@ def markdown(r: dict) -> str:
         lines += [f"| {k} | {v} | {main['best'][k]} |" for k, v in main["seconds"].items()]
         lines += [
             "",
-            f"Default / before: **{main['ratio_default_over_before']}**; latents max |diff| / std: "
-            f"{main['latents_max_diff_over_std']}.",
+            (
+                f"Default / before: **{main['ratio_default_over_before']}**; latents max |diff| / std: "
+                f"{main['latents_max_diff_over_std']}."
+            ),
             "",
         ]
     modes = {k[6:]: v for k, v in items.items() if k.startswith("mode: ")}
@@ -365,8 +371,10 @@ def main(argv=None):
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated item names (their beginnings) to run, e.g. "
-        "'default,128/100,sdxl1024'; the rest are left out",
+        help=(
+            "comma-separated item names (their beginnings) to run, e.g. "
+            "'default,128/100,sdxl1024'; the rest are left out"
+        ),
     )
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args(argv)

@@ -177,8 +177,10 @@ def markdown(report: dict) -> str:
     lines = [
         "# NOVA on CPU: lower precision against the golden tolerances",
         "",
-        f"- device: {report['device']} ({report['threads']} threads, torch {report['torch']}); bf16 units: "
-        f"{report['bf16_units']}",
+        (
+            f"- device: {report['device']} ({report['threads']} threads, torch {report['torch']}); bf16 units: "
+            f"{report['bf16_units']}"
+        ),
         f"- command: `{report['command']}`",
         "",
         "## Speed: cpu-mid latents (3 latents, 16/10 steps), rounds alternating between modes",

@@ -137,8 +137,10 @@ def markdown(s: dict, meta: dict) -> str:
         "",
         "## Launches",
         "",
-        f"- {'kernels' if s['device'] == 'cuda' else 'top-level ops'}: {s['launches']} "
-        f"({s['launches_per_set_step']} per set step, {s['set_steps']} set steps)",
+        (
+            f"- {'kernels' if s['device'] == 'cuda' else 'top-level ops'}: {s['launches']} "
+            f"({s['launches_per_set_step']} per set step, {s['set_steps']} set steps)"
+        ),
     ]
     if s["device"] == "cuda":
         lines.append(f"- CUDA graph replays: {s['cuda_graph_launches']}")
@@ -148,8 +150,10 @@ def markdown(s: dict, meta: dict) -> str:
             "",
             "## GPU idle gaps",
             "",
-            f"- span of the kernels: {g['wall_ms']} ms; busy {g['busy_ms']} ms; idle {g['idle_ms']} ms "
-            f"({100 * g['idle_share']:.1f}%)",
+            (
+                f"- span of the kernels: {g['wall_ms']} ms; busy {g['busy_ms']} ms; idle {g['idle_ms']} ms "
+                f"({100 * g['idle_share']:.1f}%)"
+            ),
             f"- gaps over 50 us: {g['gaps_over_50us']}; largest (ms): {g['largest_gaps_ms']}",
         ]
     else:

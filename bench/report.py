@@ -10,8 +10,10 @@ def markdown(r: dict) -> str:
         f"# NOVA benchmark: {r['preset']}",
         "",
         f"- weights: {r.get('checkpoint', 'random weights')}",
-        f"- device: {r['device']} (torch {r['torch']}, {r['threads']} threads); measured matmul peak "
-        f"{r['matmul_peak_tflops']} TFLOP/s ({r['dtype']})",
+        (
+            f"- device: {r['device']} (torch {r['torch']}, {r['threads']} threads); measured matmul peak "
+            f"{r['matmul_peak_tflops']} TFLOP/s ({r['dtype']})"
+        ),
         (
             f"- video: {r['latents']} latents = {r['frames']} frames"
             if r.get("video_model", True)
@@ -53,8 +55,10 @@ def markdown(r: dict) -> str:
             "",
             "## Kernel floor",
             "",
-            "Every matrix product and attention call of one run, each replayed alone with hot caches "
-            "(`bench/floor.py`);",
+            (
+                "Every matrix product and attention call of one run, each replayed alone with hot caches "
+                "(`bench/floor.py`);"
+            ),
             "measured: the same run's best time just before and after the replays.",
             "The gap to the measured time is elementwise ops, op dispatch and cache misses.",
             "",
@@ -82,8 +86,11 @@ def markdown(r: dict) -> str:
             "",
             "## Stages (instrumented run, fast path without CUDA graphs)",
             "",
-            "Peak memory: on CUDA the most allocated while the stage ran, weights included; on CPU only the process's "
-            "high-water mark is known, for whole runs (text encode, VAE decode).",
+            (
+                "Peak memory: on CUDA the most allocated while the stage ran, weights included; on CPU only the "
+                "process's "
+                "high-water mark is known, for whole runs (text encode, VAE decode)."
+            ),
             "",
             "| stage | seconds | calls | ms per call | GFLOP | TFLOP/s | of peak | peak GB |",
             "|---|---|---|---|---|---|---|---|",
@@ -97,8 +104,11 @@ def markdown(r: dict) -> str:
             )
     lines += [
         "",
-        f"Text encoder: {r['text_encode']['seconds']} s, peak memory {r['text_encode']['peak_gb']} GB (offloaded after "
-        "encoding).",
+        (
+            f"Text encoder: {r['text_encode']['seconds']} s, peak memory {r['text_encode']['peak_gb']} GB (offloaded "
+            "after "
+            "encoding)."
+        ),
         "",
         f"## VAE decode of {r['latents']} latents",
         "",

@@ -195,10 +195,12 @@ def markdown(report: dict) -> str:
         "",
         f"Command: `{report['command']}`",
         "",
-        "Differences are max and mean |mode - default| over the default latents' std (the golden tolerances' "
-        "measure: 2e-2 / 1e-3 for DDPM runs, 1e-3 / 1e-4 for flow matching). The chaos floor row is the default "
-        "with one weight (the spatial encoder's final LayerNorm scale) nudged by one float32 ulp: a mode's "
-        "difference near that floor is rounding amplified by the sampler, not the mode.",
+        (
+            "Differences are max and mean |mode - default| over the default latents' std (the golden tolerances' "
+            "measure: 2e-2 / 1e-3 for DDPM runs, 1e-3 / 1e-4 for flow matching). The chaos floor row is the default "
+            "with one weight (the spatial encoder's final LayerNorm scale) nudged by one float32 ulp: a mode's "
+            "difference near that floor is rounding amplified by the sampler, not the mode."
+        ),
         "",
     ]
     not_run = {}

@@ -58,9 +58,11 @@ class NovaKeyframes(io.ComfyNode):
             node_id="NOVAKeyframes",
             display_name="NOVA Keyframes",
             category="NOVA",
-            description="Pictures pinned at video frames (an end frame, or images at chosen times) for NOVA AR "
-            "Frame Step and NOVA Generate: the latent of each is the picture, and the frames before it "
-            "approach it.",
+            description=(
+                "Pictures pinned at video frames (an end frame, or images at chosen times) for NOVA AR "
+                "Frame Step and NOVA Generate: the latent of each is the picture, and the frames before it "
+                "approach it."
+            ),
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Image.Input(
@@ -69,9 +71,11 @@ class NovaKeyframes(io.ComfyNode):
                 io.String.Input(
                     "frames",
                     default="-1",
-                    tooltip="Video frame of each picture, comma separated: 0 or a multiple of 4 (the "
-                    "VAE packs 4 frames per latent), -1 = the last frame of the video. "
-                    "E.g. '0, 32'.",
+                    tooltip=(
+                        "Video frame of each picture, comma separated: 0 or a multiple of 4 (the "
+                        "VAE packs 4 frames per latent), -1 = the last frame of the video. "
+                        "E.g. '0, 32'."
+                    ),
                 ),
                 io.Int.Input(
                     "approach",
@@ -86,9 +90,11 @@ class NovaKeyframes(io.ComfyNode):
                     min=0.0,
                     max=1.0,
                     step=0.01,
-                    tooltip="How strongly they do: the m-th of the approach frames has strength x m / "
-                    "(approach + 1) of its tokens fixed to the keyframe's. 0 = only the pinned "
-                    "frame.",
+                    tooltip=(
+                        "How strongly they do: the m-th of the approach frames has strength x m / "
+                        "(approach + 1) of its tokens fixed to the keyframe's. 0 = only the pinned "
+                        "frame."
+                    ),
                 ),
                 io.Int.Input(
                     "width", default=768, min=64, max=4096, step=8, tooltip="The checkpoint's width (osp480: 768)."
@@ -159,6 +165,8 @@ def keyframes_input():
     return NovaKeyframesType.Input(
         "keyframes",
         optional=True,
-        tooltip="Pictures pinned at video frames (NOVA Keyframes): each one's latent is the picture, the frames "
-        "before it approach it. Frame indices count in the whole video, given frames included.",
+        tooltip=(
+            "Pictures pinned at video frames (NOVA Keyframes): each one's latent is the picture, the frames "
+            "before it approach it. Frame indices count in the whole video, given frames included."
+        ),
     )

@@ -112,8 +112,10 @@ class NovaTextEncoderLoader(io.ComfyNode):
             node_id="NOVATextEncoderLoader",
             display_name="NOVA Text Encoder Loader (Phi-2)",
             category="NOVA/loaders",
-            description="Loads Phi-2 from a NOVA checkpoint or a standalone folder in models/text_encoders "
-            "(one copy serves every NOVA checkpoint).",
+            description=(
+                "Loads Phi-2 from a NOVA checkpoint or a standalone folder in models/text_encoders "
+                "(one copy serves every NOVA checkpoint)."
+            ),
             inputs=_loader_inputs(
                 "text_encoder_name",
                 folders.find_text_encoders(default_host()),

@@ -36,8 +36,9 @@ class NovaSegment(io.ComfyNode):
             node_id="NOVASegment",
             display_name="NOVA Segment",
             category="NOVA/long video",
-            description="One segment of a long video: its prompt, motion and length. Chain segments through "
-            "'previous'.",
+            description=(
+                "One segment of a long video: its prompt, motion and length. Chain segments through 'previous'."
+            ),
             inputs=[
                 io.Conditioning.Input("positive"),
                 io.Int.Input(
@@ -84,9 +85,11 @@ class NovaLongVideo(io.ComfyNode):
             node_id="NOVALongVideo",
             display_name="NOVA Long Video",
             category="NOVA/long video",
-            description="Generates the segments one after another without restarting: the temporal context slides "
-            "over the last 'window' latents (memory stays flat), prompts switch or blend between segments, "
-            "and 'loop_frames' frames can lead back to the first frame.",
+            description=(
+                "Generates the segments one after another without restarting: the temporal context slides "
+                "over the last 'window' latents (memory stays flat), prompts switch or blend between segments, "
+                "and 'loop_frames' frames can lead back to the first frame."
+            ),
             inputs=[
                 NovaModelType.Input("model"),
                 NovaSamplerType.Input("sampler"),
@@ -97,30 +100,37 @@ class NovaLongVideo(io.ComfyNode):
                     default=9,
                     min=0,
                     max=MAX_LATENTS,
-                    tooltip="Latent frames of temporal context (9 = the training length). 0 = the whole video "
-                    "(official; memory grows).",
+                    tooltip=(
+                        "Latent frames of temporal context (9 = the training length). 0 = the whole video "
+                        "(official; memory grows)."
+                    ),
                 ),
                 io.Int.Input(
                     "blend_frames",
                     default=0,
                     min=0,
                     max=64,
-                    tooltip="Frames over which each new segment's prompt fades in from the previous one (0 = switch at "
-                    "once).",
+                    tooltip=(
+                        "Frames over which each new segment's prompt fades in from the previous one (0 = switch at "
+                        "once)."
+                    ),
                 ),
                 io.Int.Input(
                     "loop_frames",
                     default=0,
                     min=0,
                     max=64,
-                    tooltip="Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no "
-                    "loop).",
+                    tooltip=(
+                        "Extra frames at the end that lead back to the first frame, for a seamless loop (0 = no loop)."
+                    ),
                 ),
                 io.Latent.Input(
                     "latents",
                     optional=True,
-                    tooltip="A video to continue (its frames are kept unchanged; with a noise_mask, "
-                    "its white area is first repainted under the first segment's prompt).",
+                    tooltip=(
+                        "A video to continue (its frames are kept unchanged; with a noise_mask, "
+                        "its white area is first repainted under the first segment's prompt)."
+                    ),
                 ),
                 *mask_inputs(),
                 denoise_input(),

@@ -157,10 +157,12 @@ class NovaOutpaintCanvas(io.ComfyNode):
             node_id="NOVAOutpaintCanvas",
             display_name="NOVA Outpaint Canvas",
             category="NOVA",
-            description="Places an image or clip on the checkpoint's canvas (scaled to fit, times zoom) and outputs "
-            "the mask of the area around it. Encode the canvas, attach the mask with Set Latent Noise "
-            "Mask and run AR Frame Step with latent_frames 0: NOVA generates the rest (a 4:3 clip "
-            "becomes 768x480).",
+            description=(
+                "Places an image or clip on the checkpoint's canvas (scaled to fit, times zoom) and outputs "
+                "the mask of the area around it. Encode the canvas, attach the mask with Set Latent Noise "
+                "Mask and run AR Frame Step with latent_frames 0: NOVA generates the rest (a 4:3 clip "
+                "becomes 768x480)."
+            ),
             inputs=[
                 io.Image.Input("image", tooltip="An image or video frames."),
                 io.Int.Input(
@@ -207,8 +209,10 @@ class NovaOutpaintCanvas(io.ComfyNode):
                     "fill",
                     options=list(masks.FILLS),
                     default="edge",
-                    tooltip="What the area to generate holds before generation. edge: the border pixels repeated "
-                    "(no hard edge for the VAE next to the kept tokens).",
+                    tooltip=(
+                        "What the area to generate holds before generation. edge: the border pixels repeated "
+                        "(no hard edge for the VAE next to the kept tokens)."
+                    ),
                 ),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],

@@ -54,8 +54,10 @@ class NovaSetSampler(io.ComfyNode):
             node_id="NOVASetSampler",
             display_name="NOVA Set Sampler",
             category="NOVA",
-            description="Settings of the set-by-set spatial sampler. Defaults: the official T2V demo (128/100, cfg 7); "
-            "the pipeline defaults 64/25/5 are several times faster.",
+            description=(
+                "Settings of the set-by-set spatial sampler. Defaults: the official T2V demo (128/100, cfg 7); "
+                "the pipeline defaults 64/25/5 are several times faster."
+            ),
             inputs=[
                 io.Int.Input(
                     "ar_steps",
@@ -93,8 +95,9 @@ class NovaSetSampler(io.ComfyNode):
                     min=0.01,
                     max=1.0,
                     step=0.01,
-                    tooltip="Renormalize guided predictions to at least this fraction of the conditional norm (1 = "
-                    "off).",
+                    tooltip=(
+                        "Renormalize guided predictions to at least this fraction of the conditional norm (1 = off)."
+                    ),
                 ),
                 io.Float.Input(
                     "image_guidance",
@@ -164,10 +167,12 @@ def denoise_input():
         max=1.0,
         step=0.01,
         optional=True,
-        tooltip="Below 1: re-sample the given frames instead of keeping them (image-to-image, video-to-video; only "
-        "under the mask with one). Each token's diffusion starts from the given token noised to this level "
-        "and runs the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep "
-        "them as they are; 1 = keep and continue them (with a mask: repaint from pure noise).",
+        tooltip=(
+            "Below 1: re-sample the given frames instead of keeping them (image-to-image, video-to-video; only "
+            "under the mask with one). Each token's diffusion starts from the given token noised to this level "
+            "and runs the last round(diffusion_steps x denoise) steps (as SDEdit / KSampler denoise). 0 = keep "
+            "them as they are; 1 = keep and continue them (with a mask: repaint from pure noise)."
+        ),
     )
 
 
@@ -224,10 +229,12 @@ class NovaARFrameStep(io.ComfyNode):
             node_id="NOVAARFrameStep",
             display_name="NOVA AR Frame Step",
             category="NOVA",
-            description="Frame-by-frame autoregressive step: continues the given latents (none: starts a new "
-            "video) with latent_frames new frames. Chain steps to extend a video or change the prompt. "
-            "Latents with a noise_mask (Set Latent Noise Mask) are repainted under the mask first "
-            "(inpainting, outpainting; latent_frames 0 = only repaint).",
+            description=(
+                "Frame-by-frame autoregressive step: continues the given latents (none: starts a new "
+                "video) with latent_frames new frames. Chain steps to extend a video or change the prompt. "
+                "Latents with a noise_mask (Set Latent Noise Mask) are repainted under the mask first "
+                "(inpainting, outpainting; latent_frames 0 = only repaint)."
+            ),
             inputs=[
                 NovaModelType.Input("model"),
                 io.Conditioning.Input("positive"),
@@ -237,8 +244,10 @@ class NovaARFrameStep(io.ComfyNode):
                     default=9,
                     min=0,
                     max=MAX_LATENTS,
-                    tooltip="Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame). "
-                    "0: only repaint the given latents under their noise_mask.",
+                    tooltip=(
+                        "Latent frames to add (each is 4 video frames; the first latent of a video is 1 frame). "
+                        "0: only repaint the given latents under their noise_mask."
+                    ),
                 ),
                 *_frame_inputs(),
                 io.Conditioning.Input(
@@ -247,9 +256,11 @@ class NovaARFrameStep(io.ComfyNode):
                 io.Latent.Input(
                     "latents",
                     optional=True,
-                    tooltip="Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded "
-                    "clip. "
-                    "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated.",
+                    tooltip=(
+                        "Frames to continue from: a previous step, an encoded image (image-to-video) or an encoded "
+                        "clip. "
+                        "With a noise_mask (pixel or latent size, one or one per frame), its white area is regenerated."
+                    ),
                 ),
                 *mask_inputs(),
                 denoise_input(),
@@ -298,9 +309,11 @@ class NovaGenerate(io.ComfyNode):
             node_id="NOVAGenerate",
             display_name="NOVA Generate",
             category="NOVA",
-            description="Text-to-video, image-to-video (connect start_image) or text-to-image (frames = 1) in one "
-            "node: VAE Encode -> AR Frame Step -> VAE Decode. With a mask, start_image (an image or a "
-            "clip) is repainted under it (inpainting, outpainting), then continued up to frames.",
+            description=(
+                "Text-to-video, image-to-video (connect start_image) or text-to-image (frames = 1) in one "
+                "node: VAE Encode -> AR Frame Step -> VAE Decode. With a mask, start_image (an image or a "
+                "clip) is repainted under it (inpainting, outpainting), then continued up to frames."
+            ),
             inputs=[
                 NovaModelType.Input("model"),
                 NovaVaeType.Input("vae"),
@@ -326,8 +339,11 @@ class NovaGenerate(io.ComfyNode):
                 io.Mask.Input(
                     "mask",
                     optional=True,
-                    tooltip="Area of start_image to regenerate (white; e.g. LoadImage's alpha from the mask "
-                    "editor). One mask or one per frame; start_image is then used whole (an image or a 1 + 4k clip).",
+                    tooltip=(
+                        "Area of start_image to regenerate (white; e.g. LoadImage's alpha from the mask "
+                        "editor). One mask or one per frame; start_image is then used whole (an image or a 1 + 4k "
+                        "clip)."
+                    ),
                 ),
                 *mask_inputs(),
                 io.Int.Input(
@@ -336,10 +352,12 @@ class NovaGenerate(io.ComfyNode):
                     min=0,
                     max=MAX_FEATHER,
                     optional=True,
-                    tooltip="With a mask: blend the result into start_image over this many pixels inside the edge of "
-                    "the "
-                    "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
-                    "those tokens are then start_image's exactly. 0 = the plain decode.",
+                    tooltip=(
+                        "With a mask: blend the result into start_image over this many pixels inside the edge of "
+                        "the "
+                        "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
+                        "those tokens are then start_image's exactly. 0 = the plain decode."
+                    ),
                 ),
                 denoise_input(),
                 keyframes_input(),

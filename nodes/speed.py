@@ -39,9 +39,11 @@ class NovaSpeedMode(io.ComfyNode):
             node_id="NOVASpeedMode",
             display_name="NOVA Speed Mode",
             category="NOVA",
-            description="Deprecated: every mode it offered was slower than the default on an H200 (2026-12-04), so "
-            "only its defaults run (attention auto, no fp8, no compile). Remove it from the workflow; the "
-            "default path is the fastest measured.",
+            description=(
+                "Deprecated: every mode it offered was slower than the default on an H200 (2026-12-04), so "
+                "only its defaults run (attention auto, no fp8, no compile). Remove it from the workflow; the "
+                "default path is the fastest measured."
+            ),
             is_deprecated=True,
             inputs=[
                 NovaModelType.Input("model"),

@@ -22,8 +22,10 @@ class NovaTextEncode(io.ComfyNode):
             node_id="NOVATextEncode",
             display_name="NOVA Text Encode",
             category="NOVA",
-            description="Encodes a prompt with Phi-2. Leave the sampler's negative unconnected for the learned "
-            "null embedding (the official default). The text encoder is offloaded after use.",
+            description=(
+                "Encodes a prompt with Phi-2. Leave the sampler's negative unconnected for the learned "
+                "null embedding (the official default). The text encoder is offloaded after use."
+            ),
             inputs=[
                 NovaTextEncoderType.Input("text_encoder"),
                 io.String.Input(

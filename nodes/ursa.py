@@ -109,8 +109,10 @@ class UrsaCheckpointLoader(io.ComfyNode):
             node_id="URSACheckpointLoader",
             display_name="URSA Checkpoint Loader",
             category="NOVA/URSA",
-            description="Loads an URSA checkpoint (transformer, VQ tokenizer, sampler, text tokenizer) in the "
-            "official Hugging Face layout. FSQ320 checkpoints make videos, IBQ1024 ones images.",
+            description=(
+                "Loads an URSA checkpoint (transformer, VQ tokenizer, sampler, text tokenizer) in the "
+                "official Hugging Face layout. FSQ320 checkpoints make videos, IBQ1024 ones images."
+            ),
             inputs=[
                 io.Combo.Input(
                     "ckpt_name",
@@ -122,8 +124,10 @@ class UrsaCheckpointLoader(io.ComfyNode):
                     "dtype",
                     options=DTYPE_CHOICES,
                     default="auto",
-                    tooltip="Weight/compute dtype. auto = bf16 where supported, else fp32. Only fp32 on "
-                    "the CPU reproduces the official ids exactly.",
+                    tooltip=(
+                        "Weight/compute dtype. auto = bf16 where supported, else fp32. Only fp32 on "
+                        "the CPU reproduces the official ids exactly."
+                    ),
                 ),
                 io.Boolean.Input(
                     "download",
@@ -218,8 +222,10 @@ class UrsaGenerate(io.ComfyNode):
             node_id="URSAGenerate",
             display_name="URSA Generate",
             category="NOVA/URSA",
-            description="Text-to-video, image-to-video (connect image), video extension (connect video: the result "
-            "continues it) or text-to-image (frames = 1, or an IBQ checkpoint) with URSA.",
+            description=(
+                "Text-to-video, image-to-video (connect image), video extension (connect video: the result "
+                "continues it) or text-to-image (frames = 1, or an IBQ checkpoint) with URSA."
+            ),
             inputs=[
                 UrsaModelType.Input("model"),
                 io.String.Input("prompt", multiline=True, default="", tooltip="What to generate."),
@@ -235,9 +241,11 @@ class UrsaGenerate(io.ComfyNode):
                     min=0.0,
                     max=20.0,
                     step=0.5,
-                    tooltip="Motion strength, sent as the official 'motion=<value>, ' prompt prefix "
-                    "on video checkpoints when frames > 1 (9 for text/image-to-video, 5 for "
-                    "extension). 0 = no prefix.",
+                    tooltip=(
+                        "Motion strength, sent as the official 'motion=<value>, ' prompt prefix "
+                        "on video checkpoints when frames > 1 (9 for text/image-to-video, 5 for "
+                        "extension). 0 = no prefix."
+                    ),
                 ),
                 io.Int.Input("width", default=512, min=8, max=4096, step=8, tooltip="Width in pixels (multiple of 8)."),
                 io.Int.Input(
@@ -281,14 +289,17 @@ class UrsaGenerate(io.ComfyNode):
                 io.Image.Input(
                     "image",
                     optional=True,
-                    tooltip="First frame (image-to-video), or the image to vary (IBQ). Its size must be "
-                    "width x height.",
+                    tooltip=(
+                        "First frame (image-to-video), or the image to vary (IBQ). Its size must be width x height."
+                    ),
                 ),
                 io.Image.Input(
                     "video",
                     optional=True,
-                    tooltip="A clip to extend: its last num_cond_frames frames start the new clip, and the "
-                    "output is the clip followed by the new frames.",
+                    tooltip=(
+                        "A clip to extend: its last num_cond_frames frames start the new clip, and the "
+                        "output is the clip followed by the new frames."
+                    ),
                 ),
                 io.Int.Input(
                     "num_cond_frames",

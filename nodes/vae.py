@@ -92,8 +92,10 @@ class NovaVAEEncode(io.ComfyNode):
                     "resize",
                     options=RESIZE_MODES,
                     default="crop",
-                    tooltip="crop: center-crop to the aspect ratio, then resize (official demo). "
-                    "The latents remember it: a noise_mask and the feather's source are fitted the same way.",
+                    tooltip=(
+                        "crop: center-crop to the aspect ratio, then resize (official demo). "
+                        "The latents remember it: a noise_mask and the feather's source are fitted the same way."
+                    ),
                 ),
             ],
             outputs=[io.Latent.Output(display_name="latents")],
@@ -120,9 +122,11 @@ class NovaVAEDecode(io.ComfyNode):
             node_id="NOVAVAEDecode",
             display_name="NOVA VAE Decode",
             category="NOVA",
-            description="Decodes NOVA latents to frames, in temporal chunks so memory stays bounded. Every "
-            "latent count decodes to 1 + 4(T-1) frames. Latents repainted under a mask (AR Frame Step) "
-            "can be feathered into their source frames.",
+            description=(
+                "Decodes NOVA latents to frames, in temporal chunks so memory stays bounded. Every "
+                "latent count decodes to 1 + 4(T-1) frames. Latents repainted under a mask (AR Frame Step) "
+                "can be feathered into their source frames."
+            ),
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
@@ -139,8 +143,10 @@ class NovaVAEDecode(io.ComfyNode):
                     default=5,
                     min=2,
                     max=64,
-                    tooltip="Latents decoded together (video VAE). 5 = the official numerics; "
-                    "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8).",
+                    tooltip=(
+                        "Latents decoded together (video VAE). 5 = the official numerics; "
+                        "3 lowers peak memory (33 frames at 768x480 in bf16: about 6 GB instead of 8)."
+                    ),
                 ),
                 io.Image.Input(
                     "source",
@@ -153,9 +159,11 @@ class NovaVAEDecode(io.ComfyNode):
                     min=0,
                     max=MAX_FEATHER,
                     optional=True,
-                    tooltip="With source and repainted latents: blend over this many pixels inside the edge of the "
-                    "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
-                    "those tokens are then the source's exactly. 0 = the plain decode.",
+                    tooltip=(
+                        "With source and repainted latents: blend over this many pixels inside the edge of the "
+                        "regenerated tokens (the mask rounded out to 16-px cells, after mask_grow); pixels outside "
+                        "those tokens are then the source's exactly. 0 = the plain decode."
+                    ),
                 ),
             ],
             outputs=[io.Image.Output(display_name="frames"), io.Float.Output(display_name="fps")],

@@ -195,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames",
         type=int,
         default=None,
-        help="video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
-        "default 33, with --mask the length of the given clip",
+        help=(
+            "video frames in total: 1 + 4k (33 = 9 latents, 361 = 30 s); "
+            "default 33, with --mask the length of the given clip"
+        ),
     )
     gen.add_argument("--video", default=None, help="a clip to continue (1 + 4k frames are used)")
     gen.add_argument(
@@ -207,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--mask",
         default=None,
-        help="inpaint/outpaint --image or --video: a mask image or video (white = regenerate; "
-        "1 frame, or 1 per video frame)",
+        help=(
+            "inpaint/outpaint --image or --video: a mask image or video (white = regenerate; "
+            "1 frame, or 1 per video frame)"
+        ),
     )
     gen.add_argument(
         "--mask-threshold",
@@ -229,9 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--denoise",
         type=float,
         default=None,
-        help="re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: "
-        "0 keeps them, 1 ignores them (image-to-image, video-to-video); default: keep and "
-        "continue them",
+        help=(
+            "re-sample --image or --video (under --mask only, with one) at this strength in [0, 1]: "
+            "0 keeps them, 1 ignores them (image-to-image, video-to-video); default: keep and "
+            "continue them"
+        ),
     )
     gen.add_argument(
         "--keyframe",
@@ -250,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--keyframe-strength",
         type=float,
         default=0.5,
-        help="in [0, 1]: the frame just before a keyframe has strength x approach / (approach + 1) "
-        "of its tokens fixed to it",
+        help=(
+            "in [0, 1]: the frame just before a keyframe has strength x approach / (approach + 1) "
+            "of its tokens fixed to it"
+        ),
     )
     gen.add_argument(
         "--steps", type=int, default=None, help="NOVA: set-by-set (AR) steps per frame (64); URSA: sampling steps (25)"

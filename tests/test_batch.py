@@ -697,8 +697,10 @@ def test_full_disk_stops_the_run_and_names_the_output(tiny_image, tmp_path, monk
     monkeypatch.setattr(Image.Image, "save", disk_full)
     with pytest.raises(
         InputError,
-        match="the disk is full .*00000-0.png: could not write the file "
-        r"\(No space left on device\).*stopped",
+        match=(
+            "the disk is full .*00000-0.png: could not write the file "
+            r"\(No space left on device\).*stopped"
+        ),
     ):
         run(_job(tiny_image, prompts, out, steps=4, diffusion_steps=2))
     assert len(saves) == 1  # not every unit sampled and refused in turn

@@ -410,36 +410,57 @@ WORKFLOWS = {
 FIRST_COLUMNS = {"nova_video_inpainting": {9: 1}}
 
 DESCRIPTIONS = {
-    "nova_image_to_image": "Image-to-image on a text-to-image checkpoint: example.png is re-sampled at denoise 0.6 "
-    "(keeps its composition, follows the prompt; lower keeps more, higher changes more).",
-    "nova_video_restyle": "Video restyle: clip.mp4 is re-sampled frame by frame at denoise 0.6 (keeps its layout and "
-    "motion, takes the prompt's style).",
-    "nova_first_last_frame": "First-and-last-frame video: example.png is frame 0, end.png (NOVA Keyframes, frame -1) "
-    "the last frame; the two latent frames before the end approach it.",
+    "nova_image_to_image": (
+        "Image-to-image on a text-to-image checkpoint: example.png is re-sampled at denoise 0.6 "
+        "(keeps its composition, follows the prompt; lower keeps more, higher changes more)."
+    ),
+    "nova_video_restyle": (
+        "Video restyle: clip.mp4 is re-sampled frame by frame at denoise 0.6 (keeps its layout and "
+        "motion, takes the prompt's style)."
+    ),
+    "nova_first_last_frame": (
+        "First-and-last-frame video: example.png is frame 0, end.png (NOVA Keyframes, frame -1) "
+        "the last frame; the two latent frames before the end approach it."
+    ),
     "nova_text_to_video": "Text-to-video: 33 frames at 768x480 with the official demo's quality settings.",
     "nova_text_to_image": "Text-to-image with a 1024px checkpoint and the T2I demo's negative prompt.",
-    "nova_image_to_video": "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame. Input: "
-    "example.png in ComfyUI's input/ folder (or pick/upload another in LoadImage).",
-    "nova_video_continuation": "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow. "
-    "Input: clip.mp4 in ComfyUI's input/ folder (or pick/upload another in LoadVideo).",
+    "nova_image_to_video": (
+        "Image-to-video: the loaded image (center-cropped to 768x480) is the first frame. Input: "
+        "example.png in ComfyUI's input/ folder (or pick/upload another in LoadImage)."
+    ),
+    "nova_video_continuation": (
+        "Extends a clip: its frames prefill the temporal context, 8 latents (32 frames) follow. "
+        "Input: clip.mp4 in ComfyUI's input/ folder (or pick/upload another in LoadVideo)."
+    ),
     "nova_long_video": "Long video from chained AR steps, one prompt per segment (25 latents, 97 frames).",
-    "nova_long_video_30s": "A 30-second video (361 frames) with three prompts: a sliding 9-latent window keeps memory "
-    "flat.",
-    "nova_image_inpainting": "Inpainting on a text-to-image checkpoint: erase an area of input/inpaint.png in the mask "
-    "editor "
-    "(its alpha is the mask); NOVA regenerates it from the prompt and blends the edge over 16 pixels.",
-    "nova_video_inpainting": "Replaces a region through a whole clip: white in clip_mask.mp4 (one mask frame per video "
-    "frame) "
-    "is regenerated from the prompt; the rest of every frame and its motion stay, the edge blended over 8 pixels.",
-    "ursa_text_to_video": "URSA text-to-video: 49 frames at 512x320, the official settings (50 steps, guidance 7, "
-    "motion 9).",
-    "ursa_image_to_video": "URSA image-to-video: the loaded image, center-cropped and scaled to 512x320 (URSA needs "
-    "the clip's size), is the first frame. Input: example.png in ComfyUI's input/ folder (or "
-    "pick/upload another in LoadImage).",
-    "ursa_video_extension": "URSA long video by chained extensions, as the official README does: a 49-frame clip, "
-    "then two extensions, each conditioned on the last 13 frames (noise 0.1, motion 5) and "
-    "adding 36 frames (121 frames, one prompt per part).",
+    "nova_long_video_30s": (
+        "A 30-second video (361 frames) with three prompts: a sliding 9-latent window keeps memory flat."
+    ),
+    "nova_image_inpainting": (
+        "Inpainting on a text-to-image checkpoint: erase an area of input/inpaint.png in the mask "
+        "editor "
+        "(its alpha is the mask); NOVA regenerates it from the prompt and blends the edge over 16 pixels."
+    ),
+    "nova_video_inpainting": (
+        "Replaces a region through a whole clip: white in clip_mask.mp4 (one mask frame per video "
+        "frame) "
+        "is regenerated from the prompt; the rest of every frame and its motion stay, the edge blended over 8 pixels."
+    ),
+    "ursa_text_to_video": (
+        "URSA text-to-video: 49 frames at 512x320, the official settings (50 steps, guidance 7, motion 9)."
+    ),
+    "ursa_image_to_video": (
+        "URSA image-to-video: the loaded image, center-cropped and scaled to 512x320 (URSA needs "
+        "the clip's size), is the first frame. Input: example.png in ComfyUI's input/ folder (or "
+        "pick/upload another in LoadImage)."
+    ),
+    "ursa_video_extension": (
+        "URSA long video by chained extensions, as the official README does: a 49-frame clip, "
+        "then two extensions, each conditioned on the last 13 frames (noise 0.1, motion 5) and "
+        "adding 36 frames (121 frames, one prompt per part)."
+    ),
     "ursa_text_to_image": "URSA text-to-image with a 1024px IBQ checkpoint (25 steps, guidance 7).",
-    "nova_outpainting": "Outpainting: a 4:3 clip is placed in the middle of the 768x480 canvas and NOVA generates the "
-    "sides.",
+    "nova_outpainting": (
+        "Outpainting: a 4:3 clip is placed in the middle of the 768x480 canvas and NOVA generates the sides."
+    ),
 }

@@ -18,9 +18,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "batch",
         help="prompts x samples into a folder: resumable, one process or many (torchrun)",
-        description="Generate every prompt of a file --samples times into --out: resumable, in one "
-        "process or many under torchrun / accelerate launch. The generation options below "
-        "are the defaults of every prompt; a JSONL line may set its own.",
+        description=(
+            "Generate every prompt of a file --samples times into --out: resumable, in one "
+            "process or many under torchrun / accelerate launch. The generation options below "
+            "are the defaults of every prompt; a JSONL line may set its own."
+        ),
     )
     p.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
     p.add_argument("--prompts", required=True, help="text file (one prompt a line) or .jsonl (one object a line)")

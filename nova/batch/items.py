@@ -56,8 +56,11 @@ OPTIONS = (
         "mask",
         str,
         None,
-        "inpaint/outpaint image or video under this mask image/video (white = regenerate; a JSONL path is relative to "
-        "the prompt file)",
+        (
+            "inpaint/outpaint image or video under this mask image/video (white = regenerate; a JSONL path is relative "
+            "to "
+            "the prompt file)"
+        ),
     ),
     Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
     Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
@@ -66,16 +69,20 @@ OPTIONS = (
         "denoise",
         float,
         None,
-        "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
-        "0 keeps them, 1 ignores them; unset: keep and continue them",
+        (
+            "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
+            "0 keeps them, 1 ignores them; unset: keep and continue them"
+        ),
     ),
     Option(
         "keyframe",
         str,
         None,
-        "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
-        "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
-        "JSONL may also give a list)",
+        (
+            "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
+            "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
+            "JSONL may also give a list)"
+        ),
     ),
     Option("keyframe_approach", int, 2, "with keyframe: latent frames before each keyframe that approach it"),
     Option("keyframe_strength", float, 0.5, "with keyframe: how strongly they do, in [0, 1]"),
