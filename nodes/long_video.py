@@ -183,7 +183,7 @@ class NovaLongVideo(io.ComfyNode):
         # keyframe frames count in the video without its loop (-1: the last frame before the loop)
         length = (0 if prefix is None else prefix.shape[2]) + sum(int(s.frames) for s in plan_segments)
         pinned = engine_keyframes(keyframes, model, length)
-        given = GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], regen, keyframes=pinned)
+        given = GivenFrames(prefix, regen, keyframes=pinned)
         plan = build_plan(
             model,
             sampler,

@@ -208,7 +208,7 @@ def plan_frames(
     pos = conditioning_embeds(positive, cfg.text_token_dim, "positive")
     neg = None if negative is None else conditioning_embeds(negative, cfg.text_token_dim, "negative")
     segment = Segment(pos, int(add), neg, float(motion_flow), float(fps))
-    given = GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], prefix_mask, keyframes=keyframes)
+    given = GivenFrames(prefix, prefix_mask, keyframes=keyframes)
     return build_plan(model, sampler, [segment], given, denoise=denoise)
 
 

@@ -27,14 +27,18 @@ from . import checks
 @dataclasses.dataclass(frozen=True)
 class GivenFrames:
     """The frames a generation starts from, as latents: ``prefix`` [B, C, T, h, w] (None: none),
-    how many latent frames they are, the token mask that repaints them and the decoded-result blend
-    (masks), and the pinned keyframes."""
+    the token mask that repaints them and the decoded-result blend (masks), and the pinned
+    keyframes."""
 
     prefix: Optional[Any] = None
-    frames: int = 0
     mask: Optional[Any] = None
     blend: Optional[Any] = None
     keyframes: Optional[list] = None
+
+    @property
+    def frames(self) -> int:
+        """How many latent frames are given."""
+        return 0 if self.prefix is None else self.prefix.shape[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +124,7 @@ def encode_given(
         prefix = pipe.encode_video(clip)
     elif mask is None and image is not None:
         prefix = pipe.encode_image(image, generator).unsqueeze(2)
-    return GivenFrames(prefix, 0 if prefix is None else prefix.shape[2], repaint, blend, pinned)
+    return GivenFrames(prefix, repaint, blend, pinned)
 
 
 def read_request(

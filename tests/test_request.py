@@ -45,7 +45,7 @@ def test_a_request_reads_its_frames_and_prompts(tiny_video, tmp_path):
     image = _png(tmp_path / "first.png")
     request = read_request(_options(frames=17, image=image), ["a fox", "a cat"], _config(tiny_video))
     assert request.latents == 5 and request.image.shape == (48, 80, 3) and request.clip is None
-    given = GivenFrames(torch.zeros(1, 4, 1, 2, 2), 1)
+    given = GivenFrames(torch.zeros(1, 4, 1, 2, 2))
     assert request.frames_per_prompt(given) == [2, 2]
 
 

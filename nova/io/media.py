@@ -211,8 +211,9 @@ class VideoWriter:
             # One encoder thread: x264's choices with several depend on how its threads are scheduled,
             # so the same frames gave other bytes (and pixels) on a busy machine.
             options = {"crf": "18", "threads": "1"}
-            if x264_asm() is not None:
-                options["x264-params"] = f"asm={x264_asm()}"
+            asm = x264_asm()
+            if asm is not None:
+                options["x264-params"] = f"asm={asm}"
             self._stream.pix_fmt, self._stream.options = "yuv420p", options
             self._stream.codec_context.thread_count = 1
         ph, pw = self._stream.height, self._stream.width

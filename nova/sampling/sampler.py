@@ -274,9 +274,20 @@ def sample_frame(
     ref = None if not skip else reference.to(device=model.device, dtype=torch.float32)
     x, unknown, known_ids, mask_pos = _start_frame(model, order, guidance, known, num_known)
     if fast.runner is not None:  # the same steps on fixed buffers (nova/sampling/set_step.py)
-        state = (x, unknown, known_ids, mask_pos)
         return _sample_frame_steps(
-            model, context, order, counts, guidance, generator, on_step, fast, *state, (sched, ref, skip)
+            model,
+            context,
+            order,
+            counts,
+            guidance,
+            generator,
+            on_step,
+            fast,
+            x,
+            unknown,
+            known_ids,
+            mask_pos,
+            (sched, ref, skip),
         )
     for step, n in enumerate(counts):
         tokens = model.image_tokens(x, unknown)  # (before this set's tokens are marked known)
