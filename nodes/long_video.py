@@ -10,7 +10,6 @@ from ..nova.errors import InputError
 from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import Segment
-from ..nova.sampling.rng import new_generator
 from .compat import io
 from .handles import latent_samples, make_latent
 from .keyframes import engine_keyframes, keyframes_input
@@ -194,7 +193,7 @@ class NovaLongVideo(io.ComfyNode):
             blend=int(blend_frames),
             loop=int(loop_frames),
         )
-        scaled = run_plan(model, plan, new_generator(seed))
+        scaled = run_plan(model, plan, seed)
         latent = make_latent(scaled, model, model.host.intermediate_device(), segments[-1].fps)
         if regen is not None:
             latent = keep_given_tokens(latent, latents["samples"], regen, model)

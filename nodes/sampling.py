@@ -16,7 +16,6 @@ from ..nova.io.frames import latents_for_frames
 from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import GenerationPlan, Segment
-from ..nova.sampling.rng import new_generator
 from ..nova.sampling.sampler import SamplerSettings, check_denoise
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
@@ -212,14 +211,14 @@ def plan_frames(
     return build_plan(model, sampler, [segment], given, denoise=denoise)
 
 
-def run_plan(model: NovaModel, plan: GenerationPlan, generator):
-    """Load the model for the plan's memory, then run it with ``generator`` (``new_generator(seed)``),
-    ticking the host's progress bar once per set step with a preview of the frame being sampled
+def run_plan(model: NovaModel, plan: GenerationPlan, seed: int):
+    """Load the model for the plan's memory, then run it from ``seed`` (on a CPU generator, as the
+    official code draws), ticking the host's progress bar once per set step with a preview of the frame being sampled
     (and, in ComfyUI, Cancel)."""
     host = model.host
     host.load(model.patcher, plan.memory_bytes())
     progress = host.progress(max(1, plan.ticks))
-    return plan.run(generator, lambda p: progress.update(p.tick, p.latent, model.latent_format))
+    return plan.run(seed=seed, callback=lambda p: progress.update(p.tick, p.latent, model.latent_format))
 
 
 class NovaARFrameStep(io.ComfyNode):
@@ -295,7 +294,7 @@ class NovaARFrameStep(io.ComfyNode):
         plan = plan_frames(
             model, positive, negative, sampler, latent_frames, motion_flow, fps, latents, regen, strength, pinned
         )
-        latent = make_latent(run_plan(model, plan, new_generator(seed)), model, model.host.intermediate_device(), fps)
+        latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:  # the mask is used up: a chained step continues, it does not repaint again
             latent = keep_given_tokens(latent, latents["samples"], regen, model)
         latent = carry_repainted(latent, latents)
@@ -400,7 +399,6 @@ class NovaGenerate(io.ComfyNode):
             )
         total = latents_for_frames(int(frames)) if model.config.is_video_model else int(frames)
         check_latent_space({"nova_latent_format": vae.latent_space}, model.latent_space, f"checkpoint '{model.name}'")
-        generator = new_generator(seed)  # (the seed checked before the image is encoded)
         if mask is not None and start_image is None:
             raise InputError("mask needs start_image: the image or clip whose masked area is regenerated.")
         # Everything is checked on a plan before the start image is encoded (the same plan, with no
@@ -427,7 +425,7 @@ class NovaGenerate(io.ComfyNode):
                 f"nothing to generate: start_image already gives all {frames} frame(s) and no mask marks "
                 "an area to repaint. Connect a mask, or raise frames to continue start_image."
             )
-        latent = make_latent(run_plan(model, plan, generator), model, model.host.intermediate_device(), fps)
+        latent = make_latent(run_plan(model, plan, seed), model, model.host.intermediate_device(), fps)
         if regen is not None:
             latent = keep_given_tokens(latent, prefix["samples"], regen, model)
         images = decode_latent(vae, latent)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from nova.errors import InputError
-from nova.sampling.plan import GenerationPlan, Segment, _TemporalCache, kv_cache_bytes, segment_contexts, slot_positions
-from nova.sampling.sampler import Guidance, SamplerSettings, build_context, new_generator
+from nova.sampling.plan import GenerationPlan, Segment, segment_contexts, slot_positions
+from nova.sampling.sampler import Guidance, SamplerSettings, TemporalCache, build_context, kv_cache_bytes, new_generator
 
 SETTINGS = SamplerSettings(num_inference_steps=3, num_diffusion_steps=2, guidance_scale=3.0)
 
@@ -42,7 +42,7 @@ def test_sliding_window_keeps_the_cache_flat(setup):
     guidance = Guidance(SETTINGS)
     c = build_context(model, guidance, pipe.encode_prompt(["a fox"]), None, [5.0], [12.0])
     window = 3
-    cache = _TemporalCache(model, guidance, 1, slot_positions(model, window))
+    cache = TemporalCache(model, guidance, 1, slot_positions(model, window))
     frames, sizes = [], []
     for t in range(8):
         cache.context_for(frames, t, c, window)

@@ -1,11 +1,12 @@
-"""One generation, planned and checked before any work starts, and its frame-by-frame temporal loop.
+"""One generation, planned and checked before any work starts.
 
 :class:`GenerationPlan` is what every front end builds (``NovaPipeline.__call__``, the CLI, NOVA
 Generate, AR Frame Step, NOVA Long Video): from the sampler settings, the conditioning (one or more
 :class:`Segment`) and the inputs (prefilled latents, window, blends, loop) it validates everything
 at construction and owns what a run needs: the guidance, the mask schedule, a private copy of the
 scheduler, the fast-path plan, the number of progress ticks and a memory estimate. ``run`` then
-generates. Nothing is stored on the model: one loaded model serves any number of plans at once.
+generates (the frame loop is :func:`nova.sampling.sampler.run_frames`). Nothing is stored on the
+model: one loaded model serves any number of plans at once.
 
 Videos of any length: segments with their own prompt and motion, a sliding temporal window with
 flat memory, continuation from given frames, and loops.
@@ -18,7 +19,7 @@ slot 0 (the anchor: context tokens and the BOS step, whose features are also the
 reference) and the last ``window - 1`` frames are kept, and every slot stays at a position the
 model was trained on. A window at least as long as the video is exactly the official pipeline.
 
-When the context changes (a new segment, a blend step) or the window slides, the cache is rebuilt
+When the context changes (a new segment, a blend step) or the window slides, the run's cache is rebuilt
 from the kept frames: ``window`` video-encoder passes of one frame each, a few percent of the
 frame's set-by-set sampling.
 """
@@ -37,21 +38,20 @@ from ..errors import InputError, NumericalError
 from ..io.frames import MAX_LATENT_FRAMES  # (the longest generation; defined with the frame arithmetic)
 from .fast import Accel, FastPlan
 from .keyframes import Keyframe, approached, check_keyframes
-from .masks import check_token_mask, known_first
-from .rng import draw_token_order, new_generator
+from .masks import check_token_mask
+from .rng import Generators
 from .sampler import (
     Guidance,
-    Progress,
     ProgressCallback,
     SamplerSettings,
-    TemporalState,
     build_context,
     check_denoise,
     denoise_skip,
+    dtype_name,
     mask_schedule,
+    nan_advice,
     prepare_scheduler,
-    sample_frame,
-    temporal_step,
+    run_frames,
 )
 
 
@@ -76,45 +76,6 @@ def slot_positions(model, num_slots: int) -> List[float]:
     if model.config.rotary_pos_embed:
         return [float(i) for i in range(num_slots)]
     return model.video_pos_embed.positions(num_slots).tolist()
-
-
-class _TemporalCache:
-    """The video encoder's cache for the frames currently in the window (local to one call)."""
-
-    def __init__(self, model, guidance: Guidance, batch: int, positions: Sequence[float]):
-        self.model, self.guidance, self.batch, self.positions = model, guidance, batch, positions
-        self.state: Optional[TemporalState] = None
-        self.context = None
-        self.inputs: List[int] = []  # frame indices read by slots 1..
-        self._anchor_of: Optional[tuple] = None  # (context, the first slot's output and state) for the last context
-
-    def _anchor(self, context):
-        if self._anchor_of is None or self._anchor_of[0] is not context:
-            step = temporal_step(
-                self.model, TemporalState(), None, context, self.guidance, self.positions[0], self.batch
-            )
-            self._anchor_of = (context, step)
-        return self._anchor_of[1]
-
-    def context_for(self, frames: List[torch.Tensor], t: int, context, window: Optional[int]) -> torch.Tensor:
-        """Spatial context for frame ``t`` given the frames so far."""
-        keep = t if window is None else min(t, window - 1)
-        wanted = list(range(t - keep, t))
-        same_context = context is self.context
-        if same_context and self.state is not None and wanted[:-1] == self.inputs and wanted and wanted[-1] == t - 1:
-            out, self.state = temporal_step(
-                self.model, self.state, frames[t - 1], context, self.guidance, self.positions[len(wanted)], self.batch
-            )
-            self.inputs = wanted
-            return out
-        self.state = None  # release the old window before building the new one (flat peak memory)
-        out, state = self._anchor(context)
-        for slot, frame in enumerate(wanted, start=1):
-            out, state = temporal_step(
-                self.model, state, frames[frame], context, self.guidance, self.positions[slot], self.batch
-            )
-        self.state, self.context, self.inputs = state, context, wanted
-        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,7 +335,31 @@ class GenerationPlan:
             fp8_weights = cfg.image_encoder.depth * 12 * width * width
         return int(activations + kv_cache + fp8_weights)
 
-    # -- the run -------------------------------------------------------------------------------
+    # -- what the run reads ----------------------------------------------------------------------
+    def frame_contexts(self) -> List[torch.Tensor]:
+        """The context of every frame (prefix, segments with their blends, loop), all guidance passes."""
+        lengths = [s.frames for s in self.segments]
+        contexts = segment_contexts(self.contexts(), lengths, self.n_prefix, self.blend_frames)
+        return contexts + [contexts[-1]] * self.loop_frames
+
+    def given_frame(self, t: int) -> Optional[torch.Tensor]:
+        """The latent frame ``t`` is taken as it is (a keyframe, or a given frame not sampled), else None."""
+        if t in self._pinned:
+            return self._pinned[t].latent
+        if not self.samples(t):
+            return self.prefix[:, :, t]
+        return None
+
+    def known_target(self, t: int, frames: Sequence[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The latents whose tokens frame ``t`` keeps (``known_tokens(t)`` of them): the given frame,
+        the keyframe it approaches, or for a loop frame the first frame (``frames``: those made so far)."""
+        if not self.known_tokens(t):
+            return None
+        near = approached(self.keyframes, t) if self.n_prefix <= t < self.total - self.loop_frames else None
+        if near is not None:
+            return near[0].latent
+        return self.prefix[:, :, t] if t < self.n_prefix else frames[0]
+
     def contexts(self) -> List[torch.Tensor]:
         """Context tokens of each segment, all guidance passes: [P*B, Lc, D]."""
         out = []
@@ -383,81 +368,22 @@ class GenerationPlan:
             if not torch.isfinite(ctx).all():
                 raise NumericalError(
                     f"NaN/Inf arose in the text features of segment {i} (projected in "
-                    f"{_dtype_name(self.model.dtype)}). " + _advice(self.model.dtype)
+                    f"{dtype_name(self.model.dtype)}). " + nan_advice(self.model.dtype)
                 )
             out.append(ctx)
         return out
 
     def run(
-        self, generator: Optional[torch.Generator] = None, callback: Optional[ProgressCallback] = None
+        self,
+        generator: Optional[Generators] = None,
+        callback: Optional[ProgressCallback] = None,
+        *,
+        seed: Optional[int] = None,
     ) -> torch.Tensor:
-        """Generate. Returns [B, C, T, h, w] float32 latents (transformer scale), the prefix first."""
-        model, cfg = self.model, self.model.config
-        generator = generator if generator is not None else new_generator()
-        contexts = segment_contexts(
-            self.contexts(), [s.frames for s in self.segments], self.n_prefix, self.blend_frames
-        )
-        contexts += [contexts[-1]] * self.loop_frames
-        fast = self.fast_plan()
-        cache = _TemporalCache(model, self.guidance, self.batch, self.time_positions)
-        window = None if self.slots == self.total else self.window
-        frames: List[torch.Tensor] = []
-        order = None
-        done = [0]
-        # inference mode: no autograd bookkeeping per op (the ops are many and small); the stacked
-        # result below is made outside it, so callers get an ordinary tensor.
-        with torch.inference_mode():
-            for t in range(self.total):
-                spatial_ctx = cache.context_for(frames, t, contexts[t], window)
-                if t in self._pinned:
-                    frames.append(self._pinned[t].latent.to(device=model.device, dtype=torch.float32))
-                    continue
-                if not self.samples(t):
-                    frames.append(self.prefix[:, :, t].to(device=model.device, dtype=torch.float32))
-                    continue
-                if order is None:
-                    order = draw_token_order(generator, self.batch, cfg.num_image_tokens, model.device)
-                counts, known, frame_order = self.frame_counts(t), self.known_tokens(t), order
-                if t < self.n_prefix and self.prefix_mask is not None:  # keep the unmasked tokens, predict the rest
-                    frame_order, known = known_first(order, self.prefix_mask[t])
-
-                def on_step(step, latent, _t=t, _n=len(counts)):
-                    done[0] += 1
-                    if callback is not None:
-                        callback(Progress(_t, self.total, step + 1, _n, latent, done[0], self.ticks))
-
-                target = None
-                if known:
-                    near = approached(self.keyframes, t) if self.n_prefix <= t < self.total - self.loop_frames else None
-                    if near is not None:
-                        target = near[0].latent
-                    else:
-                        target = self.prefix[:, :, t] if t < self.n_prefix else frames[0]
-                reference, skip, frame_fast = None, 0, fast
-                if t < self.n_prefix and self.skip:  # a given frame re-sampled at denoise < 1
-                    reference, skip, frame_fast = self.prefix[:, :, t], self.skip, self.given_frame_plan()
-                x = sample_frame(
-                    model,
-                    spatial_ctx,
-                    frame_order,
-                    counts,
-                    self.guidance,
-                    self.scheduler,
-                    generator,
-                    on_step,
-                    target,
-                    known,
-                    frame_fast,
-                    reference,
-                    skip,
-                )
-                if not torch.isfinite(x).all():
-                    raise NumericalError(
-                        f"NaN/Inf arose while sampling latent frame {t} in {_dtype_name(model.dtype)}. "
-                        + _advice(model.dtype)
-                    )
-                frames.append(x)
-        return torch.stack(frames, dim=2)
+        """Generate. Returns [B, C, T, h, w] float32 latents (transformer scale), the prefix first.
+        The random stream is ``generator`` (one, or one per sample), else a new CPU generator from
+        ``seed`` (a random one when both are None); :func:`nova.sampling.sampler.run_frames` runs it."""
+        return run_frames(self, generator, callback, seed=seed)
 
 
 def _count(name: str, value, low: int, allow_none: bool = False) -> int:
@@ -467,21 +393,3 @@ def _count(name: str, value, low: int, allow_none: bool = False) -> int:
             + (" (or none for the whole video)." if allow_none else ".")
         )
     return int(value)
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(
-        dtype, str(dtype).replace("torch.", "")
-    )
-
-
-def _advice(dtype: torch.dtype) -> str:
-    if dtype == torch.float16:
-        return "fp16 overflowed: run the transformer in bf16 or fp32 (dtype 'bf16'/'fp32'), or lower guidance_scale."
-    return "The weights may be damaged (re-download the checkpoint), or lower guidance_scale."
-
-
-def kv_cache_bytes(state: Optional[TemporalState]) -> int:
-    if state is None or state.kv is None:
-        return 0
-    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in state.kv)
