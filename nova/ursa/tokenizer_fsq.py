@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .config import UrsaVAEConfig
+from .tokenizer_layers import MidBlock, ResBlock, ResStage, StagedDecoder, StagedEncoder
 
 FSQ_LEVELS = (8, 8, 8, 5, 5, 5)
 
@@ -120,46 +121,17 @@ class Resize(nn.Module):
         return self.conv3(x)
 
 
-class ResBlock(nn.Module):
-    def __init__(self, dim: int, out_dim: int):
-        super().__init__()
-        self.norm1 = FrameGroupNorm(1, dim, eps=1e-6)
-        self.conv1 = factorized_conv(dim, out_dim)
-        self.norm2 = FrameGroupNorm(1, out_dim, eps=1e-6)
-        self.conv2 = factorized_conv(out_dim, out_dim)
-        self.conv_shortcut = CausalConv3d(dim, out_dim, 1) if out_dim != dim else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
-        x = self.conv1(nn.functional.silu(self.norm1(x)))
-        return self.conv2(nn.functional.silu(self.norm2(x))).add_(shortcut)
+def res_block(dim: int, out_dim: int) -> ResBlock:
+    """The shared residual block with per-frame GroupNorm(1) and factorized causal 3D convolutions."""
+    return ResBlock(
+        dim, out_dim, lambda d: FrameGroupNorm(1, d, eps=1e-6), factorized_conv, lambda i, o: CausalConv3d(i, o, 1)
+    )
 
 
-class ResStage(nn.Module):
-    """ResBlocks then an optional resize (``downsamplers.0`` / ``upsamplers.0``)."""
-
-    def __init__(self, dim: int, out_dim: int, depth: int, downsample=None, upsample=None):
-        super().__init__()
-        self.resnets = nn.ModuleList(ResBlock(dim if i == 0 else out_dim, out_dim) for i in range(depth))
-        self.downsamplers = nn.ModuleList([Resize(out_dim, *downsample)] if downsample else [])
-        self.upsamplers = nn.ModuleList([Resize(out_dim, *upsample)] if upsample else [])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for resnet in self.resnets:
-            x = resnet(x)
-        for resize in list(self.downsamplers) + list(self.upsamplers):
-            x = resize(x)
-        return x
-
-
-class MidBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.resnets = nn.ModuleList([ResBlock(dim, dim), ResBlock(dim, dim)])
-        self.attentions = nn.ModuleList([factorized_attention(dim)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.resnets[1](self.attentions[0](self.resnets[0](x)))
+def res_stage(dim: int, out_dim: int, depth: int, downsample=None, upsample=None) -> ResStage:
+    """Residual blocks then an optional resize (``downsample``/``upsample``: Resize's factors)."""
+    down = Resize(out_dim, *downsample) if downsample else None
+    return ResStage(dim, out_dim, depth, res_block, down, Resize(out_dim, *upsample) if upsample else None)
 
 
 class HaarPatcher3D:
@@ -210,7 +182,7 @@ class HaarPatcher3D:
         return bands[0] * cls.rescale
 
 
-class Encoder(nn.Module):
+class Encoder(StagedEncoder):
     def __init__(self, config: UrsaVAEConfig):
         super().__init__()
         dims, depth, patch = list(config.block_out_channels), config.layers_per_block, config.patch_size
@@ -221,8 +193,8 @@ class Encoder(nn.Module):
         self.down_blocks = nn.ModuleList()
         for i in range(len(dims) - 1):
             downsample = (int(i < spatial_downs), int(i < temporal_downs)) if i < len(dims) - 2 else None
-            self.down_blocks.append(ResStage(dims[i], dims[i + 1], depth, downsample=downsample))
-        self.mid_block = MidBlock(dims[-1])
+            self.down_blocks.append(res_stage(dims[i], dims[i + 1], depth, downsample=downsample))
+        self.mid_block = MidBlock(dims[-1], res_block, factorized_attention(dims[-1]), attention_adds_input=True)
         self.conv_norm_out = FrameGroupNorm(1, dims[-1], eps=1e-6)
         self.conv_out = factorized_conv(dims[-1], config.latent_channels)
 
@@ -231,14 +203,10 @@ class Encoder(nn.Module):
         x = torch.cat([x[:, :, :1].repeat_interleave(self.patch_size, 2), x[:, :, 1:]], 2)
         for _ in range(self.wavelet_levels):
             x = HaarPatcher3D.forward(x)
-        x = self.conv_in(x)
-        for block in self.down_blocks:
-            x = block(x)
-        x = self.mid_block(x)
-        return self.conv_out(nn.functional.silu(self.conv_norm_out(x)))
+        return super().forward(x)
 
 
-class Decoder(nn.Module):
+class Decoder(StagedDecoder):
     def __init__(self, config: UrsaVAEConfig):
         super().__init__()
         dims, depth, patch = list(reversed(config.block_out_channels)), config.layers_per_block, config.patch_size
@@ -246,7 +214,7 @@ class Decoder(nn.Module):
         temporal_ups = int(math.log2(config.temporal_stride)) - int(math.log2(patch))
         self.patch_size, self.wavelet_levels = patch, int(math.log2(patch))
         self.conv_in = factorized_conv(config.latent_channels, dims[0])
-        self.mid_block = MidBlock(dims[0])
+        self.mid_block = MidBlock(dims[0], res_block, factorized_attention(dims[0]), attention_adds_input=True)
         self.up_blocks = nn.ModuleList()
         for i in range(len(dims) - 1):
             upsample = None
@@ -254,16 +222,13 @@ class Decoder(nn.Module):
                 temporal = 0 < i < temporal_ups + 1
                 spatial = temporal or (i < spatial_ups and spatial_ups > temporal_ups)
                 upsample = (2 if spatial else 0, 2 if temporal else 0)
-            self.up_blocks.append(ResStage(dims[max(i - 1, 0)], dims[i], depth + 1, upsample=upsample))
+            self.up_blocks.append(res_stage(dims[max(i - 1, 0)], dims[i], depth + 1, upsample=upsample))
         last = dims[len(dims) - 2]  # the last stage's width (the reversed list's final entry is unused)
         self.conv_norm_out = FrameGroupNorm(1, last, eps=1e-6)
         self.conv_out = factorized_conv(last, config.out_channels * patch**3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mid_block(self.conv_in(x))
-        for block in self.up_blocks:
-            x = block(x)
-        x = self.conv_out(nn.functional.silu(self.conv_norm_out(x)))
+        x = super().forward(x)
         for _ in range(self.wavelet_levels):
             x = HaarPatcher3D.inverse(x)
         return x[:, :, self.patch_size - 1 :]  # drop the copies of the first frame

@@ -13,6 +13,11 @@ import torch
 from torch import nn
 
 from .config import UrsaVAEConfig
+from .tokenizer_layers import MidBlock, ResBlock, ResStage, StagedDecoder, StagedEncoder
+
+
+def _group_norm(dim: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, dim, eps=1e-6)
 
 
 class Attention(nn.Module):
@@ -20,7 +25,7 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.group_norm = nn.GroupNorm(32, dim, eps=1e-6)
+        self.group_norm = _group_norm(dim)
         self.to_q, self.to_k, self.to_v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
 
@@ -53,89 +58,41 @@ class Resize(nn.Module):
 # kernel and so its rounding. Out-of-place sums give the same values up to ~1e-7, not the same bits.
 
 
-class ResBlock(nn.Module):
-    def __init__(self, dim: int, out_dim: int):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(32, dim, eps=1e-6)
-        self.conv1 = nn.Conv2d(dim, out_dim, 3, 1, 1)
-        self.norm2 = nn.GroupNorm(32, out_dim, eps=1e-6)
-        self.conv2 = nn.Conv2d(out_dim, out_dim, 3, 1, 1)
-        self.conv_shortcut = nn.Conv2d(dim, out_dim, 1) if out_dim != dim else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
-        x = self.conv1(nn.functional.silu(self.norm1(x)))
-        return self.conv2(nn.functional.silu(self.norm2(x))).add_(shortcut)
+def res_block(dim: int, out_dim: int) -> ResBlock:
+    """The shared residual block with GroupNorm(32) and 3x3 2D convolutions."""
+    return ResBlock(dim, out_dim, _group_norm, lambda i, o: nn.Conv2d(i, o, 3, 1, 1), lambda i, o: nn.Conv2d(i, o, 1))
 
 
-class ResStage(nn.Module):
-    """ResBlocks, each followed by its attention when the stage has one, then an optional resize."""
-
-    def __init__(self, dim: int, out_dim: int, depth: int, downsample=False, upsample=False):
-        super().__init__()
-        self.resnets = nn.ModuleList(ResBlock(dim if i == 0 else out_dim, out_dim) for i in range(depth))
-        self.attentions = nn.ModuleList()  # filled by attn_down_block / attn_up_block
-        self.downsamplers = nn.ModuleList([Resize(out_dim, True)] if downsample else [])
-        self.upsamplers = nn.ModuleList([Resize(out_dim, False)] if upsample else [])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, resnet in enumerate(self.resnets):
-            x = resnet(x)
-            if i < len(self.attentions):
-                x = self.attentions[i](x).add_(x)
-        for resize in list(self.downsamplers) + list(self.upsamplers):
-            x = resize(x)
-        return x
+def res_stage(dim: int, out_dim: int, depth: int, downsample=False, upsample=False) -> ResStage:
+    """Residual blocks (their attentions filled by attn_down_block / attn_up_block), then an optional resize."""
+    down = Resize(out_dim, True) if downsample else None
+    return ResStage(dim, out_dim, depth, res_block, down, Resize(out_dim, False) if upsample else None)
 
 
-class MidBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.resnets = nn.ModuleList([ResBlock(dim, dim), ResBlock(dim, dim)])
-        self.attentions = nn.ModuleList([Attention(dim)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.resnets[0](x)
-        return self.resnets[1](self.attentions[0](x).add_(x))
-
-
-class Encoder(nn.Module):
+class Encoder(StagedEncoder):
     def __init__(self, config: UrsaVAEConfig):
         super().__init__()
         dims, depth = list(config.block_out_channels), config.layers_per_block
         self.conv_in = nn.Conv2d(config.in_channels, dims[0], 3, 1, 1)
         self.down_blocks = nn.ModuleList(
-            ResStage(dims[max(i - 1, 0)], dims[i], depth, downsample=i < len(dims) - 1) for i in range(len(dims))
+            res_stage(dims[max(i - 1, 0)], dims[i], depth, downsample=i < len(dims) - 1) for i in range(len(dims))
         )
-        self.mid_block = MidBlock(dims[-1])
-        self.conv_norm_out = nn.GroupNorm(32, dims[-1], eps=1e-6)
+        self.mid_block = MidBlock(dims[-1], res_block, Attention(dims[-1]))
+        self.conv_norm_out = _group_norm(dims[-1])
         self.conv_out = nn.Conv2d(dims[-1], config.latent_channels, 3, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv_in(x)
-        for block in self.down_blocks:
-            x = block(x)
-        x = self.mid_block(x)
-        return self.conv_out(nn.functional.silu(self.conv_norm_out(x)))
 
-
-class Decoder(nn.Module):
+class Decoder(StagedDecoder):
     def __init__(self, config: UrsaVAEConfig):
         super().__init__()
         dims, depth = list(reversed(config.block_out_channels)), config.layers_per_block
         self.conv_in = nn.Conv2d(config.latent_channels, dims[0], 3, 1, 1)
-        self.mid_block = MidBlock(dims[0])
+        self.mid_block = MidBlock(dims[0], res_block, Attention(dims[0]))
         self.up_blocks = nn.ModuleList(
-            ResStage(dims[max(i - 1, 0)], dims[i], depth + 1, upsample=i < len(dims) - 1) for i in range(len(dims))
+            res_stage(dims[max(i - 1, 0)], dims[i], depth + 1, upsample=i < len(dims) - 1) for i in range(len(dims))
         )
-        self.conv_norm_out = nn.GroupNorm(32, dims[-1], eps=1e-6)
+        self.conv_norm_out = _group_norm(dims[-1])
         self.conv_out = nn.Conv2d(dims[-1], config.out_channels, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mid_block(self.conv_in(x))
-        for block in self.up_blocks:
-            x = block(x)
-        return self.conv_out(nn.functional.silu(self.conv_norm_out(x)))
 
 
 class AutoencoderVQ(nn.Module):
