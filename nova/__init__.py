@@ -10,29 +10,24 @@ parts; ``models`` are the networks; ``io`` reads and writes pixels and files; ``
 successor model beside them. Importing this package is cheap: heavy modules load on first use.
 """
 
-from ._exports import MovedModules, lazy_names
+from ._exports import MovedModules, lazy_exports
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "NovaPipeline": ("pipeline", "NovaPipeline"),
-    "NovaPipelineOutput": ("pipeline", "NovaPipelineOutput"),
-    "NovaConfig": ("components.config", "NovaConfig"),
-    "SamplerSettings": ("sampling.sampler", "SamplerSettings"),
-    "GenerationPlan": ("sampling.plan", "GenerationPlan"),
-    "Segment": ("sampling.plan", "Segment"),
-    "Accel": ("sampling.fast", "Accel"),
-    "Keyframe": ("sampling.keyframes", "Keyframe"),
-    "load_transformer": ("components.loaders", "load_transformer"),
-    "load_scheduler": ("components.loaders", "load_scheduler"),
-    "load_vae": ("components.vae", "load_vae"),
-    "TextEncoder": ("components.text_encoder", "TextEncoder"),
-    "NovaError": ("errors", "NovaError"),
-    "UrsaPipeline": ("ursa.pipeline", "UrsaPipeline"),
-    "UrsaPipelineOutput": ("ursa.pipeline", "UrsaPipelineOutput"),
+_EXPORTS = {
+    "pipeline": ("NovaPipeline", "NovaPipelineOutput"),
+    "components.config": ("NovaConfig",),
+    "sampling.sampler": ("SamplerSettings",),
+    "sampling.plan": ("GenerationPlan", "Segment"),
+    "sampling.fast": ("Accel",),
+    "sampling.keyframes": ("Keyframe",),
+    "components.loaders": ("load_transformer", "load_scheduler"),
+    "components.vae": ("load_vae",),
+    "components.text_encoder": ("TextEncoder",),
+    "errors": ("NovaError",),
+    "ursa.pipeline": ("UrsaPipeline", "UrsaPipelineOutput"),
 }
-__getattr__ = lazy_names(__name__, _LAZY)
-__all__ = list(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 # The flat modules of 0.1 (``nova.plan``, ``nova.fast``, ...) and the Triton head of ``nova.speed``
 # at their places in the packages.

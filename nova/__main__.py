@@ -274,10 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ursa.add_argument("--guidance-trunc", type=float, default=0.9, help="guidance applies while t < this")
     ursa.add_argument(
-        "--num-cond-frames",
-        type=int,
-        default=13,
-        help="with --video: how many of its last frames condition the new clip",
+        "--num-cond-frames", type=int, default=13, help="with --video: how many of its last frames condition the clip"
     )
     ursa.add_argument(
         "--cond-noise-scale", type=float, default=None, help="noise on the condition tokens (0; 0.1 with --video)"

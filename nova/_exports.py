@@ -8,20 +8,20 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 
-def lazy_names(package: str, table: Dict[str, Tuple[str, str]]) -> Callable[[str], object]:
-    """A module ``__getattr__`` for ``package`` that imports ``table[name] = (module, attribute)``
-    (the module relative to the package) when the name is first asked for."""
+def lazy_exports(package: str, exports: Dict[str, Tuple[str, ...]]) -> Tuple[Callable[[str], object], List[str]]:
+    """A module ``__getattr__`` for ``package`` and its ``__all__``: ``exports[module]`` names
+    attributes of ``module`` (relative to the package), imported when a name is first asked for."""
+    home = {name: module for module, names in exports.items() for name in names}
 
     def __getattr__(name: str):
-        if name in table:
-            module, attr = table[name]
-            return getattr(importlib.import_module(f".{module}", package), attr)
+        if name in home:
+            return getattr(importlib.import_module(f".{home[name]}", package), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return __getattr__
+    return __getattr__, list(home)
 
 
 class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

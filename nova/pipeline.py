@@ -19,11 +19,10 @@ import torch
 
 from .checks import check_fits
 from .components.loaders import load_scheduler, load_transformer
-from .components.loading import read_model_index, resolve_checkpoint
+from .components.loading import CheckpointPipeline, read_model_index
 from .components.text_encoder import PromptEmbeds, TextEncoder, as_prompt_list
 from .components.vae import NovaVAE
 from .components.vae import load_vae as load_vae_folder  # (from_pretrained has a load_vae flag)
-from .devices import default_device
 from .errors import InputError, WrongFamilyError
 from .io.frames import frames_kept
 from .io.images import fit_image
@@ -45,7 +44,7 @@ class NovaPipelineOutput:
     frames: Optional[Union[np.ndarray, torch.Tensor]] = None
 
 
-class NovaPipeline:
+class NovaPipeline(CheckpointPipeline):
     """Text-to-video / image-to-video / text-to-image with a NOVA checkpoint."""
 
     def __init__(
@@ -58,28 +57,20 @@ class NovaPipeline:
     def config(self):
         return self.transformer.config
 
-    @property
-    def device(self):
-        return self.transformer.device
-
-    @property
-    def dtype(self):
-        return self.transformer.dtype
-
     @classmethod
-    def from_pretrained(
+    def from_folder(
         cls,
-        path_or_repo_id: str,
-        torch_dtype: torch.dtype = torch.float32,
-        device=None,
+        folder: str,
+        torch_dtype: torch.dtype,
+        device: torch.device,
         text_encoder_dtype: Optional[torch.dtype] = None,
         vae_dtype: Optional[torch.dtype] = None,
         load_text_encoder: bool = True,
         load_vae: bool = True,
-        cache_dir: Optional[str] = None,
-        local_files_only: bool = False,
     ) -> "NovaPipeline":
-        folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
+        """The pipeline of a NOVA checkpoint folder (``from_pretrained`` finds or downloads it).
+        ``text_encoder_dtype`` and ``vae_dtype`` default to ``torch_dtype``; without the text
+        encoder, pass ``prompt_embeds``; without the VAE, output ``"latent"``."""
         index = read_model_index(folder)
         if index and index.get("_class_name") not in (None, "NOVAPipeline"):
             hint = (
@@ -91,7 +82,6 @@ class NovaPipeline:
                 f"{os.path.join(folder, 'model_index.json')}: _class_name = {index.get('_class_name')!r}; "
                 f"this is not a NOVA checkpoint (expected 'NOVAPipeline').{hint}"
             )
-        device = torch.device(device) if device is not None else default_device()
         sub = lambda name: os.path.join(folder, name)  # noqa: E731
         transformer = load_transformer(sub("transformer"), device, torch_dtype)
         scheduler = load_scheduler(sub("scheduler"))
@@ -296,16 +286,16 @@ class NovaPipeline:
             flow_shift,
         )
         image, prefix = self.check_inputs(
-            prompt,
-            prompt_embeds,
-            image,
-            latents,
-            generator,
-            output_type,
-            max_latent_length,
-            num_images_per_prompt,
-            spatiotemporal_guidance_scale,
-            strength,
+            prompt=prompt,
+            prompt_embeds=prompt_embeds,
+            image=image,
+            latents=latents,
+            generator=generator,
+            output_type=output_type,
+            max_latent_length=max_latent_length,
+            num_images_per_prompt=num_images_per_prompt,
+            spatiotemporal_guidance_scale=spatiotemporal_guidance_scale,
+            strength=strength,
         )
         segment = self.encode_prompts(
             prompt,
@@ -319,17 +309,17 @@ class NovaPipeline:
         )
         generator = generator if generator is not None else new_generator()
         given = self.prepare_latents(
-            image,
-            prefix,
-            max_latent_length,
-            generator,
-            mask,
-            mask_threshold,
-            mask_grow,
-            mask_feather,
-            keyframes,
-            keyframe_approach,
-            keyframe_strength,
+            image=image,
+            prefix=prefix,
+            max_latent_length=max_latent_length,
+            generator=generator,
+            mask=mask,
+            mask_threshold=mask_threshold,
+            mask_grow=mask_grow,
+            mask_feather=mask_feather,
+            keyframes=keyframes,
+            keyframe_approach=keyframe_approach,
+            keyframe_strength=keyframe_strength,
         )
         segment = dataclasses.replace(segment, frames=max_latent_length - given.frames)
         plan = build_plan(self, settings, [segment], given, denoise=strength)

@@ -6,9 +6,10 @@ cached by ``embed_cache``, one line per finished unit in the ``manifest``, file 
 ``layouts``, ``distributed`` for the process group, ``progress`` for the log lines).
 """
 
-from .._exports import lazy_names
+from .._exports import lazy_exports
 
 # What ``nova.batch`` (a module until 0.2) handed out.
-_LAZY = {"BatchJob": ("runner", "BatchJob"), "BatchSummary": ("runner", "BatchSummary"), "run": ("runner", "run")}
-__getattr__ = lazy_names(__name__, _LAZY)
-__all__ = list(_LAZY)
+_EXPORTS = {
+    "runner": ("BatchJob", "BatchSummary", "run"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
         description=(
             "Generate every prompt of a file --samples times into --out: resumable, in one "
             "process or many under torchrun / accelerate launch. The generation options below "
-            "are the defaults of every prompt; a JSONL line may set its own."
+            "are the defaults of every prompt; a JSONL line may set its own (its paths are relative "
+            "to the prompt file)."
         ),
     )
     p.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")

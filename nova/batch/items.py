@@ -40,50 +40,18 @@ class Option:
 
 OPTIONS = (
     Option("negative_prompt", str, None, "negative prompt", per_sample=True),
-    Option(
-        "image",
-        str,
-        None,
-        "first frame for image-to-video (a JSONL path is relative to the prompt file)",
-        per_sample=True,
-    ),
-    Option("video", str, None, "a clip to continue (a JSONL path is relative to the prompt file)"),
+    Option("image", str, None, "first frame for image-to-video", per_sample=True),
+    Option("video", str, None, "a clip to continue"),
     Option("frames", int, None, "video frames in total: 1 + 4k; default 33, with mask the length of the given clip"),
     Option("window", int, 0, "latent frames of temporal context (0 = all)"),
     Option("blend", int, 0, "frames over which a new prompt fades in"),
     Option("loop", int, 0, "extra frames leading back to the first frame"),
-    Option(
-        "mask",
-        str,
-        None,
-        (
-            "inpaint/outpaint image or video under this mask image/video (white = regenerate; a JSONL path is relative "
-            "to "
-            "the prompt file)"
-        ),
-    ),
+    Option("mask", str, None, "a mask image or video: inpaint/outpaint image or video where it is white"),
     Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
     Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
     Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
-    Option(
-        "denoise",
-        float,
-        None,
-        (
-            "re-sample image or video (under mask only, with one) at this strength in [0, 1]: "
-            "0 keeps them, 1 ignores them; unset: keep and continue them"
-        ),
-    ),
-    Option(
-        "keyframe",
-        str,
-        None,
-        (
-            "pictures pinned at video frames: IMAGE@FRAME, several separated by ';' (FRAME: "
-            "0 or a multiple of 4, -1 = the last; a JSONL path is relative to the prompt file; "
-            "JSONL may also give a list)"
-        ),
-    ),
+    Option("denoise", float, None, "re-sample image/video (under mask, if any) at this strength: 0 keeps, 1 ignores"),
+    Option("keyframe", str, None, "pinned pictures IMAGE@FRAME;... (FRAME 0, 4k, -1 = last); a JSONL list too"),
     Option("keyframe_approach", int, 2, "with keyframe: latent frames before each keyframe that approach it"),
     Option("keyframe_strength", float, 0.5, "with keyframe: how strongly they do, in [0, 1]"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),

@@ -5,9 +5,10 @@ the transformer and the scheduler; ``text_encoder`` (Phi-2 through ``transformer
 checkpoints in the official layout. The networks themselves are in ``nova.models``.
 """
 
-from .._exports import lazy_names
+from .._exports import lazy_exports
 
 # What ``nova.components`` (a module until 0.2) handed out.
-_LAZY = {"load_transformer": ("loaders", "load_transformer"), "load_scheduler": ("loaders", "load_scheduler")}
-__getattr__ = lazy_names(__name__, _LAZY)
-__all__ = list(_LAZY)
+_EXPORTS = {
+    "loaders": ("load_transformer", "load_scheduler"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

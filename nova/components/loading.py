@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -248,3 +248,45 @@ class HoldsModel:
     @property
     def dtype(self):
         return next(self.model.parameters()).dtype
+
+
+class CheckpointPipeline:
+    """What NOVA's and URSA's pipelines share: :meth:`from_pretrained` (a folder laid out as the
+    Hub repo, or a repo id), and the device and dtype, those of ``self.transformer``. A family says
+    how it loads its folder in ``from_folder``."""
+
+    transformer: nn.Module
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str,
+        torch_dtype: torch.dtype = torch.float32,
+        device=None,
+        *,
+        cache_dir: Optional[str] = None,
+        local_files_only: bool = False,
+        **options: Any,
+    ):
+        """Load a local folder laid out as the Hugging Face repo, or a repo id (its weights and
+        configs downloaded once into ``cache_dir``, the Hub's cache by default; never with
+        ``local_files_only``). ``torch_dtype``: the transformer's dtype; ``device``: where the weights
+        go (default: the best available); ``options``: the family's own (see its ``from_folder``).
+        The device is checked before anything is downloaded."""
+        from ..devices import check_device, default_device
+
+        device = check_device(device) if device is not None else default_device()
+        folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
+        return cls.from_folder(folder, torch_dtype, device, **options)
+
+    @classmethod
+    def from_folder(cls, folder: str, torch_dtype: torch.dtype, device: torch.device, **options: Any):
+        raise NotImplementedError(f"{cls.__name__} does not say how it loads a checkpoint folder")
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype

@@ -14,53 +14,39 @@ import torch
 
 from .config import NovaConfig
 
+
+def _transformer_config(
+    image_size, text: int, video_base_size, image_base_size, arch, mixer_rank: Optional[int] = None
+) -> dict:
+    """A transformer config with 4 latent channels and stride-8 pixels; ``text`` is the Phi width,
+    its token budget half of it."""
+    config = {
+        "image_dim": 4,
+        "image_size": image_size,
+        "image_stride": 8,
+        "text_token_dim": text,
+        "text_token_len": text // 2,
+        "video_base_size": video_base_size,
+        "image_base_size": image_base_size,
+    }
+    if mixer_rank is not None:
+        config["video_mixer_rank"] = mixer_rank
+    return dict(config, arch=arch)
+
+
 PRESETS = {
     # name: (kind, transformer config, phi hidden size, phi layers)
     "video": (
         "video",
-        {
-            "image_dim": 4,
-            "image_size": [64, 96],
-            "image_stride": 8,
-            "text_token_dim": 64,
-            "text_token_len": 32,
-            "video_base_size": [16, 2, 3],
-            "image_base_size": [4, 6],
-            "video_mixer_rank": 8,
-            "arch": ["vit_d2w64", "vit_d4w64", "mlp_d2w64"],
-        },
+        _transformer_config([64, 96], 64, [16, 2, 3], [4, 6], ["vit_d2w64", "vit_d4w64", "mlp_d2w64"], 8),
         64,
         2,
     ),
-    "image": (
-        "image",
-        {
-            "image_dim": 4,
-            "image_size": 64,
-            "image_stride": 8,
-            "text_token_dim": 64,
-            "text_token_len": 32,
-            "video_base_size": [1, 2, 2],
-            "image_base_size": [4, 4],
-            "arch": ["vit_d2w64", "vit_d2w64", "mlp_d2w64"],
-        },
-        64,
-        2,
-    ),
+    "image": ("image", _transformer_config(64, 64, [1, 2, 2], [4, 4], ["vit_d2w64", "vit_d2w64", "mlp_d2w64"]), 64, 2),
     # The CPU benchmark size: 256 wide, 4 + 8 layers, 128x192 pixels.
     "mid": (
         "video",
-        {
-            "image_dim": 4,
-            "image_size": [128, 192],
-            "image_stride": 8,
-            "text_token_dim": 128,
-            "text_token_len": 64,
-            "video_base_size": [16, 4, 6],
-            "image_base_size": [8, 12],
-            "video_mixer_rank": 24,
-            "arch": ["vit_d4w256", "vit_d8w256", "mlp_d3w256"],
-        },
+        _transformer_config([128, 192], 128, [16, 4, 6], [8, 12], ["vit_d4w256", "vit_d8w256", "mlp_d3w256"], 24),
         128,
         2,
     ),

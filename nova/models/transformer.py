@@ -109,12 +109,11 @@ class NovaTransformer(nn.Module):
         return self.video_rope.rotation(pos, pad=with_context)
 
     def encode_frame(
-        self,
-        tokens: torch.Tensor,
-        context: Optional[torch.Tensor],
-        past: Optional[List[KV]],
-        rot: Optional[torch.Tensor] = None,
+        self, tokens: torch.Tensor, context: Optional[torch.Tensor], past: Optional[List[KV]], frame_index: int
     ) -> Tuple[torch.Tensor, List[KV]]:
+        """Video encoder features of one frame's tokens, and the K/V cache grown by them (``context``,
+        the text + motion tokens, with the first frame only; ``frame_index`` places its rotary positions)."""
+        rot = self.video_rotation(frame_index, context.shape[1] if context is not None else 0)
         return self.video_encoder.forward_causal(tokens, context, past, rot)
 
     def bos_token(self) -> torch.Tensor:

@@ -383,7 +383,9 @@ class GenerationPlan:
         """Generate. Returns [B, C, T, h, w] float32 latents (transformer scale), the prefix first.
         The random stream is ``generator`` (one, or one per sample), else a new CPU generator from
         ``seed`` (a random one when both are None); :func:`nova.sampling.sampler.run_frames` runs it."""
-        return run_frames(self, generator, callback, seed=seed)
+        if generator is not None and seed is not None:
+            raise InputError("pass a generator or a seed, not both.")
+        return run_frames(self, seed if generator is None else generator, callback)
 
 
 def _count(name: str, value, low: int, allow_none: bool = False) -> int:

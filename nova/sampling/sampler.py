@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -182,8 +182,7 @@ def temporal_step(
     tokens = guidance.expand(tokens, padding=model.bos_token())
     first_step = state.kv is None
     ctx = context if first_step else None
-    rot = model.video_rotation(state.frames, ctx.shape[1] if ctx is not None else 0)
-    feats, kv = model.encode_frame(tokens, ctx, state.kv, rot)
+    feats, kv = model.encode_frame(tokens, ctx, state.kv, state.frames)
     if first_step:
         return feats, TemporalState(kv, feats, state.frames + 1)
     return model.mix(state.first, feats), TemporalState(kv, state.first, state.frames + 1)
@@ -460,19 +459,12 @@ def kv_cache_bytes(state: Optional[TemporalState]) -> int:
     return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in state.kv)
 
 
-def run_frames(
-    plan,
-    generator: Optional[Generators] = None,
-    callback: Optional[ProgressCallback] = None,
-    seed: Optional[int] = None,
-) -> torch.Tensor:
+def run_frames(plan, random: Union[None, int, Generators], callback: Optional[ProgressCallback]) -> torch.Tensor:
     """Generate what ``plan`` (a :class:`nova.sampling.plan.GenerationPlan`) describes, frame by
     frame: the temporal context of each frame, then :func:`sample_frame` for the frames it samples.
-    ``generator`` (one, or one per sample) is the random stream; without one, a new CPU generator
-    from ``seed`` (random when None). Returns [B, C, T, h, w] float32 latents (transformer scale)."""
-    if generator is not None and seed is not None:
-        raise InputError("pass a generator or a seed, not both.")
-    generator = generator if generator is not None else new_generator(seed)
+    ``random`` is the random stream: a generator (or one per sample), else the seed of a new CPU
+    generator (None: a random seed). Returns [B, C, T, h, w] float32 latents (transformer scale)."""
+    generator = random if isinstance(random, (torch.Generator, list, tuple)) else new_generator(random)
     model = plan.model
     contexts = plan.frame_contexts()
     fast = plan.fast_plan()

@@ -8,14 +8,12 @@ paths), ``loading`` (safe loading of a checkpoint folder) and ``pipeline`` (``Ur
 Importing this package is cheap: heavy modules load on first use.
 """
 
-from .._exports import lazy_names
+from .._exports import lazy_exports
 
-_LAZY = {
-    "UrsaPipeline": ("pipeline", "UrsaPipeline"),
-    "UrsaPipelineOutput": ("pipeline", "UrsaPipelineOutput"),
-    "UrsaTransformer": ("transformer", "UrsaTransformer"),
-    "KineticOptimalScheduler": ("scheduler", "KineticOptimalScheduler"),
+_EXPORTS = {
+    "pipeline": ("UrsaPipeline", "UrsaPipelineOutput"),
+    "transformer": ("UrsaTransformer",),
+    "scheduler": ("KineticOptimalScheduler",),
 }
 
-__getattr__ = lazy_names(__name__, _LAZY)
-__all__ = list(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

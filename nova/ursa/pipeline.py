@@ -30,7 +30,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..components.loading import resolve_checkpoint
+from ..components.loading import CheckpointPipeline
 from ..components.text_encoder import as_prompt_list
 from ..errors import InputError
 from ..io.pixels import pixels_to_uint8
@@ -80,7 +80,7 @@ def _uint8_array(value, name: str, dims: Sequence[int]) -> np.ndarray:
     return array
 
 
-class UrsaPipeline:
+class UrsaPipeline(CheckpointPipeline):
     """Text/image/video-to-video and text-to-image with an URSA checkpoint (components passed in)."""
 
     def __init__(self, transformer: UrsaTransformer, scheduler: KineticOptimalScheduler, vae, tokenizer):
@@ -89,31 +89,17 @@ class UrsaPipeline:
         self.spatial_stride = vae.config.spatial_stride
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo_id: str,
-        torch_dtype: torch.dtype = torch.float32,
-        device=None,
-        cache_dir: Optional[str] = None,
-        local_files_only: bool = False,
-    ) -> "UrsaPipeline":
-        """Load a local folder or a Hugging Face repo id (``BAAI/URSA-1.7B-FSQ320``, ...). The
-        sampler's codebook stays float16 whatever ``torch_dtype`` is (as official)."""
-        from ..devices import check_device, default_device
-
-        folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
+    def from_folder(cls, folder: str, torch_dtype: torch.dtype, device: torch.device) -> "UrsaPipeline":
+        """The pipeline of an URSA checkpoint folder (``from_pretrained`` finds or downloads it:
+        ``BAAI/URSA-1.7B-FSQ320``, ...). The sampler's codebook stays float16 whatever
+        ``torch_dtype`` is (as official)."""
         check_ursa_folder(folder)
-        device = check_device(device) if device is not None else default_device()
         sub = lambda name: os.path.join(folder, name)  # noqa: E731
         transformer = load_transformer(sub("transformer"), device, torch_dtype)
         scheduler = load_scheduler(sub("scheduler"), device)
         check_components(transformer, scheduler, folder)
         vae = load_vq_tokenizer(sub("vae"), device, torch_dtype)
         return cls(transformer, scheduler, vae, load_text_tokenizer(sub("tokenizer")))
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
 
     @property
     def vae_device(self) -> torch.device:
