@@ -119,7 +119,7 @@ def locate(name: str, found: Dict, what: str, host, download: bool = False):
     searched = host.folder_paths("nova") + host.folder_paths("diffusers")
     if name in OFFICIAL:
         if download:
-            return download_official(name, host)
+            return download_repo(OFFICIAL[name], host.download_dir(), name, expected_layout(), "nova")
         raise CheckpointError(
             f"{what} '{name}' is not installed. Put the folder of Hugging Face repo {OFFICIAL[name]} into one of "
             f"{searched or ['models/nova']} (it must hold {expected_layout()}), or set download to true."
@@ -127,18 +127,19 @@ def locate(name: str, found: Dict, what: str, host, download: bool = False):
     raise CheckpointError(f"{what} '{name}' not found; looked in {searched}. Available: {sorted(found) or 'none'}.")
 
 
-def download_official(name: str, host) -> str:
-    target_root = host.download_dir()
-    if not target_root:
-        raise CheckpointError("no models/nova folder is configured to download into.")
-    target = os.path.join(target_root, name)
+def download_repo(repo_id: str, into, name: str, layout: str, kind: str) -> str:
+    """Download the checkpoint files of Hub repo ``repo_id`` into ``into/name``; ``kind`` names the
+    models folder (nova, ursa) and ``layout`` what it must hold, for the errors."""
+    if not into:
+        raise CheckpointError(f"no models/{kind} folder is configured to download into.")
+    target = os.path.join(into, name)
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(repo_id=OFFICIAL[name], local_dir=target, allow_patterns=HUB_PATTERNS)
+        snapshot_download(repo_id=repo_id, local_dir=target, allow_patterns=HUB_PATTERNS)
     except Exception as exc:
         raise CheckpointError(
-            f"downloading {OFFICIAL[name]} into {target} failed ({type(exc).__name__}: {exc}). Offline? Copy the "
-            f"repo there by hand; the folder must hold {expected_layout()}"
+            f"downloading {repo_id} into {target} failed ({type(exc).__name__}: {exc}). Offline? Copy the repo "
+            f"there by hand; the folder must hold {layout.rstrip('.')}."
         ) from exc
     return target

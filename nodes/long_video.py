@@ -7,11 +7,11 @@ import dataclasses
 from typing import Any, Optional
 
 from ..nova.errors import InputError
-from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import Segment
 from .compat import io
 from .handles import latent_samples, make_latent
+from .inputs import fps_input, motion_flow_input
 from .keyframes import engine_keyframes, keyframes_input
 from .masks import DEFAULT_THRESHOLD, carry_repainted, keep_given_tokens, mask_inputs, noise_mask_tokens
 from .sampling import MAX_LATENTS, SEED_TIP, UI_MAX_SEED, denoise_input, engine_denoise, require_sampler, run_plan
@@ -47,22 +47,8 @@ class NovaSegment(io.ComfyNode):
                     max=MAX_LATENTS,
                     tooltip="Latent frames of this segment (4 video frames each; 30 = 10 s at 12 fps).",
                 ),
-                io.Float.Input(
-                    "motion_flow",
-                    default=5.0,
-                    min=0.0,
-                    max=20.0,
-                    step=0.1,
-                    tooltip="Amount of motion in this segment (official default 5).",
-                ),
-                io.Float.Input(
-                    "fps",
-                    default=12.0,
-                    min=MIN_FPS,
-                    max=MAX_FPS,
-                    step=0.5,
-                    tooltip="Frame rate this segment is conditioned on (trained at 12).",
-                ),
+                motion_flow_input("Amount of motion in this segment (official default 5)."),
+                fps_input("Frame rate this segment is conditioned on (trained at 12)."),
                 io.Conditioning.Input(
                     "negative", optional=True, tooltip="Unconnected: the learned null embedding (official default)."
                 ),

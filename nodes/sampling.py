@@ -13,12 +13,12 @@ from typing import Optional
 from ..nova.checks import check_fits
 from ..nova.errors import InputError
 from ..nova.io.frames import latents_for_frames
-from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.request import GivenFrames, build_plan
 from ..nova.sampling.plan import GenerationPlan, Segment
 from ..nova.sampling.sampler import SamplerSettings, check_denoise
 from .compat import io
 from .handles import NovaModel, check_latent_space, latent_samples, make_latent
+from .inputs import fps_input, motion_flow_input
 from .keyframes import engine_keyframes, keyframes_input
 from .masks import (
     DEFAULT_THRESHOLD,
@@ -138,22 +138,8 @@ class NovaSetSampler(io.ComfyNode):
 def _frame_inputs():
     return [
         io.Int.Input("seed", default=0, min=0, max=UI_MAX_SEED, control_after_generate=True, tooltip=SEED_TIP),
-        io.Float.Input(
-            "motion_flow",
-            default=5.0,
-            min=0.0,
-            max=20.0,
-            step=0.1,
-            tooltip="Amount of motion (video checkpoints; official default 5).",
-        ),
-        io.Float.Input(
-            "fps",
-            default=12.0,
-            min=MIN_FPS,
-            max=MAX_FPS,
-            step=0.5,
-            tooltip="Frame rate the model conditions on and the video plays at (trained at 12).",
-        ),
+        motion_flow_input("Amount of motion (video checkpoints; official default 5)."),
+        fps_input("Frame rate the model conditions on and the video plays at (trained at 12)."),
     ]
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..nova.components.loading import HUB_PATTERNS
 from ..nova.errors import CheckpointError, InputError
 from ..nova.sampling.rng import check_seed
 from ..nova.ursa.config import URSA_PIPELINE, check_ursa_folder, read_family
@@ -76,20 +75,8 @@ def locate_ursa(name: str, host, download: bool) -> str:
         return found[name]
     searched = host.folder_paths("ursa") + host.folder_paths("diffusers")
     if name in OFFICIAL_URSA and download:
-        target_root = host.folder_paths("ursa")[:1]
-        if not target_root:
-            raise CheckpointError("no models/ursa folder is configured to download into.")
-        target = os.path.join(target_root[0], name)
-        try:
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(repo_id=OFFICIAL_URSA[name], local_dir=target, allow_patterns=HUB_PATTERNS)
-        except Exception as exc:
-            raise CheckpointError(
-                f"downloading {OFFICIAL_URSA[name]} into {target} failed ({type(exc).__name__}: {exc}). Offline? "
-                f"Copy the repo there by hand; the folder must hold {URSA_LAYOUT}."
-            ) from exc
-        return target
+        into = (host.folder_paths("ursa") or [None])[0]
+        return folders.download_repo(OFFICIAL_URSA[name], into, name, URSA_LAYOUT, "ursa")
     if name in OFFICIAL_URSA:
         raise CheckpointError(
             f"URSA checkpoint '{name}' is not installed. Put the folder of Hugging Face repo "

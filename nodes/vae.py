@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from ..nova.errors import InputError
-from ..nova.io.media import MAX_FPS, MIN_FPS
 from ..nova.io.pixels import fit_frames
 from ..nova.sampling import masks
 from .compat import io
 from .handles import LATENT_SPACE_KEY, check_latent_space, latent_tensor
+from .inputs import fps_input
 from .masks import ENCODED_FRAMES, MAX_FEATHER, RESIZE, feather_decoded
 from .types import NovaVaeType
 
@@ -130,14 +130,7 @@ class NovaVAEDecode(io.ComfyNode):
             inputs=[
                 NovaVaeType.Input("vae"),
                 io.Latent.Input("latents"),
-                io.Float.Input(
-                    "fps",
-                    default=12.0,
-                    min=MIN_FPS,
-                    max=MAX_FPS,
-                    step=0.5,
-                    tooltip="Used when the latents do not carry the fps they were generated at.",
-                ),
+                fps_input("Used when the latents do not carry the fps they were generated at."),
                 io.Int.Input(
                     "tile_latents",
                     default=5,
