@@ -46,6 +46,25 @@ def test_i2v_rejects_non_rgb(tiny_video_pipe, bad):
         tiny_video_pipe("a fox", image=bad, max_latent_length=2, **FAST)
 
 
+@pytest.mark.parametrize(
+    "size, target",
+    [((600, 800), (480, 768)), ((1080, 1920), (480, 768)), ((300, 200), (480, 768)), ((97, 131), (64, 96))],
+)
+def test_files_and_image_tensors_are_fitted_by_one_rule(size, target):
+    """The CLI fits a file with PIL (uint8, as the official demo); the nodes fit an IMAGE tensor with
+    torch (float). Same crop box, same antialiased bilinear filter: they agree to one level of 255
+    (PIL's integer arithmetic; the exact difference stays under 1.01), and a wrong crop or filter
+    would differ by tens of levels on this noise."""
+    from nova.io.pixels import fit_frames
+
+    (height, width), (th, tw) = size, target
+    image = np.random.default_rng(sum(size)).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    from_file = fit_image(image, th, tw).astype(np.int16)
+    from_tensor = fit_frames(torch.from_numpy(image).float().div(255)[None], tw, th, "crop")[0]
+    from_tensor = from_tensor.movedim(0, -1).add(1).mul(127.5).round().to(torch.int16).numpy()
+    assert np.abs(from_file - from_tensor).max() <= 1
+
+
 def test_fit_image_strict_size():
     with pytest.raises(InputError, match="needs exactly 96x64"):
         fit_image(np.zeros((10, 10, 3), np.uint8), 64, 96, resize=False)
