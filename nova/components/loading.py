@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, WeightsError
+from ..errors import CheckpointError, InputError, WeightsError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
@@ -273,8 +273,17 @@ class CheckpointPipeline:
         ``local_files_only``). ``torch_dtype``: the transformer's dtype; ``device``: where the weights
         go (default: the best available); ``options``: the family's own (see its ``from_folder``).
         The device is checked before anything is downloaded."""
+        import inspect
+
         from ..devices import check_device, default_device
 
+        try:  # before any download: a misspelt option must not cost one
+            inspect.signature(cls.from_folder).bind("", torch_dtype, device, **options)
+        except TypeError as exc:
+            accepted = list(inspect.signature(cls.from_folder).parameters)[3:]
+            raise InputError(
+                f"{cls.__name__}.from_pretrained: {exc}; its own options are {accepted or 'none'}."
+            ) from None
         device = check_device(device) if device is not None else default_device()
         folder = resolve_checkpoint(path_or_repo_id, cache_dir=cache_dir, local_files_only=local_files_only)
         return cls.from_folder(folder, torch_dtype, device, **options)
