@@ -273,19 +273,19 @@ def diff_vs(out: torch.Tensor, ref: torch.Tensor) -> dict:
 def long_video_memory(model, sched, embeds, device, window, args) -> dict:
     """Peak memory of 9, 33 and 65 latent frames at a fixed window (few steps: memory does not
     depend on them). On CPU each length runs in a fresh process (peak RSS is per process)."""
-    from nova.sampling import plan as video_mod
+    from nova.sampling import sampler as video_mod
 
     settings = SamplerSettings(4, 2, 5.0)
     out = {"window": window}
     kv_peak = [0]
-    original = video_mod._TemporalCache.context_for
+    original = video_mod.TemporalCache.context_for
 
     def tracked(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         kv_peak[0] = max(kv_peak[0], video_mod.kv_cache_bytes(self.state))
         return result
 
-    video_mod._TemporalCache.context_for = tracked
+    video_mod.TemporalCache.context_for = tracked
     try:
         for n in (9, 33, 65):
             for w in (window, None):
@@ -307,7 +307,7 @@ def long_video_memory(model, sched, embeds, device, window, args) -> dict:
                 out[f"{n}" if w else f"{n} (no window)"] = row
                 print("long", n, w, row, flush=True)
     finally:
-        video_mod._TemporalCache.context_for = original
+        video_mod.TemporalCache.context_for = original
     return out
 
 

@@ -16,6 +16,19 @@ from floor import kernel_floor  # noqa: E402
 import bench  # noqa: E402
 
 
+def test_bench_long_video_memory_is_flat_with_a_window(tmp_path):
+    """--long tracks the temporal cache of every run (it wraps the sampler's TemporalCache): with a
+    window its K/V cache stays the same at 9, 33 and 65 latent frames; without one it grows."""
+    folder = os.path.join(HERE, "golden", "t2v_tiny")
+    args = ["--checkpoint", folder, "--steps", "2", "2", "--repeat", "1", "--quick", "--long", "--window", "3"]
+    bench.main(args + ["--out", str(tmp_path)])
+    long = json.loads((tmp_path / "cpu-mid-t2v_tiny.json").read_text())["long_video"]
+    windowed = [long[n]["kv_cache_mb"] for n in ("9", "33", "65")]
+    whole = [long[f"{n} (no window)"]["kv_cache_mb"] for n in ("9", "33", "65")]
+    assert windowed[0] > 0 and windowed == [windowed[0]] * 3
+    assert whole[0] > windowed[0] and whole[0] < whole[1] < whole[2]
+
+
 @pytest.mark.parametrize("case", ["t2v_tiny", "t2i_tiny"])
 def test_bench_on_a_checkpoint_folder(tmp_path, case):
     folder = os.path.join(HERE, "golden", case)

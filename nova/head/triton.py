@@ -99,37 +99,27 @@ class TritonHead:
         scale, shift = _rows(scale), _rows(shift)
         assert scale.stride() == shift.stride()
         out = torch.empty(scale.shape, device=scale.device, dtype=scale.dtype)
-        rows = out.numel() // self.width
-        self.k.modulated_layer_norm[(triton_cdiv(rows, self.rows_per_program),)](
-            x.contiguous(),
-            scale,
-            shift,
-            out,
-            rows,
-            x.numel() // self.width,
-            scale.stride(-2),
-            self.width,
-            1e-6,
-            ROWS=self.rows_per_program,
-            BLOCK=self.block,
-        )
-        return out
+        return self._by_rows(self.k.modulated_layer_norm, (x.contiguous(), scale, shift), out, x, scale, 1e-6)
 
     def norm_gate_residual(self, h, weight, bias, eps, gate, x) -> torch.Tensor:
         """``x + layer_norm(h; weight, bias) * gate``; h and gate [P, R, D], x [R, D] or [P, R, D]."""
         gate = _rows(gate)
         out = torch.empty(gate.shape, device=gate.device, dtype=x.dtype)
+        inputs = (h.contiguous(), weight, bias, gate, x.contiguous())
+        return self._by_rows(self.k.norm_gate_residual, inputs, out, x, gate, eps)
+
+    def _by_rows(self, kernel, inputs: tuple, out: torch.Tensor, x: torch.Tensor, modulation, eps: float):
+        """Launch a layer-norm kernel over the rows of ``out`` [P, R, D], ``rows_per_program`` a
+        program: ``x`` has R rows, or P * R; ``modulation`` (rows of equal stride) gives the row stride
+        of the modulations."""
         rows = out.numel() // self.width
-        self.k.norm_gate_residual[(triton_cdiv(rows, self.rows_per_program),)](
-            h.contiguous(),
-            weight,
-            bias,
-            gate,
-            x.contiguous(),
+        grid = (triton_cdiv(rows, self.rows_per_program),)
+        kernel[grid](
+            *inputs,
             out,
             rows,
             x.numel() // self.width,
-            gate.stride(-2),
+            modulation.stride(-2),
             self.width,
             eps,
             ROWS=self.rows_per_program,

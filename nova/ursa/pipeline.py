@@ -259,9 +259,30 @@ class UrsaPipeline(CheckpointPipeline):
         num_cond_frames: Optional[int] = None,
         callback_on_step_end: Optional[Callable[[int, int, torch.Tensor], None]] = None,
     ) -> UrsaPipelineOutput:
-        """Generate. Beyond the official arguments: ``num_cond_frames`` conditions on the last frames
-        of ``video`` only; ``callback_on_step_end(step, num_steps, ids)`` runs after every step (raise
-        in it to cancel)."""
+        """Generate: the official arguments, spelt and defaulted as the official signature (the
+        official code's bugs fixed as the module says).
+
+        Args:
+            prompt, negative_prompt: the text (one or one per sample); an absent negative prompt is
+                "" (all padding). ``prompt_ids`` / ``negative_prompt_ids`` [B, L] stand in for them.
+            height, width, num_frames: the clip's size in pixels and frames (1 + 4k on a video
+                checkpoint; 1 is an image); ``latents_shape`` ([T, h, w] or [h, w]) gives it in tokens instead.
+            num_inference_steps: sampler steps; ``flow_shift`` overrides the scheduler's shift.
+            guidance_scale: classifier-free guidance (<= 1: none), applied while t < ``guidance_trunc``.
+            image: uint8 [H, W, 3] (or a PIL image): the first frame to continue (video checkpoint)
+                or the image to vary (image checkpoint), at width x height.
+            video: uint8 [F, H, W, 3]: a clip to extend; ``num_cond_frames`` (ours): condition on
+                its last frames only.
+            num_images_per_prompt: samples per prompt.
+            generator: the random stream (None: torch's default generator).
+            latents: starting ids [B, T, h, w] (default: uniform random codes).
+            cond_latents: condition ids [N, T', h, w] written at the first latent frames, or at
+                ``cond_indices``; ``cond_noise_scale`` in [0, 1] noises them.
+            output_type: "pil", "np", "pt" (frames) or "latent" (the final ids).
+            max_prompt_length: prompt tokens (left padded, as official).
+            vae_batch_size: clips decoded at a time.
+            callback_on_step_end: ``f(step, num_steps, ids)`` after every step; raise in it to cancel.
+        """
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type = {output_type!r}; expected one of {list(OUTPUT_TYPES)}.")
         num_steps = _int_arg("num_inference_steps", num_inference_steps, 1)
