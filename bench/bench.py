@@ -273,7 +273,7 @@ def diff_vs(out: torch.Tensor, ref: torch.Tensor) -> dict:
 def long_video_memory(model, sched, embeds, device, window, args) -> dict:
     """Peak memory of 9, 33 and 65 latent frames at a fixed window (few steps: memory does not
     depend on them). On CPU each length runs in a fresh process (peak RSS is per process)."""
-    from nova.sampling import sampler as video_mod
+    from nova.sampling import frame_loop as video_mod
 
     settings = SamplerSettings(4, 2, 5.0)
     out = {"window": window}

@@ -17,7 +17,7 @@ import bench  # noqa: E402
 
 
 def test_bench_long_video_memory_is_flat_with_a_window(tmp_path):
-    """--long tracks the temporal cache of every run (it wraps the sampler's TemporalCache): with a
+    """--long tracks the temporal cache of every run (it wraps the frame loop's TemporalCache): with a
     window its K/V cache stays the same at 9, 33 and 65 latent frames; without one it grows."""
     folder = os.path.join(HERE, "golden", "t2v_tiny")
     args = ["--checkpoint", folder, "--steps", "2", "2", "--repeat", "1", "--quick", "--long", "--window", "3"]

@@ -138,9 +138,9 @@ def test_skipped_steps_round_half_up():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), float("inf"), True, "0.5", None])
 def test_bad_denoise_is_refused_before_sampling(golden_pipes, given, bad, monkeypatch):
-    import nova.sampling.sampler
+    import nova.sampling.frame_loop
 
-    monkeypatch.setattr(nova.sampling.sampler, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr(nova.sampling.frame_loop, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
     pipe = golden_pipes["t2v_tiny"]
     if bad is None:  # denoise with nothing to start from
         with pytest.raises(InputError, match="denoise = 0.5 needs given latents"):

@@ -337,16 +337,16 @@ def test_the_checked_scheduler_is_the_one_returned(tiny_video, monkeypatch):
 def test_the_temporal_anchor_is_kept_per_context_object(monkeypatch):
     """The anchor was cached under id(context) without holding the context: a new context at a
     freed one's address got the old context's anchor."""
-    from nova.sampling import sampler
+    from nova.sampling import frame_loop
 
     class Context:
         def __init__(self, name):
             self.name = name
 
     monkeypatch.setattr(
-        sampler, "temporal_step", lambda model, state, prev, context, *rest: ("anchor of " + context.name, state)
+        frame_loop, "temporal_step", lambda model, state, prev, context, *rest: ("anchor of " + context.name, state)
     )
-    cache = sampler.TemporalCache(None, None, 1, [0.0])
+    cache = frame_loop.TemporalCache(None, None, 1, [0.0])
     first = Context("a")
     assert cache._anchor(first)[0] == "anchor of a"
     assert cache._anchor(first) is cache._anchor(first)  # reused while the context stays the same

@@ -88,9 +88,9 @@ def test_latent_index_refuses(frame, match):
 
 
 def test_bad_keyframes_are_refused_before_sampling(golden_pipes, video, monkeypatch):
-    import nova.sampling.sampler
+    import nova.sampling.frame_loop
 
-    monkeypatch.setattr(nova.sampling.sampler, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
+    monkeypatch.setattr(nova.sampling.frame_loop, "sample_frame", lambda *a, **k: pytest.fail("sampled"))
     pipe, key = video
     cases = [
         (dict(keyframes=[Keyframe(5, key)]), "keyframe 0 is at latent frame 5, beyond the end of the video"),

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from nova.errors import InputError
+from nova.sampling.frame_loop import TemporalCache, kv_cache_bytes
 from nova.sampling.plan import GenerationPlan, Segment, segment_contexts, slot_positions
-from nova.sampling.sampler import Guidance, SamplerSettings, TemporalCache, build_context, kv_cache_bytes, new_generator
+from nova.sampling.sampler import Guidance, SamplerSettings, build_context, new_generator
 
 SETTINGS = SamplerSettings(num_inference_steps=3, num_diffusion_steps=2, guidance_scale=3.0)
 

@@ -1,8 +1,8 @@
 """Sampling: from a request's plan to latent frames.
 
-``plan`` (:class:`GenerationPlan`) checks one generation; ``sampler`` runs it: the loop over
-frames, each frame's temporal step, and each frame set by set (settings, guidance, the
-per-token diffusion); ``fast`` and ``set_step`` are its default fast path (folded scheduler steps,
+``plan`` (:class:`GenerationPlan`) checks one generation; ``frame_loop`` runs it frame by frame;
+``sampler`` holds each frame's temporal step and samples a frame set by set (settings, guidance,
+the per-token diffusion); ``fast`` and ``set_step`` are its default fast path (folded scheduler steps,
 set steps on fixed buffers replayed as CUDA graphs); ``masks`` (masks on tokens), ``keyframes``
 (pinned frames) and ``rng`` (the official random stream) feed it; ``progress`` reports it.
 """

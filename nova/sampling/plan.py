@@ -5,7 +5,7 @@ Generate, AR Frame Step, NOVA Long Video): from the sampler settings, the condit
 :class:`Segment`) and the inputs (prefilled latents, window, blends, loop) it validates everything
 at construction and owns what a run needs: the guidance, the mask schedule, a private copy of the
 scheduler, the fast-path plan, the number of progress ticks and a memory estimate. ``run`` then
-generates (the frame loop is :func:`nova.sampling.sampler.run_frames`). Nothing is stored on the
+generates (the frame loop is :func:`nova.sampling.frame_loop.run_frames`). Nothing is stored on the
 model: one loaded model serves any number of plans at once.
 
 Videos of any length: segments with their own prompt and motion, a sliding temporal window with
@@ -37,6 +37,7 @@ from ..components.text_encoder import PromptEmbeds
 from ..errors import InputError, NumericalError
 from ..io.frames import MAX_LATENT_FRAMES  # (the longest generation; defined with the frame arithmetic)
 from .fast import Accel, FastPlan
+from .frame_loop import dtype_name, nan_advice, run_frames
 from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask
 from .rng import Generators
@@ -47,11 +48,8 @@ from .sampler import (
     build_context,
     check_denoise,
     denoise_skip,
-    dtype_name,
     mask_schedule,
-    nan_advice,
     prepare_scheduler,
-    run_frames,
 )
 
 
@@ -382,7 +380,7 @@ class GenerationPlan:
     ) -> torch.Tensor:
         """Generate. Returns [B, C, T, h, w] float32 latents (transformer scale), the prefix first.
         The random stream is ``generator`` (one, or one per sample), else a new CPU generator from
-        ``seed`` (a random one when both are None); :func:`nova.sampling.sampler.run_frames` runs it."""
+        ``seed`` (a random one when both are None); :func:`nova.sampling.frame_loop.run_frames` runs it."""
         if generator is not None and seed is not None:
             raise InputError("pass a generator or a seed, not both.")
         return run_frames(self, seed if generator is None else generator, callback)
