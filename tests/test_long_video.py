@@ -111,3 +111,20 @@ def test_segments_must_share_a_batch(setup):
     two = Segment(pipe.encode_prompt(["a fox", "a cat"]), 2)
     with pytest.raises(InputError, match="segment 1 has 2 prompts, segment 0 has 1"):
         GenerationPlan(model, pipe.scheduler, SETTINGS, [seg("a fox", 2), two])
+
+
+def test_a_run_takes_a_seed_a_generator_or_one_generator_per_sample(setup):
+    """``run(seed=s)`` is ``run(new_generator(s))``; any sequence of generators (one per sample) is
+    a random stream, not a seed; a generator and a seed together are refused."""
+    from collections import deque
+
+    pipe, model, seg = setup
+    plan = GenerationPlan(model, pipe.scheduler, SETTINGS, [seg("a fox", 3)])
+    by_generator = plan.run(new_generator(11))
+    assert torch.equal(plan.run(seed=11), by_generator)
+    assert torch.equal(plan.run(deque([new_generator(11)])), by_generator)
+    assert not torch.equal(plan.run(seed=12), by_generator)
+    with pytest.raises(InputError, match="a generator or a seed, not both"):
+        plan.run(new_generator(11), seed=11)
+    with pytest.raises(InputError, match=r"seed = True; expected an integer"):
+        plan.run(seed=True)

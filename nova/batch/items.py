@@ -50,8 +50,10 @@ OPTIONS = (
     Option("mask_threshold", float, 0.5, "with mask: a token is regenerated if any of its mask pixels is above this"),
     Option("mask_grow", int, 0, "with mask: widen the regenerated region by this many tokens"),
     Option("feather", int, 0, "with mask: blend into the source over this many pixels inside the mask edge"),
-    Option("denoise", float, None, "re-sample image/video (under mask, if any) at this strength: 0 keeps, 1 ignores"),
-    Option("keyframe", str, None, "pinned pictures IMAGE@FRAME;... (FRAME 0, 4k, -1 = last); a JSONL list too"),
+    Option("denoise", float, None, "re-sample image/video (under mask, if any) at strength [0, 1]; unset: keep them"),
+    Option(
+        "keyframe", str, None, "pictures IMAGE@FRAME;... (FRAME 0, a multiple of 4 or -1 = last); JSONL: a list too"
+    ),
     Option("keyframe_approach", int, 2, "with keyframe: latent frames before each keyframe that approach it"),
     Option("keyframe_strength", float, 0.5, "with keyframe: how strongly they do, in [0, 1]"),
     Option("steps", int, 64, "set-by-set (AR) steps per frame"),

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, InputError, WeightsError
+from ..errors import CheckpointError, WeightsError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
@@ -281,7 +281,7 @@ class CheckpointPipeline:
             inspect.signature(cls.from_folder).bind("", torch_dtype, device, **options)
         except TypeError as exc:
             accepted = list(inspect.signature(cls.from_folder).parameters)[3:]
-            raise InputError(
+            raise TypeError(
                 f"{cls.__name__}.from_pretrained: {exc}; its own options are {accepted or 'none'}."
             ) from None
         device = check_device(device) if device is not None else default_device()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from ..errors import NumericalError
@@ -70,7 +71,7 @@ def run_frames(plan, random: Union[None, int, Generators], callback: Optional[Pr
     ``random`` is the random stream: a generator (or one per sample), else the seed of a new CPU
     generator (None: a random seed). Returns [B, C, T, h, w] float32 latents (transformer scale)."""
     generator = random
-    if not isinstance(random, (torch.Generator, list, tuple)):
+    if random is None or isinstance(random, (int, np.integer)):  # a seed (a bool is refused there)
         generator = new_generator(random)
     model = plan.model
     contexts = plan.frame_contexts()

@@ -37,7 +37,7 @@ from ..components.text_encoder import PromptEmbeds
 from ..errors import InputError, NumericalError
 from ..io.frames import MAX_LATENT_FRAMES  # (the longest generation; defined with the frame arithmetic)
 from .fast import Accel, FastPlan
-from .frame_loop import dtype_name, nan_advice, run_frames
+from .frame_loop import dtype_name, kv_cache_bytes, nan_advice, run_frames  # noqa: F401 (kv_cache_bytes: its old home)
 from .keyframes import Keyframe, approached, check_keyframes
 from .masks import check_token_mask
 from .rng import Generators
