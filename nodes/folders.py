@@ -119,7 +119,7 @@ def locate(name: str, found: Dict, what: str, host, download: bool = False):
     searched = host.folder_paths("nova") + host.folder_paths("diffusers")
     if name in OFFICIAL:
         if download:
-            return download_repo(OFFICIAL[name], host.download_dir(), name, expected_layout(), "nova")
+            return download_repo(OFFICIAL[name], name, host, "nova", expected_layout())
         raise CheckpointError(
             f"{what} '{name}' is not installed. Put the folder of Hugging Face repo {OFFICIAL[name]} into one of "
             f"{searched or ['models/nova']} (it must hold {expected_layout()}), or set download to true."
@@ -127,12 +127,13 @@ def locate(name: str, found: Dict, what: str, host, download: bool = False):
     raise CheckpointError(f"{what} '{name}' not found; looked in {searched}. Available: {sorted(found) or 'none'}.")
 
 
-def download_repo(repo_id: str, into, name: str, layout: str, kind: str) -> str:
-    """Download the checkpoint files of Hub repo ``repo_id`` into ``into/name``; ``kind`` names the
-    models folder (nova, ursa) and ``layout`` what it must hold, for the errors."""
+def download_repo(repo_id: str, name: str, host, kind: str, layout: str) -> str:
+    """Download the checkpoint files of Hub repo ``repo_id`` into ``name`` in the host's first
+    models folder of ``kind`` (nova, ursa); ``layout`` says what it must hold, for the errors."""
+    into = host.folder_paths(kind)[:1]
     if not into:
         raise CheckpointError(f"no models/{kind} folder is configured to download into.")
-    target = os.path.join(into, name)
+    target = os.path.join(into[0], name)
     try:
         from huggingface_hub import snapshot_download
 

@@ -80,8 +80,6 @@ class Host(Protocol):
 
     def folder_paths(self, kind: str) -> List[str]: ...
 
-    def download_dir(self) -> Optional[str]: ...
-
 
 class SimplePatcher:
     """Fallback for ``ModelPatcher``: holds a module and the devices it moves between."""
@@ -153,9 +151,6 @@ class FallbackHost:
             raise KeyError(kind)
         return [os.path.join(d, kind) for d in self.models_dirs]
 
-    def download_dir(self) -> Optional[str]:
-        return os.path.join(self.models_dirs[0], "nova") if self.models_dirs else None
-
 
 class ComfyHost:
     """ComfyUI's model management, devices, dtypes, folders and progress bar."""
@@ -223,10 +218,6 @@ class ComfyHost:
             return list(folder_paths.get_folder_paths(kind))
         except Exception:
             return []
-
-    def download_dir(self) -> Optional[str]:
-        paths = self.folder_paths("nova")
-        return paths[0] if paths else None
 
 
 class ComfyProgress:

@@ -75,8 +75,7 @@ def locate_ursa(name: str, host, download: bool) -> str:
         return found[name]
     searched = host.folder_paths("ursa") + host.folder_paths("diffusers")
     if name in OFFICIAL_URSA and download:
-        into = (host.folder_paths("ursa") or [None])[0]
-        return folders.download_repo(OFFICIAL_URSA[name], into, name, URSA_LAYOUT, "ursa")
+        return folders.download_repo(OFFICIAL_URSA[name], name, host, "ursa", URSA_LAYOUT)
     if name in OFFICIAL_URSA:
         raise CheckpointError(
             f"URSA checkpoint '{name}' is not installed. Put the folder of Hugging Face repo "

@@ -277,10 +277,11 @@ class CheckpointPipeline:
 
         from ..devices import check_device, default_device
 
+        signature = inspect.signature(cls.from_folder)
         try:  # before any download: a misspelt option must not cost one
-            inspect.signature(cls.from_folder).bind("", torch_dtype, device, **options)
+            signature.bind("", torch_dtype, device, **options)
         except TypeError as exc:
-            accepted = list(inspect.signature(cls.from_folder).parameters)[3:]
+            accepted = list(signature.parameters)[3:]
             raise TypeError(
                 f"{cls.__name__}.from_pretrained: {exc}; its own options are {accepted or 'none'}."
             ) from None

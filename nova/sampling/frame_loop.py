@@ -113,7 +113,7 @@ def run_frames(plan, random: Union[None, int, Generators], callback: Optional[Pr
                 plan.scheduler,
                 generator,
                 on_step,
-                plan.known_target(t, frames),
+                plan.known_target(t, frames) if known else None,
                 known,
                 frame_fast,
                 reference,

@@ -348,11 +348,10 @@ class GenerationPlan:
             return self.prefix[:, :, t]
         return None
 
-    def known_target(self, t: int, frames: Sequence[torch.Tensor]) -> Optional[torch.Tensor]:
-        """The latents whose tokens frame ``t`` keeps (``known_tokens(t)`` of them): the given frame,
-        the keyframe it approaches, or for a loop frame the first frame (``frames``: those made so far)."""
-        if not self.known_tokens(t):
-            return None
+    def known_target(self, t: int, frames: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The latents whose tokens frame ``t`` keeps, for a frame that keeps some (``known_tokens``):
+        the given frame, the keyframe it approaches, or for a loop frame the first frame (``frames``:
+        those made so far)."""
         near = approached(self.keyframes, t) if self.n_prefix <= t < self.total - self.loop_frames else None
         if near is not None:
             return near[0].latent
